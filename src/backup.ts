@@ -1,0 +1,100 @@
+/**
+ * backup(): validate -> copy a committed state with the backup API -> verify -> publish.
+ *
+ * The destination only ever holds a complete, verified backup: everything is written to a hidden
+ * temporary file beside it, which is fsynced, checked and renamed into place. A failure or an
+ * interruption removes the temporary file and leaves the destination as it was.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BlufioError } from './errors.ts';
+import { copyDatabase, throwIfAborted, type CopyOptions } from './copy.ts';
+import { checkDestination, publish, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
+import type { JournalMode } from './snapshot.ts';
+import { assertSound } from './verify.ts';
+
+export interface BackupOptions extends CopyOptions {
+  /** Run PRAGMA integrity_check on the copy before publishing it (default true). */
+  verify?: boolean;
+  /** Replace an existing file at the destination (default false). */
+  force?: boolean;
+  /** File mode of the backup (default 0o600: it holds the vault's credentials). */
+  mode?: number;
+}
+
+export interface BackupResult {
+  command: 'backup';
+  database: string;
+  path: string;
+  bytes: number;
+  pages: number;
+  pageSize: number;
+  durationMs: number;
+  integrity: 'ok' | 'skipped';
+  attempts: number;
+  /** The source's journal mode; the backup itself is always a rollback-journal database. */
+  sourceJournalMode: JournalMode;
+}
+
+/** Backs up the live database at `dbPath` to `destPath`. */
+export async function backup(dbPath: string, destPath: string, options: BackupOptions = {}): Promise<BackupResult> {
+  const started = performance.now();
+  const db = path.resolve(dbPath);
+  const dest = path.resolve(destPath);
+  const srcStat = checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
+  const destStat = checkDestination(dest, options.force ?? false, 'backup');
+  if (sameFile(srcStat, destStat) || [db, `${db}-wal`, `${db}-shm`, `${db}-journal`].includes(dest)) {
+    throw new BlufioError('E_SAME_FILE', `the backup path ${dest} is the database itself`, 'choose a backup path outside the database\'s own files');
+  }
+  const copy = await copyVerified(db, dest, options, 'the backup');
+  return {
+    command: 'backup',
+    database: db,
+    path: dest,
+    bytes: copy.bytes,
+    pages: copy.pages,
+    pageSize: copy.pageSize,
+    durationMs: Math.round(performance.now() - started),
+    integrity: options.verify === false ? 'skipped' : 'ok',
+    attempts: copy.attempts,
+    sourceJournalMode: copy.journalMode,
+  };
+}
+
+/**
+ * Copies `src` to `dest` through a temporary file beside `dest`: copy, fsync, verify (unless
+ * opts.verify is false), set the mode, rename. Shared by backup and the .pre-restore copy.
+ */
+export async function copyVerified(src: string, dest: string, opts: BackupOptions, what: string) {
+  removeStaleTemps(dest);
+  const tmp = tempPathBeside(dest);
+  try {
+    const copy = await copyDatabase(src, tmp, opts);
+    throwIfAborted(opts.signal);
+    if (opts.verify !== false) {
+      opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: copy.pages, attempt: copy.attempts });
+      await assertSound(tmp, `${what} of ${src}`, `the database itself may be damaged: check it with sqlite3 ${src} "PRAGMA integrity_check"`);
+      opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: 0, attempt: copy.attempts });
+    }
+    throwIfAborted(opts.signal);
+    fs.chmodSync(tmp, opts.mode ?? 0o600);
+    const bytes = fs.statSync(tmp).size;
+    publish(tmp, dest);
+    return { ...copy, bytes };
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/** The source must exist and be a readable regular file. */
+export function checkSource(p: string, what: string, hint: string): fs.Stats {
+  const st = statOrNull(p);
+  if (!st) throw new BlufioError('E_SOURCE_MISSING', `${what} not found: ${p}`, hint);
+  if (!st.isFile()) throw new BlufioError('E_NOT_FILE', `${what} ${p} is not a regular file`, 'give the path of an SQLite database file');
+  try {
+    fs.accessSync(p, fs.constants.R_OK);
+  } catch {
+    throw new BlufioError('E_PERMISSION', `cannot read the ${what} ${p}: permission denied`, 'run as the user that owns it, or fix its permissions');
+  }
+  return st;
+}

@@ -1,0 +1,134 @@
+/**
+ * The one copy routine behind backup, restore and the .pre-restore safety copy: SQLite's backup
+ * API (sqlite3_backup_init/step/finish) from a consistent view of the source into a private file,
+ * retried when a live source changes under it, within bounds.
+ */
+import * as fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BlufioError } from './errors.ts';
+import type { ProgressCallback } from './progress.ts';
+import { RetryAttempt, SourceSnapshot, type JournalMode } from './snapshot.ts';
+import { check, loadSqlite, openDb, type Database, type Sqlite3 } from './sqlite.ts';
+import { protect, registerView, takeLastVfsError, unregisterView } from './vfs/node-vfs.ts';
+
+export interface CopyOptions {
+  /** Pages copied per backup step (default 100). */
+  pagesPerStep?: number;
+  /** Pause between steps in ms, to leave I/O to a live server (default 10; 0 = full speed). */
+  sleepMs?: number;
+  /** Most attempts when the source keeps changing (default 10). */
+  retries?: number;
+  /** Give up after this many ms in all (default 60 000). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+}
+
+export interface CopyResult {
+  pages: number;
+  pageSize: number;
+  attempts: number;
+  journalMode: JournalMode;
+}
+
+export const COPY_DEFAULTS = { pagesPerStep: 100, sleepMs: 10, retries: 10, timeoutMs: 60_000 } as const;
+
+let viewCounter = 0;
+
+/**
+ * Copies the database at `srcPath` into `destPath` (created or overwritten, mode 0600) as one
+ * committed state of the source, in rollback-journal mode. Never writes any of the source's files.
+ */
+export async function copyDatabase(srcPath: string, destPath: string, opts: CopyOptions = {}): Promise<CopyResult> {
+  const pagesPerStep = opts.pagesPerStep ?? COPY_DEFAULTS.pagesPerStep;
+  const sleepMs = opts.sleepMs ?? COPY_DEFAULTS.sleepMs;
+  const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
+  const deadline = Date.now() + (opts.timeoutMs ?? COPY_DEFAULTS.timeoutMs);
+  const sqlite3 = await loadSqlite();
+  const snapshot = new SourceSnapshot(srcPath);
+  const unprotect = protect(snapshot.files);
+  const viewName = `/blufio-view/${process.pid}/${++viewCounter}`;
+  registerView(viewName, snapshot);
+  const reasons: string[] = [];
+  try {
+    for (let attempt = 1; attempt <= retries; attempt++) {
+      throwIfAborted(opts.signal);
+      try {
+        snapshot.begin();
+        await copyAttempt(sqlite3, snapshot, viewName, destPath, { pagesPerStep, sleepMs, attempt, deadline, opts });
+        const pages = snapshot.finish(destPath);
+        const size = fs.statSync(destPath).size;
+        return { pages: Math.max(pages, Math.floor(size / snapshot.pageSize)), pageSize: snapshot.pageSize, attempts: attempt, journalMode: snapshot.mode };
+      } catch (e) {
+        if (!(e instanceof RetryAttempt)) throw e;
+        reasons.push(e.reason);
+        if (attempt === retries || Date.now() >= deadline) break;
+        // Back off a little, with jitter, so we do not start again in lockstep with the writer.
+        await sleep(Math.min(250, 10 * 2 ** attempt) * (0.5 + Math.random()), undefined, { signal: opts.signal }).catch(() => {});
+      }
+    }
+    const last = reasons[reasons.length - 1] ?? 'the source kept changing';
+    throw new BlufioError('E_TOO_BUSY',
+      `gave up after ${reasons.length} attempt${reasons.length === 1 ? '' : 's'}: ${last} (${snapshot.mode === 'wal' ? 'WAL' : 'rollback-journal'} mode)`,
+      snapshot.mode === 'wal'
+        ? 'try again when the server is less busy, or raise --retries / --timeout, or use --sleep-ms 0 to copy faster'
+        : 'the database is in rollback-journal mode and written without pause: switch blufio to WAL mode (storage.wal_mode = true), or raise --retries / --timeout');
+  } finally {
+    unregisterView(viewName);
+    snapshot.closeFds();
+    unprotect();
+  }
+}
+
+interface AttemptParams {
+  pagesPerStep: number;
+  sleepMs: number;
+  attempt: number;
+  deadline: number;
+  opts: CopyOptions;
+}
+
+async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName: string, destPath: string, p: AttemptParams): Promise<void> {
+  const { capi } = sqlite3;
+  fs.rmSync(destPath, { force: true });
+  let src: Database | undefined;
+  let dest: Database | undefined;
+  let backup = 0;
+  try {
+    src = openDb(sqlite3, viewName);
+    dest = openDb(sqlite3, destPath, { create: true });
+    // The destination is private until it is published by rename: no journal, one sync at the end.
+    dest.exec('PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;');
+    backup = capi.sqlite3_backup_init(dest.pointer!, 'main', src.pointer!, 'main') as number;
+    if (!backup) check(sqlite3, dest, capi.sqlite3_errcode(dest.pointer!), 'cannot start the copy');
+    for (;;) {
+      const rc = capi.sqlite3_backup_step(backup as never, p.pagesPerStep);
+      if (rc !== capi.SQLITE_OK && rc !== capi.SQLITE_DONE) {
+        const vfsMsg = takeLastVfsError();
+        capi.sqlite3_backup_finish(backup as never);
+        backup = 0;
+        check(sqlite3, dest, rc, vfsMsg ? `copy failed (${vfsMsg})` : 'copy failed');
+      }
+      const total = capi.sqlite3_backup_pagecount(backup as never);
+      const remaining = capi.sqlite3_backup_remaining(backup as never);
+      p.opts.onProgress?.({ phase: 'copy', totalPages: total, remainingPages: remaining, attempt: p.attempt });
+      if (rc === capi.SQLITE_DONE) break;
+      snapshot.stillValid();
+      throwIfAborted(p.opts.signal);
+      if (Date.now() > p.deadline) throw new RetryAttempt('the time limit ran out during the copy');
+      // Yield to the event loop between steps (progress output, Ctrl-C), pausing if asked.
+      await sleep(p.sleepMs);
+    }
+    const rc = capi.sqlite3_backup_finish(backup as never);
+    backup = 0;
+    check(sqlite3, dest, rc, 'copy failed');
+  } finally {
+    if (backup) capi.sqlite3_backup_finish(backup as never);
+    src?.close();
+    dest?.close();
+  }
+}
+
+export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new BlufioError('E_ABORTED', 'interrupted; nothing was written', undefined, { cause: signal.reason });
+}

@@ -1,0 +1,52 @@
+/**
+ * Every failure the tool expects has a stable `code`, a one-line `message` that says what went
+ * wrong, and a `hint` that says what to do next. Anything that is not a BlufioError is a bug.
+ */
+export type ErrorCode =
+  | 'E_USAGE'
+  | 'E_CONFIG'
+  | 'E_SOURCE_MISSING'
+  | 'E_NOT_FILE'
+  | 'E_NOT_SQLITE'
+  | 'E_CORRUPT'
+  | 'E_PERMISSION'
+  | 'E_DEST_EXISTS'
+  | 'E_DEST_DIR'
+  | 'E_SAME_FILE'
+  | 'E_IN_USE'
+  | 'E_INTEGRITY'
+  | 'E_TOO_BUSY'
+  | 'E_ABORTED'
+  | 'E_IO';
+
+export class BlufioError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+
+  constructor(code: ErrorCode, message: string, hint?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BlufioError';
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+/** Turns a node:fs error on `path` into a BlufioError that names the file and the next step. */
+export function fsError(err: unknown, path: string, doing: string): BlufioError {
+  const e = err as NodeJS.ErrnoException;
+  switch (e?.code) {
+    case 'ENOENT':
+      return new BlufioError('E_SOURCE_MISSING', `${doing}: ${path} does not exist`, 'check the path', { cause: err });
+    case 'EACCES':
+    case 'EPERM':
+      return new BlufioError('E_PERMISSION', `${doing}: permission denied on ${path}`,
+        'run as the user that owns the file, or fix its permissions', { cause: err });
+    case 'EISDIR':
+      return new BlufioError('E_NOT_FILE', `${doing}: ${path} is a directory`, 'give the path of a file', { cause: err });
+    case 'ENOSPC':
+      return new BlufioError('E_IO', `${doing}: no space left on the device holding ${path}`,
+        'free some space and try again', { cause: err });
+    default:
+      return new BlufioError('E_IO', `${doing}: ${e?.message ?? String(err)}`, undefined, { cause: err });
+  }
+}

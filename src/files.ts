@@ -1,0 +1,109 @@
+/** File-system steps that make publishing a file atomic and crash-safe. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { BlufioError, fsError } from './errors.ts';
+
+const TEMP_RE = /^\.(.+)\.blufio-(\d+)-[0-9a-f]+\.tmp$/;
+
+/**
+ * A temporary path beside `target` (same directory, so the final rename is atomic), hidden and
+ * named after our pid so that a later run can tell an abandoned one from a running one.
+ */
+export function tempPathBeside(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.blufio-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/** Removes temporary files beside `target` left by runs that were killed (their pid is gone). */
+export function removeStaleTemps(target: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(target));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = TEMP_RE.exec(name);
+    if (!m || m[1] !== path.basename(target) || pidAlive(Number(m[2]))) continue;
+    fs.rmSync(path.join(path.dirname(target), name), { force: true });
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function fsyncFile(p: string): void {
+  const fd = fs.openSync(p, 'r+');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Makes a rename or unlink in `dir` durable. Some platforms cannot open a directory: skip there. */
+export function fsyncDir(dir: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    fs.fsyncSync(fd);
+  } catch {
+    // EISDIR/EINVAL on platforms without directory fsync.
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** fsync `tmp`, rename it over `dest`, fsync the directory. */
+export function publish(tmp: string, dest: string): void {
+  fsyncFile(tmp);
+  try {
+    fs.renameSync(tmp, dest);
+  } catch (e) {
+    throw fsError(e, dest, 'cannot move the finished file into place');
+  }
+  fsyncDir(path.dirname(dest));
+}
+
+/** stat, or null when the path does not exist. */
+export function statOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw fsError(e, p, 'cannot inspect');
+  }
+}
+
+/** True when both paths name the same file (through links too). */
+export function sameFile(a: fs.Stats | null, b: fs.Stats | null): boolean {
+  return !!a && !!b && a.dev === b.dev && a.ino === b.ino;
+}
+
+/** Checks that a file can be written at `dest`: parent directory exists, not a directory itself. */
+export function checkDestination(dest: string, force: boolean, what: string): fs.Stats | null {
+  const parent = statOrNull(path.dirname(dest));
+  if (!parent || !parent.isDirectory()) {
+    throw new BlufioError('E_DEST_DIR', `the directory ${path.dirname(dest)} does not exist`,
+      `create it first (mkdir -p ${path.dirname(dest)}) or choose another ${what} path`);
+  }
+  const st = statOrNull(dest);
+  if (st?.isDirectory()) {
+    throw new BlufioError('E_NOT_FILE', `${dest} is a directory`, `give a file path for the ${what}, e.g. ${path.join(dest, 'blufio-backup.db')}`);
+  }
+  if (st && !force) {
+    throw new BlufioError('E_DEST_EXISTS', `${dest} already exists`, 'choose another path, or add --force to replace it');
+  }
+  return st;
+}

@@ -1,0 +1,79 @@
+/**
+ * What other processes hold on a file, read from Linux's /proc/locks. JavaScript cannot take or
+ * test POSIX fcntl locks, so this is detection only, and racy: a lock can appear right after we
+ * look. Used to wait for a native writer to finish a commit (rollback mode) and to refuse a
+ * restore while the server has the database open. Elsewhere than Linux it answers "unknown".
+ */
+import * as fs from 'node:fs';
+
+/** SQLite's lock bytes in the database file (src/os.h). */
+export const PENDING_BYTE = 0x40000000;
+export const RESERVED_BYTE = PENDING_BYTE + 1;
+export const SHARED_FIRST = PENDING_BYTE + 2;
+export const SHARED_SIZE = 510;
+
+export interface FileLock {
+  pid: number;
+  write: boolean;
+  start: number;
+  /** Inclusive; Infinity for "to end of file". */
+  end: number;
+}
+
+/** Linux's encoding of st_dev into major and minor numbers. */
+function devParts(dev: number): [number, number] {
+  const big = BigInt(dev);
+  const major = Number(((big >> 8n) & 0xfffn) | ((big >> 32n) & ~0xfffn));
+  const minor = Number((big & 0xffn) | ((big >> 12n) & ~0xffn));
+  return [major, minor];
+}
+
+/**
+ * Locks other processes hold on `path`, or null when that cannot be known (no /proc/locks, or
+ * the file does not exist).
+ */
+export function locksOn(path: string, procLocks = '/proc/locks'): FileLock[] | null {
+  let st: fs.Stats;
+  let text: string;
+  try {
+    st = fs.statSync(path);
+    text = fs.readFileSync(procLocks, 'utf8');
+  } catch {
+    return null;
+  }
+  const [major, minor] = devParts(st.dev);
+  const out: FileLock[] = [];
+  for (const line of text.split('\n')) {
+    // "12: POSIX  ADVISORY  WRITE 4242 08:01:1310722 1073741824 1073741825"; blocked waiters
+    // are listed with "->" and hold nothing yet.
+    if (line.includes('->')) continue;
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8) continue;
+    const [maj, min, ino] = f[5].split(':');
+    if (Number(ino) !== st.ino || parseInt(maj, 16) !== major || parseInt(min, 16) !== minor) continue;
+    const pid = Number(f[4]);
+    if (pid === process.pid) continue;
+    out.push({ pid, write: f[3] === 'WRITE', start: Number(f[6]), end: f[7] === 'EOF' ? Infinity : Number(f[7]) });
+  }
+  return out;
+}
+
+const covers = (l: FileLock, from: number, to: number) => l.start <= to && l.end >= from;
+
+/**
+ * True when another process holds a write lock on the RESERVED, PENDING or SHARED bytes of a
+ * database: a rollback-mode writer is committing or about to. null when this can't be known.
+ */
+export function writerActive(dbPath: string): boolean | null {
+  const locks = locksOn(dbPath);
+  if (locks === null) return null;
+  return locks.some((l) => l.write && covers(l, PENDING_BYTE, SHARED_FIRST + SHARED_SIZE - 1));
+}
+
+/** Pids of other processes holding any lock on the database or its -shm; null if unknown. */
+export function holders(dbPath: string): number[] | null {
+  const onDb = locksOn(dbPath);
+  if (onDb === null) return null;
+  const onShm = fs.existsSync(`${dbPath}-shm`) ? locksOn(`${dbPath}-shm`) ?? [] : [];
+  return [...new Set([...onDb, ...onShm].map((l) => l.pid))];
+}

@@ -1,0 +1,352 @@
+/**
+ * A consistent, lock-free read of a live SQLite database that other processes keep writing.
+ *
+ * SQLite reads the source through this object (it is the VfsFile behind a registered view), never
+ * through the source's own files, so nothing the tool does can write them. One *attempt* is:
+ *
+ *   begin()       fix the state to copy: the database file plus, in WAL mode, every WAL frame
+ *                 committed so far (pages are served from the newest such frame, else the file);
+ *   ...copy...    SQLite's backup API reads the view page by page; stillValid() is cheap to call
+ *                 between steps and ends a doomed attempt early;
+ *   finish(dest)  prove the copy is a committed state, or throw RetryAttempt.
+ *
+ * Why this is safe is argued in docs/consistency.md. In short:
+ * - WAL mode: the database file changes only through checkpoints, which copy committed frames of
+ *   the current WAL generation into it. finish() scans the frames committed by now and lays the
+ *   newest frame of each page over the copy wherever it differs from what the view served. Any
+ *   page a checkpoint changed while we read has a frame, so the result is exactly the state as of
+ *   the last commit scanned, provided the WAL was not restarted (new salts) meanwhile: the header
+ *   is compared byte for byte at begin, between steps, and after the last frame was read.
+ * - Rollback mode: every commit rewrites page 1 (change counter) and keeps a hot journal while it
+ *   writes pages. An attempt counts only if the 100-byte header and the file size are the same at
+ *   the end as at the start and no hot journal was seen at either end.
+ */
+import * as fs from 'node:fs';
+import { BlufioError, fsError } from './errors.ts';
+import { writerActive } from './locks.ts';
+import { ReadAhead, readFully, writeFully } from './vfs/disk-file.ts';
+import type { VfsFile } from './vfs/file.ts';
+import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalIndex, frameOffset, parseWalHeader } from './wal.ts';
+
+export const SQLITE_HEADER = 'SQLite format 3\0';
+const JOURNAL_MAGIC = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+
+/** This attempt cannot be proven consistent; another may be. `reason` says why, for people. */
+export class RetryAttempt extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+export type JournalMode = 'wal' | 'rollback';
+
+interface WalState {
+  exists: boolean;
+  ino: number;
+  /** The header bytes as read (up to 32); equal bytes = same generation. */
+  raw: Uint8Array;
+}
+
+export class SourceSnapshot implements VfsFile {
+  readonly readOnly = true;
+  readonly walPath: string;
+  readonly journalPath: string;
+  mode: JournalMode = 'rollback';
+  pageSize = 4096;
+  /** Pages in the state fixed by begin(). */
+  nPages = 0;
+
+  private dbFd = -1;
+  private walFd = -1;
+  private ahead?: ReadAhead;
+  private dbStat?: fs.Stats;
+  private header0 = new Uint8Array(0);
+  private wal0?: WalState;
+  private index0?: WalIndex;
+  /** Page 1's first 100 bytes as the view shows them. */
+  private page1Head = new Uint8Array(0);
+
+  constructor(readonly dbPath: string) {
+    this.walPath = `${dbPath}-wal`;
+    this.journalPath = `${dbPath}-journal`;
+  }
+
+  /** Every file of the source, for the VFS's write protection. */
+  get files(): string[] {
+    return [this.dbPath, this.walPath, `${this.dbPath}-shm`, this.journalPath];
+  }
+
+  /** Fixes the state this attempt copies. Throws RetryAttempt while a commit is under way. */
+  begin(): void {
+    this.closeFds();
+    try {
+      this.dbFd = fs.openSync(this.dbPath, 'r');
+      this.dbStat = fs.fstatSync(this.dbFd);
+    } catch (e) {
+      throw fsError(e, this.dbPath, 'cannot read the database');
+    }
+    if (!this.dbStat.isFile()) {
+      throw new BlufioError('E_NOT_FILE', `${this.dbPath} is not a regular file`, 'give the path of an SQLite database file');
+    }
+    this.ahead = new ReadAhead(this.dbFd);
+    const head = new Uint8Array(100);
+    const got = readFully(this.dbFd, head, 0);
+    if (got > 0 && (got < 100 || new TextDecoder().decode(head.subarray(0, 16)) !== SQLITE_HEADER)) {
+      throw new BlufioError('E_NOT_SQLITE', `${this.dbPath} is not an SQLite database (no SQLite header)`,
+        'check the path: it must name an SQLite database file');
+    }
+    this.header0 = head.subarray(0, got);
+    if (got > 0) {
+      const ps = (head[16] << 8) | head[17];
+      this.pageSize = ps === 1 ? 65536 : ps;
+      if (this.pageSize < 512 || (this.pageSize & (this.pageSize - 1)) !== 0) {
+        throw new BlufioError('E_CORRUPT', `${this.dbPath} has an invalid page size (${this.pageSize})`,
+          'the file is damaged; use another backup');
+      }
+    }
+
+    this.wal0 = this.readWalState(true);
+    this.index0 = undefined;
+    if (this.wal0.exists) {
+      const header = parseWalHeader(this.wal0.raw);
+      if (header) {
+        const index = new WalIndex(header);
+        index.scan(this.walFd);
+        if (index.lastCommit > 0) this.index0 = index;
+      }
+    }
+    this.mode = this.wal0.exists || head[18] === 2 ? 'wal' : 'rollback';
+
+    if (this.mode === 'rollback') {
+      if (writerActive(this.dbPath)) throw new RetryAttempt('another process is committing (it holds a write lock)');
+      if (this.journalIsHot()) throw new RetryAttempt('another process is committing (hot rollback journal)');
+    }
+    if (this.index0) {
+      this.pageSize = this.index0.pageSize;
+      this.nPages = this.index0.nPages;
+    } else {
+      this.nPages = Math.floor(this.dbStat.size / this.pageSize);
+    }
+    this.page1Head = this.nPages > 0 ? this.viewHeader() : new Uint8Array(0);
+  }
+
+  /** Throws RetryAttempt if the attempt can already be seen to be torn (cheap: one or two reads). */
+  stillValid(): void {
+    if (this.mode === 'rollback') {
+      const head = new Uint8Array(this.header0.length);
+      readFully(this.dbFd, head, 0);
+      if (!sameBytes(head, this.header0) || fs.fstatSync(this.dbFd).size !== this.dbStat!.size) {
+        throw new RetryAttempt('another process committed during the copy');
+      }
+      if (this.journalIsHot()) throw new RetryAttempt('another process is committing (hot rollback journal)');
+    } else {
+      this.walUnchanged();
+    }
+  }
+
+  /**
+   * Ends an attempt whose copy is in `destPath` (closed by SQLite). Throws RetryAttempt unless
+   * the copy can be made exactly a committed state; returns the copy's page count.
+   */
+  finish(destPath: string): number {
+    this.stillValid();
+    const st = statOrNull(this.dbPath);
+    if (!st || st.ino !== this.dbStat!.ino) throw new RetryAttempt('the database file was replaced during the copy');
+    if (this.mode === 'rollback') return this.nPages;
+
+    if (!this.wal0!.exists) {
+      // No WAL at the start, none now: the file can only have changed if a process opened,
+      // wrote, checkpointed and closed within the copy. Its times and size would show that.
+      if (st.size !== this.dbStat!.size || st.mtimeMs !== this.dbStat!.mtimeMs || st.ctimeMs !== this.dbStat!.ctimeMs) {
+        throw new RetryAttempt('the database was written during the copy');
+      }
+    }
+    let final = this.index0;
+    if (this.index0) {
+      final = this.index0.clone();
+      final.scan(this.walFd);
+    } else if (this.wal0!.exists) {
+      const header = parseWalHeader(this.wal0!.raw);
+      if (header) {
+        final = new WalIndex(header);
+        final.scan(this.walFd);
+      }
+    }
+    const nFinal = final && final.lastCommit > 0 ? final.nPages : this.nPages;
+    if (this.nPages === 0 && nFinal > 0) throw new RetryAttempt('the database was created during the copy');
+    this.overlay(destPath, final, nFinal);
+    // Frames are immutable until the WAL restarts: if the header is still the same after we read
+    // them, every frame we read belonged to this generation.
+    this.walUnchanged();
+    return nFinal;
+  }
+
+  /** Brings the copy from the state of begin() to the state of `final`'s last commit. */
+  private overlay(destPath: string, final: WalIndex | undefined, nFinal: number): void {
+    const ps = this.pageSize;
+    const fd = fs.openSync(destPath, 'r+');
+    try {
+      const page = new Uint8Array(ps);
+      if (final && final !== this.index0) {
+        for (const [pgno, frame] of final.frames) {
+          if (pgno > nFinal || this.index0?.frames.get(pgno) === frame) continue;
+          if (readFully(this.walFd, page, frameOffset(frame, ps) + WAL_FRAME_HEADER_SIZE) !== ps) {
+            throw new RetryAttempt('the WAL was truncated during the copy');
+          }
+          writeFully(fd, page, (pgno - 1) * ps);
+        }
+      }
+      for (let pgno = this.nPages + 1; pgno <= nFinal; pgno++) {
+        if (final?.frames.has(pgno)) continue;
+        page.fill(0);
+        readFully(this.dbFd, page, (pgno - 1) * ps);
+        writeFully(fd, page, (pgno - 1) * ps);
+      }
+      if (fs.fstatSync(fd).size !== nFinal * ps) fs.ftruncateSync(fd, nFinal * ps);
+      if (nFinal > 0) {
+        // A self-contained rollback-journal database: legacy file format bytes, and an in-header
+        // page count that SQLite trusts (offset 92 equal to the change counter at 24).
+        const head = new Uint8Array(100);
+        readFully(fd, head, 0);
+        head[18] = 1;
+        head[19] = 1;
+        new DataView(head.buffer).setUint32(28, nFinal);
+        head.copyWithin(92, 24, 28);
+        writeFully(fd, head, 0);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  // ---- VfsFile: the view SQLite reads --------------------------------------------------------
+
+  read(dst: Uint8Array, offset: number): number {
+    const ps = this.pageSize;
+    let done = 0;
+    while (done < dst.length) {
+      const pos = offset + done;
+      const pgno = Math.floor(pos / ps) + 1;
+      if (pgno > this.nPages) return done;
+      const inPage = pos - (pgno - 1) * ps;
+      const len = Math.min(ps - inPage, dst.length - done);
+      const part = dst.subarray(done, done + len);
+      const frame = this.index0?.frames.get(pgno);
+      const got = frame !== undefined
+        ? readFully(this.walFd, part, frameOffset(frame, ps) + WAL_FRAME_HEADER_SIZE + inPage)
+        : this.ahead!.read(part, pos);
+      if (pgno === 1 && inPage < 100) {
+        const end = Math.min(100, inPage + len);
+        part.set(this.page1Head.subarray(inPage, end), 0);
+      }
+      if (got < len) return done + got;
+      done += len;
+    }
+    return done;
+  }
+
+  size(): number {
+    return this.nPages * this.pageSize;
+  }
+
+  write(): void {
+    throw new Error('the source database is read-only');
+  }
+
+  truncate(): void {
+    throw new Error('the source database is read-only');
+  }
+
+  sync(): void {}
+
+  close(): void {
+    // SQLite closing the view does not end the snapshot; closeFds() does.
+  }
+
+  /** Releases the source's file descriptors. */
+  closeFds(): void {
+    if (this.dbFd >= 0) fs.closeSync(this.dbFd);
+    if (this.walFd >= 0) fs.closeSync(this.walFd);
+    this.dbFd = -1;
+    this.walFd = -1;
+    this.ahead = undefined;
+  }
+
+  // ---- helpers --------------------------------------------------------------------------------
+
+  /** Page 1's header as the view presents it: a rollback-journal database of nPages pages. */
+  private viewHeader(): Uint8Array {
+    const head = new Uint8Array(100);
+    const frame = this.index0?.frames.get(1);
+    if (frame !== undefined) readFully(this.walFd, head, frameOffset(frame, this.pageSize) + WAL_FRAME_HEADER_SIZE);
+    else head.set(this.header0);
+    if (this.mode === 'wal') {
+      head[18] = 1;
+      head[19] = 1;
+      new DataView(head.buffer).setUint32(28, this.nPages);
+      head.copyWithin(92, 24, 28);
+    }
+    return head;
+  }
+
+  /** Opens (at begin) or re-reads the WAL's identity: existence, inode, header bytes. */
+  private readWalState(open: boolean): WalState {
+    let fd = this.walFd;
+    try {
+      if (open) fd = this.walFd = fs.openSync(this.walPath, 'r');
+      const raw = new Uint8Array(WAL_HEADER_SIZE);
+      const n = readFully(fd, raw, 0);
+      const ino = fs.statSync(this.walPath).ino;
+      return { exists: true, ino, raw: raw.subarray(0, n) };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { exists: false, ino: 0, raw: new Uint8Array(0) };
+      throw fsError(e, this.walPath, 'cannot read the WAL file');
+    }
+  }
+
+  /** Throws RetryAttempt unless the WAL is the same file, same generation, as at begin(). */
+  private walUnchanged(): void {
+    const was = this.wal0!;
+    let now: WalState;
+    if (was.exists) {
+      now = this.readWalState(false);
+      if (now.exists && now.ino !== was.ino) throw new RetryAttempt('the WAL file was replaced during the copy');
+    } else {
+      now = { exists: fs.existsSync(this.walPath), ino: 0, raw: new Uint8Array(0) };
+    }
+    if (now.exists !== was.exists) {
+      throw new RetryAttempt(was.exists ? 'the WAL was checkpointed and removed during the copy' : 'a WAL appeared during the copy');
+    }
+    if (!sameBytes(now.raw, was.raw)) throw new RetryAttempt('the WAL was restarted by a checkpoint during the copy');
+  }
+
+  /** A rollback journal with a valid header: a commit is being written (or a crash left one). */
+  private journalIsHot(): boolean {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.journalPath, 'r');
+    } catch {
+      return false;
+    }
+    try {
+      const head = new Uint8Array(8);
+      return readFully(fd, head, 0) === 8 && head.every((b, i) => b === JOURNAL_MAGIC[i]);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function statOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return null;
+  }
+}

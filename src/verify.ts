@@ -1,0 +1,32 @@
+/** Integrity checks of finished copies, through SQLite itself. */
+import { BlufioError } from './errors.ts';
+import { loadSqlite, openDb, sqliteError } from './sqlite.ts';
+
+/**
+ * Runs `PRAGMA integrity_check` (or quick_check) on the file at `path`, read-only. Returns the
+ * problems SQLite reports; an empty list means the database is sound.
+ */
+export async function integrityProblems(path: string, quick = false, maxErrors = 20): Promise<string[]> {
+  const sqlite3 = await loadSqlite();
+  let db;
+  try {
+    db = openDb(sqlite3, path);
+    db.exec('PRAGMA temp_store=MEMORY');
+    const rows = db.selectValues(`PRAGMA ${quick ? 'quick_check' : 'integrity_check'}(${maxErrors})`) as string[];
+    return rows.length === 1 && rows[0] === 'ok' ? [] : rows.map(String);
+  } catch (e) {
+    const rc = (e as { resultCode?: number }).resultCode;
+    if (typeof rc === 'number') return [sqliteError(sqlite3, rc, (e as Error).message).message];
+    throw e;
+  } finally {
+    db?.close();
+  }
+}
+
+/** Throws E_INTEGRITY naming the first problem unless the file at `path` passes the check. */
+export async function assertSound(path: string, what: string, hint: string): Promise<void> {
+  const problems = await integrityProblems(path);
+  if (problems.length > 0) {
+    throw new BlufioError('E_INTEGRITY', `${what} failed the integrity check: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, hint);
+  }
+}

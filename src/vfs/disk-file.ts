@@ -1,0 +1,135 @@
+/**
+ * A real file on node:fs synchronous calls, with the two things that make a page-at-a-time copy
+ * fast: read-ahead for sequential reads and coalesced writes for sequential writes. The backup API
+ * reads and writes one page per call; without these, each page costs a system call.
+ */
+import * as fs from 'node:fs';
+import type { VfsFile } from './file.ts';
+
+/** Bytes read ahead on a sequential read, and the most bytes gathered before one write. */
+export const IO_CHUNK = 1 << 20;
+
+/**
+ * Reads through a window of IO_CHUNK bytes when access is sequential (each read starts where the
+ * last one ended); random reads go straight to the file so they cost no more than before.
+ */
+export class ReadAhead {
+  private readonly buf = new Uint8Array(IO_CHUNK);
+  private start = 0;
+  private len = 0;
+  private lastEnd = -1;
+
+  constructor(private readonly fd: number) {}
+
+  read(dst: Uint8Array, offset: number): number {
+    const n = dst.length;
+    const sequential = offset === this.lastEnd;
+    this.lastEnd = offset + n;
+    if (offset >= this.start && offset + n <= this.start + this.len) {
+      dst.set(this.buf.subarray(offset - this.start, offset - this.start + n));
+      return n;
+    }
+    if (!sequential || n >= IO_CHUNK) return readFully(this.fd, dst, offset);
+    this.start = offset;
+    this.len = readFully(this.fd, this.buf, offset);
+    const got = Math.min(n, this.len);
+    dst.set(this.buf.subarray(0, got));
+    return got;
+  }
+
+  /** Forgets the window (the file was written to or truncated). */
+  invalidate(): void {
+    this.len = 0;
+    this.lastEnd = -1;
+  }
+}
+
+/** pread until `dst` is full or the file ends; returns the bytes read. */
+export function readFully(fd: number, dst: Uint8Array, offset: number): number {
+  let done = 0;
+  while (done < dst.length) {
+    const n = fs.readSync(fd, dst, done, dst.length - done, offset + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/** pwrite all of `src` at `offset`. */
+export function writeFully(fd: number, src: Uint8Array, offset: number): void {
+  let done = 0;
+  while (done < src.length) done += fs.writeSync(fd, src, done, src.length - done, offset + done);
+}
+
+export class DiskFile implements VfsFile {
+  private readonly ahead: ReadAhead;
+  private readonly wbuf: Uint8Array;
+  private wStart = 0;
+  private wLen = 0;
+
+  constructor(
+    readonly fd: number,
+    readonly path: string,
+    readonly readOnly: boolean,
+    private readonly deleteOnClose = false,
+  ) {
+    this.ahead = new ReadAhead(fd);
+    this.wbuf = readOnly ? new Uint8Array(0) : new Uint8Array(IO_CHUNK);
+  }
+
+  read(dst: Uint8Array, offset: number): number {
+    this.flush();
+    return this.ahead.read(dst, offset);
+  }
+
+  write(src: Uint8Array, offset: number): void {
+    this.ahead.invalidate();
+    const n = src.length;
+    if (this.wLen > 0 && offset === this.wStart + this.wLen && this.wLen + n <= IO_CHUNK) {
+      this.wbuf.set(src, this.wLen);
+      this.wLen += n;
+      return;
+    }
+    this.flush();
+    if (n > IO_CHUNK / 2) {
+      writeFully(this.fd, src, offset);
+      return;
+    }
+    this.wbuf.set(src, 0);
+    this.wStart = offset;
+    this.wLen = n;
+  }
+
+  /** Writes out what has been gathered. */
+  flush(): void {
+    if (this.wLen === 0) return;
+    const len = this.wLen;
+    this.wLen = 0;
+    writeFully(this.fd, this.wbuf.subarray(0, len), this.wStart);
+  }
+
+  truncate(size: number): void {
+    this.flush();
+    this.ahead.invalidate();
+    fs.ftruncateSync(this.fd, size);
+  }
+
+  sync(): void {
+    this.flush();
+    fs.fsyncSync(this.fd);
+  }
+
+  size(): number {
+    this.flush();
+    return fs.fstatSync(this.fd).size;
+  }
+
+  close(): void {
+    try {
+      this.flush();
+    } finally {
+      fs.closeSync(this.fd);
+      if (this.deleteOnClose) fs.rmSync(this.path, { force: true });
+    }
+  }
+}
