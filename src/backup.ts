@@ -42,10 +42,10 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   const db = path.resolve(dbPath);
   const dest = path.resolve(destPath);
   const srcStat = checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
-  const destStat = checkDestination(dest, options.force ?? false, 'backup');
-  if (sameFile(srcStat, destStat) || [db, `${db}-wal`, `${db}-shm`, `${db}-journal`].includes(dest)) {
+  if (sameFile(srcStat, statOrNull(dest)) || [db, `${db}-wal`, `${db}-shm`, `${db}-journal`].includes(dest)) {
     throw new BlufioError('E_SAME_FILE', `the backup path ${dest} is the database itself`, 'choose a backup path outside the database\'s own files');
   }
+  checkDestination(dest, options.force ?? false, 'backup');
   const copy = await copyVerified(db, dest, options, 'the backup');
   return {
     command: 'backup',

@@ -107,7 +107,7 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
         const vfsMsg = takeLastVfsError();
         capi.sqlite3_backup_finish(backup as never);
         backup = 0;
-        check(sqlite3, dest, rc, vfsMsg ? `copy failed (${vfsMsg})` : 'copy failed');
+        check(sqlite3, dest, rc, `cannot copy ${snapshot.dbPath}${vfsMsg ? ` (${vfsMsg})` : ''}`);
       }
       const total = capi.sqlite3_backup_pagecount(backup as never);
       const remaining = capi.sqlite3_backup_remaining(backup as never);
@@ -121,7 +121,7 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
     }
     const rc = capi.sqlite3_backup_finish(backup as never);
     backup = 0;
-    check(sqlite3, dest, rc, 'copy failed');
+    check(sqlite3, dest, rc, `cannot copy ${snapshot.dbPath}`);
   } finally {
     if (backup) capi.sqlite3_backup_finish(backup as never);
     src?.close();

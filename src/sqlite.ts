@@ -1,7 +1,7 @@
 /**
  * Loads the SQLite WebAssembly build once, with our node:fs VFS registered, and offers the few
  * C-API helpers the rest of the code needs. The bundle entry hands in the embedded .wasm bytes
- * with setWasmBinary(); in development the package finds sqlite3.wasm beside itself.
+ * with setWasmLoader(); in development the package finds sqlite3.wasm beside itself.
  */
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
 import { BlufioError } from './errors.ts';
@@ -10,19 +10,22 @@ import { installNodeVfs, VFS_NAME } from './vfs/node-vfs.ts';
 export type Sqlite3 = Awaited<ReturnType<typeof sqlite3InitModule>>;
 export type Database = InstanceType<Sqlite3['oo1']['DB']>;
 
-let wasmBinary: Uint8Array | undefined;
+let wasmLoader: (() => Promise<Uint8Array>) | undefined;
 let loading: Promise<Sqlite3> | undefined;
 
 /** Used by the bundle entry: the .wasm bytes are embedded in the one file. */
-export function setWasmBinary(bytes: Uint8Array): void {
-  wasmBinary = bytes;
+export function setWasmLoader(load: () => Promise<Uint8Array>): void {
+  wasmLoader = load;
 }
 
 /** The initialised module, loaded on first use (`--help` and `--version` never load it). */
 export function loadSqlite(): Promise<Sqlite3> {
   loading ??= (async () => {
+    // The library logs failed statements to the console; we report errors ourselves.
+    const quiet = process.env.BLUFIO_DEBUG === '1' ? undefined : () => {};
+    (globalThis as { sqlite3ApiConfig?: object }).sqlite3ApiConfig = quiet ? { warn: quiet, error: quiet, debug: quiet, log: quiet } : {};
     const moduleArg: Record<string, unknown> = { print: () => {}, printErr: () => {} };
-    if (wasmBinary) moduleArg.wasmBinary = wasmBinary;
+    if (wasmLoader) moduleArg.wasmBinary = await wasmLoader();
     const sqlite3 = await (sqlite3InitModule as (arg: unknown) => Promise<Sqlite3>)(moduleArg);
     installNodeVfs(sqlite3);
     return sqlite3;
@@ -55,7 +58,7 @@ export function sqliteError(sqlite3: Sqlite3, rc: number, message: string): Bluf
     case capi.SQLITE_NOTADB:
       return new BlufioError('E_NOT_SQLITE', message, 'make sure the file is an SQLite database');
     case capi.SQLITE_CORRUPT:
-      return new BlufioError('E_CORRUPT', message, 'the file is damaged; use another backup');
+      return new BlufioError('E_CORRUPT', message, 'the file is damaged: check it with sqlite3 <file> "PRAGMA integrity_check", or use another copy');
     case capi.SQLITE_CANTOPEN:
       return new BlufioError('E_IO', message, 'check that the file exists and is readable');
     case capi.SQLITE_FULL:

@@ -1,0 +1,24 @@
+// Bundles the CLI into one file, dist/blufio.mjs, with sqlite3.wasm embedded: it runs with
+// nothing beside it on Node 20+, Deno and Bun.
+import { build } from 'esbuild';
+import { chmodSync, readFileSync } from 'node:fs';
+
+const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
+
+await build({
+  entryPoints: ['src/bin.ts'],
+  outfile: 'dist/blufio.mjs',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  // Without a target, esbuild >= 0.27 emits Uint8Array.fromBase64 for the .wasm, which Node 20 lacks.
+  target: 'node20',
+  loader: { '.wasm': 'binary' },
+  define: { __BLUFIO_VERSION__: JSON.stringify(pkg.version) },
+  banner: {
+    js: "#!/usr/bin/env node\nimport { createRequire as __blufioRequire } from 'node:module'; const require = __blufioRequire(import.meta.url);",
+  },
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+chmodSync('dist/blufio.mjs', 0o755);

@@ -1,0 +1,157 @@
+/**
+ * The `blufio` command line: `blufio backup <path>` and `blufio restore <path>`.
+ *
+ * stdout carries only the --json result; everything for people goes to stderr. Exit codes:
+ * 0 success, 1 failure, 2 usage error, 130 interrupted (Ctrl-C). An expected failure prints one
+ * line, `error: <what happened> (<what to do>)`; anything else is a bug and prints its stack.
+ */
+import { cac, type CAC } from 'cac';
+import { BlufioError } from './errors.ts';
+import { formatMB } from './progress.ts';
+
+declare const __BLUFIO_VERSION__: string | undefined;
+export const VERSION = typeof __BLUFIO_VERSION__ === 'string' ? __BLUFIO_VERSION__ : '0.0.0-dev';
+
+export interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+const defaultIo: Io = {
+  stdout: (s) => process.stdout.write(s),
+  stderr: (s) => process.stderr.write(s),
+  env: process.env,
+};
+
+interface CommonFlags {
+  db?: string;
+  config?: string;
+  force?: boolean;
+  quiet?: boolean;
+  json?: boolean;
+  pagesPerStep: number;
+  sleepMs: number;
+  retries: number;
+  timeout: number;
+  verify: boolean;
+}
+
+function build(io: Io, run: (name: 'backup' | 'restore', target: string, flags: CommonFlags) => Promise<void>): CAC {
+  const cli = cac('blufio');
+  const common = (c: ReturnType<CAC['command']>) =>
+    c
+      .option('--db <path>', 'Database path (overrides storage.database_path)')
+      .option('--config <file>', 'Read this blufio.toml instead of the usual ones')
+      .option('--force', 'Replace an existing file / restore while the database is in use')
+      .option('--quiet', 'Print nothing but errors')
+      .option('--json', 'Print one JSON object with the result on stdout')
+      .option('--pages-per-step <n>', 'Pages copied per step of the backup API', { default: 100 })
+      .option('--sleep-ms <n>', 'Pause between steps in ms (0 = full speed)', { default: 10 })
+      .option('--retries <n>', 'Most attempts when a live database keeps changing', { default: 10 })
+      .option('--timeout <seconds>', 'Give up after this long', { default: 60 });
+  common(cli.command('backup <path>', 'Back up the database to <path> (a consistent copy, even while blufio runs)'))
+    .option('--no-verify', 'Skip the integrity check of the finished backup')
+    .example('blufio backup /var/backups/blufio-$(date +%F).db')
+    .action((p: string, f: CommonFlags) => run('backup', p, f));
+  common(cli.command('restore <path>', 'Replace the database with the backup at <path> (keeps <db>.pre-restore)'))
+    .example('blufio restore /var/backups/blufio-2026-11-24.db')
+    .action((p: string, f: CommonFlags) => run('restore', p, f));
+  cli.help();
+  cli.version(VERSION);
+  return cli;
+}
+
+/** Runs the CLI on `argv` (without node and script) and resolves to the exit code. */
+export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+  let json = false;
+  let command = 'blufio';
+  const controller = new AbortController();
+  const onSigint = () => controller.abort(new Error('interrupted'));
+  try {
+    let job: Promise<void> | undefined;
+    const cli = build(io, (name, target, flags) => {
+      json = !!flags.json;
+      command = name;
+      job = runCommand(name, target, flags, io, controller.signal);
+      return job;
+    });
+    const parsed = cli.parse(['node', 'blufio', ...argv], { run: false });
+    if (parsed.options.help || parsed.options.version) return 0;
+    if (!cli.matchedCommand) {
+      const what = cli.args.length ? `unknown command "${cli.args[0]}"` : 'no command given';
+      throw new BlufioError('E_USAGE', what, 'run blufio --help to see the commands');
+    }
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigint);
+    await cli.runMatchedCommand();
+    await job;
+    return 0;
+  } catch (e) {
+    return report(e, command, json, io);
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+  }
+}
+
+async function runCommand(name: 'backup' | 'restore', target: string, f: CommonFlags, io: Io, signal: AbortSignal): Promise<void> {
+  const copyOpts = {
+    pagesPerStep: intFlag(f.pagesPerStep, '--pages-per-step', 1),
+    sleepMs: intFlag(f.sleepMs, '--sleep-ms', 0),
+    retries: intFlag(f.retries, '--retries', 1),
+    timeoutMs: intFlag(f.timeout, '--timeout', 1) * 1000,
+    force: !!f.force,
+    signal,
+  };
+  if (typeof target !== 'string' || target === '') {
+    throw new BlufioError('E_USAGE', `blufio ${name} needs a path`, `run blufio ${name} --help`);
+  }
+  const say = (line: string) => {
+    if (!f.quiet && !f.json) io.stderr(`${line}\n`);
+  };
+  // Loaded here, not at start-up: --help and --version never load SQLite.
+  const { resolveConfig } = await import('./config.ts');
+  const cfg = resolveConfig({ configFile: f.config, db: f.db, env: io.env });
+  if (name === 'backup') {
+    const { backup } = await import('./backup.ts');
+    const r = await backup(cfg.databasePath, target, { ...copyOpts, verify: f.verify !== false });
+    say(`Backup complete: ${formatMB(r.bytes)} written to ${r.path}`);
+    if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+  } else {
+    const { restore } = await import('./restore.ts');
+    const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: say });
+    say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
+    if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+  }
+}
+
+function intFlag(v: unknown, name: string, min: number): number {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min) {
+    throw new BlufioError('E_USAGE', `${name} must be a whole number of at least ${min}, not "${String(v)}"`, `run blufio --help`);
+  }
+  return n;
+}
+
+function report(e: unknown, command: string, json: boolean, io: Io): number {
+  const usage = (e as Error)?.name === 'CACError' || (e instanceof BlufioError && e.code === 'E_USAGE');
+  const err = e instanceof BlufioError
+    ? e
+    : usage
+      ? new BlufioError('E_USAGE', lowerFirst((e as Error).message), 'run blufio --help')
+      : null;
+  if (!err) {
+    io.stderr(`error: unexpected failure (a bug in blufio; please report it): ${(e as Error)?.stack ?? String(e)}\n`);
+    if (json) io.stdout(`${JSON.stringify({ ok: false, command, error: { code: 'E_BUG', message: String((e as Error)?.message ?? e) } })}\n`);
+    return 1;
+  }
+  io.stderr(`error: ${err.message}${err.hint ? ` (${err.hint})` : ''}\n`);
+  if (io.env.BLUFIO_DEBUG === '1' && err.stack) io.stderr(`${err.stack}\n`);
+  if (json) io.stdout(`${JSON.stringify({ ok: false, command, error: { code: err.code, message: err.message, hint: err.hint } })}\n`);
+  if (err.code === 'E_USAGE') return 2;
+  if (err.code === 'E_ABORTED') return 130;
+  return 1;
+}
+
+const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);

@@ -1,0 +1,130 @@
+/**
+ * blufio's storage configuration, resolved the way the blufio server resolves it:
+ * defaults, then /etc/blufio/blufio.toml, <config dir>/blufio/blufio.toml, ./blufio.toml
+ * (each later file wins), then BLUFIO_STORAGE_* environment variables, then flags.
+ * `--config <file>` reads that one file instead of the three.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { BlufioError } from './errors.ts';
+
+export interface StorageConfig {
+  databasePath: string;
+  walMode: boolean;
+  /** The configuration files that were read, in order (for `--json` and error messages). */
+  files: string[];
+}
+
+export interface ConfigInput {
+  /** --config: read this file instead of the hierarchy. */
+  configFile?: string;
+  /** --db: overrides storage.database_path. */
+  db?: string;
+  env?: NodeJS.ProcessEnv;
+  platform?: NodeJS.Platform;
+  home?: string;
+  cwd?: string;
+}
+
+/** Per-user data and config directories, as Rust's `dirs` crate (which blufio uses) has them. */
+export function platformDirs(platform: NodeJS.Platform, env: NodeJS.ProcessEnv, home: string): { data: string; config: string } {
+  if (platform === 'darwin') {
+    const d = path.join(home, 'Library', 'Application Support');
+    return { data: d, config: d };
+  }
+  if (platform === 'win32') {
+    const d = env.APPDATA ?? path.join(home, 'AppData', 'Roaming');
+    return { data: d, config: d };
+  }
+  const abs = (v: string | undefined) => (v && path.isAbsolute(v) ? v : undefined);
+  return {
+    data: abs(env.XDG_DATA_HOME) ?? path.join(home, '.local', 'share'),
+    config: abs(env.XDG_CONFIG_HOME) ?? path.join(home, '.config'),
+  };
+}
+
+/** The configuration files blufio reads, lowest precedence first. */
+export function configFiles(input: ConfigInput = {}): string[] {
+  const env = input.env ?? process.env;
+  const dirs = platformDirs(input.platform ?? process.platform, env, input.home ?? os.homedir());
+  return ['/etc/blufio/blufio.toml', path.join(dirs.config, 'blufio', 'blufio.toml'), path.join(input.cwd ?? process.cwd(), 'blufio.toml')];
+}
+
+export function resolveConfig(input: ConfigInput = {}): StorageConfig {
+  const env = input.env ?? process.env;
+  const home = input.home ?? os.homedir();
+  const cwd = input.cwd ?? process.cwd();
+  const dirs = platformDirs(input.platform ?? process.platform, env, home);
+  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, files: [] };
+
+  let candidates: string[];
+  if (input.configFile) {
+    const file = path.resolve(cwd, input.configFile);
+    if (!fs.existsSync(file)) {
+      throw new BlufioError('E_CONFIG', `config file not found: ${file}`, 'check the --config path');
+    }
+    candidates = [file];
+  } else {
+    candidates = configFiles(input).filter((f) => fs.existsSync(f));
+  }
+  for (const file of candidates) {
+    applyFile(cfg, file, home, cwd);
+    cfg.files.push(file);
+  }
+
+  if (env.BLUFIO_STORAGE_DATABASE_PATH) cfg.databasePath = expandPath(env.BLUFIO_STORAGE_DATABASE_PATH, home, cwd);
+  if (env.BLUFIO_STORAGE_WAL_MODE !== undefined && env.BLUFIO_STORAGE_WAL_MODE !== '') {
+    cfg.walMode = parseBool(env.BLUFIO_STORAGE_WAL_MODE, 'BLUFIO_STORAGE_WAL_MODE');
+  }
+  if (input.db) cfg.databasePath = expandPath(input.db, home, cwd);
+  return cfg;
+}
+
+function applyFile(cfg: StorageConfig, file: string, home: string, cwd: string): void {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new BlufioError('E_CONFIG', `cannot read config file ${file}: ${(e as Error).message}`, 'fix its permissions, or pass --config <file>');
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    const err = e as { line?: number; message: string };
+    const first = err.message.split('\n')[0].replace(/^Invalid TOML document: /, '');
+    throw new BlufioError('E_CONFIG', `${file}:${err.line ?? '?'}: invalid TOML: ${first}`, 'fix that line of the file');
+  }
+  const storage = doc.storage;
+  if (storage === undefined) return;
+  if (typeof storage !== 'object' || storage === null || Array.isArray(storage)) {
+    throw new BlufioError('E_CONFIG', `${file}: storage must be a table ([storage])`, 'fix the file');
+  }
+  const s = storage as Record<string, unknown>;
+  if (s.database_path !== undefined) {
+    if (typeof s.database_path !== 'string' || s.database_path === '') {
+      throw new BlufioError('E_CONFIG', `${file}: storage.database_path must be a non-empty string`, 'fix the file');
+    }
+    cfg.databasePath = expandPath(s.database_path, home, cwd);
+  }
+  if (s.wal_mode !== undefined) {
+    if (typeof s.wal_mode !== 'boolean') {
+      throw new BlufioError('E_CONFIG', `${file}: storage.wal_mode must be true or false`, 'fix the file');
+    }
+    cfg.walMode = s.wal_mode;
+  }
+}
+
+function expandPath(p: string, home: string, cwd: string): string {
+  if (p === '~' || p.startsWith('~/')) return path.join(home, p.slice(1));
+  return path.resolve(cwd, p);
+}
+
+function parseBool(v: string, name: string): boolean {
+  const s = v.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+  if (['0', 'false', 'no', 'off'].includes(s)) return false;
+  throw new BlufioError('E_CONFIG', `${name} must be true or false, not "${v}"`, `set ${name}=true or ${name}=false`);
+}

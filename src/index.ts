@@ -1,0 +1,12 @@
+/**
+ * blufio backup & restore as a library, for the blufio server to schedule its own backups.
+ *
+ *   import { backup, restore } from 'blufio-backup';
+ *   const r = await backup('/var/lib/blufio/blufio.db', '/backups/b.db', { onProgress, signal });
+ */
+export { backup, type BackupOptions, type BackupResult } from './backup.ts';
+export { restore, type RestoreOptions, type RestoreResult } from './restore.ts';
+export { BlufioError, type ErrorCode } from './errors.ts';
+export { resolveConfig, type StorageConfig, type ConfigInput } from './config.ts';
+export type { Progress, ProgressCallback } from './progress.ts';
+export type { CopyOptions } from './copy.ts';

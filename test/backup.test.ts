@@ -1,0 +1,185 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backup, BlufioError } from '../src/index.ts';
+import { cleanup, fileState, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
+
+const test = suite('backup');
+test.after.each(cleanup);
+
+async function rejects(p: Promise<unknown>, code: string, match?: RegExp): Promise<BlufioError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, BlufioError, String(e));
+    assert.is((e as BlufioError).code, code, (e as Error).message);
+    if (match) assert.match((e as Error).message, match);
+    return e as BlufioError;
+  }
+  return assert.unreachable('should have failed') as never;
+}
+
+test('creates a valid, self-contained database with everything in it', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  const dest = path.join(d, 'backup.db');
+  const r = await backup(db, dest, { sleepMs: 0 });
+  assert.is(sql(dest, 'PRAGMA integrity_check'), 'ok');
+  assert.is(fingerprint(dest), fingerprint(db));
+  assert.equal(header(dest, 18, 2), [1, 1], 'rollback-journal format');
+  assert.is(fs.statSync(dest).mode & 0o777, 0o600);
+  assert.is(r.bytes, fs.statSync(dest).size);
+  assert.is(r.pages * r.pageSize, r.bytes);
+  assert.is(r.integrity, 'ok');
+  assert.is(r.attempts, 1);
+  assert.equal(fs.readdirSync(d).sort(), ['backup.db', 'blufio.db']);
+});
+
+test('an empty database backs up to an openable one', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'empty.db');
+  fs.writeFileSync(db, '');
+  const dest = path.join(d, 'b.db');
+  await backup(db, dest);
+  assert.is(sql(dest, 'PRAGMA integrity_check; SELECT count(*) FROM sqlite_schema;'), 'ok\n0');
+  const d2 = path.join(d, 'schema-less.db');
+  sql(d2, 'PRAGMA user_version=7;');
+  await backup(d2, path.join(d, 'b2.db'));
+  assert.is(sql(path.join(d, 'b2.db'), 'PRAGMA user_version'), '7');
+});
+
+test('WAL source held open by a native process: un-checkpointed frames included, source untouched', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { wal: true });
+  const holder = await holdOpen(db, `PRAGMA wal_autocheckpoint=0;
+    INSERT INTO vault SELECT 'late-' || value, randomblob(500) FROM generate_series(1, 300);
+    DELETE FROM memory WHERE id % 3 = 0;`);
+  try {
+    assert.ok(fs.statSync(`${db}-wal`).size > 100_000, 'the WAL holds frames');
+    const expected = fingerprint(db);
+    const before = fileState(db);
+    const dest = path.join(d, 'backup.db');
+    const r = await backup(db, dest, { sleepMs: 0, pagesPerStep: 7 });
+    assert.is(r.sourceJournalMode, 'wal');
+    assert.equal(fileState(db), before, 'no source file changed');
+    assert.is(fingerprint(dest), expected);
+    assert.is(sql(dest, "SELECT count(*) FROM vault WHERE key LIKE 'late-%'"), '300');
+    assert.equal(header(dest, 18, 2), [1, 1]);
+    assert.not.ok(fs.existsSync(`${dest}-wal`));
+  } finally {
+    await holder.stop();
+  }
+});
+
+test('the vault round-trips byte for byte (random blobs up to 64 KiB)', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'v.db');
+  sql(db, `CREATE TABLE vault(k INTEGER PRIMARY KEY, secret BLOB);
+    INSERT INTO vault SELECT value, randomblob(value * 331 % 65536) FROM generate_series(1, 120);`);
+  const dest = path.join(d, 'b.db');
+  await backup(db, dest, { sleepMs: 0 });
+  const q = 'SELECT k, hex(secret) FROM vault ORDER BY k';
+  assert.is(sql(dest, q), sql(db, q));
+});
+
+test('refuses bad sources with a clear error and leaves nothing behind', async () => {
+  const d = tmpdir();
+  const dest = path.join(d, 'out.db');
+  await rejects(backup(path.join(d, 'missing.db'), dest), 'E_SOURCE_MISSING', /not found/);
+  await rejects(backup(d, dest), 'E_NOT_FILE');
+  const text = path.join(d, 'text.db');
+  fs.writeFileSync(text, 'hello, this is not a database at all, just some text that is long enough to have a header'.repeat(3));
+  await rejects(backup(text, dest), 'E_NOT_SQLITE', /not an SQLite database/);
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  const truncated = path.join(d, 'truncated.db');
+  fs.writeFileSync(truncated, fs.readFileSync(db).subarray(0, 4096 + 1000));
+  await rejects(backup(truncated, dest), 'E_CORRUPT', /malformed/);
+  assert.equal(fs.readdirSync(d).sort(), ['blufio.db', 'text.db', 'truncated.db']);
+});
+
+test('a corrupted page is caught by the integrity check; --no-verify skips it', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 2000 });
+  const bad = path.join(d, 'bad.db');
+  const bytes = fs.readFileSync(db);
+  const pages = bytes.length / 4096;
+  // Scribble over a b-tree page in the middle of the file.
+  bytes.fill(0x5a, 4096 * Math.floor(pages / 2), 4096 * Math.floor(pages / 2) + 4096);
+  fs.writeFileSync(bad, bytes);
+  const dest = path.join(d, 'out.db');
+  const e = await rejects(backup(bad, dest), 'E_INTEGRITY', /integrity check/);
+  assert.match(e.hint ?? '', /PRAGMA integrity_check/);
+  assert.not.ok(fs.existsSync(dest));
+  const r = await backup(bad, dest, { verify: false });
+  assert.is(r.integrity, 'skipped');
+  assert.ok(fs.existsSync(dest));
+});
+
+test('refuses bad destinations', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  await rejects(backup(db, db), 'E_SAME_FILE');
+  fs.symlinkSync(db, path.join(d, 'link.db'));
+  await rejects(backup(db, path.join(d, 'link.db'), { force: true }), 'E_SAME_FILE');
+  fs.linkSync(db, path.join(d, 'hard.db'));
+  await rejects(backup(db, path.join(d, 'hard.db'), { force: true }), 'E_SAME_FILE');
+  await rejects(backup(db, `${db}-wal`), 'E_SAME_FILE');
+  await rejects(backup(db, d), 'E_NOT_FILE', /is a directory/);
+  await rejects(backup(db, path.join(d, 'no', 'such', 'dir', 'b.db')), 'E_DEST_DIR', /does not exist/);
+  const existing = path.join(d, 'existing.db');
+  fs.writeFileSync(existing, 'keep me');
+  await rejects(backup(db, existing), 'E_DEST_EXISTS', /already exists/);
+  assert.is(fs.readFileSync(existing, 'utf8'), 'keep me');
+  await backup(db, existing, { force: true });
+  assert.is(fingerprint(existing), fingerprint(db));
+});
+
+test('an interrupted backup leaves nothing at the destination and no temp file', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 3000 });
+  const dest = path.join(d, 'b.db');
+  const ac = new AbortController();
+  let steps = 0;
+  await rejects(backup(db, dest, {
+    pagesPerStep: 5,
+    sleepMs: 1,
+    signal: ac.signal,
+    onProgress: (p) => {
+      assert.ok(p.remainingPages <= p.totalPages);
+      if (++steps === 3) ac.abort();
+    },
+  }), 'E_ABORTED');
+  assert.equal(fs.readdirSync(d), ['blufio.db']);
+});
+
+test('progress goes from all pages remaining to none, once per step', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 1000 });
+  const seen: number[] = [];
+  const r = await backup(db, path.join(d, 'b.db'), { pagesPerStep: 10, sleepMs: 0, verify: false, onProgress: (p) => p.phase === 'copy' && seen.push(p.remainingPages) });
+  assert.is(seen.length, Math.ceil(r.pages / 10));
+  assert.is(seen[seen.length - 1], 0);
+  assert.equal([...seen].sort((a, b) => b - a), seen, 'remaining never grows');
+});
+
+test('a temp file left by a killed run is cleaned up and does not confuse the next run', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  // pid 2^22+1 is above Linux's pid_max default: certainly not alive.
+  const stale = path.join(d, '.b.db.blufio-4194305-deadbeef.tmp');
+  fs.writeFileSync(stale, 'half a backup');
+  await backup(db, path.join(d, 'b.db'));
+  assert.not.ok(fs.existsSync(stale));
+  assert.is(sql(path.join(d, 'b.db'), 'PRAGMA integrity_check'), 'ok');
+});
+
+test.run();

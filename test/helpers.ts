@@ -1,0 +1,121 @@
+/** Test helpers: temp dirs, the native sqlite3 program as the oracle, and the bundled CLI. */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
+
+const made: string[] = [];
+/** A fresh temporary directory, removed by cleanup(). */
+export function tmpdir(prefix = 'blufio-test-'): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(d);
+  return d;
+}
+export function cleanup(): void {
+  for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+}
+
+/** Runs SQL with the native sqlite3 program; returns its stdout trimmed. */
+export function sql(db: string, script: string): string {
+  return execFileSync('sqlite3', ['-batch', db], { input: script, encoding: 'utf8', maxBuffer: 1 << 28 }).trim();
+}
+
+/** A sample blufio-like database: sessions, memory (FTS-less), a vault of random blobs, and schema objects. */
+export function makeSampleDb(db: string, opts: { wal?: boolean; rows?: number } = {}): void {
+  const rows = opts.rows ?? 200;
+  sql(db, `
+    ${opts.wal ? 'PRAGMA journal_mode=WAL;' : ''}
+    CREATE TABLE sessions(id INTEGER PRIMARY KEY, name TEXT NOT NULL, created TEXT DEFAULT CURRENT_TIMESTAMP);
+    CREATE TABLE memory(id INTEGER PRIMARY KEY, session_id INTEGER REFERENCES sessions(id), content TEXT);
+    CREATE TABLE vault(key TEXT PRIMARY KEY, secret BLOB NOT NULL) WITHOUT ROWID;
+    CREATE INDEX memory_by_session ON memory(session_id);
+    CREATE VIEW session_sizes AS SELECT session_id, count(*) AS n FROM memory GROUP BY session_id;
+    CREATE TABLE audit(at INTEGER, what TEXT);
+    CREATE TRIGGER vault_audit AFTER INSERT ON vault BEGIN INSERT INTO audit VALUES (1, new.key); END;
+    INSERT INTO sessions(name) SELECT 'session-' || value FROM generate_series(1, ${Math.max(1, rows / 10)});
+    INSERT INTO memory(session_id, content) SELECT 1 + value % ${Math.max(1, rows / 10)}, hex(randomblob(100 + value % 400)) FROM generate_series(1, ${rows});
+    INSERT INTO vault SELECT 'key-' || value, randomblob(32 + value % 200) FROM generate_series(1, ${rows});
+  `);
+}
+
+/** Everything that identifies a database's content, as native sqlite3 sees it. */
+export function fingerprint(db: string): string {
+  return sql(db, `
+    SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name;
+    SELECT id, name, created FROM sessions ORDER BY id;
+    SELECT id, session_id, content FROM memory ORDER BY id;
+    SELECT key, hex(secret) FROM vault ORDER BY key;
+    SELECT * FROM audit ORDER BY rowid;
+    SELECT * FROM session_sizes;
+  `);
+}
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the bundled CLI with `args`; env is added to a clean environment. */
+export function cli(args: string[], opts: { env?: Record<string, string>; cwd?: string; runtime?: string[] } = {}): Run {
+  const home = opts.env?.HOME ?? tmpdir('blufio-home-');
+  const r = spawnSync((opts.runtime ?? [process.execPath])[0], [...(opts.runtime ?? [process.execPath]).slice(1), CLI, ...args], {
+    encoding: 'utf8',
+    cwd: opts.cwd ?? home,
+    env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), XDG_DATA_HOME: path.join(home, '.local/share'), ...opts.env },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Bytes and modification times of a database's files, to prove they were not touched. */
+export function fileState(db: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]) {
+    if (!fs.existsSync(f)) continue;
+    const st = fs.statSync(f);
+    out[f] = `${st.size}:${st.mtimeMs}:${Buffer.from(fs.readFileSync(f)).toString('base64').length}:${hash(fs.readFileSync(f))}`;
+  }
+  return out;
+}
+
+function hash(b: Buffer): string {
+  return execFileSync('sha256sum', { input: b, encoding: 'utf8' }).split(' ')[0];
+}
+
+/**
+ * A native sqlite3 process holding `db` open, with `setup` run first. It keeps the connection
+ * (and with WAL autocheckpoint off, its un-checkpointed frames) until stop() is called.
+ */
+export async function holdOpen(db: string, setup: string): Promise<{ proc: ChildProcess; stop: () => Promise<void> }> {
+  const proc = spawn('sqlite3', ['-batch', db], { stdio: ['pipe', 'pipe', 'inherit'] });
+  proc.stdin!.write(`${setup}\nSELECT 'ready';\n`);
+  await new Promise<void>((resolve, reject) => {
+    let buf = '';
+    proc.stdout!.on('data', (d) => {
+      buf += d;
+      if (buf.includes('ready')) resolve();
+    });
+    proc.on('exit', (c) => reject(new Error(`sqlite3 exited early (${c})`)));
+  });
+  return {
+    proc,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        proc.removeAllListeners('exit');
+        proc.on('exit', () => resolve());
+        proc.kill('SIGKILL');
+      }),
+  };
+}
+
+export function header(db: string, start: number, len: number): number[] {
+  const fd = fs.openSync(db, 'r');
+  const b = Buffer.alloc(len);
+  fs.readSync(fd, b, 0, len, start);
+  fs.closeSync(fd);
+  return [...b];
+}

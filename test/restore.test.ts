@@ -1,0 +1,175 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backup, BlufioError, restore } from '../src/index.ts';
+import { CLI, cleanup, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
+
+const test = suite('restore');
+test.after.each(cleanup);
+
+async function rejects(p: Promise<unknown>, code: string, match?: RegExp): Promise<BlufioError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, BlufioError, String(e));
+    assert.is((e as BlufioError).code, code, (e as Error).message);
+    if (match) assert.match((e as Error).message, match);
+    return e as BlufioError;
+  }
+  return assert.unreachable('should have failed') as never;
+}
+
+/** A live database (old content) and a backup of different content. */
+async function setup(): Promise<{ d: string; db: string; bak: string; oldPrint: string; newPrint: string }> {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  const other = path.join(d, 'other.db');
+  makeSampleDb(other, { rows: 300 });
+  const bak = path.join(d, 'backup.db');
+  await backup(other, bak, { sleepMs: 0 });
+  fs.rmSync(other);
+  makeSampleDb(db, { wal: true, rows: 100 });
+  return { d, db, bak, oldPrint: fingerprint(db), newPrint: fingerprint(bak) };
+}
+
+/** Leaves un-checkpointed frames in db's WAL, as a server killed mid-run would. */
+async function leaveWalFrames(db: string): Promise<void> {
+  const h = await holdOpen(db, `PRAGMA wal_autocheckpoint=0; INSERT INTO vault SELECT 'wal-only-' || value, randomblob(64) FROM generate_series(1, 50);`);
+  await h.stop();
+  assert.ok(fs.statSync(`${db}-wal`).size > 0);
+}
+
+test('replaces the target, in WAL mode, keeping its file mode', async () => {
+  const { d, db, bak, newPrint } = await setup();
+  fs.chmodSync(db, 0o640);
+  const r = await restore(db, bak, { sleepMs: 0 });
+  assert.is(fingerprint(db), newPrint);
+  assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
+  assert.equal(header(db, 18, 2), [2, 2]);
+  assert.is(sql(db, 'PRAGMA journal_mode'), 'wal');
+  assert.is(fs.statSync(db).mode & 0o777, 0o640);
+  assert.is(r.safetyCopy, `${db}.pre-restore`);
+  assert.is(r.integrity, 'ok');
+  assert.equal(fs.readdirSync(d).filter((f) => f.includes('.tmp')), []);
+});
+
+test('walMode false restores a rollback-journal database', async () => {
+  const { db, bak } = await setup();
+  await restore(db, bak, { walMode: false });
+  assert.equal(header(db, 18, 2), [1, 1]);
+  assert.is(sql(db, 'PRAGMA journal_mode'), 'delete');
+});
+
+test('creates <db>.pre-restore with the old content, un-checkpointed WAL frames included, before replacing', async () => {
+  const { db, bak, newPrint } = await setup();
+  await leaveWalFrames(db);
+  const oldWithWal = fingerprint(db);
+  const notices: string[] = [];
+  await restore(db, bak, { onNotice: (m) => notices.push(m) });
+  assert.equal(notices, [`Creating safety backup: ${db}.pre-restore`]);
+  assert.is(fingerprint(`${db}.pre-restore`), oldWithWal);
+  assert.is(sql(`${db}.pre-restore`, "SELECT count(*) FROM vault WHERE key LIKE 'wal-only-%'"), '50');
+  assert.is(fingerprint(db), newPrint, 'the old WAL was not replayed into the new database');
+  assert.not.ok(fs.existsSync(`${db}-wal`) && fs.statSync(`${db}-wal`).size > 0);
+});
+
+test('a stale WAL of another database beside the target is not replayed into the restored one', async () => {
+  const { d, db, bak, newPrint } = await setup();
+  const stranger = path.join(d, 'stranger.db');
+  makeSampleDb(stranger, { wal: true, rows: 10 });
+  const h = await holdOpen(stranger, `PRAGMA wal_autocheckpoint=0; DELETE FROM vault;`);
+  await h.stop();
+  fs.copyFileSync(`${stranger}-wal`, `${db}-wal`);
+  await restore(db, bak);
+  assert.is(fingerprint(db), newPrint);
+  assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
+});
+
+test('a target that does not exist yet is created (mode 0600), with no safety copy', async () => {
+  const { d, bak, newPrint } = await setup();
+  const fresh = path.join(d, 'fresh.db');
+  const r = await restore(fresh, bak);
+  assert.is(r.safetyCopy, null);
+  assert.is(fingerprint(fresh), newPrint);
+  assert.is(fs.statSync(fresh).mode & 0o777, 0o600);
+  assert.not.ok(fs.existsSync(`${fresh}.pre-restore`));
+});
+
+test('a WAL-mode backup file with its -wal beside it restores with those frames', async () => {
+  const { d, db } = await setup();
+  const live = path.join(d, 'copied-live.db');
+  makeSampleDb(live, { wal: true, rows: 50 });
+  await leaveWalFrames(live);
+  const expected = fingerprint(live);
+  await restore(db, live);
+  assert.is(fingerprint(db), expected);
+});
+
+test('bad backup files: clear error, target and directory untouched', async () => {
+  const { d, db, oldPrint } = await setup();
+  const before = fs.readdirSync(d).sort();
+  await rejects(restore(db, path.join(d, 'missing.db')), 'E_SOURCE_MISSING', /backup file not found/);
+  await rejects(restore(db, d), 'E_NOT_FILE');
+  const empty = path.join(d, 'empty.bak');
+  fs.writeFileSync(empty, '');
+  await rejects(restore(db, empty), 'E_NOT_SQLITE', /is empty/);
+  const text = path.join(d, 'text.bak');
+  fs.writeFileSync(text, 'not a database\n'.repeat(100));
+  await rejects(restore(db, text), 'E_NOT_SQLITE', /not an SQLite database/);
+  const good = fs.readFileSync(path.join(d, 'backup.db'));
+  const truncated = path.join(d, 'truncated.bak');
+  fs.writeFileSync(truncated, good.subarray(0, 100));
+  await rejects(restore(db, truncated), 'E_CORRUPT', /truncated/);
+  const cut = path.join(d, 'cut.bak');
+  fs.writeFileSync(cut, good.subarray(0, good.length - 4096 * 3));
+  await rejects(restore(db, cut), 'E_CORRUPT', /malformed/);
+  const corrupt = path.join(d, 'corrupt.bak');
+  const bytes = Buffer.from(good);
+  bytes.fill(0xa5, 4096 * 3, 4096 * 4);
+  fs.writeFileSync(corrupt, bytes);
+  await rejects(restore(db, corrupt), 'E_INTEGRITY');
+  await rejects(restore(db, db), 'E_SAME_FILE');
+  assert.is(fingerprint(db), oldPrint);
+  for (const f of ['empty.bak', 'text.bak', 'truncated.bak', 'cut.bak', 'corrupt.bak']) fs.rmSync(path.join(d, f));
+  assert.equal(fs.readdirSync(d).sort(), before, 'no .pre-restore, no temp files');
+});
+
+test('refuses while another process has the database open, unless forced', async () => {
+  const { db, bak, oldPrint, newPrint } = await setup();
+  const h = await holdOpen(db, 'SELECT count(*) FROM vault;');
+  try {
+    const e = await rejects(restore(db, bak), 'E_IN_USE', new RegExp(`in use by process ${h.proc.pid}`));
+    assert.match(e.hint ?? '', /stop the blufio server/);
+    assert.is(fingerprint(db), oldPrint);
+  } finally {
+    await h.stop();
+  }
+  await restore(db, bak);
+  assert.is(fingerprint(db), newPrint);
+});
+
+for (const step of ['built', 'safety-copy', 'settled', 'renamed']) {
+  test(`killed at step "${step}": the database is the old one or the new one, intact`, async () => {
+    const { d, db, bak, newPrint } = await setup();
+    await leaveWalFrames(db);
+    const oldPrint = fingerprint(db);
+    const r = spawnSync(process.execPath, [CLI, 'restore', bak, '--db', db, '--quiet'], {
+      env: { ...process.env, BLUFIO_TEST_CRASH_AT: step, HOME: d },
+    });
+    assert.is(r.signal, 'SIGKILL', `the hook fired (${r.stderr})`);
+    assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
+    const now = fingerprint(db);
+    assert.ok(now === oldPrint || now === newPrint, 'old or new, nothing in between');
+    assert.is(now === newPrint, step === 'renamed');
+    if (step !== 'built') assert.is(fingerprint(`${db}.pre-restore`), oldPrint);
+    // And the next run completes and cleans up after the killed one.
+    const again = spawnSync(process.execPath, [CLI, 'restore', bak, '--db', db, '--quiet'], { env: { ...process.env, HOME: d } });
+    assert.is(again.status, 0, String(again.stderr));
+    assert.is(fingerprint(db), newPrint);
+    assert.equal(fs.readdirSync(d).filter((f) => f.endsWith('.tmp')), []);
+  });
+}
+
+test.run();
