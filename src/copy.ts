@@ -34,6 +34,8 @@ export interface CopyResult {
 export const COPY_DEFAULTS = { pagesPerStep: 100, sleepMs: 10, retries: 10, timeoutMs: 60_000 } as const;
 
 let viewCounter = 0;
+/** Longest time between two looks at a live source while a copy pauses. */
+const WATCH_MS = 2;
 
 /**
  * Copies the database at `srcPath` into `destPath` (created or overwritten, mode 0600) as one
@@ -41,7 +43,7 @@ let viewCounter = 0;
  */
 export async function copyDatabase(srcPath: string, destPath: string, opts: CopyOptions = {}): Promise<CopyResult> {
   const pagesPerStep = opts.pagesPerStep ?? COPY_DEFAULTS.pagesPerStep;
-  const sleepMs = opts.sleepMs ?? COPY_DEFAULTS.sleepMs;
+  let throttle = opts.sleepMs ?? COPY_DEFAULTS.sleepMs;
   const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
   const deadline = Date.now() + (opts.timeoutMs ?? COPY_DEFAULTS.timeoutMs);
   const sqlite3 = await loadSqlite();
@@ -55,16 +57,32 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
       throwIfAborted(opts.signal);
       try {
         snapshot.begin();
-        await copyAttempt(sqlite3, snapshot, viewName, destPath, { pagesPerStep, sleepMs, attempt, deadline, opts });
+        try {
+          await copyAttempt(sqlite3, snapshot, viewName, destPath, { pagesPerStep, sleepMs: throttle, attempt, deadline, opts });
+        } catch (e) {
+          // A view torn by a concurrent writer can make SQLite fail (say, a page 1 overwritten as
+          // we read it). Such a failure is real only if the source can be shown not to have moved.
+          if (e instanceof BlufioError && e.code !== 'E_ABORTED') snapshot.stillValid();
+          throw e;
+        }
         const pages = snapshot.finish(destPath);
         const size = fs.statSync(destPath).size;
         return { pages: Math.max(pages, Math.floor(size / snapshot.pageSize)), pageSize: snapshot.pageSize, attempts: attempt, journalMode: snapshot.mode };
       } catch (e) {
         if (!(e instanceof RetryAttempt)) throw e;
         reasons.push(e.reason);
+        if (process.env.BLUFIO_DEBUG === '1') process.stderr.write(`blufio: attempt ${attempt} not consistent: ${e.reason}\n`);
         if (attempt === retries || Date.now() >= deadline) break;
-        // Back off a little, with jitter, so we do not start again in lockstep with the writer.
-        await sleep(Math.min(250, 10 * 2 ** attempt) * (0.5 + Math.random()), undefined, { signal: opts.signal }).catch(() => {});
+        const pause = Math.min(250, 10 * 2 ** attempt) * (0.5 + Math.random());
+        if (snapshot.mode === 'rollback') {
+          // A rollback-mode copy is only good if no commit lands while it runs: start the next
+          // one the moment the writer lets go of its locks, and copy it at full speed.
+          await snapshot.waitForQuiet(pause, opts.signal);
+          throttle = 0;
+        } else {
+          // Back off a little, with jitter, so we do not start again in lockstep with the writer.
+          await sleep(pause, undefined, { signal: opts.signal }).catch(() => {});
+        }
       }
     }
     const last = reasons[reasons.length - 1] ?? 'the source kept changing';
@@ -113,11 +131,17 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
       const remaining = capi.sqlite3_backup_remaining(backup as never);
       p.opts.onProgress?.({ phase: 'copy', totalPages: total, remainingPages: remaining, attempt: p.attempt });
       if (rc === capi.SQLITE_DONE) break;
-      snapshot.stillValid();
-      throwIfAborted(p.opts.signal);
-      if (Date.now() > p.deadline) throw new RetryAttempt('the time limit ran out during the copy');
-      // Yield to the event loop between steps (progress output, Ctrl-C), pausing if asked.
-      await sleep(p.sleepMs);
+      // Yield to the event loop between steps (progress output, Ctrl-C), pausing if asked. A live
+      // WAL is looked at every WATCH_MS meanwhile: a busy writer can restart it every few ms, and
+      // each generation's frames must be read before the next overwrites them.
+      const resume = performance.now() + p.sleepMs;
+      do {
+        snapshot.stillValid();
+        throwIfAborted(p.opts.signal);
+        if (Date.now() > p.deadline) throw new RetryAttempt('the time limit ran out during the copy');
+        const left = resume - performance.now();
+        await (left > 0 ? sleep(Math.min(WATCH_MS, left)) : new Promise((r) => setImmediate(r)));
+      } while (performance.now() < resume);
     }
     const rc = capi.sqlite3_backup_finish(backup as never);
     backup = 0;

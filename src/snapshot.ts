@@ -12,11 +12,12 @@
  *
  * Why this is safe is argued in docs/consistency.md. In short:
  * - WAL mode: the database file changes only through checkpoints, which copy committed frames of
- *   the current WAL generation into it. finish() scans the frames committed by now and lays the
- *   newest frame of each page over the copy wherever it differs from what the view served. Any
- *   page a checkpoint changed while we read has a frame, so the result is exactly the state as of
- *   the last commit scanned, provided the WAL was not restarted (new salts) meanwhile: the header
- *   is compared byte for byte at begin, between steps, and after the last frame was read.
+ *   the current WAL generation into it. A WalFollower reads every frame committed while the copy
+ *   runs (between steps), across restarts of the WAL, and keeps the set of pages they touched.
+ *   finish() rewrites exactly those pages in the copy, from their newest frame or, for pages
+ *   whose frames were checkpointed in an earlier generation, from the database file; pages no
+ *   frame touched cannot have changed while we read them. The result is the state as of the last
+ *   commit taken in, and a last look at the WAL proves nothing moved under the pages we re-read.
  * - Rollback mode: every commit rewrites page 1 (change counter) and keeps a hot journal while it
  *   writes pages. An attempt counts only if the 100-byte header and the file size are the same at
  *   the end as at the start and no hot journal was seen at either end.
@@ -24,19 +25,16 @@
 import * as fs from 'node:fs';
 import { BlufioError, fsError } from './errors.ts';
 import { writerActive } from './locks.ts';
+import { RetryAttempt } from './retry.ts';
 import { ReadAhead, readFully, writeFully } from './vfs/disk-file.ts';
 import type { VfsFile } from './vfs/file.ts';
 import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalIndex, frameOffset, parseWalHeader } from './wal.ts';
+import { WalFollower, sameBytes } from './wal-follower.ts';
+
+export { RetryAttempt };
 
 export const SQLITE_HEADER = 'SQLite format 3\0';
 const JOURNAL_MAGIC = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
-
-/** This attempt cannot be proven consistent; another may be. `reason` says why, for people. */
-export class RetryAttempt extends Error {
-  constructor(readonly reason: string) {
-    super(reason);
-  }
-}
 
 export type JournalMode = 'wal' | 'rollback';
 
@@ -60,11 +58,14 @@ export class SourceSnapshot implements VfsFile {
   private walFd = -1;
   private ahead?: ReadAhead;
   private dbStat?: fs.Stats;
-  private header0 = new Uint8Array(0);
+  private header0: Uint8Array = new Uint8Array(0);
   private wal0?: WalState;
+  /** The committed frames at begin(), which the view serves pages from. */
   private index0?: WalIndex;
+  /** Follows the WAL during the copy (WAL mode with a valid WAL header only). */
+  private follower?: WalFollower;
   /** Page 1's first 100 bytes as the view shows them. */
-  private page1Head = new Uint8Array(0);
+  private page1Head: Uint8Array = new Uint8Array(0);
 
   constructor(readonly dbPath: string) {
     this.walPath = `${dbPath}-wal`;
@@ -107,12 +108,14 @@ export class SourceSnapshot implements VfsFile {
 
     this.wal0 = this.readWalState(true);
     this.index0 = undefined;
+    this.follower = undefined;
     if (this.wal0.exists) {
       const header = parseWalHeader(this.wal0.raw);
       if (header) {
-        const index = new WalIndex(header);
-        index.scan(this.walFd);
-        if (index.lastCommit > 0) this.index0 = index;
+        const gen = new WalIndex(header);
+        gen.scan(this.walFd);
+        if (gen.lastCommit > 0) this.index0 = gen.clone();
+        this.follower = new WalFollower(this.walFd, this.walPath, this.wal0.ino, gen);
       }
     }
     this.mode = this.wal0.exists || head[18] === 2 ? 'wal' : 'rollback';
@@ -139,6 +142,8 @@ export class SourceSnapshot implements VfsFile {
         throw new RetryAttempt('another process committed during the copy');
       }
       if (this.journalIsHot()) throw new RetryAttempt('another process is committing (hot rollback journal)');
+    } else if (this.follower) {
+      this.follower.tail();
     } else {
       this.walUnchanged();
     }
@@ -154,54 +159,63 @@ export class SourceSnapshot implements VfsFile {
     if (!st || st.ino !== this.dbStat!.ino) throw new RetryAttempt('the database file was replaced during the copy');
     if (this.mode === 'rollback') return this.nPages;
 
-    if (!this.wal0!.exists) {
-      // No WAL at the start, none now: the file can only have changed if a process opened,
-      // wrote, checkpointed and closed within the copy. Its times and size would show that.
-      if (st.size !== this.dbStat!.size || st.mtimeMs !== this.dbStat!.mtimeMs || st.ctimeMs !== this.dbStat!.ctimeMs) {
+    if (!this.follower) {
+      // No valid WAL at the start, and the same now: only a process that opened, wrote,
+      // checkpointed and closed within the copy could have changed the file. Its times would show.
+      if (!this.wal0!.exists && (st.size !== this.dbStat!.size || st.mtimeMs !== this.dbStat!.mtimeMs || st.ctimeMs !== this.dbStat!.ctimeMs)) {
         throw new RetryAttempt('the database was written during the copy');
       }
+      this.overlay(destPath, new Map(), new Set(), this.nPages);
+      return this.nPages;
     }
-    let final = this.index0;
-    if (this.index0) {
-      final = this.index0.clone();
-      final.scan(this.walFd);
-    } else if (this.wal0!.exists) {
-      const header = parseWalHeader(this.wal0!.raw);
-      if (header) {
-        final = new WalIndex(header);
-        final.scan(this.walFd);
-      }
+    const f = this.follower;
+    for (let round = 1; round <= 8; round++) {
+      f.tail();
+      const gen = f.gen;
+      const nFinal = f.nPages || this.nPages;
+      if (this.nPages === 0 && nFinal > 0) throw new RetryAttempt('the database was created during the copy');
+      const fromFile = this.overlay(destPath, gen.frames, f.touched, nFinal);
+      // Done if nothing committed since then touches a page we re-read from the database file
+      // (only a checkpoint of a newer frame could have changed it) and the WAL did not restart
+      // under the frames we read. Otherwise take the newer state in and go again.
+      const fresh = new Set<number>();
+      f.tail(fresh);
+      if (f.gen === gen && ![...fromFile].some((p) => fresh.has(p))) return nFinal;
     }
-    const nFinal = final && final.lastCommit > 0 ? final.nPages : this.nPages;
-    if (this.nPages === 0 && nFinal > 0) throw new RetryAttempt('the database was created during the copy');
-    this.overlay(destPath, final, nFinal);
-    // Frames are immutable until the WAL restarts: if the header is still the same after we read
-    // them, every frame we read belonged to this generation.
-    this.walUnchanged();
-    return nFinal;
+    throw new RetryAttempt('the WAL kept moving under the pages being finished');
   }
 
-  /** Brings the copy from the state of begin() to the state of `final`'s last commit. */
-  private overlay(destPath: string, final: WalIndex | undefined, nFinal: number): void {
+  /**
+   * Rewrites in the copy every page in `touched` (and every page past the begin() size) from its
+   * frame in `frames` or else from the database file, sizes the copy to `nFinal` pages and makes
+   * page 1 a self-contained rollback-journal header. Returns the pages read from the file.
+   */
+  private overlay(destPath: string, frames: Map<number, number>, touched: Set<number>, nFinal: number): Set<number> {
     const ps = this.pageSize;
+    const fromFile = new Set<number>();
+    const noRestart = !this.follower || this.follower.restarts === 0;
     const fd = fs.openSync(destPath, 'r+');
     try {
       const page = new Uint8Array(ps);
-      if (final && final !== this.index0) {
-        for (const [pgno, frame] of final.frames) {
-          if (pgno > nFinal || this.index0?.frames.get(pgno) === frame) continue;
+      const put = (pgno: number) => {
+        if (pgno > nFinal) return;
+        const frame = frames.get(pgno);
+        // Within one generation frames never change: a page the view served from this very
+        // frame is already right in the copy.
+        if (frame !== undefined && noRestart && this.index0?.frames.get(pgno) === frame) return;
+        if (frame !== undefined) {
           if (readFully(this.walFd, page, frameOffset(frame, ps) + WAL_FRAME_HEADER_SIZE) !== ps) {
             throw new RetryAttempt('the WAL was truncated during the copy');
           }
-          writeFully(fd, page, (pgno - 1) * ps);
+        } else {
+          page.fill(0);
+          readFully(this.dbFd, page, (pgno - 1) * ps);
+          fromFile.add(pgno);
         }
-      }
-      for (let pgno = this.nPages + 1; pgno <= nFinal; pgno++) {
-        if (final?.frames.has(pgno)) continue;
-        page.fill(0);
-        readFully(this.dbFd, page, (pgno - 1) * ps);
         writeFully(fd, page, (pgno - 1) * ps);
-      }
+      };
+      for (const pgno of touched) put(pgno);
+      for (let pgno = this.nPages + 1; pgno <= nFinal; pgno++) if (!touched.has(pgno)) put(pgno);
       if (fs.fstatSync(fd).size !== nFinal * ps) fs.ftruncateSync(fd, nFinal * ps);
       if (nFinal > 0) {
         // A self-contained rollback-journal database: legacy file format bytes, and an in-header
@@ -217,6 +231,7 @@ export class SourceSnapshot implements VfsFile {
     } finally {
       fs.closeSync(fd);
     }
+    return fromFile;
   }
 
   // ---- VfsFile: the view SQLite reads --------------------------------------------------------
@@ -261,6 +276,18 @@ export class SourceSnapshot implements VfsFile {
 
   close(): void {
     // SQLite closing the view does not end the snapshot; closeFds() does.
+  }
+
+  /**
+   * Rollback mode: resolves as soon as no other process holds a write lock or a hot journal on
+   * the source (polled every millisecond), or after `maxMs`.
+   */
+  async waitForQuiet(maxMs: number, signal?: AbortSignal): Promise<void> {
+    const until = performance.now() + maxMs;
+    while (performance.now() < until && !signal?.aborted) {
+      if (!writerActive(this.dbPath) && !this.journalIsHot()) return;
+      await new Promise((r) => setTimeout(r, 1));
+    }
   }
 
   /** Releases the source's file descriptors. */
@@ -335,12 +362,6 @@ export class SourceSnapshot implements VfsFile {
       fs.closeSync(fd);
     }
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function statOrNull(p: string): fs.Stats | null {

@@ -118,11 +118,18 @@ export class WalIndex {
   }
 
   /**
+   * Where the last scan stopped: the index of the first frame that was not a valid continuation
+   * (or that lies past the end of the file), and that frame's 24-byte header as read (null at
+   * end of file). Used to tell the true end of a generation from frames overwritten by the next.
+   */
+  stop: { index: number; head: Uint8Array | null } = { index: 1, head: null };
+
+  /**
    * Reads frames after the last commit until one is invalid (wrong salts, broken checksum
    * chain, page number 0) or the file ends, and takes in every transaction that committed.
-   * Returns how many new commit frames were found.
+   * Pages of newly committed frames are added to `touched`. Returns how many commits were new.
    */
-  scan(fd: number): number {
+  scan(fd: number, touched?: Set<number>): number {
     const { header, frameSize } = this;
     const buf = new Uint8Array(frameSize * SCAN_FRAMES);
     const dv = new DataView(buf.buffer);
@@ -137,13 +144,22 @@ export class WalIndex {
         const at = k * frameSize;
         const pgno = dv.getUint32(at);
         const commitSize = dv.getUint32(at + 4);
-        if (pgno === 0 || dv.getUint32(at + 8) !== header.salt1 || dv.getUint32(at + 12) !== header.salt2) return commits;
-        [s1, s2] = walChecksum(buf.subarray(at, at + 8), header.bigEndCksum, s1, s2);
-        [s1, s2] = walChecksum(buf.subarray(at + WAL_FRAME_HEADER_SIZE, at + frameSize), header.bigEndCksum, s1, s2);
-        if (s1 !== dv.getUint32(at + 16) || s2 !== dv.getUint32(at + 20)) return commits;
+        let valid = pgno !== 0 && dv.getUint32(at + 8) === header.salt1 && dv.getUint32(at + 12) === header.salt2;
+        if (valid) {
+          [s1, s2] = walChecksum(buf.subarray(at, at + 8), header.bigEndCksum, s1, s2);
+          [s1, s2] = walChecksum(buf.subarray(at + WAL_FRAME_HEADER_SIZE, at + frameSize), header.bigEndCksum, s1, s2);
+          valid = s1 === dv.getUint32(at + 16) && s2 === dv.getUint32(at + 20);
+        }
+        if (!valid) {
+          this.stop = { index, head: buf.slice(at, at + WAL_FRAME_HEADER_SIZE) };
+          return commits;
+        }
         pending.push([pgno, index]);
         if (commitSize !== 0) {
-          for (const [p, i] of pending) this.frames.set(p, i);
+          for (const [p, i] of pending) {
+            this.frames.set(p, i);
+            touched?.add(p);
+          }
           pending = [];
           this.lastCommit = index;
           this.nPages = commitSize;
@@ -151,7 +167,18 @@ export class WalIndex {
           commits++;
         }
       }
-      if (whole < SCAN_FRAMES) return commits;
+      if (whole < SCAN_FRAMES) {
+        // A partial frame at the end counts as the end of the file.
+        this.stop = { index, head: null };
+        return commits;
+      }
     }
   }
+}
+
+/** The 24-byte header of frame `index`, or null if the file ends before the whole frame. */
+export function readFrameHeader(fd: number, index: number, pageSize: number): Uint8Array | null {
+  const buf = new Uint8Array(WAL_FRAME_HEADER_SIZE + pageSize);
+  const got = readFully(fd, buf, frameOffset(index, pageSize));
+  return got === buf.length ? buf.subarray(0, WAL_FRAME_HEADER_SIZE) : null;
 }

@@ -75,7 +75,7 @@ export function installNodeVfs(sqlite3: Sqlite3): void {
     return rc;
   };
   const heap = (p: number, n: number) => wasm.heap8u().subarray(p, p + n);
-  const str = (p: number) => (p ? wasm.cstrToJs(p as never) : '');
+  const str = (p: number): string => (p ? (wasm.cstrToJs(p as never) ?? '') : '');
   const fileOf = (p: number): VfsFile => {
     const f = filesByPointer.get(Number(p));
     if (!f) throw new Error('unknown file handle');
@@ -261,7 +261,7 @@ export function installNodeVfs(sqlite3: Sqlite3): void {
     },
     xRandomness(_pVfs: number, nOut: number, pOut: number): number {
       const out = heap(Number(pOut), nOut);
-      for (let i = 0; i < nOut; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(nOut, i + 65536)));
+      for (let i = 0; i < nOut; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(nOut, i + 65536)) as Uint8Array<ArrayBuffer>);
       return nOut;
     },
     xSleep(_pVfs: number, micros: number): number {
@@ -276,11 +276,12 @@ export function installNodeVfs(sqlite3: Sqlite3): void {
     return m !== null && viewsByName.has(m[1]);
   }
 
-  const ioStruct = new capi.sqlite3_io_methods();
+  // The struct members are typed loosely by the package; these are its documented fields.
+  const ioStruct = new capi.sqlite3_io_methods() as InstanceType<typeof capi.sqlite3_io_methods> & Record<string, unknown>;
   ioStruct.$iVersion = 1;
-  const vfsStruct = new capi.sqlite3_vfs();
+  const vfsStruct = new capi.sqlite3_vfs() as InstanceType<typeof capi.sqlite3_vfs> & Record<string, unknown>;
   vfsStruct.$iVersion = 2;
-  vfsStruct.$szOsFile = capi.sqlite3_file.structInfo.sizeof;
+  vfsStruct.$szOsFile = (capi.sqlite3_file as unknown as { structInfo: { sizeof: number } }).structInfo.sizeof;
   vfsStruct.$mxPathname = 1024;
   sqlite3.vfs.installVfs({
     io: { struct: ioStruct, methods: ioMethods },
