@@ -5,9 +5,7 @@ import { chmodSync, readFileSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 
-await build({
-  entryPoints: ['src/bin.ts'],
-  outfile: 'dist/blufio.mjs',
+const common = {
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -15,10 +13,18 @@ await build({
   target: 'node20',
   loader: { '.wasm': 'binary' },
   define: { __BLUFIO_VERSION__: JSON.stringify(pkg.version) },
-  banner: {
-    js: "#!/usr/bin/env node\nimport { createRequire as __blufioRequire } from 'node:module'; const require = __blufioRequire(import.meta.url);",
-  },
   legalComments: 'none',
   logLevel: 'warning',
+};
+
+// The CLI: dist/blufio.mjs, executable.
+await build({
+  ...common,
+  entryPoints: ['src/bin.ts'],
+  outfile: 'dist/blufio.mjs',
+  banner: { js: '#!/usr/bin/env node' },
 });
 chmodSync('dist/blufio.mjs', 0o755);
+
+// The library for embedding in the blufio server: dist/index.mjs (+ types in dist/types).
+await build({ ...common, entryPoints: ['src/lib.ts'], outfile: 'dist/index.mjs' });

@@ -6,6 +6,7 @@
  */
 export { backup, type BackupOptions, type BackupResult } from './backup.ts';
 export { restore, type RestoreOptions, type RestoreResult } from './restore.ts';
+export { inspect, type InspectResult, type TableInfo } from './inspect.ts';
 export { BlufioError, type ErrorCode } from './errors.ts';
 export { resolveConfig, type StorageConfig, type ConfigInput } from './config.ts';
 export type { Progress, ProgressCallback } from './progress.ts';

@@ -133,6 +133,11 @@ export class SourceSnapshot implements VfsFile {
     this.page1Head = this.nPages > 0 ? this.viewHeader() : new Uint8Array(0);
   }
 
+  /** The database file's own first 100 bytes as read at begin() (empty for an empty file). */
+  fileHeader(): Uint8Array {
+    return this.header0;
+  }
+
   /** Throws RetryAttempt if the attempt can already be seen to be torn (cheap: one or two reads). */
   stillValid(): void {
     if (this.mode === 'rollback') {

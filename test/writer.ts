@@ -48,6 +48,8 @@ function transaction(i: number): string {
 
 export interface Writer {
   proc: ChildProcess;
+  /** Transactions sent so far. */
+  sent(): number;
   /** Stops the writer; resolves to the transactions sent. */
   stop(): Promise<number>;
 }
@@ -78,6 +80,7 @@ export function startWriter(db: string, opts: WriterOptions): Writer {
   })();
   return {
     proc,
+    sent: () => sent,
     async stop() {
       running = false;
       await loop;

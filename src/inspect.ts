@@ -1,0 +1,117 @@
+/**
+ * inspect(): what a person needs to know about a database file before trusting it — integrity,
+ * size, format, who wrote it, and what it holds. Read-only, through the same consistent view as a
+ * backup, so it is safe on a live database as well as on a backup file.
+ */
+import * as path from 'node:path';
+import { checkSource } from './backup.ts';
+import { BlufioError } from './errors.ts';
+import { RetryAttempt, SourceSnapshot } from './snapshot.ts';
+import { loadSqlite, openDb, sqliteError } from './sqlite.ts';
+import { registerView, unregisterView, protect } from './vfs/node-vfs.ts';
+
+export interface TableInfo {
+  name: string;
+  /** null when the table cannot be counted here (e.g. a virtual table whose module is missing). */
+  rows: number | null;
+}
+
+export interface InspectResult {
+  command: 'verify';
+  path: string;
+  /** true when the file passed the check and would restore cleanly. */
+  ok: boolean;
+  integrity: 'ok' | 'failed';
+  check: 'integrity_check' | 'quick_check';
+  /** What the check reported, when it did not pass (at most 20 lines). */
+  problems: string[];
+  bytes: number;
+  pageSize: number;
+  pages: number;
+  journalMode: 'wal' | 'rollback';
+  /** The SQLite version that last wrote the file (header offset 96). */
+  sqliteVersion: string;
+  tables: TableInfo[];
+}
+
+let viewCounter = 0;
+
+export async function inspect(file: string, opts: { quick?: boolean } = {}): Promise<InspectResult> {
+  const abs = path.resolve(file);
+  const st = checkSource(abs, 'file', 'check the path');
+  const sqlite3 = await loadSqlite();
+  const snapshot = new SourceSnapshot(abs);
+  const unprotect = protect(snapshot.files);
+  const view = `/blufio-inspect/${process.pid}/${++viewCounter}`;
+  registerView(view, snapshot);
+  const check = opts.quick ? 'quick_check' : 'integrity_check';
+  try {
+    for (let attempt = 1; ; attempt++) {
+      snapshot.begin();
+      let db;
+      try {
+        db = openDb(sqlite3, view);
+        db.exec('PRAGMA temp_store=MEMORY');
+        const head = snapshot.fileHeader();
+        let problems: string[] = [];
+        try {
+          const rows = db.selectValues(`PRAGMA ${check}(20)`) as string[];
+          problems = rows.length === 1 && rows[0] === 'ok' ? [] : rows.map(String);
+        } catch (e) {
+          problems = [messageOf(sqlite3, e)];
+        }
+        const tables: TableInfo[] = [];
+        try {
+          for (const name of db.selectValues("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") as string[]) {
+            let rows: number | null = null;
+            try {
+              rows = Number(db.selectValue(`SELECT count(*) FROM "${name.replaceAll('"', '""')}"`));
+            } catch {
+              rows = null;
+            }
+            tables.push({ name, rows });
+          }
+        } catch (e) {
+          if (problems.length === 0) problems = [messageOf(sqlite3, e)];
+        }
+        snapshot.stillValid();
+        const pageSize = snapshot.pageSize;
+        return {
+          command: 'verify',
+          path: abs,
+          ok: problems.length === 0,
+          integrity: problems.length === 0 ? 'ok' : 'failed',
+          check,
+          problems,
+          bytes: st.size,
+          pageSize,
+          pages: snapshot.nPages,
+          journalMode: head[18] === 2 ? 'wal' : 'rollback',
+          sqliteVersion: head.length >= 100 ? versionString(new DataView(head.buffer, head.byteOffset).getUint32(96)) : 'unknown',
+          tables,
+        };
+      } catch (e) {
+        if (e instanceof RetryAttempt && attempt < 10) continue;
+        if (e instanceof RetryAttempt) throw new BlufioError('E_TOO_BUSY', `the file kept changing while it was read: ${e.reason}`, 'try again');
+        throw e;
+      } finally {
+        db?.close();
+      }
+    }
+  } finally {
+    unregisterView(view);
+    snapshot.closeFds();
+    unprotect();
+  }
+}
+
+function messageOf(sqlite3: Awaited<ReturnType<typeof loadSqlite>>, e: unknown): string {
+  const rc = (e as { resultCode?: number }).resultCode;
+  return typeof rc === 'number' ? sqliteError(sqlite3, rc, (e as Error).message).message : String((e as Error)?.message ?? e);
+}
+
+/** 3040001 -> "3.40.1" */
+export function versionString(n: number): string {
+  if (!n) return 'unknown';
+  return `${Math.floor(n / 1000000)}.${Math.floor(n / 1000) % 1000}.${n % 1000}`;
+}
