@@ -2,23 +2,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { backup, BlufioError } from '../src/index.ts';
-import { cleanup, fileState, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { backup } from '../src/index.ts';
+import { cleanup, rejects, fileState, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
 
 const test = suite('backup');
 test.after.each(cleanup);
-
-async function rejects(p: Promise<unknown>, code: string, match?: RegExp): Promise<BlufioError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, BlufioError, String(e));
-    assert.is((e as BlufioError).code, code, (e as Error).message);
-    if (match) assert.match((e as Error).message, match);
-    return e as BlufioError;
-  }
-  return assert.unreachable('should have failed') as never;
-}
 
 test('creates a valid, self-contained database with everything in it', async () => {
   const d = tmpdir();

@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as assert from 'uvu/assert';
+import { BlufioError } from '../src/errors.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
@@ -118,4 +120,17 @@ export function header(db: string, start: number, len: number): number[] {
   fs.readSync(fd, b, 0, len, start);
   fs.closeSync(fd);
   return [...b];
+}
+
+/** Awaits `p`, which must reject with a BlufioError of this code (and message); returns it. */
+export async function rejects(p: Promise<unknown>, code: string, match?: RegExp): Promise<BlufioError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, BlufioError, String(e));
+    assert.is((e as BlufioError).code, code, (e as Error).message);
+    if (match) assert.match((e as Error).message, match);
+    return e as BlufioError;
+  }
+  return assert.unreachable('should have failed') as never;
 }

@@ -3,23 +3,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { backup, BlufioError, restore } from '../src/index.ts';
-import { CLI, cleanup, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { backup, restore } from '../src/index.ts';
+import { CLI, cleanup, rejects, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
 
 const test = suite('restore');
 test.after.each(cleanup);
-
-async function rejects(p: Promise<unknown>, code: string, match?: RegExp): Promise<BlufioError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, BlufioError, String(e));
-    assert.is((e as BlufioError).code, code, (e as Error).message);
-    if (match) assert.match((e as Error).message, match);
-    return e as BlufioError;
-  }
-  return assert.unreachable('should have failed') as never;
-}
 
 /** A live database (old content) and a backup of different content. */
 async function setup(): Promise<{ d: string; db: string; bak: string; oldPrint: string; newPrint: string }> {
