@@ -2,7 +2,7 @@
  * `node --import tsx scripts/live-bench.ts [--quick]`: backups of a database that a native
  * sqlite3 process keeps writing, by blufio and by native `sqlite3 .backup`, scenario by scenario.
  * Every backup produced is checked with native sqlite3 (integrity_check and the writer's
- * invariant). Writes docs/live-results.md from its own measurements.
+ * invariant). Writes the results into docs/consistency.md (between the live-results markers).
  */
 import { spawn, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -118,9 +118,7 @@ for (const s of scenarios) {
 }
 
 const sqliteVersion = execFileSync('sqlite3', ['--version'], { encoding: 'utf8' }).split(' ')[0];
-const out = `# Live backups: measured
-
-Made by \`node --import tsx scripts/live-bench.ts${quick ? ' --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}:
+const out = `Made by \`node --import tsx scripts/live-bench.ts${quick ? ' --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}:
 ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version},
 native sqlite3 ${sqliteVersion} (writer and oracle), blufio with SQLite ${'3.54.1'} (WASM).
 
@@ -134,5 +132,9 @@ Every finished backup is checked with native sqlite3: \`integrity_check\` and th
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
-fs.writeFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'docs', 'live-results.md'), out);
-console.log('wrote docs/live-results.md');
+const doc = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'docs', 'consistency.md');
+const text = fs.readFileSync(doc, 'utf8');
+const start = '<!-- live-results:start -->';
+const end = '<!-- live-results:end -->';
+fs.writeFileSync(doc, `${text.slice(0, text.indexOf(start) + start.length)}\n${out}${text.slice(text.indexOf(end))}`);
+console.log('wrote the results into docs/consistency.md');
