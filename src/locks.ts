@@ -70,10 +70,47 @@ export function writerActive(dbPath: string): boolean | null {
   return locks.some((l) => l.write && covers(l, PENDING_BYTE, SHARED_FIRST + SHARED_SIZE - 1));
 }
 
-/** Pids of other processes holding any lock on the database or its -shm; null if unknown. */
+/**
+ * Pids of other processes that have the database open: those holding a lock on it or its -shm
+ * (every WAL-mode connection does), and those with a file descriptor on it in /proc/<pid>/fd (a
+ * rollback-mode connection holds no lock between transactions). null if this can't be known.
+ */
 export function holders(dbPath: string): number[] | null {
   const onDb = locksOn(dbPath);
   if (onDb === null) return null;
   const onShm = fs.existsSync(`${dbPath}-shm`) ? locksOn(`${dbPath}-shm`) ?? [] : [];
-  return [...new Set([...onDb, ...onShm].map((l) => l.pid))];
+  return [...new Set([...onDb, ...onShm].map((l) => l.pid).concat(openers(dbPath)))].sort((a, b) => a - b);
+}
+
+/** Pids whose open file descriptors include `file` (those we may look at; others are skipped). */
+export function openers(file: string): number[] {
+  let target: fs.Stats;
+  let pids: string[];
+  try {
+    target = fs.statSync(file);
+    pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n) && Number(n) !== process.pid);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const st = fs.statSync(`/proc/${pid}/fd/${fd}`);
+        if (st.ino === target.ino && st.dev === target.dev) {
+          out.push(Number(pid));
+          break;
+        }
+      } catch {
+        // closed meanwhile, or not ours to look at
+      }
+    }
+  }
+  return out;
 }

@@ -4,10 +4,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CLI, cleanup, cli, fingerprint, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { CLI, RUNTIMES, cleanup, cli as runCli, fingerprint, holdOpen, makeSampleDb, sql, tmpdir, type Run } from './helpers.ts';
 
-const test = suite('cli');
+for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
+const test = suite(`cli (${runtimeName})`);
 test.after.each(cleanup);
+const cli = (args: string[], opts: Parameters<typeof runCli>[1] = {}): Run => runCli(args, { runtime, ...opts });
 
 function sample() {
   const home = tmpdir();
@@ -154,7 +156,7 @@ test('an unreadable database or backup file: permission error', () => {
   fs.chmodSync(db, 0o000);
   fs.chmodSync(bak, 0o000);
   // Root reads anything: drop to nobody to make the permission bits count.
-  const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+  const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...runtime] : runtime;
   const r1 = cli(['backup', path.join(home, 'x.db')], { env, runtime: asUser });
   assert.is(r1.code, 1);
   assert.match(r1.stderr, `error: cannot read the database ${db}: permission denied`);
@@ -164,11 +166,25 @@ test('an unreadable database or backup file: permission error', () => {
   assert.match(r2.stderr, `error: cannot read the backup file ${bak}: permission denied`);
 });
 
+test('restore refuses while a native process has the database open', async () => {
+  const { home, db, env } = sample();
+  const bak = path.join(home, 'b.db');
+  assert.is(cli(['backup', bak, '--quiet'], { env }).code, 0);
+  const h = await holdOpen(db, 'SELECT count(*) FROM vault;');
+  try {
+    const r = cli(['restore', bak], { env });
+    assert.is(r.code, 1);
+    assert.is(r.stderr, `error: the database ${db} is in use by process ${h.proc.pid} (stop the blufio server first, or add --force if you are sure)\n`);
+  } finally {
+    await h.stop();
+  }
+});
+
 test('Ctrl-C during a backup: exit 130, nothing left behind', async () => {
   const home = tmpdir();
   const db = path.join(home, 'big.db');
   sql(db, 'CREATE TABLE t(b); INSERT INTO t SELECT randomblob(4000) FROM generate_series(1, 3000);');
-  const child = spawn(process.execPath, [CLI, 'backup', path.join(home, 'b.db'), '--db', db, '--pages-per-step', '10', '--sleep-ms', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(runtime[0], [...runtime.slice(1), CLI, 'backup', path.join(home, 'b.db'), '--db', db, '--pages-per-step', '10', '--sleep-ms', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   await new Promise((r) => setTimeout(r, 700));
@@ -180,3 +196,4 @@ test('Ctrl-C during a backup: exit 130, nothing left behind', async () => {
 });
 
 test.run();
+}

@@ -10,6 +10,13 @@ import { BlufioError } from '../src/errors.ts';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
 
+/** How each runtime runs the bundled CLI (deno and bun come from devDependencies). */
+export const RUNTIMES: Record<string, string[]> = {
+  node: [process.execPath],
+  deno: [path.join(ROOT, 'node_modules', '.bin', 'deno'), 'run', '-A'],
+  bun: [path.join(ROOT, 'node_modules', '.bin', 'bun')],
+};
+
 const made: string[] = [];
 /** A fresh temporary directory, removed by cleanup(). */
 export function tmpdir(prefix = 'blufio-test-'): string {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup, restore } from '../src/index.ts';
-import { CLI, cleanup, rejects, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { CLI, RUNTIMES, cleanup, rejects, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
 
 const test = suite('restore');
 test.after.each(cleanup);
@@ -138,12 +138,13 @@ test('refuses while another process has the database open, unless forced', async
   assert.is(fingerprint(db), newPrint);
 });
 
+for (const [runtimeName, runtime] of Object.entries(RUNTIMES))
 for (const step of ['built', 'safety-copy', 'settled', 'renamed']) {
-  test(`killed at step "${step}": the database is the old one or the new one, intact`, async () => {
+  test(`${runtimeName}: killed at step "${step}": the database is the old one or the new one, intact`, async () => {
     const { d, db, bak, newPrint } = await setup();
     await leaveWalFrames(db);
     const oldPrint = fingerprint(db);
-    const r = spawnSync(process.execPath, [CLI, 'restore', bak, '--db', db, '--quiet'], {
+    const r = spawnSync(runtime[0], [...runtime.slice(1), CLI, 'restore', bak, '--db', db, '--quiet'], {
       env: { ...process.env, BLUFIO_TEST_CRASH_AT: step, HOME: d },
     });
     assert.is(r.signal, 'SIGKILL', `the hook fired (${r.stderr})`);
@@ -153,7 +154,7 @@ for (const step of ['built', 'safety-copy', 'settled', 'renamed']) {
     assert.is(now === newPrint, step === 'renamed');
     if (step !== 'built') assert.is(fingerprint(`${db}.pre-restore`), oldPrint);
     // And the next run completes and cleans up after the killed one.
-    const again = spawnSync(process.execPath, [CLI, 'restore', bak, '--db', db, '--quiet'], { env: { ...process.env, HOME: d } });
+    const again = spawnSync(runtime[0], [...runtime.slice(1), CLI, 'restore', bak, '--db', db, '--quiet'], { env: { ...process.env, HOME: d } });
     assert.is(again.status, 0, String(again.stderr));
     assert.is(fingerprint(db), newPrint);
     assert.equal(fs.readdirSync(d).filter((f) => f.endsWith('.tmp')), []);

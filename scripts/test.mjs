@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// Runs the uvu suites (TypeScript through tsx) and ends with one plain line, "N passed, N failed",
+// that any CI can read. The exit code is uvu's.
+import { spawn } from 'node:child_process';
+
+const child = spawn(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', 'test', process.argv[2] ?? '\\.test\\.ts$'], {
+  stdio: ['inherit', 'pipe', 'inherit'],
+  env: { ...process.env, FORCE_COLOR: '0' },
+});
+let out = '';
+child.stdout.on('data', (d) => {
+  out += d;
+  process.stdout.write(d);
+});
+child.on('exit', (code, signal) => {
+  const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const passed = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  console.log(`\n${passed} passed, ${total - passed} failed`);
+  process.exit(code ?? (signal ? 1 : 0));
+});
