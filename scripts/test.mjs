@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 
 const child = spawn(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', 'test', process.argv[2] ?? '\\.test\\.ts$'], {
   stdio: ['inherit', 'pipe', 'inherit'],
-  env: { ...process.env, FORCE_COLOR: '0' },
+  env: { ...withoutColor(process.env), NO_COLOR: '1' },
 });
 let out = '';
 child.stdout.on('data', (d) => {
@@ -18,3 +18,8 @@ child.on('exit', (code, signal) => {
   console.log(`\n${passed} passed, ${total - passed} failed`);
   process.exit(code ?? (signal ? 1 : 0));
 });
+
+function withoutColor(env) {
+  const { FORCE_COLOR: _, ...rest } = env;
+  return rest;
+}

@@ -6,9 +6,12 @@
  * interruption removes the temporary file and leaves the destination as it was.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { BlufioError } from './errors.ts';
 import { copyDatabase, throwIfAborted, type CopyOptions } from './copy.ts';
+import { gzipFile, wantsGzip } from './gzip.ts';
 import { checkDestination, publish, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { assertSound } from './verify.ts';
@@ -25,8 +28,13 @@ export interface BackupOptions extends CopyOptions {
 export interface BackupResult {
   command: 'backup';
   database: string;
+  /** Where the backup went: an absolute path, or "-" for a stream. */
   path: string;
+  /** Bytes written (compressed, for a .gz destination). */
   bytes: number;
+  /** Size of the database itself (equal to bytes unless compressed). */
+  databaseBytes: number;
+  compressed: boolean;
   pages: number;
   pageSize: number;
   durationMs: number;
@@ -46,12 +54,14 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
     throw new BlufioError('E_SAME_FILE', `the backup path ${dest} is the database itself`, 'choose a backup path outside the database\'s own files');
   }
   checkDestination(dest, options.force ?? false, 'backup');
-  const copy = await copyVerified(db, dest, options, 'the backup');
+  const copy = await copyVerified(db, dest, options, 'the backup', wantsGzip(dest));
   return {
     command: 'backup',
     database: db,
     path: dest,
     bytes: copy.bytes,
+    databaseBytes: copy.databaseBytes,
+    compressed: wantsGzip(dest),
     pages: copy.pages,
     pageSize: copy.pageSize,
     durationMs: Math.round(performance.now() - started),
@@ -62,27 +72,70 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
 }
 
 /**
- * Copies `src` to `dest` through a temporary file beside `dest`: copy, fsync, verify (unless
- * opts.verify is false), set the mode, rename. Shared by backup and the .pre-restore copy.
+ * Backs up the database at `dbPath` into a writable stream (stdout for `blufio backup -`): the
+ * backup is made and verified in a private temporary file first, so the stream only ever
+ * receives a complete, verified database.
  */
-export async function copyVerified(src: string, dest: string, opts: BackupOptions, what: string) {
+export async function backupToStream(dbPath: string, out: NodeJS.WritableStream, options: BackupOptions = {}): Promise<BackupResult> {
+  const started = performance.now();
+  const db = path.resolve(dbPath);
+  checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-stream-'));
+  const tmp = path.join(dir, 'backup.db');
+  try {
+    const copy = await copyVerified(db, tmp, options, 'the backup', false);
+    await pipeline(fs.createReadStream(tmp), out, { end: false, signal: options.signal });
+    return {
+      command: 'backup',
+      database: db,
+      path: '-',
+      bytes: copy.bytes,
+      databaseBytes: copy.databaseBytes,
+      compressed: false,
+      pages: copy.pages,
+      pageSize: copy.pageSize,
+      durationMs: Math.round(performance.now() - started),
+      integrity: options.verify === false ? 'skipped' : 'ok',
+      attempts: copy.attempts,
+      sourceJournalMode: copy.journalMode,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Copies `src` to `dest` through a temporary file beside `dest`: copy, fsync, verify (unless
+ * opts.verify is false), set the mode, compress if asked, rename. Shared by backup, streaming
+ * and the .pre-restore copy.
+ */
+export async function copyVerified(src: string, dest: string, opts: BackupOptions, what: string, gzip = false) {
   removeStaleTemps(dest);
   const tmp = tempPathBeside(dest);
+  const tmpGz = `${tmp}.gz`;
   try {
     const copy = await copyDatabase(src, tmp, opts);
     throwIfAborted(opts.signal);
     if (opts.verify !== false) {
-      opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: copy.pages, attempt: copy.attempts });
+      opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: copy.pages, attempt: copy.attempts, pageSize: copy.pageSize });
       await assertSound(tmp, `${what} of ${src}`, `the database itself may be damaged: check it with sqlite3 ${src} "PRAGMA integrity_check"`);
-      opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: 0, attempt: copy.attempts });
+      opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: 0, attempt: copy.attempts, pageSize: copy.pageSize });
     }
     throwIfAborted(opts.signal);
     fs.chmodSync(tmp, opts.mode ?? 0o600);
-    const bytes = fs.statSync(tmp).size;
-    publish(tmp, dest);
-    return { ...copy, bytes };
+    const databaseBytes = fs.statSync(tmp).size;
+    let published = tmp;
+    if (gzip) {
+      await gzipFile(tmp, tmpGz, opts.signal);
+      fs.chmodSync(tmpGz, opts.mode ?? 0o600);
+      published = tmpGz;
+    }
+    const bytes = fs.statSync(published).size;
+    publish(published, dest);
+    return { ...copy, bytes, databaseBytes };
   } finally {
     fs.rmSync(tmp, { force: true });
+    fs.rmSync(tmpGz, { force: true });
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { cac, type CAC } from 'cac';
 import { BlufioError } from './errors.ts';
-import { formatMB } from './progress.ts';
+import { formatMB, ProgressBar, wantsBar, type Progress } from './progress.ts';
 
 declare const __BLUFIO_VERSION__: string | undefined;
 export const VERSION = typeof __BLUFIO_VERSION__ === 'string' ? __BLUFIO_VERSION__ : '0.0.0-dev';
@@ -16,13 +16,21 @@ export interface Io {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
   env: NodeJS.ProcessEnv;
+  /** Where `blufio backup -` streams the backup. */
+  stdoutStream: NodeJS.WritableStream & { isTTY?: boolean };
+  stderrIsTTY: boolean;
 }
 
 const defaultIo: Io = {
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
   env: process.env,
+  stdoutStream: process.stdout,
+  stderrIsTTY: !!process.stderr.isTTY,
 };
+
+type CommandName = 'backup' | 'restore' | 'verify';
+const STDOUT = '\0stdout';
 
 interface CommonFlags {
   db?: string;
@@ -35,9 +43,10 @@ interface CommonFlags {
   retries: number;
   timeout: number;
   verify: boolean;
+  quick?: boolean;
 }
 
-function build(io: Io, run: (name: 'backup' | 'restore', target: string, flags: CommonFlags) => Promise<void>): CAC {
+function build(run: (name: CommandName, target: string, flags: CommonFlags) => Promise<void>): CAC {
   const cli = cac('blufio');
   const common = (c: ReturnType<CAC['command']>) =>
     c
@@ -50,13 +59,21 @@ function build(io: Io, run: (name: 'backup' | 'restore', target: string, flags: 
       .option('--sleep-ms <n>', 'Pause between steps in ms (0 = full speed)', { default: 10 })
       .option('--retries <n>', 'Most attempts when a live database keeps changing', { default: 10 })
       .option('--timeout <seconds>', 'Give up after this long', { default: 60 });
-  common(cli.command('backup <path>', 'Back up the database to <path> (a consistent copy, even while blufio runs)'))
+  common(cli.command('backup <path>', 'Back up the database to <path> (a consistent copy, even while blufio runs); .gz compresses, - writes to stdout'))
     .option('--no-verify', 'Skip the integrity check of the finished backup')
     .example('blufio backup /var/backups/blufio-$(date +%F).db')
+    .example('blufio backup /var/backups/blufio-$(date +%F).db.gz')
+    .example('blufio backup - | ssh backup-host "cat > blufio.db"')
     .action((p: string, f: CommonFlags) => run('backup', p, f));
-  common(cli.command('restore <path>', 'Replace the database with the backup at <path> (keeps <db>.pre-restore)'))
+  common(cli.command('restore <path>', 'Replace the database with the backup at <path> (keeps <db>.pre-restore); .gz is read as is'))
     .example('blufio restore /var/backups/blufio-2026-11-24.db')
     .action((p: string, f: CommonFlags) => run('restore', p, f));
+  cli.command('verify <path>', 'Check a backup (or any database file) and report what it holds; exit 0 if it is sound')
+    .option('--quick', 'Run quick_check instead of the full integrity_check')
+    .option('--json', 'Print one JSON object with the report on stdout')
+    .option('--quiet', 'Print nothing; the exit code tells')
+    .example('blufio verify /var/backups/blufio-2026-11-24.db.gz')
+    .action((p: string, f: CommonFlags) => run('verify', p, f));
   cli.help();
   cli.version(VERSION);
   return cli;
@@ -70,13 +87,14 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   const onSigint = () => controller.abort(new Error('interrupted'));
   try {
     let job: Promise<void> | undefined;
-    const cli = build(io, (name, target, flags) => {
+    const cli = build((name, target, flags) => {
       json = !!flags.json;
       command = name;
       job = runCommand(name, target, flags, io, controller.signal);
       return job;
     });
-    const parsed = cli.parse(['node', 'blufio', ...argv], { run: false });
+    // mri, under cac, drops a lone "-"; carry it through as a name no path can have.
+    const parsed = cli.parse(['node', 'blufio', ...argv.map((a) => (a === '-' ? STDOUT : a))], { run: false });
     if (parsed.options.help || parsed.options.version) return 0;
     if (!cli.matchedCommand) {
       const what = cli.args.length ? `unknown command "${cli.args[0]}"` : 'no command given';
@@ -95,7 +113,15 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   }
 }
 
-async function runCommand(name: 'backup' | 'restore', target: string, f: CommonFlags, io: Io, signal: AbortSignal): Promise<void> {
+async function runCommand(name: CommandName, target: string, f: CommonFlags, io: Io, signal: AbortSignal): Promise<void> {
+  if (typeof target !== 'string' || target === '') {
+    throw new BlufioError('E_USAGE', `blufio ${name} needs a path`, `run blufio ${name} --help`);
+  }
+  const say = (line: string) => {
+    if (!f.quiet && !f.json) io.stderr(`${line}\n`);
+  };
+  if (name === 'verify') return runVerify(target, f, io, say);
+
   const copyOpts = {
     pagesPerStep: intFlag(f.pagesPerStep, '--pages-per-step', 1),
     sleepMs: intFlag(f.sleepMs, '--sleep-ms', 0),
@@ -104,27 +130,67 @@ async function runCommand(name: 'backup' | 'restore', target: string, f: CommonF
     force: !!f.force,
     signal,
   };
-  if (typeof target !== 'string' || target === '') {
-    throw new BlufioError('E_USAGE', `blufio ${name} needs a path`, `run blufio ${name} --help`);
+  const toStdout = name === 'backup' && target === STDOUT;
+  if (target === STDOUT && name !== 'backup') {
+    throw new BlufioError('E_USAGE', `blufio ${name} reads a file, not "-"`, 'give the path of the file');
   }
-  const say = (line: string) => {
-    if (!f.quiet && !f.json) io.stderr(`${line}\n`);
+  if (toStdout && io.stdoutStream.isTTY) {
+    throw new BlufioError('E_USAGE', 'refusing to write a database to the terminal', 'redirect or pipe it: blufio backup - > backup.db');
+  }
+  if (toStdout && f.json) throw new BlufioError('E_USAGE', '--json cannot be used with "-": stdout carries the backup', 'drop --json');
+  const bar = wantsBar({ isTTY: io.stderrIsTTY }, io.env, !!f.quiet || !!f.json)
+    ? new ProgressBar(io.stderr, name === 'backup' ? 'Backing up' : 'Restoring')
+    : null;
+  const notice = (line: string) => {
+    bar?.done();
+    say(line);
   };
-  // Loaded here, not at start-up: --help and --version never load SQLite.
-  const { resolveConfig } = await import('./config.ts');
-  const cfg = resolveConfig({ configFile: f.config, db: f.db, env: io.env });
-  if (name === 'backup') {
-    const { backup } = await import('./backup.ts');
-    const r = await backup(cfg.databasePath, target, { ...copyOpts, verify: f.verify !== false });
-    say(`Backup complete: ${formatMB(r.bytes)} written to ${r.path}`);
-    if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
-  } else {
-    const { restore } = await import('./restore.ts');
-    const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: say });
-    say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
-    if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+  try {
+    // Loaded here, not at start-up: --help and --version never load SQLite.
+    const { resolveConfig } = await import('./config.ts');
+    const cfg = resolveConfig({ configFile: f.config, db: f.db, env: io.env });
+    const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
+    if (name === 'backup') {
+      const { backup, backupToStream } = await import('./backup.ts');
+      const opts = { ...copyOpts, verify: f.verify !== false, onProgress };
+      const r = toStdout ? await backupToStream(cfg.databasePath, io.stdoutStream, opts) : await backup(cfg.databasePath, target, opts);
+      bar?.done();
+      say(`Backup complete: ${formatMB(r.bytes)} written to ${toStdout ? 'stdout' : r.path}`);
+      if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+    } else {
+      const { restore } = await import('./restore.ts');
+      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress });
+      bar?.done();
+      say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
+      if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+    }
+  } finally {
+    bar?.done();
   }
 }
+
+/** `blufio verify`: a report for people (or JSON), exit 1 when the file is not sound. */
+async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
+  const { inspect } = await import('./inspect.ts');
+  const r = await inspect(target, { quick: !!f.quick });
+  if (f.json) io.stdout(`${JSON.stringify(r)}\n`);
+  if (r.ok) {
+    say(`${r.path}: OK, sound and ready to restore`);
+    say(`  integrity     ok (${r.check})`);
+    say(`  size          ${formatMB(r.bytes)}${r.compressed ? ' compressed' : ''}, ${r.pages} pages of ${r.pageSize} bytes`);
+    say(`  journal mode  ${r.journalMode === 'wal' ? 'WAL (needs its -wal file beside it)' : 'rollback journal (self-contained)'}`);
+    say(`  written by    SQLite ${r.sqliteVersion}`);
+    say(`  tables        ${r.tables.length ? r.tables.map((t) => `${t.name} ${t.rows ?? '?'}`).join(', ') : '(none)'}`);
+    return;
+  }
+  say(`${r.path}: FAILED, do not restore from this file`);
+  for (const p of r.problems.slice(0, 5)) say(`  ${p}`);
+  if (r.problems.length > 5) say(`  … and ${r.problems.length - 5} more`);
+  throw new Silent();
+}
+
+/** A failure already reported in full: exit 1, print nothing more. */
+class Silent extends Error {}
 
 function intFlag(v: unknown, name: string, min: number): number {
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
@@ -135,6 +201,7 @@ function intFlag(v: unknown, name: string, min: number): number {
 }
 
 function report(e: unknown, command: string, json: boolean, io: Io): number {
+  if (e instanceof Silent) return 1;
   const usage = (e as Error)?.name === 'CACError' || (e instanceof BlufioError && e.code === 'E_USAGE');
   const err = e instanceof BlufioError
     ? e

@@ -129,7 +129,7 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
       }
       const total = capi.sqlite3_backup_pagecount(backup as never);
       const remaining = capi.sqlite3_backup_remaining(backup as never);
-      p.opts.onProgress?.({ phase: 'copy', totalPages: total, remainingPages: remaining, attempt: p.attempt });
+      p.opts.onProgress?.({ phase: 'copy', totalPages: total, remainingPages: remaining, attempt: p.attempt, pageSize: snapshot.pageSize });
       if (rc === capi.SQLITE_DONE) break;
       // Yield to the event loop between steps (progress output, Ctrl-C), pausing if asked. A live
       // WAL is looked at every WATCH_MS meanwhile: a busy writer can restart it every few ms, and

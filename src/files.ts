@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BlufioError, fsError } from './errors.ts';
 
-const TEMP_RE = /^\.(.+)\.blufio-(\d+)-[0-9a-f]+\.tmp$/;
+const TEMP_RE = /^\.(.+)\.blufio-(\d+)-[0-9a-f]+\.tmp(?:\.gz|\.src)?$/;
 
 /**
  * A temporary path beside `target` (same directory, so the final rename is atomic), hidden and

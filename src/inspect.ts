@@ -3,9 +3,12 @@
  * size, format, who wrote it, and what it holds. Read-only, through the same consistent view as a
  * backup, so it is safe on a live database as well as on a backup file.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkSource } from './backup.ts';
 import { BlufioError } from './errors.ts';
+import { gunzipFile, isGzip } from './gzip.ts';
 import { RetryAttempt, SourceSnapshot } from './snapshot.ts';
 import { loadSqlite, openDb, sqliteError } from './sqlite.ts';
 import { registerView, unregisterView, protect } from './vfs/node-vfs.ts';
@@ -25,7 +28,9 @@ export interface InspectResult {
   check: 'integrity_check' | 'quick_check';
   /** What the check reported, when it did not pass (at most 20 lines). */
   problems: string[];
+  /** Size of the file (compressed, for a .gz). */
   bytes: number;
+  compressed: boolean;
   pageSize: number;
   pages: number;
   journalMode: 'wal' | 'rollback';
@@ -39,6 +44,58 @@ let viewCounter = 0;
 export async function inspect(file: string, opts: { quick?: boolean } = {}): Promise<InspectResult> {
   const abs = path.resolve(file);
   const st = checkSource(abs, 'file', 'check the path');
+  if (st.size >= 2 && isGzip(abs)) {
+    // Decompressed into a private temporary file, then inspected as it would be restored.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-verify-'));
+    try {
+      const plain = path.join(dir, 'backup.db');
+      try {
+        await gunzipFile(abs, plain);
+      } catch (e) {
+        return failedVerdict(abs, st.size, true, opts, e);
+      }
+      return { ...(await verdict(plain, opts)), path: abs, bytes: st.size, compressed: true };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return verdict(abs, opts);
+}
+
+/** inspectFile(), with the failures a damaged file causes turned into a verdict. */
+async function verdict(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
+  const size = fs.statSync(abs).size;
+  try {
+    const r = await inspectFile(abs, abs, opts);
+    if (r.ok && size < 512) return { ...r, ok: false, problems: [`the file is truncated (${size} bytes)`] };
+    return r;
+  } catch (e) {
+    if (e instanceof BlufioError && !['E_NOT_SQLITE', 'E_CORRUPT'].includes(e.code)) throw e;
+    if (!(e instanceof BlufioError) && typeof (e as { resultCode?: unknown }).resultCode !== 'number') throw e;
+    return failedVerdict(abs, size, false, opts, e);
+  }
+}
+
+function failedVerdict(abs: string, bytes: number, compressed: boolean, opts: { quick?: boolean }, e: unknown): InspectResult {
+  return {
+    command: 'verify',
+    path: abs,
+    ok: false,
+    integrity: 'failed',
+    check: opts.quick ? 'quick_check' : 'integrity_check',
+    problems: [(e as Error).message],
+    bytes,
+    compressed,
+    pageSize: 0,
+    pages: 0,
+    journalMode: 'rollback',
+    sqliteVersion: 'unknown',
+    tables: [],
+  };
+}
+
+async function inspectFile(abs: string, shownAs: string, opts: { quick?: boolean }): Promise<InspectResult> {
+  const st = fs.statSync(abs);
   const sqlite3 = await loadSqlite();
   const snapshot = new SourceSnapshot(abs);
   const unprotect = protect(snapshot.files);
@@ -78,7 +135,8 @@ export async function inspect(file: string, opts: { quick?: boolean } = {}): Pro
         const pageSize = snapshot.pageSize;
         return {
           command: 'verify',
-          path: abs,
+          path: shownAs,
+          compressed: false,
           ok: problems.length === 0,
           integrity: problems.length === 0 ? 'ok' : 'failed',
           check,

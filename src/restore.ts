@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import { backup, checkSource, copyVerified, type BackupOptions } from './backup.ts';
 import { BlufioError } from './errors.ts';
 import { checkDestination, fsyncDir, fsyncFile, publish, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
+import { gunzipFile, isGzip } from './gzip.ts';
 import { holders } from './locks.ts';
 import { SQLITE_HEADER } from './snapshot.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
@@ -56,7 +57,8 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   const notice = options.onNotice ?? (() => {});
 
   const fromStat = checkSource(from, 'backup file', 'check the path of the backup file');
-  checkHeader(from, fromStat.size);
+  const compressed = fromStat.size >= 2 && isGzip(from);
+  if (!compressed) checkHeader(from, fromStat.size);
   const target = checkDestination(db, true, 'database');
   if (sameFile(fromStat, target)) {
     throw new BlufioError('E_SAME_FILE', `the backup file ${from} is the database itself`, 'give the path of a backup file');
@@ -65,9 +67,17 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
 
   removeStaleTemps(db);
   const tmp = tempPathBeside(db);
+  const unpacked = `${tmp}.src`;
   try {
+    // 0. A .gz backup is decompressed beside the target first, then treated like any other.
+    let source = from;
+    if (compressed) {
+      await gunzipFile(from, unpacked, options.signal);
+      checkHeader(unpacked, fs.statSync(unpacked).size, from);
+      source = unpacked;
+    }
     // 1. Build and verify the new database; nothing of the target is touched before this passes.
-    const copy = await copyVerified(from, tmp, { ...options, verify: true, force: true }, 'the backup file');
+    const copy = await copyVerified(source, tmp, { ...options, verify: true, force: true }, 'the backup file');
     crashPoint('built');
 
     // 2. The safety copy of what is there now.
@@ -111,11 +121,12 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     };
   } finally {
     fs.rmSync(tmp, { force: true });
+    fs.rmSync(unpacked, { force: true });
   }
 }
 
 /** A file too short for a header, or without SQLite's, is refused before anything else. */
-function checkHeader(file: string, size: number): void {
+function checkHeader(file: string, size: number, shownAs = file): void {
   const head = new Uint8Array(16);
   const fd = fs.openSync(file, 'r');
   try {
@@ -123,11 +134,11 @@ function checkHeader(file: string, size: number): void {
   } finally {
     fs.closeSync(fd);
   }
-  if (size === 0) throw new BlufioError('E_NOT_SQLITE', `the backup file ${file} is empty`, 'use another backup file');
+  if (size === 0) throw new BlufioError('E_NOT_SQLITE', `the backup file ${shownAs} is empty`, 'use another backup file');
   if (new TextDecoder().decode(head) !== SQLITE_HEADER) {
-    throw new BlufioError('E_NOT_SQLITE', `${file} is not an SQLite database (no SQLite header)`, 'give the path of a file made by blufio backup');
+    throw new BlufioError('E_NOT_SQLITE', `${shownAs} is not an SQLite database (no SQLite header)`, 'give the path of a file made by blufio backup');
   }
-  if (size < 512) throw new BlufioError('E_CORRUPT', `the backup file ${file} is truncated (${size} bytes)`, 'use another backup file');
+  if (size < 512) throw new BlufioError('E_CORRUPT', `the backup file ${shownAs} is truncated (${size} bytes)`, 'use another backup file');
 }
 
 /** Refuses while another process has the database open, unless forced; says when it can't tell. */

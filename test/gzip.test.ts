@@ -1,0 +1,79 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backup, inspect, restore } from '../src/index.ts';
+import { cleanup, cli, fingerprint, makeSampleDb, rejects, tmpdir } from './helpers.ts';
+
+const test = suite('gzip');
+test.after.each(cleanup);
+
+async function gzBackup() {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 2000 });
+  const gz = path.join(d, 'backup.db.gz');
+  const r = await backup(db, gz, { sleepMs: 0 });
+  return { d, db, gz, r };
+}
+
+test('a .gz destination is a gzip stream of the verified backup, mode 0600, nothing else left', async () => {
+  const { d, db, gz, r } = await gzBackup();
+  assert.is(r.compressed, true);
+  assert.is(r.bytes, fs.statSync(gz).size);
+  assert.ok(r.bytes < r.databaseBytes, 'compressed');
+  assert.is(fs.statSync(gz).mode & 0o777, 0o600);
+  const plain = path.join(d, 'plain.db');
+  fs.writeFileSync(plain, execFileSync('gzip', ['-dc', gz], { maxBuffer: 1 << 28 }));
+  assert.is(fingerprint(plain), fingerprint(db));
+  assert.is(fs.statSync(plain).size, r.databaseBytes);
+  assert.equal(fs.readdirSync(d).sort(), ['backup.db.gz', 'blufio.db', 'plain.db']);
+});
+
+test('restore and verify read .gz files as they are', async () => {
+  const { d, db, gz } = await gzBackup();
+  const expected = fingerprint(db);
+  const target = path.join(d, 'restored.db');
+  await restore(target, gz);
+  assert.is(fingerprint(target), expected);
+  const v = await inspect(gz);
+  assert.is(v.ok, true);
+  assert.is(v.compressed, true);
+  assert.is(v.bytes, fs.statSync(gz).size);
+  assert.ok(v.tables.some((t) => t.name === 'vault' && t.rows === 2000));
+  const c = cli(['verify', gz]);
+  assert.is(c.code, 0, c.stderr);
+  assert.match(c.stderr, 'compressed');
+});
+
+test('a corrupted or truncated .gz: clear error, target untouched, no temp files', async () => {
+  const { d, db, gz } = await gzBackup();
+  const target = path.join(d, 'target.db');
+  makeSampleDb(target, { rows: 10 });
+  const before = fingerprint(target);
+  const bytes = fs.readFileSync(gz);
+  const cut = path.join(d, 'cut.db.gz');
+  fs.writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length / 2)));
+  await rejects(restore(target, cut), 'E_CORRUPT', /cut off \(truncated\)/);
+  const bad = path.join(d, 'bad.db.gz');
+  const flipped = Buffer.from(bytes);
+  for (let i = 200; i < 400; i++) flipped[i] ^= 0xff;
+  fs.writeFileSync(bad, flipped);
+  await rejects(restore(target, bad), 'E_CORRUPT', /cannot decompress/);
+  assert.is(fingerprint(target), before);
+  for (const f of [cut, bad]) {
+    assert.is((await inspect(f)).ok, false);
+    const r = cli(['verify', f]);
+    assert.is(r.code, 1);
+    assert.match(r.stderr, 'FAILED');
+    const rr = cli(['restore', f, '--db', target]);
+    assert.is(rr.code, 1);
+    assert.match(rr.stderr, /^error: cannot decompress/);
+  }
+  assert.is(fingerprint(target), before);
+  assert.equal(fs.readdirSync(d).filter((f) => f.includes('.tmp')), []);
+  void db;
+});
+
+test.run();

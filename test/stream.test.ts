@@ -1,0 +1,91 @@
+/** `blufio backup -` and the progress bar: what a person at a terminal, or a pipe, receives. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CLI, cleanup, cli, fingerprint, makeSampleDb, sql, tmpdir } from './helpers.ts';
+
+const test = suite('stream and progress');
+test.after.each(cleanup);
+
+/** Runs the CLI under a pseudo-terminal (util-linux `script`); returns what the screen received. */
+function underTty(args: string[], env: Record<string, string> = {}): { code: number | null; screen: string } {
+  const cmd = [process.execPath, CLI, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+  const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', TERM: 'xterm', ...env } });
+  return { code: r.status, screen: r.stdout };
+}
+
+function bigDb(): { d: string; db: string } {
+  const d = tmpdir();
+  const db = path.join(d, 'big.db');
+  sql(db, 'CREATE TABLE b(x); INSERT INTO b SELECT randomblob(3000) FROM generate_series(1, 2500);');
+  return { d, db };
+}
+
+test('backup - writes the verified database to stdout, and nothing else', () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  const r = spawnSync(process.execPath, [CLI, 'backup', '-', '--db', db], { maxBuffer: 1 << 28 });
+  assert.is(r.status, 0, String(r.stderr));
+  const out = path.join(d, 'from-stdout.db');
+  fs.writeFileSync(out, r.stdout);
+  assert.is(fingerprint(out), fingerprint(db));
+  assert.match(String(r.stderr), /^Backup complete: \d+\.\d MB written to stdout\n$/);
+  const viaPipe = execFileSync('sh', ['-c', `"${process.execPath}" "${CLI}" backup - --db "${db}" --quiet | gzip -c | gzip -dc | wc -c`], { encoding: 'utf8' });
+  assert.is(Number(viaPipe.trim()), fs.statSync(out).size);
+  assert.equal(fs.readdirSync(d).sort(), ['blufio.db', 'from-stdout.db']);
+});
+
+test('backup - refuses a terminal; - is only for backup; --json cannot share stdout', () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  const t = underTty(['backup', '-', '--db', db]);
+  assert.is(t.code, 2);
+  assert.match(t.screen, 'error: refusing to write a database to the terminal');
+  const j = cli(['backup', '-', '--json', '--db', db]);
+  assert.is(j.code, 2);
+  assert.is(JSON.parse(j.stdout).error.code, 'E_USAGE', 'only the JSON error, no database bytes');
+  assert.is(cli(['restore', '-', '--db', db]).code, 2);
+});
+
+test('on a terminal: a progress bar redrawn in place, then the complete line', () => {
+  const { d, db } = bigDb();
+  const dest = path.join(d, 'b.db');
+  const t = underTty(['backup', dest, '--db', db, '--pages-per-step', '50', '--sleep-ms', '5']);
+  assert.is(t.code, 0, t.screen);
+  assert.match(t.screen, /\rBacking up \[#*-*\] +\d+%  \d+\.\d\/\d+\.\d MB  \d+\.\d MB\/s  \d+:\d\d left\x1b\[K/);
+  assert.match(t.screen, /\[#{24}\] 100%/);
+  assert.match(t.screen, /\r\x1b\[KBackup complete: \d+\.\d MB written to /);
+  assert.ok((t.screen.match(/\rBacking up/g) ?? []).length >= 2, 'redrawn');
+  assert.is(sql(dest, 'SELECT count(*) FROM b'), '2500');
+});
+
+test('no bar and no control characters: not a terminal, --quiet, --json, NO_COLOR, TERM=dumb', () => {
+  const { d, db } = bigDb();
+  const plain = cli(['backup', path.join(d, 'p.db'), '--db', db, '--sleep-ms', '1']);
+  assert.is(plain.code, 0);
+  assert.not.match(plain.stderr, /[\r\x1b]/);
+  assert.match(plain.stderr, /^Backup complete: /);
+  for (const [args, env] of [[['--quiet'], {}], [['--json'], {}], [[], { NO_COLOR: '1' }], [[], { TERM: 'dumb' }]] as const) {
+    const out = path.join(d, `t${Math.random()}.db`);
+    const t = underTty(['backup', out, '--db', db, '--sleep-ms', '1', ...args], env);
+    assert.is(t.code, 0, t.screen);
+    assert.not.match(t.screen, /\x1b|Backing up/, `${args.join(' ')} ${JSON.stringify(env)}`);
+  }
+});
+
+test('restore shows the bar too, and the safety-copy line on its own line', () => {
+  const { d, db } = bigDb();
+  const bak = path.join(d, 'b.db');
+  assert.is(cli(['backup', bak, '--db', db, '--quiet']).code, 0);
+  const t = underTty(['restore', bak, '--db', db, '--sleep-ms', '2']);
+  assert.is(t.code, 0, t.screen);
+  assert.match(t.screen, /\rRestoring \[/);
+  assert.match(t.screen, /\r\x1b\[KCreating safety backup: /);
+  assert.match(t.screen, /\r\x1b\[KRestore complete: /);
+});
+
+test.run();
