@@ -39,7 +39,7 @@ interface CommonFlags {
   quiet?: boolean;
   json?: boolean;
   pagesPerStep: number;
-  sleepMs: number;
+  sleepMs?: number;
   retries: number;
   timeout: number;
   verify: boolean;
@@ -56,7 +56,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
       .option('--quiet', 'Print nothing but errors')
       .option('--json', 'Print one JSON object with the result on stdout')
       .option('--pages-per-step <n>', 'Pages copied per step of the backup API', { default: 100 })
-      .option('--sleep-ms <n>', 'Pause between steps in ms (0 = full speed)', { default: 10 })
+      .option('--sleep-ms <n>', 'Pause between steps in ms (default: 10 while another process has the database open, else 0)')
       .option('--retries <n>', 'Most attempts when a live database keeps changing', { default: 10 })
       .option('--timeout <seconds>', 'Give up after this long', { default: 60 });
   common(cli.command('backup <path>', 'Back up the database to <path> (a consistent copy, even while blufio runs); .gz compresses, - writes to stdout'))
@@ -124,7 +124,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
 
   const copyOpts = {
     pagesPerStep: intFlag(f.pagesPerStep, '--pages-per-step', 1),
-    sleepMs: intFlag(f.sleepMs, '--sleep-ms', 0),
+    sleepMs: f.sleepMs === undefined ? undefined : intFlag(f.sleepMs, '--sleep-ms', 0),
     retries: intFlag(f.retries, '--retries', 1),
     timeoutMs: intFlag(f.timeout, '--timeout', 1) * 1000,
     force: !!f.force,

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlufioError } from './errors.ts';
 import type { ProgressCallback } from './progress.ts';
+import { holders } from './locks.ts';
 import { RetryAttempt, SourceSnapshot, type JournalMode } from './snapshot.ts';
 import { check, loadSqlite, openDb, type Database, type Sqlite3 } from './sqlite.ts';
 import { protect, registerView, takeLastVfsError, unregisterView } from './vfs/node-vfs.ts';
@@ -14,7 +15,10 @@ import { protect, registerView, takeLastVfsError, unregisterView } from './vfs/n
 export interface CopyOptions {
   /** Pages copied per backup step (default 100). */
   pagesPerStep?: number;
-  /** Pause between steps in ms, to leave I/O to a live server (default 10; 0 = full speed). */
+  /**
+   * Pause between steps in ms, to leave I/O to a live server; 0 = full speed. Default: 10 when
+   * another process has the source open (or that can't be told), 0 when nobody does.
+   */
   sleepMs?: number;
   /** Most attempts when the source keeps changing (default 10). */
   retries?: number;
@@ -43,7 +47,7 @@ const WATCH_MS = 2;
  */
 export async function copyDatabase(srcPath: string, destPath: string, opts: CopyOptions = {}): Promise<CopyResult> {
   const pagesPerStep = opts.pagesPerStep ?? COPY_DEFAULTS.pagesPerStep;
-  let throttle = opts.sleepMs ?? COPY_DEFAULTS.sleepMs;
+  let throttle = opts.sleepMs ?? defaultSleep(srcPath);
   const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
   const deadline = Date.now() + (opts.timeoutMs ?? COPY_DEFAULTS.timeoutMs);
   const sqlite3 = await loadSqlite();
@@ -151,6 +155,12 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
     src?.close();
     dest?.close();
   }
+}
+
+/** The default pause: only a database someone else has open needs I/O left to it. */
+function defaultSleep(srcPath: string): number {
+  const pids = holders(srcPath);
+  return pids !== null && pids.length === 0 ? 0 : COPY_DEFAULTS.sleepMs;
 }
 
 export function throwIfAborted(signal?: AbortSignal): void {
