@@ -1,7 +1,7 @@
 // Bundles the CLI into one file, dist/blufio.mjs, with sqlite3.wasm embedded: it runs with
 // nothing beside it on Node 20+, Deno and Bun.
 import { build } from 'esbuild';
-import { chmodSync, readFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 
@@ -28,3 +28,11 @@ chmodSync('dist/blufio.mjs', 0o755);
 
 // The library for embedding in the blufio server: dist/index.mjs (+ types in dist/types).
 await build({ ...common, entryPoints: ['src/lib.ts'], outfile: 'dist/index.mjs' });
+
+// Browsers: the library (blufio-backup/browser) and the OPFS demo page, in dist/browser.
+const browser = { bundle: true, platform: 'browser', format: 'esm', target: 'es2022', loader: { '.wasm': 'binary' }, legalComments: 'none', logLevel: 'warning' };
+await build({ ...browser, entryPoints: ['src/browser/index.ts'], outfile: 'dist/browser/blufio-browser.mjs' });
+await build({ ...browser, entryPoints: ['src/browser/demo-worker.ts'], outfile: 'dist/browser/demo-worker.js' });
+await build({ ...browser, entryPoints: ['src/browser/demo-page.ts'], outfile: 'dist/browser/demo.js' });
+mkdirSync('dist/browser', { recursive: true });
+copyFileSync('browser/demo.html', 'dist/browser/index.html');

@@ -9,7 +9,8 @@ import { BlufioError } from './errors.ts';
 import type { ProgressCallback } from './progress.ts';
 import { holders } from './locks.ts';
 import { RetryAttempt, SourceSnapshot, type JournalMode } from './snapshot.ts';
-import { check, loadSqlite, openDb, type Database, type Sqlite3 } from './sqlite.ts';
+import { runBackupLoop, throwIfAborted } from './core/backup-loop.ts';
+import { loadSqlite, openDb, type Database, type Sqlite3 } from './sqlite.ts';
 import { protect, registerView, takeLastVfsError, unregisterView } from './vfs/node-vfs.ts';
 
 export interface CopyOptions {
@@ -111,47 +112,32 @@ interface AttemptParams {
 }
 
 async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName: string, destPath: string, p: AttemptParams): Promise<void> {
-  const { capi } = sqlite3;
   fs.rmSync(destPath, { force: true });
   let src: Database | undefined;
   let dest: Database | undefined;
-  let backup = 0;
   try {
     src = openDb(sqlite3, viewName);
     dest = openDb(sqlite3, destPath, { create: true });
     // The destination is private until it is published by rename: no journal, one sync at the end.
     dest.exec('PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;');
-    backup = capi.sqlite3_backup_init(dest.pointer!, 'main', src.pointer!, 'main') as number;
-    if (!backup) check(sqlite3, dest, capi.sqlite3_errcode(dest.pointer!), 'cannot start the copy');
-    for (;;) {
-      const rc = capi.sqlite3_backup_step(backup as never, p.pagesPerStep);
-      if (rc !== capi.SQLITE_OK && rc !== capi.SQLITE_DONE) {
-        const vfsMsg = takeLastVfsError();
-        capi.sqlite3_backup_finish(backup as never);
-        backup = 0;
-        check(sqlite3, dest, rc, `cannot copy ${snapshot.dbPath}${vfsMsg ? ` (${vfsMsg})` : ''}`);
-      }
-      const total = capi.sqlite3_backup_pagecount(backup as never);
-      const remaining = capi.sqlite3_backup_remaining(backup as never);
-      p.opts.onProgress?.({ phase: 'copy', totalPages: total, remainingPages: remaining, attempt: p.attempt, pageSize: snapshot.pageSize });
-      if (rc === capi.SQLITE_DONE) break;
-      // Yield to the event loop between steps (progress output, Ctrl-C), pausing if asked. A live
-      // WAL is looked at every WATCH_MS meanwhile: a busy writer can restart it every few ms, and
-      // each generation's frames must be read before the next overwrites them.
-      const resume = performance.now() + p.sleepMs;
-      do {
+    await runBackupLoop(sqlite3, src, dest, {
+      pagesPerStep: p.pagesPerStep,
+      sleepMs: p.sleepMs,
+      attempt: p.attempt,
+      pageSize: snapshot.pageSize,
+      signal: p.opts.signal,
+      onProgress: p.opts.onProgress,
+      source: snapshot.dbPath,
+      lastError: takeLastVfsError,
+      // A live WAL is looked at every WATCH_MS while pausing: a busy writer can restart it every
+      // few ms, and each generation's frames must be read before the next overwrites them.
+      watchMs: WATCH_MS,
+      watch: () => {
         snapshot.stillValid();
-        throwIfAborted(p.opts.signal);
         if (Date.now() > p.deadline) throw new RetryAttempt('the time limit ran out during the copy');
-        const left = resume - performance.now();
-        await (left > 0 ? sleep(Math.min(WATCH_MS, left)) : new Promise((r) => setImmediate(r)));
-      } while (performance.now() < resume);
-    }
-    const rc = capi.sqlite3_backup_finish(backup as never);
-    backup = 0;
-    check(sqlite3, dest, rc, `cannot copy ${snapshot.dbPath}`);
+      },
+    });
   } finally {
-    if (backup) capi.sqlite3_backup_finish(backup as never);
     src?.close();
     dest?.close();
   }
@@ -163,6 +149,4 @@ function defaultSleep(srcPath: string): number {
   return pids !== null && pids.length === 0 ? 0 : COPY_DEFAULTS.sleepMs;
 }
 
-export function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new BlufioError('E_ABORTED', 'interrupted; nothing was written', undefined, { cause: signal.reason });
-}
+export { throwIfAborted };

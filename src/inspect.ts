@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkSource } from './backup.ts';
+import { integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
 import { RetryAttempt, SourceSnapshot } from './snapshot.ts';
@@ -110,13 +111,7 @@ async function inspectFile(abs: string, shownAs: string, opts: { quick?: boolean
         db = openDb(sqlite3, view);
         db.exec('PRAGMA temp_store=MEMORY');
         const head = snapshot.fileHeader();
-        let problems: string[] = [];
-        try {
-          const rows = db.selectValues(`PRAGMA ${check}(20)`) as string[];
-          problems = rows.length === 1 && rows[0] === 'ok' ? [] : rows.map(String);
-        } catch (e) {
-          problems = [messageOf(sqlite3, e)];
-        }
+        let problems = integrityOf(sqlite3, db, !!opts.quick);
         const tables: TableInfo[] = [];
         try {
           for (const name of db.selectValues("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") as string[]) {

@@ -4,11 +4,10 @@
  * with setWasmLoader(); in development the package finds sqlite3.wasm beside itself.
  */
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
-import { BlufioError } from './errors.ts';
 import { installNodeVfs, VFS_NAME } from './vfs/node-vfs.ts';
 
-export type Sqlite3 = Awaited<ReturnType<typeof sqlite3InitModule>>;
-export type Database = InstanceType<Sqlite3['oo1']['DB']>;
+import type { Database, Sqlite3 } from './core/types.ts';
+export type { Database, Sqlite3 };
 
 let wasmLoader: (() => Promise<Uint8Array>) | undefined;
 let loading: Promise<Sqlite3> | undefined;
@@ -44,29 +43,7 @@ export function openDb(sqlite3: Sqlite3, name: string, opts: OpenOptions = {}): 
   return new sqlite3.oo1.DB({ filename: name, flags, vfs: VFS_NAME });
 }
 
-/** Throws a BlufioError for a non-OK SQLite result code. */
-export function check(sqlite3: Sqlite3, db: Database, rc: number, doing: string): void {
-  if (rc === 0) return;
-  const msg = sqlite3.capi.sqlite3_errmsg(db.pointer!) || sqlite3.capi.sqlite3_errstr(rc);
-  throw sqliteError(sqlite3, rc, `${doing}: ${msg}`);
-}
-
-/** Maps an SQLite result code to the error kind a user can act on. */
-export function sqliteError(sqlite3: Sqlite3, rc: number, message: string): BlufioError {
-  const { capi } = sqlite3;
-  switch (rc & 0xff) {
-    case capi.SQLITE_NOTADB:
-      return new BlufioError('E_NOT_SQLITE', message, 'make sure the file is an SQLite database');
-    case capi.SQLITE_CORRUPT:
-      return new BlufioError('E_CORRUPT', message, 'the file is damaged: check it with sqlite3 <file> "PRAGMA integrity_check", or use another copy');
-    case capi.SQLITE_CANTOPEN:
-      return new BlufioError('E_IO', message, 'check that the file exists and is readable');
-    case capi.SQLITE_FULL:
-      return new BlufioError('E_IO', message, 'free some disk space and try again');
-    default:
-      return new BlufioError('E_IO', message);
-  }
-}
+export { check, sqliteError } from './core/sqlite-errors.ts';
 
 /** Runs one PRAGMA-style query and returns the first column of every row. */
 export function column(db: Database, sql: string): unknown[] {

@@ -1,5 +1,6 @@
 /** Integrity checks of finished copies, through SQLite itself. */
 import { BlufioError } from './errors.ts';
+import { integrityOf } from './core/sqlite-errors.ts';
 import { loadSqlite, openDb, sqliteError } from './sqlite.ts';
 
 /**
@@ -12,8 +13,7 @@ export async function integrityProblems(path: string, quick = false, maxErrors =
   try {
     db = openDb(sqlite3, path);
     db.exec('PRAGMA temp_store=MEMORY');
-    const rows = db.selectValues(`PRAGMA ${quick ? 'quick_check' : 'integrity_check'}(${maxErrors})`) as string[];
-    return rows.length === 1 && rows[0] === 'ok' ? [] : rows.map(String);
+    return integrityOf(sqlite3, db, quick, maxErrors);
   } catch (e) {
     const rc = (e as { resultCode?: number }).resultCode;
     if (typeof rc === 'number') return [sqliteError(sqlite3, rc, (e as Error).message).message];

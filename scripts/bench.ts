@@ -1,0 +1,284 @@
+/**
+ * `npm run bench [-- --sizes 100M,2G --runs 5 --huge --smoke]`: times whole processes, blufio
+ * against native sqlite3 and cp, interleaved pair by pair, and writes docs/benchmarks.md and
+ * docs/benchmarks.svg from its own measurements. A benchmark, not a test: it asserts nothing
+ * about time, but every result file is checked for correctness with native sqlite3.
+ *
+ *   --sizes 100M,2G   databases to generate (cached in $TMPDIR/blufio-bench)
+ *   --runs N          timed runs per command (after one warm-up), default 5
+ *   --huge            also back up and restore a database larger than 4 GiB (correctness + time)
+ *   --smoke           tiny and quick (CI): 8M, 2 runs; does not write docs/
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const value = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1] : dflt;
+};
+const smoke = flag('smoke');
+const sizes = (smoke ? '8M' : value('sizes', '100M,2G')).split(',').map(parseSize);
+const runs = Number(value('runs', smoke ? '2' : '5'));
+const CACHE = path.join(os.tmpdir(), 'blufio-bench');
+const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-bench-run-'));
+fs.mkdirSync(CACHE, { recursive: true });
+
+function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMG]?)$/i.exec(s.trim());
+  if (!m) throw new Error(`bad size ${s}: use e.g. 100M or 2G`);
+  return Math.round(Number(m[1]) * { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G']);
+}
+const label = (bytes: number) => (bytes >= 2 ** 30 ? `${+(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`);
+
+/** A database of about `bytes`, made once with native sqlite3: rows of varied sizes and an index. */
+function database(bytes: number): string {
+  const file = path.join(CACHE, `db-${bytes}.db`);
+  if (fs.existsSync(file)) return file;
+  const rows = Math.ceil(bytes / 2800); // ~2.8 KB a row, overhead and index included
+  console.error(`generating ${label(bytes)} (${rows} rows)…`);
+  const tmp = `${file}.partial`;
+  fs.rmSync(tmp, { force: true });
+  execFileSync('sqlite3', [tmp], {
+    input: `PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-200000;
+      CREATE TABLE memory(id INTEGER PRIMARY KEY, session INTEGER, content BLOB);
+      INSERT INTO memory(session, content) SELECT value % 1000, randomblob(200 + (value * 7919) % 3600) FROM generate_series(1, ${rows});
+      CREATE INDEX memory_session ON memory(session);`,
+  });
+  fs.renameSync(tmp, file);
+  return file;
+}
+
+interface Sample {
+  ms: number;
+  rssKiB: number;
+}
+
+/** Runs a command; resolves to wall time and the peak RSS the kernel recorded (VmHWM), polled. */
+function timed(cmd: string[], opts: { stdout?: string } = {}): Promise<Sample> {
+  return new Promise((resolve, reject) => {
+    const out = opts.stdout ? fs.openSync(opts.stdout, 'w') : 'ignore';
+    const t0 = performance.now();
+    const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', out, 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    let hwm = 0;
+    const poll = () => {
+      try {
+        const m = /VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) hwm = Math.max(hwm, Number(m[1]));
+      } catch {
+        // exited
+      }
+    };
+    const timer = setInterval(poll, 5);
+    child.on('exit', (code) => {
+      const ms = performance.now() - t0;
+      clearInterval(timer);
+      if (typeof out === 'number') fs.closeSync(out);
+      if (code !== 0) reject(new Error(`${cmd.join(' ')} failed (${code}): ${stderr}`));
+      else resolve({ ms, rssKiB: hwm });
+    });
+    poll();
+  });
+}
+
+const median = (a: number[]) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+interface Command {
+  name: string;
+  /** Prepares (outside the timing) and returns the command lines to run one after the other. */
+  make: (src: string, dst: string) => string[][];
+  check?: (src: string, dst: string) => void;
+}
+
+const node = process.execPath;
+const sameRows = (src: string, dst: string) => {
+  const q = 'SELECT count(*), sum(length(content)) FROM memory';
+  const a = execFileSync('sqlite3', [src, q], { encoding: 'utf8' });
+  const b = execFileSync('sqlite3', [dst, q], { encoding: 'utf8' });
+  if (a !== b) throw new Error(`${dst} differs from ${src}: ${a} vs ${b}`);
+};
+
+/** Groups: each timed against the first entry (native), interleaved A B A B. */
+const groups: Array<{ title: string; commands: Command[]; backupFirst?: boolean }> = [
+  {
+    title: 'backup copy (no verification)',
+    commands: [
+      { name: 'sqlite3 .backup', make: (s, d) => [['sqlite3', s, `.backup ${d}`]], check: sameRows },
+      { name: 'blufio backup --sleep-ms 0 --no-verify', make: (s, d) => [[node, CLI, 'backup', d, '--db', s, '--sleep-ms', '0', '--no-verify', '--quiet']], check: sameRows },
+      { name: 'cp', make: (s, d) => [['cp', s, d]] },
+    ],
+  },
+  {
+    title: 'backup, verified',
+    commands: [
+      { name: 'sqlite3 .backup + integrity_check', make: (s, d) => [['sqlite3', s, `.backup ${d}`], ['sqlite3', d, 'PRAGMA integrity_check']], check: sameRows },
+      { name: 'blufio backup (default)', make: (s, d) => [[node, CLI, 'backup', d, '--db', s, '--quiet']], check: sameRows },
+    ],
+  },
+  {
+    title: 'restore',
+    commands: [
+      { name: 'sqlite3 .restore', make: (s, d) => [['sqlite3', d, `.restore ${s}`]], check: (s, d) => sameRows(s, d) },
+      { name: 'blufio restore', make: (s, d) => [[node, CLI, 'restore', s, '--db', d, '--quiet']], check: (s, d) => sameRows(s, d) },
+    ],
+  },
+];
+
+interface Row {
+  size: number;
+  group: string;
+  name: string;
+  ms: number[];
+  rss: number[];
+  ratio: number[];
+}
+const results: Row[] = [];
+
+async function runOnce(c: Command, src: string): Promise<Sample> {
+  const dst = path.join(WORK, 'out.db');
+  for (const f of fs.readdirSync(WORK)) fs.rmSync(path.join(WORK, f), { force: true });
+  // Start every run with no dirty pages waiting to be written: otherwise one command pays for the
+  // write-back of the one before it.
+  execFileSync('sync');
+  let ms = 0;
+  let rss = 0;
+  for (const line of c.make(src, dst)) {
+    const s = await timed(line);
+    ms += s.ms;
+    rss = Math.max(rss, s.rssKiB);
+  }
+  c.check?.(src, dst);
+  return { ms, rssKiB: rss };
+}
+
+for (const size of sizes) {
+  const src = database(size);
+  for (const g of groups) {
+    // The restore group restores from a backup file made by blufio.
+    let source = src;
+    if (g.title === 'restore') {
+      source = path.join(CACHE, `backup-${size}.db`);
+      if (!fs.existsSync(source)) execFileSync(node, [CLI, 'backup', source, '--db', src, '--quiet', '--sleep-ms', '0']);
+    }
+    const rows = g.commands.map((c) => ({ size, group: g.title, name: c.name, ms: [] as number[], rss: [] as number[], ratio: [] as number[] }));
+    for (const c of g.commands) await runOnce(c, source); // warm-up
+    for (let r = 0; r < runs; r++) {
+      const samples: Sample[] = [];
+      for (const c of g.commands) samples.push(await runOnce(c, source));
+      samples.forEach((s, i) => {
+        rows[i].ms.push(s.ms);
+        rows[i].rss.push(s.rssKiB);
+        rows[i].ratio.push(s.ms / samples[0].ms);
+      });
+      console.error(`${label(size)} ${g.title} run ${r + 1}: ${samples.map((s, i) => `${g.commands[i].name} ${Math.round(s.ms)} ms`).join(', ')}`);
+    }
+    results.push(...rows);
+  }
+}
+
+// Start-up: --version must not load the WASM module.
+const startup: Record<string, number> = {};
+for (const [name, cmd] of Object.entries({ 'blufio --version': [node, CLI, '--version'], 'node -e 0': [node, '-e', '0'], 'sqlite3 --version': ['sqlite3', '--version'] })) {
+  const ms: number[] = [];
+  for (let i = 0; i < Math.max(5, runs); i++) ms.push((await timed(cmd)).ms);
+  startup[name] = median(ms);
+}
+
+let huge = '';
+if (flag('huge')) {
+  const size = parseSize(value('huge-size', '4.5G'));
+  const src = database(size);
+  const bak = path.join(WORK, 'huge-backup.db');
+  const back = path.join(WORK, 'huge-restored.db');
+  const b = await timed([node, CLI, 'backup', bak, '--db', src, '--quiet']);
+  const r = await timed([node, CLI, 'restore', bak, '--db', back, '--quiet']);
+  sameRows(src, back);
+  const ok = execFileSync('sqlite3', [back, 'PRAGMA quick_check'], { encoding: 'utf8' }).trim();
+  huge = `\n## Larger than 4 GiB\n\nA ${label(fs.statSync(src).size)} database (more than a 32-bit WASM heap could hold): backup (verified) ${(b.ms / 1000).toFixed(1)} s at ${Math.round(b.rssKiB / 1024)} MiB peak RSS; restore ${(r.ms / 1000).toFixed(1)} s at ${Math.round(r.rssKiB / 1024)} MiB; the restored database has the same rows and passes native \`quick_check\`: ${ok}.\n`;
+  fs.rmSync(bak, { force: true });
+  fs.rmSync(back, { force: true });
+}
+fs.rmSync(WORK, { recursive: true, force: true });
+
+const fmt = (ms: number) => (ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
+const table = results
+  .map((r) => `| ${label(r.size)} | ${r.group} | ${r.name} | ${fmt(median(r.ms))} | ${fmt(Math.min(...r.ms))} – ${fmt(Math.max(...r.ms))} | ${median(r.ratio).toFixed(2)}× | ${Math.round(Math.max(...r.rss) / 1024)} MiB |`)
+  .join('\n');
+console.log(table);
+console.log(startup);
+if (smoke) process.exit(0);
+
+const sqliteVersion = execFileSync('sqlite3', ['--version'], { encoding: 'utf8' }).split(' ')[0];
+const md = `Written by \`npm run bench -- ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)} from its own measurements.
+Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()};
+Node ${process.version}; native sqlite3 ${sqliteVersion}; blufio ${JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version} on SQLite 3.54.1 (WASM).
+Sources are in the page cache (the machine has far more memory than the databases), and every
+run starts after \`sync\`, so no command pays for another's write-back; commands that fsync
+(native \`.backup\` at its default synchronous=FULL, and blufio before publishing) wait for their
+own data to reach the disk.
+
+Each row is a whole process (start-up included), timed ${runs} times after a warm-up, interleaved
+with the other commands of its group run by run. "vs native" is the median of the run-by-run
+ratios to the first command of the group. Peak RSS is the kernel's high-water mark (VmHWM).
+Every output was checked against the source with native sqlite3.
+
+| size | group | command | median | min – max | vs native | peak RSS |
+|---|---|---|---|---|---|---|
+${table}
+
+Start-up (median of ${Math.max(5, runs)}): \`blufio --version\` ${fmt(startup['blufio --version'])}, bare \`node -e 0\` ${fmt(startup['node -e 0'])}, \`sqlite3 --version\` ${fmt(startup['sqlite3 --version'])}.
+\`--version\` and \`--help\` do not load the WASM module.
+${huge}
+![chart](benchmarks.svg)
+`;
+// The measurements go between the markers of docs/benchmarks.md; the text around them is written
+// by people, from these numbers.
+const doc = path.join(ROOT, 'docs', 'benchmarks.md');
+const START = '<!-- bench:start -->';
+const END = '<!-- bench:end -->';
+const text = fs.existsSync(doc) ? fs.readFileSync(doc, 'utf8') : `# Benchmarks\n\n${START}\n${END}\n`;
+fs.writeFileSync(doc, `${text.slice(0, text.indexOf(START) + START.length)}\n${md}${text.slice(text.indexOf(END))}`);
+fs.writeFileSync(path.join(ROOT, 'docs', 'benchmarks.svg'), chart(results));
+console.error('wrote docs/benchmarks.md and docs/benchmarks.svg');
+
+/** A horizontal bar chart of median times, one panel per size, ratios to native labelled. */
+function chart(rows: Row[]): string {
+  const W = 760;
+  const barH = 18;
+  const left = 300;
+  let y = 40;
+  const parts: string[] = [];
+  for (const size of sizes) {
+    const rs = rows.filter((r) => r.size === size);
+    const max = Math.max(...rs.map((r) => median(r.ms)));
+    parts.push(`<text x="10" y="${y}" font-weight="bold">${label(size)}</text>`);
+    y += 10;
+    for (const r of rs) {
+      const m = median(r.ms);
+      const w = Math.max(1, ((W - left - 90) * m) / max);
+      const native = r.name.startsWith('sqlite3') || r.name === 'cp';
+      parts.push(`<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-size="12">${r.group}: ${r.name}</text>`);
+      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${native ? '#9aa5b1' : '#2f7de1'}"/>`);
+      parts.push(`<text x="${left + w + 6}" y="${y + 13}" font-size="12">${fmt(m)}${native ? '' : ` (${median(r.ratio).toFixed(2)}×)`}</text>`);
+      y += barH + 6;
+    }
+    y += 20;
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="20" font-size="14">blufio vs native sqlite3: median wall time per command (blue: blufio, grey: native)</text>
+${parts.join('\n')}
+</svg>
+`;
+}

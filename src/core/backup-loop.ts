@@ -1,0 +1,68 @@
+/**
+ * The backup API loop, the same in Node and in browsers: sqlite3_backup_init, then steps of
+ * `pagesPerStep` pages with progress after each, a pause between steps that yields to the event
+ * loop (progress output, Ctrl-C, abort), and sqlite3_backup_finish on every path.
+ */
+import { BlufioError } from '../errors.ts';
+import type { ProgressCallback } from '../progress.ts';
+import { check } from './sqlite-errors.ts';
+import type { Database, Sqlite3 } from './types.ts';
+
+export interface LoopOptions {
+  pagesPerStep: number;
+  /** Pause between steps, ms (0: only yield). */
+  sleepMs: number;
+  attempt: number;
+  pageSize: number;
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+  /** Called after each step and every `watchMs` while pausing; throws to end the copy. */
+  watch?: () => void;
+  watchMs?: number;
+  /** Names the source in error messages. */
+  source: string;
+  /** More detail for a failed step (the VFS's last error). */
+  lastError?: () => string | undefined;
+}
+
+const pause = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Yields to the event loop without a timer's minimum delay where the runtime allows. */
+const yieldNow = () => new Promise<void>((r) => (typeof setImmediate === 'function' ? setImmediate(r) : setTimeout(r, 0)));
+
+export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new BlufioError('E_ABORTED', 'interrupted; nothing was written', undefined, { cause: signal.reason });
+}
+
+/** Copies all of `src` into `dest` through the backup API. */
+export async function runBackupLoop(sqlite3: Sqlite3, src: Database, dest: Database, o: LoopOptions): Promise<void> {
+  const { capi } = sqlite3;
+  let backup = capi.sqlite3_backup_init(dest.pointer!, 'main', src.pointer!, 'main') as number;
+  if (!backup) check(sqlite3, dest, capi.sqlite3_errcode(dest.pointer!), `cannot start copying ${o.source}`);
+  try {
+    for (;;) {
+      const rc = capi.sqlite3_backup_step(backup as never, o.pagesPerStep);
+      if (rc !== capi.SQLITE_OK && rc !== capi.SQLITE_DONE) {
+        const detail = o.lastError?.();
+        capi.sqlite3_backup_finish(backup as never);
+        backup = 0;
+        check(sqlite3, dest, rc, `cannot copy ${o.source}${detail ? ` (${detail})` : ''}`);
+      }
+      const total = capi.sqlite3_backup_pagecount(backup as never);
+      const remaining = capi.sqlite3_backup_remaining(backup as never);
+      o.onProgress?.({ phase: 'copy', totalPages: total, remainingPages: remaining, attempt: o.attempt, pageSize: o.pageSize });
+      if (rc === capi.SQLITE_DONE) break;
+      const resume = performance.now() + o.sleepMs;
+      do {
+        o.watch?.();
+        throwIfAborted(o.signal);
+        const left = resume - performance.now();
+        await (left > 0 ? pause(Math.min(o.watchMs ?? left, left)) : yieldNow());
+      } while (performance.now() < resume);
+    }
+    const rc = capi.sqlite3_backup_finish(backup as never);
+    backup = 0;
+    check(sqlite3, dest, rc, `cannot copy ${o.source}`);
+  } finally {
+    if (backup) capi.sqlite3_backup_finish(backup as never);
+  }
+}

@@ -1,0 +1,39 @@
+/** SQLite result codes turned into errors a user can act on (Node and browser alike). */
+import { BlufioError } from '../errors.ts';
+import type { Database, Sqlite3 } from './types.ts';
+
+/** Throws a BlufioError for a non-OK SQLite result code. */
+export function check(sqlite3: Sqlite3, db: Database, rc: number, doing: string): void {
+  if (rc === 0) return;
+  const msg = sqlite3.capi.sqlite3_errmsg(db.pointer!) || sqlite3.capi.sqlite3_errstr(rc);
+  throw sqliteError(sqlite3, rc, `${doing}: ${msg}`);
+}
+
+/** Maps an SQLite result code to the error kind a user can act on. */
+export function sqliteError(sqlite3: Sqlite3, rc: number, message: string): BlufioError {
+  const { capi } = sqlite3;
+  switch (rc & 0xff) {
+    case capi.SQLITE_NOTADB:
+      return new BlufioError('E_NOT_SQLITE', message, 'make sure the file is an SQLite database');
+    case capi.SQLITE_CORRUPT:
+      return new BlufioError('E_CORRUPT', message, 'the file is damaged: check it with sqlite3 <file> "PRAGMA integrity_check", or use another copy');
+    case capi.SQLITE_CANTOPEN:
+      return new BlufioError('E_IO', message, 'check that the file exists and is readable');
+    case capi.SQLITE_FULL:
+      return new BlufioError('E_IO', message, 'free some disk space and try again');
+    default:
+      return new BlufioError('E_IO', message);
+  }
+}
+
+/** The problems PRAGMA integrity_check (or quick_check) reports; empty when the database is sound. */
+export function integrityOf(sqlite3: Sqlite3, db: Database, quick = false, maxErrors = 20): string[] {
+  try {
+    const rows = db.selectValues(`PRAGMA ${quick ? 'quick_check' : 'integrity_check'}(${maxErrors})`) as string[];
+    return rows.length === 1 && rows[0] === 'ok' ? [] : rows.map(String);
+  } catch (e) {
+    const rc = (e as { resultCode?: number }).resultCode;
+    if (typeof rc === 'number') return [sqliteError(sqlite3, rc, (e as Error).message).message];
+    throw e;
+  }
+}
