@@ -252,32 +252,37 @@ fs.writeFileSync(doc, `${text.slice(0, text.indexOf(START) + START.length)}\n${m
 fs.writeFileSync(path.join(ROOT, 'docs', 'benchmarks.svg'), chart(results));
 console.error('wrote docs/benchmarks.md and docs/benchmarks.svg');
 
-/** A horizontal bar chart of median times, one panel per size, ratios to native labelled. */
+/** A horizontal bar chart of median times, one panel per size and group, ratios to native labelled. */
 function chart(rows: Row[]): string {
-  const W = 760;
+  const W = 900;
   const barH = 18;
-  const left = 300;
-  let y = 40;
+  const left = 330;
+  let y = 44;
   const parts: string[] = [];
   for (const size of sizes) {
-    const rs = rows.filter((r) => r.size === size);
-    const max = Math.max(...rs.map((r) => median(r.ms)));
-    parts.push(`<text x="10" y="${y}" font-weight="bold">${label(size)}</text>`);
-    y += 10;
-    for (const r of rs) {
-      const m = median(r.ms);
-      const w = Math.max(1, ((W - left - 90) * m) / max);
-      const native = r.name.startsWith('sqlite3') || r.name === 'cp';
-      parts.push(`<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-size="12">${r.group}: ${r.name}</text>`);
-      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${native ? '#9aa5b1' : '#2f7de1'}"/>`);
-      parts.push(`<text x="${left + w + 6}" y="${y + 13}" font-size="12">${fmt(m)}${native ? '' : ` (${median(r.ratio).toFixed(2)}×)`}</text>`);
-      y += barH + 6;
+    parts.push(`<text x="10" y="${y}" font-weight="bold" font-size="15">${label(size)}</text>`);
+    y += 12;
+    for (const g of groups) {
+      const rs = rows.filter((r) => r.size === size && r.group === g.title);
+      const max = Math.max(...rows.filter((r) => r.size === size).map((r) => median(r.ms)));
+      parts.push(`<text x="10" y="${y + 12}" font-size="12" fill="#555">${g.title}</text>`);
+      y += 18;
+      for (const r of rs) {
+        const m = median(r.ms);
+        const w = Math.max(1, ((W - left - 130) * m) / max);
+        const native = r.name.startsWith('sqlite3') || r.name === 'cp';
+        parts.push(`<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-size="12">${r.name}</text>`);
+        parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${native ? '#9aa5b1' : '#2f7de1'}"/>`);
+        parts.push(`<text x="${left + w + 6}" y="${y + 13}" font-size="12">${fmt(m)}${native ? '' : ` (${median(r.ratio).toFixed(2)}× native)`}</text>`);
+        y += barH + 5;
+      }
+      y += 6;
     }
-    y += 20;
+    y += 16;
   }
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="20" font-size="14">blufio vs native sqlite3: median wall time per command (blue: blufio, grey: native)</text>
+<text x="10" y="22" font-size="14">blufio vs native sqlite3 and cp: median wall time of the whole command (blue: blufio, grey: native)</text>
 ${parts.join('\n')}
 </svg>
 `;

@@ -10,8 +10,10 @@ export function check(sqlite3: Sqlite3, db: Database, rc: number, doing: string)
 }
 
 /** Maps an SQLite result code to the error kind a user can act on. */
-export function sqliteError(sqlite3: Sqlite3, rc: number, message: string): BlufioError {
+export function sqliteError(sqlite3: Sqlite3, rc: number, text: string): BlufioError {
   const { capi } = sqlite3;
+  // The WASM build prefixes its messages with "SQLITE_CORRUPT: sqlite3 result code 11: ".
+  const message = text.replace(/SQLITE_[A-Z_]+: sqlite3 result code \d+: /g, '');
   switch (rc & 0xff) {
     case capi.SQLITE_NOTADB:
       return new BlufioError('E_NOT_SQLITE', message, 'make sure the file is an SQLite database');
