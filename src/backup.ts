@@ -55,13 +55,18 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   }
   checkDestination(dest, options.force ?? false, 'backup');
   const copy = await copyVerified(db, dest, options, 'the backup', wantsGzip(dest));
+  return result(db, dest, copy, wantsGzip(dest), options, started);
+}
+
+/** The result object both ways of backing up report. */
+function result(db: string, where: string, copy: Awaited<ReturnType<typeof copyVerified>>, compressed: boolean, options: BackupOptions, started: number): BackupResult {
   return {
     command: 'backup',
     database: db,
-    path: dest,
+    path: where,
     bytes: copy.bytes,
     databaseBytes: copy.databaseBytes,
-    compressed: wantsGzip(dest),
+    compressed,
     pages: copy.pages,
     pageSize: copy.pageSize,
     durationMs: Math.round(performance.now() - started),
@@ -85,20 +90,7 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
   try {
     const copy = await copyVerified(db, tmp, options, 'the backup', false);
     await pipeline(fs.createReadStream(tmp), out, { end: false, signal: options.signal });
-    return {
-      command: 'backup',
-      database: db,
-      path: '-',
-      bytes: copy.bytes,
-      databaseBytes: copy.databaseBytes,
-      compressed: false,
-      pages: copy.pages,
-      pageSize: copy.pageSize,
-      durationMs: Math.round(performance.now() - started),
-      integrity: options.verify === false ? 'skipped' : 'ok',
-      attempts: copy.attempts,
-      sourceJournalMode: copy.journalMode,
-    };
+    return result(db, '-', copy, false, options, started);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
