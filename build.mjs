@@ -36,3 +36,5 @@ await build({ ...browser, entryPoints: ['src/browser/demo-worker.ts'], outfile: 
 await build({ ...browser, entryPoints: ['src/browser/demo-page.ts'], outfile: 'dist/browser/demo.js' });
 mkdirSync('dist/browser', { recursive: true });
 copyFileSync('browser/demo.html', 'dist/browser/index.html');
+// The "opfs" VFS runs its file I/O in this worker, which sqlite-wasm loads from beside the bundle.
+copyFileSync('node_modules/@sqlite.org/sqlite-wasm/dist/sqlite3-opfs-async-proxy.js', 'dist/browser/sqlite3-opfs-async-proxy.js');

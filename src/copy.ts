@@ -10,7 +10,7 @@ import type { ProgressCallback } from './progress.ts';
 import { holders } from './locks.ts';
 import { RetryAttempt, SourceSnapshot, type JournalMode } from './snapshot.ts';
 import { runBackupLoop, throwIfAborted } from './core/backup-loop.ts';
-import { loadSqlite, openDb, type Database, type Sqlite3 } from './sqlite.ts';
+import { loadSqlite, openDb, sqliteError, type Database, type Sqlite3 } from './sqlite.ts';
 import { protect, registerView, takeLastVfsError, unregisterView } from './vfs/node-vfs.ts';
 
 export interface CopyOptions {
@@ -116,10 +116,18 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
   let src: Database | undefined;
   let dest: Database | undefined;
   try {
-    src = openDb(sqlite3, viewName);
-    dest = openDb(sqlite3, destPath, { create: true });
-    // The destination is private until it is published by rename: no journal, one sync at the end.
-    dest.exec('PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;');
+    try {
+      src = openDb(sqlite3, viewName);
+      dest = openDb(sqlite3, destPath, { create: true });
+      // The destination is private until it is published by rename: no journal, one sync at the
+      // end. Each source page is read once: a big cache would only grow the WebAssembly heap.
+      dest.exec('PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-512;');
+      src.exec('PRAGMA cache_size=-256;');
+    } catch (e) {
+      const rc = (e as { resultCode?: number }).resultCode;
+      if (typeof rc === 'number') throw sqliteError(sqlite3, rc, `cannot copy ${snapshot.dbPath}: ${(e as Error).message}`);
+      throw e;
+    }
     await runBackupLoop(sqlite3, src, dest, {
       pagesPerStep: p.pagesPerStep,
       sleepMs: p.sleepMs,

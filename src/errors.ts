@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'E_IN_USE'
   | 'E_INTEGRITY'
   | 'E_TOO_BUSY'
+  | 'E_NEEDS_RECOVERY'
   | 'E_ABORTED'
   | 'E_IO';
 

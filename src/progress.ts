@@ -44,12 +44,13 @@ export class ProgressBar {
 
   update(p: Progress): void {
     const now = performance.now();
-    if (p.attempt !== this.attempt) {
+    const newAttempt = p.attempt !== this.attempt;
+    if (newAttempt) {
       this.attempt = p.attempt;
       this.started = now;
     }
     const last = p.phase === 'copy' && p.remainingPages === 0;
-    if (this.drawn && !last && now - this.lastDraw < REDRAW_MS) return;
+    if (this.drawn && !last && !newAttempt && now - this.lastDraw < REDRAW_MS) return;
     this.lastDraw = now;
     this.drawn = true;
     this.write(`\r${this.line(p, now)}\x1b[K`);

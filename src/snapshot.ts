@@ -24,7 +24,7 @@
  */
 import * as fs from 'node:fs';
 import { BlufioError, fsError } from './errors.ts';
-import { writerActive } from './locks.ts';
+import { holders, writerActive } from './locks.ts';
 import { RetryAttempt } from './retry.ts';
 import { ReadAhead, readFully, writeFully } from './vfs/disk-file.ts';
 import type { VfsFile } from './vfs/file.ts';
@@ -118,11 +118,24 @@ export class SourceSnapshot implements VfsFile {
         this.follower = new WalFollower(this.walFd, this.walPath, this.wal0.ino, gen);
       }
     }
-    this.mode = this.wal0.exists || head[18] === 2 ? 'wal' : 'rollback';
+    // The header says which mode the database is in; a WAL with committed frames beside an
+    // empty file (a database never checkpointed yet) says it too. A stale, empty -wal beside a
+    // rollback-mode database does not: the rollback checks must apply there.
+    this.mode = head[18] === 2 || (got === 0 && this.index0) ? 'wal' : 'rollback';
 
     if (this.mode === 'rollback') {
-      if (writerActive(this.dbPath)) throw new RetryAttempt('another process is committing (it holds a write lock)');
-      if (this.journalIsHot()) throw new RetryAttempt('another process is committing (hot rollback journal)');
+      // SQLite does not read a WAL beside a rollback-mode database: neither do we.
+      this.index0 = undefined;
+      this.follower = undefined;
+      const writer = writerActive(this.dbPath);
+      if (writer) throw new RetryAttempt('another process is committing (it holds a write lock)');
+      if (this.journalIsHot()) {
+        if (writer === false && holders(this.dbPath)?.length === 0) {
+          throw new BlufioError('E_NEEDS_RECOVERY', `${this.dbPath} has a hot journal left by an interrupted write, and no process has it open`,
+            `open it once with SQLite (e.g. sqlite3 ${this.dbPath} "PRAGMA quick_check") so that SQLite rolls the interrupted transaction back, then try again`);
+        }
+        throw new RetryAttempt('another process is committing (hot rollback journal)');
+      }
     }
     if (this.index0) {
       this.pageSize = this.index0.pageSize;

@@ -108,6 +108,24 @@ test('a corrupted page is caught by the integrity check; --no-verify skips it', 
   assert.ok(fs.existsSync(dest));
 });
 
+test('a hot journal left by a killed writer: a clear error, and the backup works once SQLite recovered it', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 2000 });
+  const expected = fingerprint(db);
+  // A transaction bigger than the page cache spills into the file; killing the writer then
+  // leaves a hot journal behind.
+  const h = await holdOpen(db, 'PRAGMA cache_size=2; BEGIN; UPDATE memory SET content = upper(content); DELETE FROM vault;');
+  await h.stop();
+  assert.ok(fs.statSync(`${db}-journal`).size > 0, 'a journal was left');
+  const e = await rejects(backup(db, path.join(d, 'b.db')), 'E_NEEDS_RECOVERY', /hot journal left by an interrupted write/);
+  assert.match(e.hint ?? '', /PRAGMA quick_check/);
+  assert.not.ok(fs.existsSync(path.join(d, 'b.db')));
+  sql(db, 'PRAGMA quick_check');
+  await backup(db, path.join(d, 'b.db'));
+  assert.is(fingerprint(path.join(d, 'b.db')), expected, 'the interrupted transaction is not in the backup');
+});
+
 test('refuses bad destinations', async () => {
   const d = tmpdir();
   const db = path.join(d, 'blufio.db');

@@ -14,7 +14,6 @@ import { ROOT, sql, tmpdir, cleanup } from './helpers.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.join(ROOT, 'test-output');
-const test = suite('browser (OPFS)');
 
 if (!fs.existsSync(CHROMIUM)) {
   // CI installs chromium (.ci/run); on a developer's machine without it, say so loudly.
@@ -22,6 +21,8 @@ if (!fs.existsSync(CHROMIUM)) {
   console.warn(`\n  browser tests SKIPPED: ${CHROMIUM} not found (apt-get install -y chromium)\n`);
 } else {
   const { chromium } = await import('playwright-core');
+  for (const vfs of ['opfs-sahpool', 'opfs']) {
+  const test = suite(`browser (${vfs})`);
   type Browser = Awaited<ReturnType<typeof chromium.launch>>;
   type Page = Awaited<ReturnType<Browser['newPage']>>;
   let server: http.Server;
@@ -38,7 +39,7 @@ if (!fs.existsSync(CHROMIUM)) {
     const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 900, height: 700 } });
     page = await context.newPage();
     page.on('pageerror', (e) => console.error('page error:', e));
-    await page.goto(base);
+    await page.goto(`${base}?vfs=${vfs}`);
     await page.waitForSelector('body[data-ready="1"]', { timeout: 30_000 });
     fs.mkdirSync(SHOTS, { recursive: true });
   });
@@ -62,10 +63,11 @@ if (!fs.existsSync(CHROMIUM)) {
   }
 
   test('creates a database in OPFS and backs it up with a progress bar', async () => {
+    assert.is(await page.textContent('#vfs'), vfs);
     await click('create', /^Created blufio\.db in OPFS: memory 4000, sessions 40, vault 25$/);
     await click('backup', /^Backup complete: \d+\.\d MB written to backup\.db \(\d+ pages, integrity ok\): memory 4000, sessions 40, vault 25$/);
     assert.is(await page.textContent('#progress-label'), `100% (${await page.evaluate(() => (document.querySelector('#progress') as HTMLProgressElement).max)}/${await page.evaluate(() => (document.querySelector('#progress') as HTMLProgressElement).max)} pages)`);
-    await page.screenshot({ path: path.join(SHOTS, 'browser-backup.png') });
+    await page.screenshot({ path: path.join(SHOTS, `browser-${vfs}-backup.png`) });
   });
 
   test('exports a verified copy that native sqlite3 reads, and imports a file back', async () => {
@@ -81,9 +83,10 @@ if (!fs.existsSync(CHROMIUM)) {
     sql(other, "PRAGMA journal_mode=WAL; CREATE TABLE vault(name TEXT PRIMARY KEY, secret BLOB); INSERT INTO vault VALUES ('only-one', x'00ff');");
     execFileSync('sqlite3', [other, 'PRAGMA wal_checkpoint(TRUNCATE)']);
     await page.setInputFiles('#import', other);
-    await page.waitForFunction(() => /^Imported|failed/.test(document.querySelector('#status')!.textContent ?? ''), null, { timeout: 60_000 });
+    await page.waitForFunction(() => /^Imported|failed/.test(document.querySelector('#status')!.textContent ?? '') && !document.querySelector('button')!.disabled, null, { timeout: 60_000 });
     assert.is(await page.textContent('#status'), 'Imported other.db as blufio.db: vault 1; previous kept as blufio.db.pre-restore');
-    await page.screenshot({ path: path.join(SHOTS, 'browser-import.png') });
+    assert.match((await page.textContent('#current')) ?? '', /^blufio\.db: vault 1 · backup\.db: memory 4000/);
+    await page.screenshot({ path: path.join(SHOTS, `browser-${vfs}-import.png`) });
   });
 
   test('a non-SQLite or corrupted file is refused and nothing is replaced', async () => {
@@ -91,7 +94,7 @@ if (!fs.existsSync(CHROMIUM)) {
     const junk = path.join(d, 'junk.db');
     fs.writeFileSync(junk, 'this is not a database\n'.repeat(100));
     await page.setInputFiles('#import', junk);
-    await page.waitForFunction(() => /failed/.test(document.querySelector('#status')!.textContent ?? ''), null, { timeout: 60_000 });
+    await page.waitForFunction(() => /failed/.test(document.querySelector('#status')!.textContent ?? '') && !document.querySelector('button')!.disabled, null, { timeout: 60_000 });
     assert.match((await page.textContent('#status')) ?? '', /^import failed: the file is not an SQLite database \(no SQLite header\) .*\[E_NOT_SQLITE\]$/);
 
     const good = path.join(d, 'good.db');
@@ -101,11 +104,12 @@ if (!fs.existsSync(CHROMIUM)) {
     const corrupt = path.join(d, 'corrupt.db');
     fs.writeFileSync(corrupt, bytes);
     await page.setInputFiles('#import', corrupt);
-    await page.waitForFunction(() => /E_INTEGRITY|E_CORRUPT/.test(document.querySelector('#status')!.textContent ?? ''), null, { timeout: 60_000 });
+    await page.waitForFunction(() => /E_INTEGRITY|E_CORRUPT/.test(document.querySelector('#status')!.textContent ?? '') && !document.querySelector('button')!.disabled, null, { timeout: 60_000 });
     assert.match((await page.textContent('#status')) ?? '', /^import failed: the imported file failed the integrity check/);
     assert.match((await page.textContent('#current')) ?? '', /^blufio\.db: vault 1 · /, 'blufio.db is still the one imported before');
-    await page.screenshot({ path: path.join(SHOTS, 'browser-refused.png') });
+    await page.screenshot({ path: path.join(SHOTS, `browser-${vfs}-refused.png`) });
   });
-}
 
-test.run();
+  test.run();
+  }
+}

@@ -1,5 +1,5 @@
 /** The bundled CLI end to end: dist/blufio.mjs spawned as a user would run it. */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
@@ -164,6 +164,16 @@ test('an unreadable database or backup file: permission error', () => {
   const r2 = cli(['restore', bak, '--force'], { env, runtime: asUser });
   assert.is(r2.code, 1);
   assert.match(r2.stderr, `error: cannot read the backup file ${bak}: permission denied`);
+});
+
+test('backup - streams a complete database on stdout (flushed before exit)', () => {
+  const { home, db } = sample();
+  const r = spawnSync(runtime[0], [...runtime.slice(1), CLI, 'backup', '-', '--db', db], { maxBuffer: 1 << 28, env: { PATH: process.env.PATH ?? '', HOME: home } });
+  assert.is(r.status, 0, String(r.stderr));
+  const out = path.join(home, 'streamed.db');
+  fs.writeFileSync(out, r.stdout);
+  assert.is(fingerprint(out), fingerprint(db));
+  assert.match(String(r.stderr), /^Backup complete: \d+\.\d MB written to stdout\n$/);
 });
 
 test('restore refuses while a native process has the database open', async () => {

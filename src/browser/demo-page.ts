@@ -1,5 +1,6 @@
 /** The demo page: buttons that ask the worker to create, back up, export and import databases. */
-const worker = new Worker(new URL('./demo-worker.js', import.meta.url), { type: 'module' });
+const vfs = new URL(location.href).searchParams.get('vfs') === 'opfs' ? 'opfs' : 'opfs-sahpool';
+const worker = new Worker(new URL(`./demo-worker.js?vfs=${vfs}`, import.meta.url), { type: 'module' });
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const bar = $<HTMLProgressElement>('progress');
 const status = $('status');
@@ -60,6 +61,7 @@ async function run(name: string, f: () => Promise<string>) {
 async function refresh() {
   const s = await ask('stats');
   $('current').textContent = `blufio.db: ${show(s.stats)} · backup.db: ${show(s.backup)}`;
+  $('vfs').textContent = s.vfs;
 }
 
 $('create').onclick = () => run('create', async () => `Created blufio.db in OPFS: ${show((await ask('create')).stats)}`);

@@ -10,8 +10,8 @@ let store: OpfsStore | undefined;
 
 type Request = { id: number; op: string; rows?: number; bytes?: Uint8Array };
 
-function stats(name: string): Record<string, number> | null {
-  if (!store!.exists(name)) return null;
+async function stats(name: string): Promise<Record<string, number> | null> {
+  if (!(await store!.exists(name))) return null;
   const db = store!.open(name);
   try {
     const out: Record<string, number> = {};
@@ -27,10 +27,11 @@ function stats(name: string): Record<string, number> | null {
 const progress = (p: unknown) => postMessage({ op: 'progress', ...(p as object) });
 
 async function handle(req: Request): Promise<unknown> {
-  store ??= await openOpfsStore();
+  // ?vfs=opfs picks the "opfs" VFS (needs cross-origin isolation); opfs-sahpool otherwise.
+  store ??= await openOpfsStore({ vfs: new URL(self.location.href).searchParams.get('vfs') === 'opfs' ? 'opfs' : 'opfs-sahpool' });
   switch (req.op) {
     case 'create': {
-      store.remove(DB);
+      await store.remove(DB);
       const db = store.open(DB, { create: true });
       try {
         db.exec(`
@@ -45,20 +46,20 @@ async function handle(req: Request): Promise<unknown> {
       } finally {
         db.close();
       }
-      return { stats: stats(DB), files: store.list() };
+      return { stats: await stats(DB), files: await store.list() };
     }
     case 'backup': {
       const r = await store.backup(DB, BACKUP, { pagesPerStep: 20, sleepMs: 5, onProgress: progress });
-      return { ...r, stats: stats(BACKUP), files: store.list() };
+      return { ...r, stats: await stats(BACKUP), files: await store.list() };
     }
     case 'export':
       return { bytes: await store.exportDatabase(DB, { onProgress: progress }) };
     case 'import': {
       const r = await store.importDatabase(DB, req.bytes!, { onProgress: progress });
-      return { ...r, stats: stats(DB), files: store.list() };
+      return { ...r, stats: await stats(DB), files: await store.list() };
     }
     case 'stats':
-      return { stats: stats(DB), backup: stats(BACKUP), files: store.list() };
+      return { vfs: store.vfs, stats: await stats(DB), backup: await stats(BACKUP), files: await store.list() };
     default:
       throw new Error(`unknown request ${req.op}`);
   }

@@ -41,12 +41,13 @@ export interface OpfsCopyResult {
 }
 
 export interface OpfsStore {
+  /** "opfs-sahpool" or "opfs". */
   readonly vfs: string;
   /** Opens (creating if asked) a database in the store, for the application's own use. */
   open(name: string, opts?: { create?: boolean }): Database;
   /** Names of the databases in the store. */
-  list(): string[];
-  exists(name: string): boolean;
+  list(): Promise<string[]>;
+  exists(name: string): Promise<boolean>;
   /** Backs up `source` to `destination` (replaced only once the copy is verified). */
   backup(source: string, destination: string, opts?: OpfsCopyOptions): Promise<OpfsCopyResult>;
   /** A verified copy of `name` as bytes, e.g. for a download. */
@@ -56,24 +57,47 @@ export interface OpfsStore {
    * with integrity_check first; the current database is kept as `<name>.pre-restore`.
    */
   importDatabase(name: string, bytes: Uint8Array, opts?: OpfsCopyOptions): Promise<OpfsCopyResult & { safetyCopy: string | null }>;
-  remove(name: string): void;
+  remove(name: string): Promise<void>;
 }
 
 const SQLITE_HEADER = 'SQLite format 3\0';
 let loading: Promise<Sqlite3> | undefined;
 
+/** What sqlite-wasm warned about while starting (e.g. why the "opfs" VFS could not be installed). */
+const startupWarnings: string[] = [];
+
 function loadSqlite(): Promise<Sqlite3> {
+  const keep = (...args: unknown[]) => startupWarnings.push(args.map((a) => (a instanceof Error ? a.message : String(a))).join(' '));
+  (globalThis as { sqlite3ApiConfig?: object }).sqlite3ApiConfig = { warn: keep, error: keep, log: () => {}, debug: () => {} };
   loading ??= (sqlite3InitModule as (arg: unknown) => Promise<Sqlite3>)({ wasmBinary, print: () => {}, printErr: () => {} });
   return loading;
 }
 
-/** Opens the OPFS store (installs the opfs-sahpool VFS once). Call it in a dedicated Worker. */
-export async function openOpfsStore(opts: { name?: string; directory?: string } = {}): Promise<OpfsStore> {
+/**
+ * Opens the OPFS store, in a dedicated Worker. `vfs`:
+ * - "opfs-sahpool" (default): sqlite-wasm's pool of sync access handles; no special headers, one
+ *   worker at a time per origin;
+ * - "opfs": plain OPFS files, shared with other tools of the origin; needs cross-origin isolation
+ *   (COOP/COEP headers) and sqlite3-opfs-async-proxy.js served beside the bundle.
+ */
+export async function openOpfsStore(opts: { vfs?: 'opfs-sahpool' | 'opfs'; directory?: string } = {}): Promise<OpfsStore> {
   const sqlite3 = await loadSqlite();
-  const name = opts.name ?? 'blufio-sahpool';
+  const directory = opts.directory ?? '/blufio';
+  if (opts.vfs === 'opfs') {
+    // sqlite-wasm registers "opfs" once its async proxy worker has answered, which can be after
+    // the module itself is ready: give it the few seconds its own start-up timeout allows.
+    for (let waited = 0; !sqlite3.capi.sqlite3_vfs_find('opfs') && waited < 5000; waited += 50) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (!sqlite3.capi.sqlite3_vfs_find('opfs')) {
+      throw new BlufioError('E_IO', `the "opfs" VFS is not available here${startupWarnings.length ? ` (${startupWarnings.join('; ')})` : ''}`,
+        'serve the page with COOP/COEP headers (cross-origin isolation), run this in a Worker, and serve sqlite3-opfs-async-proxy.js beside the bundle; or use vfs "opfs-sahpool"');
+    }
+    return new PlainOpfsStore(sqlite3, directory);
+  }
   const pool = await (sqlite3 as unknown as { installOpfsSAHPoolVfs(o: object): Promise<SahPool> }).installOpfsSAHPoolVfs({
-    name,
-    directory: opts.directory ?? '/blufio',
+    name: 'blufio-sahpool',
+    directory,
     initialCapacity: 8,
   });
   return new SahPoolStore(sqlite3, pool);
@@ -90,38 +114,51 @@ interface SahPool {
   addCapacity(n: number): Promise<number>;
 }
 
-const path = (name: string) => (name.startsWith('/') ? name : `/${name}`);
 let tempCounter = 0;
 
-class SahPoolStore implements OpfsStore {
-  readonly vfs: string;
+/**
+ * What both stores share: the copy (backup API), verification, export and validated import.
+ * Subclasses say how files are named, listed, read whole and written whole.
+ */
+abstract class StoreBase implements OpfsStore {
+  abstract readonly vfs: string;
+  protected abstract path(name: string): string;
+  protected abstract fileNames(): Promise<string[]>;
+  protected abstract readWhole(name: string): Promise<Uint8Array>;
+  protected abstract writeWhole(name: string, bytes: Uint8Array): Promise<void>;
+  protected abstract unlink(name: string): Promise<void>;
+  /** Makes room for `n` more files, where the store has a capacity. */
+  protected async reserve(_n: number): Promise<void> {}
 
   constructor(
-    private readonly sqlite3: Sqlite3,
-    private readonly pool: SahPool,
-  ) {
-    this.vfs = pool.vfsName;
-  }
+    protected readonly sqlite3: Sqlite3,
+    /** The name the VFS is registered under. */
+    private readonly registeredVfs: string,
+  ) {}
 
   open(name: string, opts: { create?: boolean } = {}): Database {
-    if (!opts.create && !this.exists(name)) {
-      throw new BlufioError('E_SOURCE_MISSING', `database not found in OPFS: ${name}`, 'create it first, or check the name');
+    try {
+      return new this.sqlite3.oo1.DB({ filename: this.path(name), flags: opts.create ? 'c' : 'w', vfs: this.registeredVfs });
+    } catch (e) {
+      const rc = (e as { resultCode?: number }).resultCode;
+      if (typeof rc === 'number' && (rc & 0xff) === this.sqlite3.capi.SQLITE_CANTOPEN) {
+        throw new BlufioError('E_SOURCE_MISSING', `database not found in OPFS: ${name}`, 'create it first, or check the name', { cause: e });
+      }
+      throw e;
     }
-    return new this.sqlite3.oo1.DB({ filename: path(name), flags: opts.create ? 'c' : 'w', vfs: this.vfs });
   }
 
-  list(): string[] {
-    return this.pool.getFileNames().filter((n) => !/-(journal|wal)$/.test(n)).map((n) => n.replace(/^\//, ''));
+  async list(): Promise<string[]> {
+    return (await this.fileNames()).filter((n) => !/-(journal|wal)$/.test(n) && !n.startsWith('.blufio-tmp-')).sort();
   }
 
-  exists(name: string): boolean {
-    return this.pool.getFileNames().includes(path(name));
+  async exists(name: string): Promise<boolean> {
+    return (await this.fileNames()).includes(name);
   }
 
-  remove(name: string): void {
-    this.pool.unlink(path(name));
+  async remove(name: string): Promise<void> {
+    await this.unlink(name);
   }
-
   async backup(source: string, destination: string, opts: OpfsCopyOptions = {}): Promise<OpfsCopyResult> {
     const started = performance.now();
     if (source === destination) throw new BlufioError('E_SAME_FILE', `the backup ${destination} is the database itself`, 'choose another name');
@@ -130,16 +167,16 @@ class SahPoolStore implements OpfsStore {
       const r = await this.replaceWith(destination, tmp, opts);
       return { ...r, source, destination, durationMs: Math.round(performance.now() - started) };
     } finally {
-      this.pool.unlink(path(tmp));
+      await this.unlink(tmp);
     }
   }
 
   async exportDatabase(name: string, opts: OpfsCopyOptions = {}): Promise<Uint8Array> {
     const tmp = await this.verifiedCopy(name, opts);
     try {
-      return this.pool.exportFile(path(tmp));
+      return await this.readWhole(tmp);
     } finally {
-      this.pool.unlink(path(tmp));
+      await this.unlink(tmp);
     }
   }
 
@@ -156,21 +193,21 @@ class SahPoolStore implements OpfsStore {
     copy[19] = 1;
     const staged = await this.tempName();
     try {
-      this.pool.importDb(path(staged), copy);
+      await this.writeWhole(staged, copy);
     } catch (e) {
       throw new BlufioError('E_CORRUPT', `the file cannot be imported: ${(e as Error).message}`, 'choose another backup file', { cause: e });
     }
     try {
       this.assertSound(staged, 'the imported file');
       let safetyCopy: string | null = null;
-      if (this.exists(name)) {
+      if (await this.exists(name)) {
         safetyCopy = `${name}.pre-restore`;
         await this.backup(name, safetyCopy, opts);
       }
       const r = await this.replaceWith(name, staged, opts);
       return { ...r, source: 'imported file', destination: name, durationMs: Math.round(performance.now() - started), safetyCopy };
     } finally {
-      this.pool.unlink(path(staged));
+      await this.unlink(staged);
     }
   }
 
@@ -182,7 +219,7 @@ class SahPoolStore implements OpfsStore {
       this.assertSound(tmp, `the copy of ${source}`);
       return tmp;
     } catch (e) {
-      this.pool.unlink(path(tmp));
+      await this.unlink(tmp);
       throw e;
     }
   }
@@ -243,9 +280,93 @@ class SahPoolStore implements OpfsStore {
     }
   }
 
-  /** A fresh name for a temporary database, with room in the pool for it. */
+  /** A fresh name for a temporary database, with room in the store for it. */
   private async tempName(): Promise<string> {
-    if (this.pool.getFileCount() + 2 > this.pool.getCapacity()) await this.pool.addCapacity(4);
+    await this.reserve(2);
     return `.blufio-tmp-${Date.now().toString(36)}-${++tempCounter}.db`;
+  }
+}
+
+/** opfs-sahpool: files live in a pool of pre-opened sync access handles. */
+class SahPoolStore extends StoreBase {
+  readonly vfs = 'opfs-sahpool';
+
+  constructor(
+    sqlite3: Sqlite3,
+    private readonly pool: SahPool,
+  ) {
+    super(sqlite3, pool.vfsName);
+  }
+
+  protected path(name: string): string {
+    return name.startsWith('/') ? name : `/${name}`;
+  }
+
+  protected async fileNames(): Promise<string[]> {
+    return this.pool.getFileNames().map((n) => n.replace(/^\//, ''));
+  }
+
+  protected async readWhole(name: string): Promise<Uint8Array> {
+    return this.pool.exportFile(this.path(name));
+  }
+
+  protected async writeWhole(name: string, bytes: Uint8Array): Promise<void> {
+    this.pool.importDb(this.path(name), bytes);
+  }
+
+  protected async unlink(name: string): Promise<void> {
+    this.pool.unlink(this.path(name));
+  }
+
+  protected override async reserve(n: number): Promise<void> {
+    if (this.pool.getFileCount() + n > this.pool.getCapacity()) await this.pool.addCapacity(n + 2);
+  }
+}
+
+/** opfs: ordinary OPFS files under one directory, through sqlite-wasm's "opfs" VFS. */
+class PlainOpfsStore extends StoreBase {
+  readonly vfs = 'opfs';
+
+  constructor(
+    sqlite3: Sqlite3,
+    private readonly directory: string,
+  ) {
+    super(sqlite3, 'opfs');
+  }
+
+  protected path(name: string): string {
+    return `${this.directory}/${name}`;
+  }
+
+  /** The store's directory, through the OPFS API itself. */
+  private async dir(): Promise<FileSystemDirectoryHandle> {
+    let dir = await navigator.storage.getDirectory();
+    for (const part of this.directory.split('/').filter(Boolean)) dir = await dir.getDirectoryHandle(part, { create: true });
+    return dir;
+  }
+
+  protected async fileNames(): Promise<string[]> {
+    const names: string[] = [];
+    for await (const [n, h] of (await this.dir() as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
+      if (h.kind === 'file') names.push(n);
+    }
+    return names;
+  }
+
+  protected async readWhole(name: string): Promise<Uint8Array> {
+    const file = await (await (await this.dir()).getFileHandle(name)).getFile();
+    return new Uint8Array(await file.arrayBuffer());
+  }
+
+  protected async writeWhole(name: string, bytes: Uint8Array): Promise<void> {
+    await (this.sqlite3.oo1 as unknown as { OpfsDb: { importDb(n: string, b: Uint8Array): Promise<number> } }).OpfsDb.importDb(this.path(name), bytes);
+  }
+
+  protected async unlink(name: string): Promise<void> {
+    try {
+      await (await this.dir()).removeEntry(name);
+    } catch (e) {
+      if ((e as DOMException).name !== 'NotFoundError') throw e;
+    }
   }
 }
