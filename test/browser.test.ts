@@ -85,7 +85,7 @@ if (!fs.existsSync(CHROMIUM)) {
     await page.setInputFiles('#import', other);
     await page.waitForFunction(() => /^Imported|failed/.test(document.querySelector('#status')!.textContent ?? '') && !document.querySelector('button')!.disabled, null, { timeout: 60_000 });
     assert.is(await page.textContent('#status'), 'Imported other.db as blufio.db: vault 1; previous kept as blufio.db.pre-restore');
-    assert.match((await page.textContent('#current')) ?? '', /^blufio\.db: vault 1 · backup\.db: memory 4000/);
+    assert.match((await page.textContent('#current')) ?? '', /^blufio\.db: vault 1 · backup\.db: memory 4000/, await page.textContent('#current') ?? '');
     await page.screenshot({ path: path.join(SHOTS, `browser-${vfs}-import.png`) });
   });
 

@@ -45,7 +45,14 @@ function say(text: string, kind: 'ok' | 'error' = 'ok') {
   log.prepend(li);
 }
 
-async function run(name: string, f: () => Promise<string>) {
+/** One operation at a time: a click while another runs waits for it. */
+let queue: Promise<void> = Promise.resolve();
+function run(name: string, f: () => Promise<string>): Promise<void> {
+  queue = queue.then(() => runNow(name, f));
+  return queue;
+}
+
+async function runNow(name: string, f: () => Promise<string>) {
   document.querySelectorAll('button').forEach((b) => (b.disabled = true));
   try {
     say(await f());
