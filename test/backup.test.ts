@@ -62,6 +62,25 @@ test('WAL source held open by a native process: un-checkpointed frames included,
   }
 });
 
+for (const pageSize of [512, 65536]) {
+  test(`page size ${pageSize}: a WAL source with un-checkpointed frames backs up exactly`, async () => {
+    const d = tmpdir();
+    const db = path.join(d, 'blufio.db');
+    sql(db, `PRAGMA page_size=${pageSize}; PRAGMA journal_mode=WAL; CREATE TABLE vault(k INTEGER PRIMARY KEY, secret BLOB);`);
+    const h = await holdOpen(db, `PRAGMA wal_autocheckpoint=0; INSERT INTO vault SELECT value, randomblob(value % 3000) FROM generate_series(1, 400);`);
+    try {
+      const dest = path.join(d, 'b.db');
+      const r = await backup(db, dest, { sleepMs: 0 });
+      assert.is(r.pageSize, pageSize);
+      assert.is(sql(dest, 'PRAGMA page_size; PRAGMA integrity_check;'), `${pageSize}\nok`);
+      const q = 'SELECT k, hex(secret) FROM vault ORDER BY k';
+      assert.is(sql(dest, q), sql(db, q));
+    } finally {
+      await h.stop();
+    }
+  });
+}
+
 test('the vault round-trips byte for byte (random blobs up to 64 KiB)', async () => {
   const d = tmpdir();
   const db = path.join(d, 'v.db');
