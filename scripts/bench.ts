@@ -254,7 +254,7 @@ console.error('wrote docs/benchmarks.md and docs/benchmarks.svg');
 
 /** A horizontal bar chart of median times, one panel per size and group, ratios to native labelled. */
 function chart(rows: Row[]): string {
-  const W = 900;
+  const W = 960;
   const barH = 18;
   const left = 330;
   let y = 44;
@@ -269,7 +269,7 @@ function chart(rows: Row[]): string {
       y += 18;
       for (const r of rs) {
         const m = median(r.ms);
-        const w = Math.max(1, ((W - left - 130) * m) / max);
+        const w = Math.max(1, ((W - left - 190) * m) / max);
         const native = r.name.startsWith('sqlite3') || r.name === 'cp';
         parts.push(`<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-size="12">${r.name}</text>`);
         parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${native ? '#9aa5b1' : '#2f7de1'}"/>`);
