@@ -67,7 +67,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
         } catch (e) {
           // A view torn by a concurrent writer can make SQLite fail (say, a page 1 overwritten as
           // we read it). Such a failure is real only if the source can be shown not to have moved.
-          if (e instanceof BlufioError && e.code !== 'E_ABORTED') snapshot.stillValid();
+          if (e instanceof BlufioError && e.code !== 'E_ABORTED') snapshot.stillValid(true);
           throw e;
         }
         const pages = snapshot.finish(destPath);

@@ -126,7 +126,7 @@ async function inspectFile(abs: string, shownAs: string, opts: { quick?: boolean
         } catch (e) {
           if (problems.length === 0) problems = [messageOf(sqlite3, e)];
         }
-        snapshot.stillValid();
+        snapshot.stillValid(true);
         const pageSize = snapshot.pageSize;
         return {
           command: 'verify',

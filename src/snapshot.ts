@@ -151,8 +151,12 @@ export class SourceSnapshot implements VfsFile {
     return this.header0;
   }
 
-  /** Throws RetryAttempt if the attempt can already be seen to be torn (cheap: one or two reads). */
-  stillValid(): void {
+  /**
+   * Throws RetryAttempt if the attempt can already be seen to be torn (cheap: one or two reads).
+   * In WAL mode it takes in what was committed since the last look (`final`: scan even if the
+   * WAL file looks untouched).
+   */
+  stillValid(final = false): void {
     if (this.mode === 'rollback') {
       const head = new Uint8Array(this.header0.length);
       readFully(this.dbFd, head, 0);
@@ -161,7 +165,7 @@ export class SourceSnapshot implements VfsFile {
       }
       if (this.journalIsHot()) throw new RetryAttempt('another process is committing (hot rollback journal)');
     } else if (this.follower) {
-      this.follower.tail();
+      this.follower.tail(undefined, { whenChanged: !final });
     } else {
       this.walUnchanged();
     }
@@ -172,7 +176,7 @@ export class SourceSnapshot implements VfsFile {
    * the copy can be made exactly a committed state; returns the copy's page count.
    */
   finish(destPath: string): number {
-    this.stillValid();
+    this.stillValid(true);
     const st = statOrNull(this.dbPath);
     if (!st || st.ino !== this.dbStat!.ino) throw new RetryAttempt('the database file was replaced during the copy');
     if (this.mode === 'rollback') return this.nPages;

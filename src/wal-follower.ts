@@ -22,6 +22,7 @@ export class WalFollower {
   /** Restarts followed (for reports). */
   restarts = 0;
   private maxSize: number;
+  private stamp = '';
 
   constructor(
     private readonly fd: number,
@@ -37,12 +38,20 @@ export class WalFollower {
 
   /**
    * Takes in what was committed since the last look. `fresh`, if given, receives the pages of
-   * frames newly committed by this call. Throws RetryAttempt when frames may have been lost.
+   * frames newly committed by this call; `whenChanged` skips the scan when the WAL file shows no
+   * write since the last look. Throws RetryAttempt when frames may have been lost.
    */
-  tail(fresh?: Set<number>): void {
+  tail(fresh?: Set<number>, opts: { whenChanged?: boolean } = {}): void {
+    const st = fs.fstatSync(this.fd);
+    // Between copy steps (every 2 ms) a WAL nobody wrote since the last look is not scanned again:
+    // a large transaction still being written would otherwise be re-read each time. A write
+    // changes the size or the times at the latest one clock tick later, i.e. at the next look.
+    const stamp = `${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    if (opts.whenChanged && stamp === this.stamp) return;
+    this.stamp = stamp;
     const raw = this.readHeader();
     if (raw.length < WAL_HEADER_SIZE) throw new RetryAttempt('the WAL was truncated during the copy');
-    const size = fs.fstatSync(this.fd).size;
+    const size = st.size;
     let ino = -1;
     try {
       ino = fs.statSync(this.walPath).ino;

@@ -86,7 +86,8 @@ export async function openOpfsStore(opts: { vfs?: 'opfs-sahpool' | 'opfs'; direc
   if (opts.vfs === 'opfs') {
     // sqlite-wasm registers "opfs" once its async proxy worker has answered, which can be after
     // the module itself is ready: give it the few seconds its own start-up timeout allows.
-    for (let waited = 0; !sqlite3.capi.sqlite3_vfs_find('opfs') && waited < 5000; waited += 50) {
+    const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+    for (let waited = 0; isolated && !sqlite3.capi.sqlite3_vfs_find('opfs') && waited < 5000; waited += 50) {
       await new Promise((r) => setTimeout(r, 50));
     }
     if (!sqlite3.capi.sqlite3_vfs_find('opfs')) {
