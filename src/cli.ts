@@ -38,7 +38,7 @@ interface CommonFlags {
   force?: boolean;
   quiet?: boolean;
   json?: boolean;
-  pagesPerStep: number;
+  pagesPerStep?: number;
   sleepMs?: number;
   retries: number;
   timeout: number;
@@ -55,7 +55,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
       .option('--force', 'Replace an existing file / restore while the database is in use')
       .option('--quiet', 'Print nothing but errors')
       .option('--json', 'Print one JSON object with the result on stdout')
-      .option('--pages-per-step <n>', 'Pages copied per step of the backup API', { default: 100 })
+      .option('--pages-per-step <n>', 'Pages copied per step of the backup API (default: 100, or 1000 with no pause)')
       .option('--sleep-ms <n>', 'Pause between steps in ms (default: 10 while another process has the database open, else 0)')
       .option('--retries <n>', 'Most attempts when a live database keeps changing', { default: 10 })
       .option('--timeout <seconds>', 'Give up after this long', { default: 60 });
@@ -123,7 +123,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   if (name === 'verify') return runVerify(target, f, io, say);
 
   const copyOpts = {
-    pagesPerStep: intFlag(f.pagesPerStep, '--pages-per-step', 1),
+    pagesPerStep: f.pagesPerStep === undefined ? undefined : intFlag(f.pagesPerStep, '--pages-per-step', 1),
     sleepMs: f.sleepMs === undefined ? undefined : intFlag(f.sleepMs, '--sleep-ms', 0),
     retries: intFlag(f.retries, '--retries', 1),
     timeoutMs: intFlag(f.timeout, '--timeout', 1) * 1000,
