@@ -98,6 +98,12 @@ export function checkDestination(dest: string, force: boolean, what: string): fs
     throw new BlufioError('E_DEST_DIR', `the directory ${path.dirname(dest)} does not exist`,
       `create it first (mkdir -p ${path.dirname(dest)}) or choose another ${what} path`);
   }
+  try {
+    fs.accessSync(path.dirname(dest), fs.constants.W_OK | fs.constants.X_OK);
+  } catch {
+    throw new BlufioError('E_PERMISSION', `cannot write in ${path.dirname(dest)}: permission denied`,
+      `run as a user who may write there, or choose another ${what} path`);
+  }
   const st = statOrNull(dest);
   if (st?.isDirectory()) {
     throw new BlufioError('E_NOT_FILE', `${dest} is a directory`, `give a file path for the ${what}, e.g. ${path.join(dest, 'blufio-backup.db')}`);

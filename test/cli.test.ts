@@ -161,6 +161,11 @@ test('an unreadable database or backup file: permission error', () => {
   assert.is(r1.code, 1);
   assert.match(r1.stderr, `error: cannot read the database ${db}: permission denied`);
   fs.chmodSync(db, 0o666);
+  fs.chmodSync(home, 0o555);
+  const r3 = cli(['backup', path.join(home, 'x.db')], { env, runtime: asUser });
+  fs.chmodSync(home, 0o755);
+  assert.is(r3.code, 1);
+  assert.match(r3.stderr, `error: cannot write in ${home}: permission denied (run as a user who may write there, or choose another backup path)`);
   const r2 = cli(['restore', bak, '--force'], { env, runtime: asUser });
   assert.is(r2.code, 1);
   assert.match(r2.stderr, `error: cannot read the backup file ${bak}: permission denied`);
