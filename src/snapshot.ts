@@ -24,6 +24,7 @@
  */
 import * as fs from 'node:fs';
 import { BlufioError, fsError } from './errors.ts';
+import { statOrNull } from './files.ts';
 import { holders, writerActive } from './locks.ts';
 import { RetryAttempt } from './retry.ts';
 import { ReadAhead, readFully, writeFully } from './vfs/disk-file.ts';
@@ -383,13 +384,5 @@ export class SourceSnapshot implements VfsFile {
     } finally {
       fs.closeSync(fd);
     }
-  }
-}
-
-function statOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return null;
   }
 }

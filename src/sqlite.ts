@@ -44,8 +44,3 @@ export function openDb(sqlite3: Sqlite3, name: string, opts: OpenOptions = {}): 
 }
 
 export { check, sqliteError } from './core/sqlite-errors.ts';
-
-/** Runs one PRAGMA-style query and returns the first column of every row. */
-export function column(db: Database, sql: string): unknown[] {
-  return db.selectValues(sql) as unknown[];
-}
