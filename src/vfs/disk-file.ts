@@ -8,6 +8,8 @@ import type { VfsFile } from './file.ts';
 
 /** Bytes read ahead on a sequential read, and the most bytes gathered before one write. */
 export const IO_CHUNK = 1 << 20;
+/** What a random read fetches: the aligned block around the bytes asked for. */
+const RANDOM_BLOCK = 64 << 10;
 /** After this many bytes written, start writing them to the disk in the background. */
 export const EARLY_SYNC_BYTES = 32 << 20;
 
@@ -31,11 +33,15 @@ export class ReadAhead {
       dst.set(this.buf.subarray(offset - this.start, offset - this.start + n));
       return n;
     }
-    if (!sequential || n >= IO_CHUNK) return readFully(this.fd, dst, offset);
-    this.start = offset;
-    this.len = readFully(this.fd, this.buf, offset);
-    const got = Math.min(n, this.len);
-    dst.set(this.buf.subarray(0, got));
+    if (n >= IO_CHUNK || (!sequential && n > RANDOM_BLOCK / 2)) return readFully(this.fd, dst, offset);
+    // Sequential: a whole window from here. Random (a b-tree walk): the aligned block around the
+    // page, since pages written together tend to be read together.
+    const from = sequential ? offset : offset - (offset % RANDOM_BLOCK);
+    const size = sequential ? IO_CHUNK : RANDOM_BLOCK;
+    this.start = from;
+    this.len = readFully(this.fd, this.buf.subarray(0, size), from);
+    const got = Math.max(0, Math.min(n, this.len - (offset - from)));
+    dst.set(this.buf.subarray(offset - from, offset - from + got));
     return got;
   }
 
