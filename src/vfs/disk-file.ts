@@ -13,14 +13,43 @@ const RANDOM_BLOCK = 64 << 10;
 /** After this many bytes written, start writing them to the disk in the background. */
 export const EARLY_SYNC_BYTES = 32 << 20;
 
+/** A span of the file held in memory. */
+class Window {
+  readonly buf: Uint8Array;
+  start = 0;
+  len = 0;
+
+  constructor(size: number) {
+    this.buf = new Uint8Array(size);
+  }
+
+  /** Copies [offset, offset + dst.length) into dst if the window holds all of it. */
+  serve(dst: Uint8Array, offset: number): boolean {
+    if (offset < this.start || offset + dst.length > this.start + this.len) return false;
+    dst.set(this.buf.subarray(offset - this.start, offset - this.start + dst.length));
+    return true;
+  }
+
+  /** Reads the window from `from`; returns how many of the bytes at `offset` it now holds. */
+  fill(fd: number, from: number, offset: number, dst: Uint8Array): number {
+    this.start = from;
+    this.len = readFully(fd, this.buf, from);
+    const got = Math.max(0, Math.min(dst.length, this.len - (offset - from)));
+    dst.set(this.buf.subarray(offset - from, offset - from + got));
+    return got;
+  }
+}
+
 /**
- * Reads through a window of IO_CHUNK bytes when access is sequential (each read starts where the
- * last one ended); random reads go straight to the file so they cost no more than before.
+ * Read-ahead with two windows. A sequential read (starting where the last one ended, as the
+ * backup API reads) refills a window of IO_CHUNK bytes from there. A random read (a b-tree walk,
+ * as integrity_check reads) fetches the aligned RANDOM_BLOCK around it into a second, small
+ * window, since pages written together tend to be read together; it never evicts the
+ * sequential window, so the small header reads SQLite makes between steps cost one syscall.
  */
 export class ReadAhead {
-  private readonly buf = new Uint8Array(IO_CHUNK);
-  private start = 0;
-  private len = 0;
+  private readonly seq = new Window(IO_CHUNK);
+  private readonly rand = new Window(RANDOM_BLOCK);
   private lastEnd = -1;
 
   constructor(private readonly fd: number) {}
@@ -29,25 +58,18 @@ export class ReadAhead {
     const n = dst.length;
     const sequential = offset === this.lastEnd;
     this.lastEnd = offset + n;
-    if (offset >= this.start && offset + n <= this.start + this.len) {
-      dst.set(this.buf.subarray(offset - this.start, offset - this.start + n));
-      return n;
+    if (this.seq.serve(dst, offset) || this.rand.serve(dst, offset)) return n;
+    if (sequential && n < IO_CHUNK) return this.seq.fill(this.fd, offset, offset, dst);
+    if (!sequential && n <= RANDOM_BLOCK / 2 && offset % RANDOM_BLOCK + n <= RANDOM_BLOCK) {
+      return this.rand.fill(this.fd, offset - (offset % RANDOM_BLOCK), offset, dst);
     }
-    if (n >= IO_CHUNK || (!sequential && n > RANDOM_BLOCK / 2)) return readFully(this.fd, dst, offset);
-    // Sequential: a whole window from here. Random (a b-tree walk): the aligned block around the
-    // page, since pages written together tend to be read together.
-    const from = sequential ? offset : offset - (offset % RANDOM_BLOCK);
-    const size = sequential ? IO_CHUNK : RANDOM_BLOCK;
-    this.start = from;
-    this.len = readFully(this.fd, this.buf.subarray(0, size), from);
-    const got = Math.max(0, Math.min(n, this.len - (offset - from)));
-    dst.set(this.buf.subarray(offset - from, offset - from + got));
-    return got;
+    return readFully(this.fd, dst, offset);
   }
 
-  /** Forgets the window (the file was written to or truncated). */
+  /** Forgets what it holds (the file was written to or truncated). */
   invalidate(): void {
-    this.len = 0;
+    this.seq.len = 0;
+    this.rand.len = 0;
     this.lastEnd = -1;
   }
 }
