@@ -8,10 +8,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BlufioError } from './errors.ts';
 import type { ProgressCallback } from './progress.ts';
 import { holders } from './locks.ts';
-import { RetryAttempt, SourceSnapshot, type JournalMode } from './snapshot.ts';
+import { openSnapshotView, RetryAttempt, type JournalMode, type SourceSnapshot } from './snapshot.ts';
 import { runBackupLoop, throwIfAborted } from './core/backup-loop.ts';
-import { loadSqlite, openDb, sqliteError, type Database, type Sqlite3 } from './sqlite.ts';
-import { protect, registerView, takeLastVfsError, unregisterView } from './vfs/node-vfs.ts';
+import { fromSqliteException } from './core/sqlite-errors.ts';
+import { loadSqlite, openDb, type Database, type Sqlite3 } from './sqlite.ts';
+import { takeLastVfsError } from './vfs/node-vfs.ts';
 
 export interface CopyOptions {
   /** Pages copied per backup step (default 100; 1000 when there is no pause between steps). */
@@ -38,7 +39,6 @@ export interface CopyResult {
 
 export const COPY_DEFAULTS = { pagesPerStep: 100, fullSpeedPagesPerStep: 1000, sleepMs: 10, retries: 10, timeoutMs: 60_000 } as const;
 
-let viewCounter = 0;
 /** Longest time between two looks at a live source while a copy pauses. */
 const WATCH_MS = 2;
 
@@ -54,10 +54,8 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
   const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
   const deadline = Date.now() + (opts.timeoutMs ?? COPY_DEFAULTS.timeoutMs);
   const sqlite3 = await loadSqlite();
-  const snapshot = new SourceSnapshot(srcPath);
-  const unprotect = protect(snapshot.files);
-  const viewName = `/blufio-view/${process.pid}/${++viewCounter}`;
-  registerView(viewName, snapshot);
+  const view = openSnapshotView(srcPath);
+  const { snapshot, name: viewName } = view;
   const reasons: string[] = [];
   try {
     for (let attempt = 1; attempt <= retries; attempt++) {
@@ -72,9 +70,9 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
           if (e instanceof BlufioError && e.code !== 'E_ABORTED') snapshot.stillValid(true);
           throw e;
         }
-        const pages = snapshot.finish(destPath);
-        const size = fs.statSync(destPath).size;
-        return { pages: Math.max(pages, Math.floor(size / snapshot.pageSize)), pageSize: snapshot.pageSize, attempts: attempt, journalMode: snapshot.mode };
+        snapshot.finish(destPath);
+        const pages = Math.floor(fs.statSync(destPath).size / snapshot.pageSize);
+        return { pages, pageSize: snapshot.pageSize, attempts: attempt, journalMode: snapshot.mode };
       } catch (e) {
         if (!(e instanceof RetryAttempt)) throw e;
         reasons.push(e.reason);
@@ -99,9 +97,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
         ? 'try again when the server is less busy, or raise --retries / --timeout, or use --sleep-ms 0 to copy faster'
         : 'the database is in rollback-journal mode and written without pause: switch blufio to WAL mode (storage.wal_mode = true), or raise --retries / --timeout');
   } finally {
-    unregisterView(viewName);
-    snapshot.closeFds();
-    unprotect();
+    view.close();
   }
 }
 
@@ -126,9 +122,7 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
       dest.exec('PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-512;');
       src.exec('PRAGMA cache_size=-256;');
     } catch (e) {
-      const rc = (e as { resultCode?: number }).resultCode;
-      if (typeof rc === 'number') throw sqliteError(sqlite3, rc, `cannot copy ${snapshot.dbPath}: ${(e as Error).message}`);
-      throw e;
+      throw fromSqliteException(sqlite3, e, `cannot copy ${snapshot.dbPath}`) ?? e;
     }
     await runBackupLoop(sqlite3, src, dest, {
       pagesPerStep: p.pagesPerStep,

@@ -6,7 +6,6 @@ import * as fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { BlufioError } from './errors.ts';
-import { fsyncFile } from './files.ts';
 
 /** A file starting with gzip's magic bytes (1f 8b). */
 export function isGzip(file: string): boolean {
@@ -22,10 +21,9 @@ export function isGzip(file: string): boolean {
 /** True for a destination the user wants compressed. */
 export const wantsGzip = (dest: string) => dest.toLowerCase().endsWith('.gz');
 
-/** Compresses `src` into `dest` (created 0600) and fsyncs it. */
+/** Compresses `src` into `dest` (created 0600); publishing it fsyncs it. */
 export async function gzipFile(src: string, dest: string, signal?: AbortSignal): Promise<void> {
   await pipeline(fs.createReadStream(src), createGzip({ level: 6 }), fs.createWriteStream(dest, { mode: 0o600 }), { signal });
-  fsyncFile(dest);
 }
 
 /** Decompresses `src` into `dest` (created 0600); a damaged or cut-off file is E_CORRUPT. */

@@ -7,12 +7,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkSource } from './backup.ts';
-import { integrityOf } from './core/sqlite-errors.ts';
+import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
-import { RetryAttempt, SourceSnapshot } from './snapshot.ts';
-import { loadSqlite, openDb, sqliteError } from './sqlite.ts';
-import { registerView, unregisterView, protect } from './vfs/node-vfs.ts';
+import { openSnapshotView, RetryAttempt } from './snapshot.ts';
+import { loadSqlite, openDb } from './sqlite.ts';
 
 export interface TableInfo {
   name: string;
@@ -40,8 +39,6 @@ export interface InspectResult {
   tables: TableInfo[];
 }
 
-let viewCounter = 0;
-
 export async function inspect(file: string, opts: { quick?: boolean } = {}): Promise<InspectResult> {
   const abs = path.resolve(file);
   const st = checkSource(abs, 'file', 'check the path');
@@ -67,12 +64,13 @@ export async function inspect(file: string, opts: { quick?: boolean } = {}): Pro
 async function verdict(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
   const size = fs.statSync(abs).size;
   try {
-    const r = await inspectFile(abs, abs, opts);
+    const r = await inspectFile(abs, opts);
     if (r.ok && size < 512) return { ...r, ok: false, problems: [`the file is truncated (${size} bytes)`] };
     return r;
   } catch (e) {
-    if (e instanceof BlufioError && !['E_NOT_SQLITE', 'E_CORRUPT'].includes(e.code)) throw e;
-    if (!(e instanceof BlufioError) && typeof (e as { resultCode?: unknown }).resultCode !== 'number') throw e;
+    // A damaged file shows as our "not SQLite" / "corrupt" errors, or as any SQLite error.
+    const damage = e instanceof BlufioError ? ['E_NOT_SQLITE', 'E_CORRUPT'].includes(e.code) : fromSqliteException(await loadSqlite(), e) !== null;
+    if (!damage) throw e;
     return failedVerdict(abs, size, false, opts, e);
   }
 }
@@ -95,13 +93,10 @@ function failedVerdict(abs: string, bytes: number, compressed: boolean, opts: { 
   };
 }
 
-async function inspectFile(abs: string, shownAs: string, opts: { quick?: boolean }): Promise<InspectResult> {
+async function inspectFile(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
   const st = fs.statSync(abs);
   const sqlite3 = await loadSqlite();
-  const snapshot = new SourceSnapshot(abs);
-  const unprotect = protect(snapshot.files);
-  const view = `/blufio-inspect/${process.pid}/${++viewCounter}`;
-  registerView(view, snapshot);
+  const { snapshot, name: view, close } = openSnapshotView(abs);
   const check = opts.quick ? 'quick_check' : 'integrity_check';
   try {
     for (let attempt = 1; ; attempt++) {
@@ -124,13 +119,13 @@ async function inspectFile(abs: string, shownAs: string, opts: { quick?: boolean
             tables.push({ name, rows });
           }
         } catch (e) {
-          if (problems.length === 0) problems = [messageOf(sqlite3, e)];
+          if (problems.length === 0) problems = [(fromSqliteException(sqlite3, e) ?? (e as Error)).message];
         }
         snapshot.stillValid(true);
         const pageSize = snapshot.pageSize;
         return {
           command: 'verify',
-          path: shownAs,
+          path: abs,
           compressed: false,
           ok: problems.length === 0,
           integrity: problems.length === 0 ? 'ok' : 'failed',
@@ -152,15 +147,8 @@ async function inspectFile(abs: string, shownAs: string, opts: { quick?: boolean
       }
     }
   } finally {
-    unregisterView(view);
-    snapshot.closeFds();
-    unprotect();
+    close();
   }
-}
-
-function messageOf(sqlite3: Awaited<ReturnType<typeof loadSqlite>>, e: unknown): string {
-  const rc = (e as { resultCode?: number }).resultCode;
-  return typeof rc === 'number' ? sqliteError(sqlite3, rc, (e as Error).message).message : String((e as Error)?.message ?? e);
 }
 
 /** 3040001 -> "3.40.1" */

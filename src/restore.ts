@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backup, checkSource, copyVerified, type BackupOptions } from './backup.ts';
 import { BlufioError } from './errors.ts';
-import { checkDestination, fsyncDir, fsyncFile, publish, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
+import { checkDestination, fsyncDir, publish, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
 import { holders } from './locks.ts';
 import { SQLITE_HEADER } from './snapshot.ts';
@@ -91,8 +91,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
 
     // 3. The new file takes the target's mode and the configured journal mode.
     fs.chmodSync(tmp, target ? target.mode & 0o777 : 0o600);
-    setJournalMode(tmp, options.walMode ?? true);
-    fsyncFile(tmp);
+    setJournalMode(tmp, options.walMode ?? true); // made durable by publish()'s fsync below
 
     // 4. Settle the old database, then swap.
     if (target) {

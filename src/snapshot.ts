@@ -29,6 +29,7 @@ import { holders, writerActive } from './locks.ts';
 import { RetryAttempt } from './retry.ts';
 import { ReadAhead, readFully, writeFully } from './vfs/disk-file.ts';
 import type { VfsFile } from './vfs/file.ts';
+import { protect, registerView, unregisterView } from './vfs/node-vfs.ts';
 import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalIndex, frameOffset, parseWalHeader } from './wal.ts';
 import { WalFollower, sameBytes } from './wal-follower.ts';
 
@@ -174,13 +175,13 @@ export class SourceSnapshot implements VfsFile {
 
   /**
    * Ends an attempt whose copy is in `destPath` (closed by SQLite). Throws RetryAttempt unless
-   * the copy can be made exactly a committed state; returns the copy's page count.
+   * the copy can be made exactly a committed state.
    */
-  finish(destPath: string): number {
+  finish(destPath: string): void {
     this.stillValid(true);
     const st = statOrNull(this.dbPath);
     if (!st || st.ino !== this.dbStat!.ino) throw new RetryAttempt('the database file was replaced during the copy');
-    if (this.mode === 'rollback') return this.nPages;
+    if (this.mode === 'rollback') return;
 
     if (!this.follower) {
       // No valid WAL at the start, and the same now: only a process that opened, wrote,
@@ -189,7 +190,7 @@ export class SourceSnapshot implements VfsFile {
         throw new RetryAttempt('the database was written during the copy');
       }
       this.overlay(destPath, new Map(), new Set(), this.nPages);
-      return this.nPages;
+      return;
     }
     const f = this.follower;
     for (let round = 1; round <= 8; round++) {
@@ -203,7 +204,7 @@ export class SourceSnapshot implements VfsFile {
       // under the frames we read. Otherwise take the newer state in and go again.
       const fresh = new Set<number>();
       f.tail(fresh);
-      if (f.gen === gen && ![...fromFile].some((p) => fresh.has(p))) return nFinal;
+      if (f.gen === gen && ![...fromFile].some((p) => fresh.has(p))) return;
     }
     throw new RetryAttempt('the WAL kept moving under the pages being finished');
   }
@@ -385,4 +386,26 @@ export class SourceSnapshot implements VfsFile {
       fs.closeSync(fd);
     }
   }
+}
+
+let viewCounter = 0;
+
+/**
+ * A snapshot of the database at `dbPath` that SQLite can open under `name` (a registered VFS
+ * view), with the source's files protected from writes, until close().
+ */
+export function openSnapshotView(dbPath: string): { snapshot: SourceSnapshot; name: string; close: () => void } {
+  const snapshot = new SourceSnapshot(dbPath);
+  const unprotect = protect(snapshot.files);
+  const name = `/blufio-view/${process.pid}/${++viewCounter}`;
+  registerView(name, snapshot);
+  return {
+    snapshot,
+    name,
+    close: () => {
+      unregisterView(name);
+      snapshot.closeFds();
+      unprotect();
+    },
+  };
 }

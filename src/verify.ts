@@ -1,7 +1,7 @@
 /** Integrity checks of finished copies, through SQLite itself. */
 import { BlufioError } from './errors.ts';
-import { integrityOf } from './core/sqlite-errors.ts';
-import { loadSqlite, openDb, sqliteError } from './sqlite.ts';
+import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
+import { loadSqlite, openDb } from './sqlite.ts';
 
 /**
  * Runs `PRAGMA integrity_check` (or quick_check) on the file at `path`, read-only. Returns the
@@ -15,8 +15,8 @@ export async function integrityProblems(path: string, quick = false, maxErrors =
     db.exec('PRAGMA temp_store=MEMORY');
     return integrityOf(sqlite3, db, quick, maxErrors);
   } catch (e) {
-    const rc = (e as { resultCode?: number }).resultCode;
-    if (typeof rc === 'number') return [sqliteError(sqlite3, rc, (e as Error).message).message];
+    const err = fromSqliteException(sqlite3, e);
+    if (err) return [err.message];
     throw e;
   } finally {
     db?.close();

@@ -13,7 +13,7 @@
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
 import wasmBinary from '@sqlite.org/sqlite-wasm/sqlite3.wasm';
 import { runBackupLoop, throwIfAborted } from '../core/backup-loop.ts';
-import { integrityOf, sqliteError } from '../core/sqlite-errors.ts';
+import { fromSqliteException, integrityOf } from '../core/sqlite-errors.ts';
 import type { Database, Sqlite3 } from '../core/types.ts';
 import { BlufioError } from '../errors.ts';
 import type { ProgressCallback } from '../progress.ts';
@@ -141,7 +141,7 @@ abstract class StoreBase implements OpfsStore {
     try {
       return new this.sqlite3.oo1.DB({ filename: this.path(name), flags: opts.create ? 'c' : 'w', vfs: this.registeredVfs });
     } catch (e) {
-      const rc = (e as { resultCode?: number }).resultCode;
+      const rc = (e as { resultCode?: unknown }).resultCode;
       if (typeof rc === 'number' && (rc & 0xff) === this.sqlite3.capi.SQLITE_CANTOPEN) {
         throw new BlufioError('E_SOURCE_MISSING', `database not found in OPFS: ${name}`, 'create it first, or check the name', { cause: e });
       }
@@ -270,9 +270,9 @@ abstract class StoreBase implements OpfsStore {
       db = this.open(name);
       problems = integrityOf(this.sqlite3, db);
     } catch (e) {
-      const rc = (e as { resultCode?: number }).resultCode;
-      if (typeof rc !== 'number') throw e;
-      problems = [sqliteError(this.sqlite3, rc, (e as Error).message).message];
+      const err = fromSqliteException(this.sqlite3, e);
+      if (!err) throw e;
+      problems = [err.message];
     } finally {
       db?.close();
     }

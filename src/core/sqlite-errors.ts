@@ -28,14 +28,25 @@ export function sqliteError(sqlite3: Sqlite3, rc: number, text: string): BlufioE
   }
 }
 
+/**
+ * The BlufioError for an exception the WASM build threw for an SQLite result code (it carries
+ * `resultCode`), with `doing` in front of its message; null for any other exception.
+ */
+export function fromSqliteException(sqlite3: Sqlite3, e: unknown, doing?: string): BlufioError | null {
+  const rc = (e as { resultCode?: unknown })?.resultCode;
+  if (typeof rc !== 'number') return null;
+  const msg = (e as Error).message;
+  return sqliteError(sqlite3, rc, doing ? `${doing}: ${msg}` : msg);
+}
+
 /** The problems PRAGMA integrity_check (or quick_check) reports; empty when the database is sound. */
 export function integrityOf(sqlite3: Sqlite3, db: Database, quick = false, maxErrors = 20): string[] {
   try {
     const rows = db.selectValues(`PRAGMA ${quick ? 'quick_check' : 'integrity_check'}(${maxErrors})`) as string[];
     return rows.length === 1 && rows[0] === 'ok' ? [] : rows.map(String);
   } catch (e) {
-    const rc = (e as { resultCode?: number }).resultCode;
-    if (typeof rc === 'number') return [sqliteError(sqlite3, rc, (e as Error).message).message];
+    const err = fromSqliteException(sqlite3, e);
+    if (err) return [err.message];
     throw e;
   }
 }
