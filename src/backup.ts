@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { BlufioError } from './errors.ts';
 import { copyDatabase, throwIfAborted, type CopyOptions } from './copy.ts';
 import { gzipFile, wantsGzip } from './gzip.ts';
-import { checkDestination, publish, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
+import { checkDestination, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { assertSound } from './verify.ts';
 
@@ -53,7 +53,7 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   if (sameFile(srcStat, statOrNull(dest)) || [db, `${db}-wal`, `${db}-shm`, `${db}-journal`].includes(dest)) {
     throw new BlufioError('E_SAME_FILE', `the backup path ${dest} is the database itself`, 'choose a backup path outside the database\'s own files');
   }
-  checkDestination(dest, options.force ?? false, 'backup');
+  checkDestination(dest, options.force ?? false, 'backup', !wantsGzip(dest));
   const copy = await copyVerified(db, dest, options, 'the backup', wantsGzip(dest));
   return result(db, dest, copy, wantsGzip(dest), options, started);
 }
@@ -123,7 +123,8 @@ export async function copyVerified(src: string, dest: string, opts: BackupOption
       published = tmpGz;
     }
     const bytes = fs.statSync(published).size;
-    publish(published, dest);
+    if (gzip) publish(published, dest);
+    else publishDatabase(published, dest);
     return { ...copy, bytes, databaseBytes };
   } finally {
     fs.rmSync(tmp, { force: true });

@@ -65,6 +65,31 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/**
+ * Files SQLite pairs with a database by name. A leftover `-wal` or `-journal` beside a new
+ * database is applied to it when it is opened (a WAL is replayed into it, a hot journal rolled
+ * back over it), silently changing its content; a `-shm` is only an index and is rebuilt.
+ */
+const APPLIED_COMPANIONS = ['-wal', '-journal'];
+
+/** The `-wal`/`-journal` files beside `db` that SQLite would apply to a file published there. */
+export function appliedCompanions(db: string): string[] {
+  return APPLIED_COMPANIONS.map((s) => db + s).filter((p) => statOrNull(p) !== null);
+}
+
+/**
+ * Publishes a database file: removes the companions of the file it replaces (they would be
+ * applied to the new one), renames it into place, removes the stale index, fsyncs the directory.
+ * A crash between the removal and the rename leaves the replaced file without its WAL: callers
+ * either replace it on purpose (--force) or have settled it first (restore).
+ */
+export function publishDatabase(tmp: string, dest: string): void {
+  for (const p of appliedCompanions(dest)) fs.rmSync(p, { force: true });
+  publish(tmp, dest);
+  fs.rmSync(`${dest}-shm`, { force: true });
+  fsyncDir(path.dirname(dest));
+}
+
 /** fsync `tmp`, rename it over `dest`, fsync the directory. */
 export function publish(tmp: string, dest: string): void {
   fsyncFile(tmp);
@@ -92,7 +117,7 @@ export function sameFile(a: fs.Stats | null, b: fs.Stats | null): boolean {
 }
 
 /** Checks that a file can be written at `dest`: parent directory exists, not a directory itself. */
-export function checkDestination(dest: string, force: boolean, what: string): fs.Stats | null {
+export function checkDestination(dest: string, force: boolean, what: string, database = false): fs.Stats | null {
   const parent = statOrNull(path.dirname(dest));
   if (!parent || !parent.isDirectory()) {
     throw new BlufioError('E_DEST_DIR', `the directory ${path.dirname(dest)} does not exist`,
@@ -110,6 +135,11 @@ export function checkDestination(dest: string, force: boolean, what: string): fs
   }
   if (st && !force) {
     throw new BlufioError('E_DEST_EXISTS', `${dest} already exists`, 'choose another path, or add --force to replace it');
+  }
+  const leftovers = database && !force ? appliedCompanions(dest) : [];
+  if (leftovers.length > 0) {
+    throw new BlufioError('E_DEST_EXISTS', `${leftovers[0]} is left beside the ${what} path, and SQLite would apply it to the new file`,
+      'remove it, choose another path, or add --force to replace it');
   }
   return st;
 }

@@ -165,6 +165,28 @@ test('refuses bad destinations', async () => {
   assert.is(fingerprint(existing), fingerprint(db));
 });
 
+test('a -wal or -journal left beside the backup path is refused, and removed with force: SQLite would apply it to the backup', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 50 });
+  const stranger = path.join(d, 'stranger.db');
+  makeSampleDb(stranger, { wal: true, rows: 10 });
+  const h = await holdOpen(stranger, `PRAGMA wal_autocheckpoint=0; DELETE FROM vault;`);
+  await h.stop();
+  const dest = path.join(d, 'b.db');
+  fs.copyFileSync(`${stranger}-wal`, `${dest}-wal`);
+  await rejects(backup(db, dest), 'E_DEST_EXISTS', /b\.db-wal is left beside the backup path/);
+  assert.not.ok(fs.existsSync(dest));
+  await backup(db, dest, { force: true });
+  assert.not.ok(fs.existsSync(`${dest}-wal`));
+  assert.is(fingerprint(dest), fingerprint(db), 'native sqlite3 reads the backup, not the stale WAL');
+  fs.writeFileSync(`${dest}-journal`, 'x'.repeat(4096));
+  await rejects(backup(db, dest, { force: false }), 'E_DEST_EXISTS', /already exists/);
+  fs.rmSync(dest);
+  await rejects(backup(db, dest), 'E_DEST_EXISTS', /b\.db-journal is left beside/);
+  await backup(db, `${dest}.gz`); // a compressed backup has no companions to worry about
+});
+
 test('an interrupted backup leaves nothing at the destination and no temp file', async () => {
   const d = tmpdir();
   const db = path.join(d, 'blufio.db');
