@@ -1,25 +1,25 @@
 /**
- * restore(): plan -> build and verify the new database beside the target -> safety copy ->
- * settle the old database -> swap.
+ * restore(): plan -> build and verify the new database beside the target -> settle the old
+ * database -> keep it as the safety copy -> swap.
  *
  * Whatever step a crash hits, the target path holds either the old database or the new one,
- * each intact, and `<db>.pre-restore` holds the old one once it has been written:
+ * each intact, and `<db>.pre-restore` holds the old one once it has been kept:
  * 1. The new database is built in a hidden temporary file beside the target and verified:
  *    nothing is touched before the backup file has proven sound.
- * 2. The safety copy `<db>.pre-restore` is made with the backup code (so it includes WAL
- *    content not yet checkpointed) and published atomically.
- * 3. The old database is *settled* through SQLite itself: its WAL is checkpointed into it and
+ * 2. The old database is *settled* through SQLite itself: its WAL is checkpointed into it and
  *    removed, or its hot journal rolled back. SQLite's own recovery makes a crash here safe, and
  *    afterwards the old file is self-contained. (Removing an old -wal without this would leave
  *    a torn old file; renaming without it would leave an old WAL beside the new file, which
  *    SQLite would replay into it on the next open and corrupt it.)
+ * 3. The settled old file is kept as `<db>.pre-restore` by a hard link (no copy: the old inode
+ *    is simply given a second name, and nothing writes to it after the swap).
  * 4. rename(temp, target), fsync the directory, then remove the stale -shm.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backup, checkSource, copyVerified, type BackupOptions } from './backup.ts';
+import { checkSource, copyVerified, type BackupOptions } from './backup.ts';
 import { BlufioError } from './errors.ts';
-import { checkDestination, fsyncDir, publish, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
+import { checkDestination, fsyncDir, fsyncFile, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
 import { holders } from './locks.ts';
 import { SQLITE_HEADER } from './snapshot.ts';
@@ -52,7 +52,7 @@ export interface RestoreResult {
 /** Replaces the database at `dbPath` with the backup at `fromPath`. */
 export async function restore(dbPath: string, fromPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
   const started = performance.now();
-  const db = path.resolve(dbPath);
+  const db = realPath(path.resolve(dbPath));
   const from = path.resolve(fromPath);
   const notice = options.onNotice ?? (() => {});
 
@@ -80,30 +80,22 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     const copy = await copyVerified(source, tmp, { ...options, verify: true, force: true }, 'the backup file');
     crashPoint('built');
 
-    // 2. The safety copy of what is there now.
-    let safetyCopy: string | null = null;
-    if (target) {
-      safetyCopy = `${db}.pre-restore`;
-      notice(`Creating safety backup: ${safetyCopy}`);
-      await makeSafetyCopy(db, safetyCopy, options, target.mode & 0o777);
-      crashPoint('safety-copy');
-    }
-
-    // 3. The new file takes the target's mode and the configured journal mode.
+    // 2. The new file takes the target's mode and the configured journal mode.
     fs.chmodSync(tmp, target ? target.mode & 0o777 : 0o600);
-    setJournalMode(tmp, options.walMode ?? true); // made durable by publish()'s fsync below
+    setJournalMode(tmp, options.walMode ?? true); // made durable by the fsync when it is published
 
-    // 4. Settle the old database, then swap.
+    // 3. Settle the old database, keep it as the safety copy, then swap.
+    let safetyCopy: string | null = null;
     if (target) {
       await settle(db);
       crashPoint('settled');
+      safetyCopy = `${db}.pre-restore`;
+      notice(`Creating safety backup: ${safetyCopy}`);
+      keepSafetyCopy(db, safetyCopy);
+      crashPoint('safety-copy');
     }
-    fs.rmSync(`${db}-journal`, { force: true });
-    fs.rmSync(`${db}-wal`, { force: true });
-    publish(tmp, db);
+    publishDatabase(tmp, db);
     crashPoint('renamed');
-    fs.rmSync(`${db}-shm`, { force: true });
-    fsyncDir(path.dirname(db));
 
     return {
       command: 'restore',
@@ -121,6 +113,18 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   } finally {
     fs.rmSync(tmp, { force: true });
     fs.rmSync(unpacked, { force: true });
+  }
+}
+
+/**
+ * A database path that is a symbolic link names the file it points to: that file is replaced
+ * (and its -wal is the one SQLite uses), and the link stays a link.
+ */
+function realPath(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
   }
 }
 
@@ -158,27 +162,33 @@ function checkNotInUse(db: string, force: boolean, notice: (m: string) => void):
 }
 
 /**
- * The safety copy goes through the backup code so that it holds un-checkpointed WAL content. If
- * the current database is too damaged to copy that way (which is often why people restore), its
- * files are copied byte for byte instead, so that nothing is lost either way.
+ * Keeps the old database, as it is, at `dest`: its files are hard-linked there (a copy where the
+ * file system has no hard links), so this costs nothing whatever the size, and the old file is
+ * never rewritten. settle() has normally made it self-contained already; if it could not (a
+ * database too damaged for SQLite to open), its -wal or -journal is kept beside it too, so that
+ * opening the safety copy sees what opening the old database would have.
+ *
+ * The previous safety copy and its companions are removed first: a stale `-wal` left beside the
+ * new one would be replayed into it. The database path still holds the old database throughout.
  */
-async function makeSafetyCopy(db: string, dest: string, options: RestoreOptions, mode: number): Promise<void> {
-  try {
-    await backup(db, dest, { ...options, verify: true, force: true, mode });
-  } catch (e) {
-    if (!(e instanceof BlufioError) || !['E_INTEGRITY', 'E_CORRUPT', 'E_NOT_SQLITE'].includes(e.code)) throw e;
-    for (const suffix of ['', '-wal']) {
-      if (!fs.existsSync(db + suffix)) continue;
-      const tmp = tempPathBeside(dest + suffix);
-      try {
-        fs.copyFileSync(db + suffix, tmp);
-        fs.chmodSync(tmp, mode);
-        publish(tmp, dest + suffix);
-      } finally {
-        fs.rmSync(tmp, { force: true });
-      }
+function keepSafetyCopy(db: string, dest: string): void {
+  const parts = ['-wal', '-journal', ''].filter((suffix) => fs.existsSync(db + suffix));
+  const staged = parts.map((suffix) => {
+    const tmp = tempPathBeside(dest + suffix);
+    try {
+      fs.linkSync(db + suffix, tmp);
+    } catch {
+      fs.copyFileSync(db + suffix, tmp);
+      fsyncFile(tmp);
     }
-    options.onNotice?.(`Warning: the current database is damaged (${e.message}); its files were copied as they are`);
+    return { tmp, final: dest + suffix };
+  });
+  try {
+    for (const suffix of ['-wal', '-journal', '-shm', '']) fs.rmSync(dest + suffix, { force: true });
+    for (const { tmp, final } of staged) fs.renameSync(tmp, final); // the database itself last
+    fsyncDir(path.dirname(dest));
+  } finally {
+    for (const { tmp } of staged) fs.rmSync(tmp, { force: true });
   }
 }
 
@@ -199,7 +209,7 @@ function setJournalMode(file: string, wal: boolean): void {
  * Makes the old database self-contained through SQLite's own recovery: opening it read-write in
  * exclusive locking mode replays its WAL (or rolls back a hot journal), and switching to DELETE
  * mode checkpoints the WAL into the file and removes it. If the old database cannot be opened
- * (damaged), its files are left for the swap to replace; the safety copy holds them already.
+ * (damaged), its files are left as they are: keepSafetyCopy() keeps them all.
  */
 async function settle(db: string): Promise<void> {
   const hasWal = fs.existsSync(`${db}-wal`);

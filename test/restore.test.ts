@@ -75,6 +75,47 @@ test('a stale WAL of another database beside the target is not replayed into the
   assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
 });
 
+test('the safety copy is the old file itself (a hard link, no copy), and a stale .pre-restore-wal is not replayed into it', async () => {
+  const { d, db, bak, oldPrint, newPrint } = await setup();
+  const oldIno = fs.statSync(db).ino;
+  const stranger = path.join(d, 'stranger.db');
+  makeSampleDb(stranger, { wal: true, rows: 10 });
+  const h = await holdOpen(stranger, `PRAGMA wal_autocheckpoint=0; DELETE FROM vault;`);
+  await h.stop();
+  fs.copyFileSync(`${stranger}-wal`, `${db}.pre-restore-wal`);
+  fs.writeFileSync(`${db}.pre-restore`, 'an older safety copy');
+  await restore(db, bak);
+  assert.is(fs.statSync(`${db}.pre-restore`).ino, oldIno);
+  assert.not.ok(fs.existsSync(`${db}.pre-restore-wal`));
+  assert.is(fingerprint(`${db}.pre-restore`), oldPrint);
+  assert.is(fingerprint(db), newPrint);
+});
+
+test('a current database SQLite cannot open is kept byte for byte (the same file) and replaced', async () => {
+  const { d, db, bak, newPrint } = await setup();
+  const damaged = Buffer.from(fs.readFileSync(db));
+  damaged.fill(0x5a, 0, 100); // no SQLite header any more
+  fs.writeFileSync(db, damaged);
+  const ino = fs.statSync(db).ino;
+  const r = await restore(db, bak);
+  assert.is(r.safetyCopy, `${db}.pre-restore`);
+  assert.equal(fs.readFileSync(`${db}.pre-restore`), damaged);
+  assert.is(fs.statSync(`${db}.pre-restore`).ino, ino);
+  assert.is(fingerprint(db), newPrint);
+  assert.equal(fs.readdirSync(d).filter((f) => f.includes('.tmp')), []);
+});
+
+test('a database path that is a symbolic link: the file it points to is replaced, the link stays', async () => {
+  const { d, db, bak, oldPrint, newPrint } = await setup();
+  const link = path.join(d, 'link.db');
+  fs.symlinkSync(db, link);
+  const r = await restore(link, bak);
+  assert.ok(fs.lstatSync(link).isSymbolicLink());
+  assert.is(fingerprint(db), newPrint);
+  assert.is(fingerprint(`${db}.pre-restore`), oldPrint);
+  assert.is(r.safetyCopy, `${db}.pre-restore`);
+});
+
 test('a target that does not exist yet is created (mode 0600), with no safety copy', async () => {
   const { d, bak, newPrint } = await setup();
   const fresh = path.join(d, 'fresh.db');
@@ -139,7 +180,7 @@ test('refuses while another process has the database open, unless forced', async
 });
 
 for (const [runtimeName, runtime] of Object.entries(RUNTIMES))
-for (const step of ['built', 'safety-copy', 'settled', 'renamed']) {
+for (const step of ['built', 'settled', 'safety-copy', 'renamed']) {
   test(`${runtimeName}: killed at step "${step}": the database is the old one or the new one, intact`, async () => {
     const { d, db, bak, newPrint } = await setup();
     await leaveWalFrames(db);
@@ -152,7 +193,8 @@ for (const step of ['built', 'safety-copy', 'settled', 'renamed']) {
     const now = fingerprint(db);
     assert.ok(now === oldPrint || now === newPrint, 'old or new, nothing in between');
     assert.is(now === newPrint, step === 'renamed');
-    if (step !== 'built') assert.is(fingerprint(`${db}.pre-restore`), oldPrint);
+    if (step === 'safety-copy' || step === 'renamed') assert.is(fingerprint(`${db}.pre-restore`), oldPrint);
+    else assert.not.ok(fs.existsSync(`${db}.pre-restore`));
     // And the next run completes and cleans up after the killed one.
     const again = spawnSync(runtime[0], [...runtime.slice(1), CLI, 'restore', bak, '--db', db, '--quiet'], { env: { ...process.env, HOME: d } });
     assert.is(again.status, 0, String(again.stderr));
