@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlufioError } from './errors.ts';
 import type { ProgressCallback } from './progress.ts';
-import { holders } from './locks.ts';
+import { holdersSoon } from './locks.ts';
 import { openSnapshotView, RetryAttempt, type JournalMode, type SourceSnapshot } from './snapshot.ts';
 import { runBackupLoop, throwIfAborted } from './core/backup-loop.ts';
 import { fromSqliteException } from './core/sqlite-errors.ts';
@@ -50,10 +50,11 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
   // Without a pause, small steps only add per-step work (a transaction each, a look at the
   // source): 1000 pages still leave a live WAL looked at every few milliseconds.
   const stepFor = (sleep: number) => opts.pagesPerStep ?? (sleep > 0 ? COPY_DEFAULTS.pagesPerStep : COPY_DEFAULTS.fullSpeedPagesPerStep);
-  let throttle = opts.sleepMs ?? defaultSleep(srcPath);
-  const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
   const deadline = Date.now() + (opts.timeoutMs ?? COPY_DEFAULTS.timeoutMs);
-  const sqlite3 = await loadSqlite();
+  const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
+  // Who has the source open is asked while SQLite loads: the answer costs the kernel a few ms.
+  const [sqlite3, initialThrottle] = await Promise.all([loadSqlite(), opts.sleepMs ?? defaultSleep(srcPath)]);
+  let throttle = initialThrottle;
   const view = openSnapshotView(srcPath);
   const { snapshot, name: viewName } = view;
   const reasons: string[] = [];
@@ -148,8 +149,8 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
 }
 
 /** The default pause: only a database someone else has open needs I/O left to it. */
-function defaultSleep(srcPath: string): number {
-  const pids = holders(srcPath);
+async function defaultSleep(srcPath: string): Promise<number> {
+  const pids = await holdersSoon(srcPath);
   return pids !== null && pids.length === 0 ? 0 : COPY_DEFAULTS.sleepMs;
 }
 

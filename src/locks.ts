@@ -29,18 +29,20 @@ function devParts(dev: number): [number, number] {
 }
 
 /**
- * Locks other processes hold on `path`, or null when that cannot be known (no /proc/locks, or
- * the file does not exist).
+ * The text of /proc/locks, or null where there is none. The kernel takes a global write lock to
+ * list it, which can cost an RCU grace period (5–20 ms measured here) when it was not read in
+ * the last few milliseconds: read it once per question, and off the main thread at start-up.
  */
-export function locksOn(path: string, procLocks = '/proc/locks'): FileLock[] | null {
-  let st: fs.Stats;
-  let text: string;
+function readProcLocks(procLocks = '/proc/locks'): string | null {
   try {
-    st = fs.statSync(path);
-    text = fs.readFileSync(procLocks, 'utf8');
+    return fs.readFileSync(procLocks, 'utf8');
   } catch {
     return null;
   }
+}
+
+/** The locks listed in `text` that other processes hold on the file `st`. */
+function parseLocks(text: string, st: fs.Stats): FileLock[] {
   const [major, minor] = devParts(st.dev);
   const out: FileLock[] = [];
   for (const line of text.split('\n')) {
@@ -56,6 +58,23 @@ export function locksOn(path: string, procLocks = '/proc/locks'): FileLock[] | n
     out.push({ pid, write: f[3] === 'WRITE', start: Number(f[6]), end: f[7] === 'EOF' ? Infinity : Number(f[7]) });
   }
   return out;
+}
+
+/**
+ * Locks other processes hold on `path`, or null when that cannot be known (no /proc/locks, or
+ * the file does not exist).
+ */
+export function locksOn(path: string, procLocks = '/proc/locks', text = readProcLocks(procLocks)): FileLock[] | null {
+  const st = statOrNull(path);
+  return st && text !== null ? parseLocks(text, st) : null;
+}
+
+function statOrNull(path: string): fs.Stats | null {
+  try {
+    return fs.statSync(path);
+  } catch {
+    return null;
+  }
 }
 
 const covers = (l: FileLock, from: number, to: number) => l.start <= to && l.end >= from;
@@ -75,11 +94,17 @@ export function writerActive(dbPath: string): boolean | null {
  * (every WAL-mode connection does), and those with a file descriptor on it in /proc/<pid>/fd (a
  * rollback-mode connection holds no lock between transactions). null if this can't be known.
  */
-export function holders(dbPath: string): number[] | null {
-  const onDb = locksOn(dbPath);
+export function holders(dbPath: string, text = readProcLocks()): number[] | null {
+  const onDb = locksOn(dbPath, undefined, text);
   if (onDb === null) return null;
-  const onShm = fs.existsSync(`${dbPath}-shm`) ? locksOn(`${dbPath}-shm`) ?? [] : [];
+  const onShm = locksOn(`${dbPath}-shm`, undefined, text) ?? [];
   return [...new Set([...onDb, ...onShm].map((l) => l.pid).concat(openers(dbPath)))].sort((a, b) => a - b);
+}
+
+/** holders(), with /proc/locks read in the thread pool: for start-up, beside loading SQLite. */
+export async function holdersSoon(dbPath: string): Promise<number[] | null> {
+  const text = await fs.promises.readFile('/proc/locks', 'utf8').catch(() => null);
+  return holders(dbPath, text);
 }
 
 /** Pids whose open file descriptors include `file` (those we may look at; others are skipped). */
