@@ -1,4 +1,5 @@
+/** What esbuild's loaders make of a .wasm import: bytes in the browser bundle, base64 text in the Node bundles (build.mjs). */
 declare module '*.wasm' {
-  const bytes: Uint8Array;
-  export default bytes;
+  const embedded: Uint8Array | string;
+  export default embedded;
 }
