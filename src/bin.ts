@@ -4,23 +4,27 @@ import { main } from './cli.ts';
 import { setWasmLoader } from './sqlite.ts';
 
 /**
- * Under Node 20 (V8 11), SQLite's WebAssembly runs on V8's baseline compiler only. With V8's
- * default tiering, optimising hot functions in background threads made the main thread wait for
- * them (~100 ms idle at the start of every copy) and cost ~25 MiB of memory, and the optimised
- * code was no faster here: the copy is bound by system calls and memory copies, and a 2 GB
- * integrity_check took the same time either way (docs/benchmarks.md). Only for the CLI process:
- * the library leaves an embedding server's V8 alone. Deno and Bun are not V8-flag-tunable here.
+ * Under Node 20 (V8 11), a job smaller than BASELINE_ONLY_BELOW runs SQLite's WebAssembly on
+ * V8's baseline compiler only (--liftoff-only). With V8's default tiering, optimising hot
+ * functions in background threads made the main thread wait for them (~100 ms idle at the start
+ * of every copy) and cost ~25 MiB of memory: a 100 MB restore took 0.41-0.43 s with it and
+ * 0.36-0.39 s without. On bigger jobs the optimised code pays for itself (a 2 GB restore: 2.5-2.8 s
+ * of CPU with it, 2.9-3.4 s without; equal at 512 MB). Only for the CLI process: the library
+ * leaves an embedding server's V8 alone. Deno and Bun are not V8-flag-tunable here.
  * Set just before the module is compiled, not at start-up: changing a flag makes Node compile its
  * own built-in modules from source afterwards (their code cache is tied to the flags), which
  * cost `--version` ~15 ms.
  */
-function baselineWasmOnly(): void {
+const BASELINE_ONLY_BELOW = 512 * 2 ** 20;
+
+function tuneWasmCompiler(workBytes: number | undefined): void {
   const v8Major = Number(process.versions.v8?.split('.')[0]);
-  if (!('Deno' in globalThis) && !process.versions.bun && v8Major <= 11) setFlagsFromString('--liftoff-only');
+  const small = workBytes !== undefined && workBytes < BASELINE_ONLY_BELOW;
+  if (small && !('Deno' in globalThis) && !process.versions.bun && v8Major <= 11) setFlagsFromString('--liftoff-only');
 }
 
-setWasmLoader(async () => {
-  baselineWasmOnly();
+setWasmLoader(async (workBytes) => {
+  tuneWasmCompiler(workBytes);
   return (await import('./wasm-embedded.ts')).default;
 });
 process.exitCode = await main(process.argv.slice(2));

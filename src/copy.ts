@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlufioError } from './errors.ts';
 import type { ProgressCallback } from './progress.ts';
+import { statOrNull } from './files.ts';
 import { holdersSoon } from './locks.ts';
 import { openSnapshotView, RetryAttempt, type JournalMode, type SourceSnapshot } from './snapshot.ts';
 import { runBackupLoop, throwIfAborted } from './core/backup-loop.ts';
@@ -53,7 +54,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
   const deadline = Date.now() + (opts.timeoutMs ?? COPY_DEFAULTS.timeoutMs);
   const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
   // Who has the source open is asked while SQLite loads: the answer costs the kernel a few ms.
-  const [sqlite3, initialThrottle] = await Promise.all([loadSqlite(), opts.sleepMs ?? defaultSleep(srcPath)]);
+  const [sqlite3, initialThrottle] = await Promise.all([loadSqlite(statOrNull(srcPath)?.size), opts.sleepMs ?? defaultSleep(srcPath)]);
   let throttle = initialThrottle;
   const view = openSnapshotView(srcPath);
   const { snapshot, name: viewName } = view;

@@ -95,7 +95,7 @@ function failedVerdict(abs: string, bytes: number, compressed: boolean, opts: { 
 
 async function inspectFile(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
   const st = fs.statSync(abs);
-  const sqlite3 = await loadSqlite();
+  const sqlite3 = await loadSqlite(st.size);
   const { snapshot, name: view, close } = openSnapshotView(abs);
   const check = opts.quick ? 'quick_check' : 'integrity_check';
   try {

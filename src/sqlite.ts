@@ -9,22 +9,29 @@ import { installNodeVfs, VFS_NAME } from './vfs/node-vfs.ts';
 import type { Database, Sqlite3 } from './core/types.ts';
 export type { Database, Sqlite3 };
 
-let wasmLoader: (() => Promise<Uint8Array>) | undefined;
+/** Returns the .wasm bytes; told how many bytes of database the process is about to work through. */
+export type WasmLoader = (workBytes: number | undefined) => Promise<Uint8Array>;
+
+let wasmLoader: WasmLoader | undefined;
 let loading: Promise<Sqlite3> | undefined;
 
 /** Used by the bundle entry: the .wasm bytes are embedded in the one file. */
-export function setWasmLoader(load: () => Promise<Uint8Array>): void {
+export function setWasmLoader(load: WasmLoader): void {
   wasmLoader = load;
 }
 
-/** The initialised module, loaded on first use (`--help` and `--version` never load it). */
-export function loadSqlite(): Promise<Sqlite3> {
+/**
+ * The initialised module, loaded on first use (`--help` and `--version` never load it).
+ * `workBytes`, the size of the database about to be read, lets the CLI tune the WebAssembly
+ * compiler for the job (src/bin.ts); the first caller's hint counts.
+ */
+export function loadSqlite(workBytes?: number): Promise<Sqlite3> {
   loading ??= (async () => {
     // The library logs failed statements to the console; we report errors ourselves.
     const quiet = process.env.BLUFIO_DEBUG === '1' ? undefined : () => {};
     (globalThis as { sqlite3ApiConfig?: object }).sqlite3ApiConfig = quiet ? { warn: quiet, error: quiet, debug: quiet, log: quiet } : {};
     const moduleArg: Record<string, unknown> = { print: () => {}, printErr: () => {} };
-    if (wasmLoader) moduleArg.wasmBinary = await wasmLoader();
+    if (wasmLoader) moduleArg.wasmBinary = await wasmLoader(workBytes);
     const sqlite3 = await (sqlite3InitModule as (arg: unknown) => Promise<Sqlite3>)(moduleArg);
     installNodeVfs(sqlite3);
     return sqlite3;
