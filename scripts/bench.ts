@@ -7,6 +7,7 @@
  *   --sizes 100M,2G   databases to generate (cached in $TMPDIR/blufio-bench)
  *   --runs N          timed runs per command (after one warm-up), default 5
  *   --huge            also back up and restore a database larger than 4 GiB (correctness + time)
+ *   --only <text>     only the groups whose title contains <text> (exploring; docs/ is still written)
  *   --smoke           tiny and quick (CI): 8M, 2 runs; does not write docs/
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -182,9 +183,15 @@ async function runOnce(c: Command, src: string): Promise<Sample> {
   return { ms, rssKiB: rss };
 }
 
+/** The order of round `r`: a rotation, then reversed every other round, so each command follows each other. */
+function rotation(n: number, r: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => (i + Math.floor(r / 2)) % n);
+  return r % 2 ? order.reverse() : order;
+}
+
 for (const size of sizes) {
   const src = database(size);
-  for (const g of groups) {
+  for (const g of groups.filter((x) => x.title.includes(value('only', '')))) {
     // The restore group restores from a backup file made by blufio.
     let source = src;
     if (g.title.startsWith('restore')) {
@@ -194,8 +201,10 @@ for (const size of sizes) {
     const rows = g.commands.map((c) => ({ size, group: g.title, name: c.name, ms: [] as number[], rss: [] as number[], ratio: [] as number[] }));
     for (const c of g.commands) await runOnce(c, source); // warm-up
     for (let r = 0; r < runs; r++) {
-      const samples: Sample[] = [];
-      for (const c of g.commands) samples.push(await runOnce(c, source));
+      // Each round runs the group's commands in a new order: what a command leaves behind (the
+      // virtual disk still flushing a 2 GB fsync, say) must not always land on the same next one.
+      const samples: Sample[] = new Array(g.commands.length);
+      for (const i of rotation(g.commands.length, r)) samples[i] = await runOnce(g.commands[i], source);
       samples.forEach((s, i) => {
         rows[i].ms.push(s.ms);
         rows[i].rss.push(s.rssKiB);
@@ -249,7 +258,7 @@ run starts after \`sync\`, so no command pays for another's write-back; commands
 own data to reach the disk.
 
 Each row is a whole process (start-up included), timed ${runs} times after a warm-up, interleaved
-with the other commands of its group run by run. "vs native" is the median of the run-by-run
+with the other commands of its group run by run (in a different order each round). "vs native" is the median of the run-by-run
 ratios to the first command of the group. Peak RSS is the kernel's high-water mark (VmHWM).
 Every output was checked against the source with native sqlite3.
 
