@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkSource, copyVerified, type BackupOptions } from './backup.ts';
-import { BlufioError } from './errors.ts';
+import { BlufioError, fsError } from './errors.ts';
 import { checkDestination, fsyncDir, fsyncFile, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
 import { holders } from './locks.ts';
@@ -172,23 +172,34 @@ function checkNotInUse(db: string, force: boolean, notice: (m: string) => void):
  * new one would be replayed into it. The database path still holds the old database throughout.
  */
 function keepSafetyCopy(db: string, dest: string): void {
-  const parts = ['-wal', '-journal', ''].filter((suffix) => fs.existsSync(db + suffix));
-  const staged = parts.map((suffix) => {
-    const tmp = tempPathBeside(dest + suffix);
-    try {
-      fs.linkSync(db + suffix, tmp);
-    } catch {
-      fs.copyFileSync(db + suffix, tmp);
-      fsyncFile(tmp);
-    }
-    return { tmp, final: dest + suffix };
-  });
+  const staged: Array<{ tmp: string; final: string }> = [];
   try {
+    for (const suffix of ['-wal', '-journal', '']) {
+      removeStaleTemps(dest + suffix); // a run killed while doing this left its names behind
+      if (!fs.existsSync(db + suffix)) continue;
+      const tmp = tempPathBeside(dest + suffix);
+      staged.push({ tmp, final: dest + suffix });
+      linkOrCopy(db + suffix, tmp);
+    }
+    crashPoint('linked');
     for (const suffix of ['-wal', '-journal', '-shm', '']) fs.rmSync(dest + suffix, { force: true });
     for (const { tmp, final } of staged) fs.renameSync(tmp, final); // the database itself last
     fsyncDir(path.dirname(dest));
+  } catch (e) {
+    throw fsError(e, dest, 'cannot keep the current database as the safety copy');
   } finally {
     for (const { tmp } of staged) fs.rmSync(tmp, { force: true });
+  }
+}
+
+/** A second name for the file; a durable copy where the file system has no hard links. */
+function linkOrCopy(from: string, to: string): void {
+  try {
+    fs.linkSync(from, to);
+  } catch (e) {
+    if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EMLINK', 'ENOSYS'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+    fs.copyFileSync(from, to);
+    fsyncFile(to);
   }
 }
 

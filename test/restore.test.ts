@@ -180,7 +180,7 @@ test('refuses while another process has the database open, unless forced', async
 });
 
 for (const [runtimeName, runtime] of Object.entries(RUNTIMES))
-for (const step of ['built', 'settled', 'safety-copy', 'renamed']) {
+for (const step of ['built', 'settled', 'linked', 'safety-copy', 'renamed']) {
   test(`${runtimeName}: killed at step "${step}": the database is the old one or the new one, intact`, async () => {
     const { d, db, bak, newPrint } = await setup();
     await leaveWalFrames(db);
