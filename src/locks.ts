@@ -33,9 +33,11 @@ function devParts(dev: number): [number, number] {
  * list it, which can cost an RCU grace period (5–20 ms measured here) when it was not read in
  * the last few milliseconds: read it once per question, and off the main thread at start-up.
  */
-function readProcLocks(procLocks = '/proc/locks'): string | null {
+const PROC_LOCKS = '/proc/locks';
+
+function readProcLocks(): string | null {
   try {
-    return fs.readFileSync(procLocks, 'utf8');
+    return fs.readFileSync(PROC_LOCKS, 'utf8');
   } catch {
     return null;
   }
@@ -64,17 +66,15 @@ function parseLocks(text: string, st: fs.Stats): FileLock[] {
  * Locks other processes hold on `path`, or null when that cannot be known (no /proc/locks, or
  * the file does not exist).
  */
-export function locksOn(path: string, procLocks = '/proc/locks', text = readProcLocks(procLocks)): FileLock[] | null {
-  const st = statOrNull(path);
-  return st && text !== null ? parseLocks(text, st) : null;
-}
-
-function statOrNull(path: string): fs.Stats | null {
+export function locksOn(path: string, text = readProcLocks()): FileLock[] | null {
+  if (text === null) return null;
+  let st: fs.Stats;
   try {
-    return fs.statSync(path);
+    st = fs.statSync(path);
   } catch {
     return null;
   }
+  return parseLocks(text, st);
 }
 
 const covers = (l: FileLock, from: number, to: number) => l.start <= to && l.end >= from;
@@ -95,15 +95,15 @@ export function writerActive(dbPath: string): boolean | null {
  * rollback-mode connection holds no lock between transactions). null if this can't be known.
  */
 export function holders(dbPath: string, text = readProcLocks()): number[] | null {
-  const onDb = locksOn(dbPath, undefined, text);
+  const onDb = locksOn(dbPath, text);
   if (onDb === null) return null;
-  const onShm = locksOn(`${dbPath}-shm`, undefined, text) ?? [];
+  const onShm = locksOn(`${dbPath}-shm`, text) ?? [];
   return [...new Set([...onDb, ...onShm].map((l) => l.pid).concat(openers(dbPath)))].sort((a, b) => a - b);
 }
 
 /** holders(), with /proc/locks read in the thread pool: for start-up, beside loading SQLite. */
 export async function holdersSoon(dbPath: string): Promise<number[] | null> {
-  const text = await fs.promises.readFile('/proc/locks', 'utf8').catch(() => null);
+  const text = await fs.promises.readFile(PROC_LOCKS, 'utf8').catch(() => null);
   return holders(dbPath, text);
 }
 
