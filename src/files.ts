@@ -14,18 +14,23 @@ export function tempPathBeside(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.blufio-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
 }
 
-/** Removes temporary files beside `target` left by runs that were killed (their pid is gone). */
-export function removeStaleTemps(target: string): void {
+/**
+ * Removes temporary files beside the `targets` (files of one directory) left by runs that were
+ * killed (their pid is gone). The directory is read once.
+ */
+export function removeStaleTemps(...targets: string[]): void {
+  const dir = path.dirname(targets[0]);
+  const bases = new Set(targets.map((t) => path.basename(t)));
   let names: string[];
   try {
-    names = fs.readdirSync(path.dirname(target));
+    names = fs.readdirSync(dir);
   } catch {
     return;
   }
   for (const name of names) {
     const m = TEMP_RE.exec(name);
-    if (!m || m[1] !== path.basename(target) || pidAlive(Number(m[2]))) continue;
-    fs.rmSync(path.join(path.dirname(target), name), { force: true });
+    if (!m || !bases.has(m[1]) || pidAlive(Number(m[2]))) continue;
+    fs.rmSync(path.join(dir, name), { force: true });
   }
 }
 
@@ -79,7 +84,8 @@ export function appliedCompanions(db: string): string[] {
 
 /**
  * Publishes a database file: removes the companions of the file it replaces (they would be
- * applied to the new one), renames it into place, removes the stale index, fsyncs the directory.
+ * applied to the new one), renames it into place (publish()'s directory fsync makes the removals
+ * durable too), then removes the stale index, which needs no fsync: SQLite rebuilds a stale one.
  * A crash between the removal and the rename leaves the replaced file without its WAL: callers
  * either replace it on purpose (--force) or have settled it first (restore).
  */
@@ -87,7 +93,6 @@ export function publishDatabase(tmp: string, dest: string): void {
   for (const p of appliedCompanions(dest)) fs.rmSync(p, { force: true });
   publish(tmp, dest);
   fs.rmSync(`${dest}-shm`, { force: true });
-  fsyncDir(path.dirname(dest));
 }
 
 /** fsync `tmp`, rename it over `dest`, fsync the directory. */

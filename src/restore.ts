@@ -65,7 +65,9 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   }
   const inUseCheck = checkNotInUse(db, options.force ?? false, notice);
 
-  removeStaleTemps(db);
+  // Temporary names of runs that were killed: the new database's, and the safety copy's.
+  const safetyName = `${db}.pre-restore`;
+  removeStaleTemps(db, ...['', '-wal', '-journal'].map((suffix) => safetyName + suffix));
   const tmp = tempPathBeside(db);
   const unpacked = `${tmp}.src`;
   try {
@@ -89,7 +91,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     if (target) {
       await settle(db);
       crashPoint('settled');
-      safetyCopy = `${db}.pre-restore`;
+      safetyCopy = safetyName;
       notice(`Creating safety backup: ${safetyCopy}`);
       keepSafetyCopy(db, safetyCopy);
       crashPoint('safety-copy');
@@ -175,7 +177,6 @@ function keepSafetyCopy(db: string, dest: string): void {
   const staged: Array<{ tmp: string; final: string }> = [];
   try {
     for (const suffix of ['-wal', '-journal', '']) {
-      removeStaleTemps(dest + suffix); // a run killed while doing this left its names behind
       if (!fs.existsSync(db + suffix)) continue;
       const tmp = tempPathBeside(dest + suffix);
       staged.push({ tmp, final: dest + suffix });
