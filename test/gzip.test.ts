@@ -3,18 +3,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { backup, inspect, restore } from '../src/index.ts';
-import { cleanup, cli, fingerprint, makeSampleDb, rejects, tmpdir } from './helpers.ts';
+import { inspect, restore } from '../src/index.ts';
+import { cleanup, cli, fingerprint, makeSampleDb, rejects, sampleWithBackup } from './helpers.ts';
 
 const test = suite('gzip');
 test.after.each(cleanup);
 
 async function gzBackup() {
-  const d = tmpdir();
-  const db = path.join(d, 'blufio.db');
-  makeSampleDb(db, { rows: 2000 });
-  const gz = path.join(d, 'backup.db.gz');
-  const r = await backup(db, gz, { sleepMs: 0 });
+  const { d, db, bak: gz, r } = await sampleWithBackup(2000, 'backup.db.gz');
   return { d, db, gz, r };
 }
 

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
 import { BlufioError } from '../src/errors.ts';
+import { backup } from '../src/index.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
@@ -140,4 +141,14 @@ export async function rejects(p: Promise<unknown>, code: string, match?: RegExp)
     return e as BlufioError;
   }
   return assert.unreachable('should have failed') as never;
+}
+
+/** A sample blufio database in a new directory, and a backup of it at `name` (.gz compresses). */
+export async function sampleWithBackup(rows: number, name = 'backup.db') {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows });
+  const bak = path.join(d, name);
+  const r = await backup(db, bak, { sleepMs: 0 });
+  return { d, db, bak, r };
 }

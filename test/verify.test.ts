@@ -2,20 +2,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { backup, inspect } from '../src/index.ts';
-import { cleanup, cli, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { inspect } from '../src/index.ts';
+import { cleanup, cli, makeSampleDb, sampleWithBackup, sql, tmpdir } from './helpers.ts';
 
 const test = suite('verify');
 test.after.each(cleanup);
 
-async function sampleBackup() {
-  const d = tmpdir();
-  const db = path.join(d, 'blufio.db');
-  makeSampleDb(db, { rows: 500 });
-  const bak = path.join(d, 'backup.db');
-  await backup(db, bak, { sleepMs: 0 });
-  return { d, db, bak };
-}
+const sampleBackup = () => sampleWithBackup(500);
 
 test('a sound backup: integrity, size, format, writer version, tables with row counts', async () => {
   const { bak } = await sampleBackup();
