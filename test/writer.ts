@@ -19,16 +19,18 @@ export interface WriterOptions {
   initialRows?: number;
   /** WAL mode: pages after which the writer checkpoints (SQLite's default: 1000). */
   autocheckpoint?: number;
+  /** Bytes of padding per account row: 1500 puts two accounts on a page, so a transfer touches pages far apart. */
+  padAccounts?: number;
 }
 
 export function createLiveDb(db: string, opts: WriterOptions): void {
   sql(db, `
     PRAGMA journal_mode=${opts.mode === 'wal' ? 'WAL' : 'DELETE'};
-    CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+    CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL, pad BLOB);
     CREATE TABLE ledger(id INTEGER PRIMARY KEY, amount INTEGER NOT NULL, payload BLOB);
     CREATE TABLE totals(n INTEGER NOT NULL, s INTEGER NOT NULL);
     CREATE INDEX ledger_amount ON ledger(amount);
-    INSERT INTO accounts SELECT value, 1000 FROM generate_series(1, 100);
+    INSERT INTO accounts SELECT value, 1000, zeroblob(${opts.padAccounts ?? 0}) FROM generate_series(1, 100);
     INSERT INTO ledger(amount, payload) SELECT value % 97, randomblob(abs(random()) % 3000) FROM generate_series(1, ${opts.initialRows ?? 500});
     INSERT INTO totals SELECT count(*), sum(amount) FROM ledger;
   `);
