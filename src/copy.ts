@@ -68,8 +68,10 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
           await copyAttempt(sqlite3, snapshot, viewName, destPath, { pagesPerStep: stepFor(throttle), sleepMs: throttle, attempt, deadline, opts });
         } catch (e) {
           // A view torn by a concurrent writer can make SQLite fail (say, a page 1 overwritten as
-          // we read it). Such a failure is real only if the source can be shown not to have moved.
-          if (e instanceof BlufioError && e.code !== 'E_ABORTED') snapshot.stillValid(true);
+          // we read it). Such a failure is real only if nothing at all was committed since begin().
+          if (e instanceof BlufioError && e.code !== 'E_ABORTED' && snapshot.movedSinceBegin()) {
+            throw new RetryAttempt(`the source changed while SQLite read it (${e.message})`);
+          }
           throw e;
         }
         snapshot.finish(destPath);
@@ -81,11 +83,13 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
         if (process.env.BLUFIO_DEBUG === '1') process.stderr.write(`blufio: attempt ${attempt} not consistent: ${e.reason}\n`);
         if (attempt === retries || Date.now() >= deadline) break;
         const pause = Math.min(250, 10 * 2 ** attempt) * (0.5 + Math.random());
+        // The next attempt runs at full speed: the shorter it is, the likelier it fits between
+        // two changes it cannot follow.
+        if (snapshot.mode === 'rollback' || opts.sleepMs === undefined) throttle = 0;
         if (snapshot.mode === 'rollback') {
           // A rollback-mode copy is only good if no commit lands while it runs: start the next
-          // one the moment the writer lets go of its locks, and copy it at full speed.
+          // one the moment the writer lets go of its locks.
           await snapshot.waitForQuiet(pause, opts.signal);
-          throttle = 0;
         } else {
           // Back off a little, with jitter, so we do not start again in lockstep with the writer.
           await sleep(pause, undefined, { signal: opts.signal }).catch(() => {});
@@ -139,7 +143,7 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
       // few ms, and each generation's frames must be read before the next overwrites them.
       watchMs: WATCH_MS,
       watch: () => {
-        snapshot.stillValid();
+        snapshot.watch();
         if (Date.now() > p.deadline) throw new RetryAttempt('the time limit ran out during the copy');
       },
     });

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkSource } from './backup.ts';
+import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
@@ -93,61 +94,101 @@ function failedVerdict(abs: string, bytes: number, compressed: boolean, opts: { 
   };
 }
 
+/** Most looks at a file before inspect() gives up on a live database that keeps changing. */
+const INSPECT_ATTEMPTS = 10;
+
+/**
+ * Checks the file through a snapshot view. A live database can change while SQLite reads it, and
+ * a torn view can look damaged: problems count only when nothing was committed during the check
+ * and the same problems are seen twice. A database that keeps moving under the check is checked
+ * through a consistent copy instead (the same copy a backup makes).
+ */
 async function inspectFile(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
   const st = fs.statSync(abs);
   const sqlite3 = await loadSqlite(st.size);
   const { snapshot, name: view, close } = openSnapshotView(abs);
   const check = opts.quick ? 'quick_check' : 'integrity_check';
+  let seen: string[] | null = null;
+  let moving = 0;
   try {
-    for (let attempt = 1; ; attempt++) {
-      snapshot.begin();
+    for (let attempt = 1; attempt <= INSPECT_ATTEMPTS; attempt++) {
       let db;
+      let problems: string[];
+      const tables: TableInfo[] = [];
       try {
+        snapshot.begin();
         db = openDb(sqlite3, view);
         db.exec('PRAGMA temp_store=MEMORY');
-        const head = snapshot.fileHeader();
-        let problems = integrityOf(sqlite3, db, !!opts.quick);
-        const tables: TableInfo[] = [];
-        try {
-          for (const name of db.selectValues("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") as string[]) {
-            let rows: number | null = null;
-            try {
-              rows = Number(db.selectValue(`SELECT count(*) FROM "${name.replaceAll('"', '""')}"`));
-            } catch {
-              rows = null;
-            }
-            tables.push({ name, rows });
+        problems = integrityOf(sqlite3, db, !!opts.quick);
+        for (const name of db.selectValues("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") as string[]) {
+          let rows: number | null = null;
+          try {
+            rows = Number(db.selectValue(`SELECT count(*) FROM "${name.replaceAll('"', '""')}"`));
+          } catch {
+            rows = null;
           }
-        } catch (e) {
-          if (problems.length === 0) problems = [(fromSqliteException(sqlite3, e) ?? (e as Error)).message];
+          tables.push({ name, rows });
         }
-        snapshot.stillValid(true);
-        const pageSize = snapshot.pageSize;
-        return {
-          command: 'verify',
-          path: abs,
-          compressed: false,
-          ok: problems.length === 0,
-          integrity: problems.length === 0 ? 'ok' : 'failed',
-          check,
-          problems,
-          bytes: st.size,
-          pageSize,
-          pages: snapshot.nPages,
-          journalMode: head[18] === 2 ? 'wal' : 'rollback',
-          sqliteVersion: head.length >= 100 ? versionString(new DataView(head.buffer, head.byteOffset).getUint32(96)) : 'unknown',
-          tables,
-        };
       } catch (e) {
-        if (e instanceof RetryAttempt && attempt < 10) continue;
-        if (e instanceof RetryAttempt) throw new BlufioError('E_TOO_BUSY', `the file kept changing while it was read: ${e.reason}`, 'try again');
-        throw e;
+        if (e instanceof RetryAttempt) continue;
+        // Our own errors other than "not SQLite" / "corrupt" are not about the file's content.
+        if (e instanceof BlufioError && !['E_NOT_SQLITE', 'E_CORRUPT'].includes(e.code)) throw e;
+        const err = e instanceof BlufioError ? e : fromSqliteException(sqlite3, e);
+        if (!err) throw e;
+        problems = [err.message];
       } finally {
         db?.close();
       }
+      if (problems.length > 0 && snapshot.movedSinceBegin()) {
+        // The view may have been torn: no verdict from this look.
+        if (++moving >= 3) return { ...(await inspectCopy(abs, opts)), bytes: st.size };
+        continue;
+      }
+      if (problems.length > 0 && (seen === null || seen.join('\n') !== problems.join('\n'))) {
+        seen = problems;
+        continue;
+      }
+      const head = snapshot.fileHeader();
+      return {
+        command: 'verify',
+        path: abs,
+        compressed: false,
+        ok: problems.length === 0,
+        integrity: problems.length === 0 ? 'ok' : 'failed',
+        check,
+        problems,
+        bytes: st.size,
+        pageSize: snapshot.pageSize,
+        pages: snapshot.nPages,
+        journalMode: head[18] === 2 ? 'wal' : 'rollback',
+        sqliteVersion: head.length >= 100 ? versionString(new DataView(head.buffer, head.byteOffset).getUint32(96)) : 'unknown',
+        tables,
+      };
     }
+    throw new BlufioError('E_TOO_BUSY', `${abs} kept changing while it was checked`, 'try again when the server is less busy');
   } finally {
     close();
+  }
+}
+
+/** Checks a consistent copy of a live database (made as a backup is) instead of the database. */
+async function inspectCopy(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-verify-'));
+  try {
+    const copy = path.join(dir, 'copy.db');
+    let seen: string | null = null;
+    for (;;) {
+      const r = await copyDatabase(abs, copy);
+      const result = await inspectFile(copy, opts);
+      const key = result.problems.join('\n');
+      // A copy is one committed state; still, damage is reported only when two copies show it.
+      if (result.ok || key === seen) {
+        return { ...result, path: abs, journalMode: r.journalMode };
+      }
+      seen = key;
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

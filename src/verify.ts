@@ -1,5 +1,4 @@
 /** Integrity checks of finished copies, through SQLite itself. */
-import { BlufioError } from './errors.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 
@@ -20,13 +19,5 @@ export async function integrityProblems(path: string, quick = false, maxErrors =
     throw e;
   } finally {
     db?.close();
-  }
-}
-
-/** Throws E_INTEGRITY naming the first problem unless the file at `path` passes the check. */
-export async function assertSound(path: string, what: string, hint: string): Promise<void> {
-  const problems = await integrityProblems(path);
-  if (problems.length > 0) {
-    throw new BlufioError('E_INTEGRITY', `${what} failed the integrity check: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, hint);
   }
 }

@@ -4,7 +4,6 @@
  * process (us) know the exact committed state of a live WAL database without taking any lock.
  * Format: https://www.sqlite.org/fileformat2.html#walformat
  */
-import { readFully } from './vfs/disk-file.ts';
 
 export const WAL_HEADER_SIZE = 32;
 export const WAL_FRAME_HEADER_SIZE = 24;
@@ -78,6 +77,11 @@ export function frameOffset(index: number, pageSize: number): number {
   return WAL_HEADER_SIZE + (index - 1) * (WAL_FRAME_HEADER_SIZE + pageSize);
 }
 
+/** Reads bytes of a WAL: fills `dst` from `offset`, returns how many bytes the file had there. */
+export interface WalReader {
+  read(dst: Uint8Array, offset: number): number;
+}
+
 /** Frames read per system call while scanning. */
 const SCAN_FRAMES = 128;
 
@@ -129,7 +133,7 @@ export class WalIndex {
    * chain, page number 0) or the file ends, and takes in every transaction that committed.
    * Pages of newly committed frames are added to `touched`. Returns how many commits were new.
    */
-  scan(fd: number, touched?: Set<number>): number {
+  scan(wal: WalReader, touched?: Set<number>): number {
     const { header, frameSize } = this;
     const buf = new Uint8Array(frameSize * SCAN_FRAMES);
     const dv = new DataView(buf.buffer);
@@ -138,7 +142,7 @@ export class WalIndex {
     let pending: Array<[number, number]> = [];
     let commits = 0;
     for (;;) {
-      const got = readFully(fd, buf, frameOffset(index, header.pageSize));
+      const got = wal.read(buf, frameOffset(index, header.pageSize));
       const whole = Math.floor(got / frameSize);
       for (let k = 0; k < whole; k++, index++) {
         const at = k * frameSize;
@@ -174,11 +178,4 @@ export class WalIndex {
       }
     }
   }
-}
-
-/** The 24-byte header of frame `index`, or null if the file ends before the whole frame. */
-export function readFrameHeader(fd: number, index: number, pageSize: number): Uint8Array | null {
-  const buf = new Uint8Array(WAL_FRAME_HEADER_SIZE + pageSize);
-  const got = readFully(fd, buf, frameOffset(index, pageSize));
-  return got === buf.length ? buf.subarray(0, WAL_FRAME_HEADER_SIZE) : null;
 }
