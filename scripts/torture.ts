@@ -37,6 +37,7 @@ export interface WriterPattern {
   shrinkEvery?: number;
   switchEvery?: number;
   journalSizeLimit?: number;
+  trace?: string;
 }
 
 export interface Pattern {
@@ -123,7 +124,8 @@ export async function runPattern(p: Pattern, ms: number, log: (s: string) => voi
   const row: Row = { pattern: p.name, runs: 0, finished: 0, consistent: 0, inconsistent: 0, falseAlarms: 0, gaveUp: 0, otherErrors: 0, attempts: [], notes: [], tps: 0, mb: 0 };
   try {
     createLiveDb(db, { mode: p.rollback || (p.writer.journal && p.writer.journal !== 'WAL') ? 'rollback' : 'wal', tps: 0, initialRows: p.rows ?? 1500, padAccounts: 1500 });
-    const writer = startWriter(db, p.writer);
+    const trace = process.env.BLUFIO_TORTURE_TRACE === '1' ? path.join(dir, 'trace.txt') : undefined;
+    const writer = startWriter(db, { ...p.writer, trace });
     const started = Date.now();
     await new Promise((r) => setTimeout(r, 300));
     let i = 0;
@@ -134,6 +136,7 @@ export async function runPattern(p: Pattern, ms: number, log: (s: string) => voi
         i++;
         row.runs++;
         const dest = path.join(dir, `b${i}${kind === '.gz' ? '.db.gz' : '.db'}`);
+        (globalThis as { __blufioTrace?: string[] }).__blufioTrace = [];
         try {
           if (kind === 'verify') {
             const r = await inspect(db);
@@ -166,7 +169,9 @@ export async function runPattern(p: Pattern, ms: number, log: (s: string) => voi
             row.inconsistent++;
             const keep = path.join(os.tmpdir(), `blufio-torture-inconsistent-${Date.now()}.db`);
             fs.copyFileSync(plain, keep);
-            row.notes.push(`INCONSISTENT ${kind} backup (attempts ${r.attempts}) kept at ${keep}`);
+            const events = (globalThis as { __blufioTrace?: string[] }).__blufioTrace;
+            if (events?.length) fs.writeFileSync(`${keep}.trace`, events.join('\n') + '\n');
+            row.notes.push(`INCONSISTENT ${kind} backup (attempts ${r.attempts}) kept at ${keep}${trace ? `: ${diagnose(plain, trace)}` : ''}`);
           }
           if (plain !== dest) fs.rmSync(plain, { force: true });
         } catch (e) {
@@ -190,6 +195,40 @@ export async function runPattern(p: Pattern, ms: number, log: (s: string) => voi
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return row;
+}
+
+/**
+ * Which accounts of a torn backup are not as of its last commit, and as of which commit they are
+ * (from the writer's trace): the first clue to which page came from which state.
+ */
+function diagnose(file: string, trace: string): string {
+  try {
+    const c = Number(sql(file, 'SELECT i FROM seq'));
+    const log = fs.readFileSync(trace, 'utf8').trim().split('\n').map((l) => l.split(' ').map(Number));
+    const bal = new Map<number, number>();
+    for (let id = 1; id <= 100; id++) bal.set(id, 1000);
+    const history = new Map<number, Array<[number, number]>>(); // id -> [(i, balance after i)]
+    for (const [i, a, b, x] of log) {
+      if (i > c) break;
+      bal.set(a, bal.get(a)! - x);
+      bal.set(b, bal.get(b)! + x);
+      for (const id of [a, b]) (history.get(id) ?? history.set(id, []).get(id)!).push([i, bal.get(id)!]);
+    }
+    const got = new Map(sql(file, 'SELECT id, balance FROM accounts').split('\n').map((l) => l.split('|').map(Number) as [number, number]));
+    const pages = sql(file, "SELECT pageno, path FROM dbstat WHERE name = 'accounts' AND pagetype = 'leaf' ORDER BY path");
+    const wrong: string[] = [];
+    for (const [id, want] of bal) {
+      const have = got.get(id);
+      if (have === want) continue;
+      const h = history.get(id) ?? [];
+      let asOf = -1;
+      for (const [i, v] of h) if (v === have) asOf = i;
+      wrong.push(`account ${id}: ${have} (as after tx ${asOf}), expected ${want} (last change tx ${h.at(-1)?.[0]})`);
+    }
+    return `last commit ${c}; ${wrong.join('; ')}; accounts leaves ${pages.split('\n').length}`;
+  } catch (e) {
+    return `(no diagnosis: ${(e as Error).message})`;
+  }
 }
 
 /** Native sqlite3's word on a backup: sound and a committed state (the writer's invariant). */

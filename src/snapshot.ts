@@ -43,6 +43,16 @@ const JOURNAL_MAGIC = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 
 export type JournalMode = 'wal' | 'rollback';
 
+/**
+ * Diagnostic trace (BLUFIO_TRACE=1): the attempts' begins, looks and finishing rounds, kept in
+ * memory; the torture script writes it beside an inconsistent backup (that is how the last flaw
+ * of the proof was found). Costs nothing when off.
+ */
+const tracing = typeof process !== 'undefined' && process.env.BLUFIO_TRACE === '1';
+function trace(event: string): void {
+  if (tracing) ((globalThis as { __blufioTrace?: string[] }).__blufioTrace ??= []).push(`${(performance.now()).toFixed(2)} ${event}`);
+}
+
 /** Most rounds of finish() before the attempt is given up as not provable. */
 const FINISH_ROUNDS = 8;
 
@@ -136,6 +146,7 @@ export class SourceSnapshot implements VfsFile {
 
     const gen = this.follower.gen;
     this.index0 = gen && gen.lastCommit > 0 ? gen.clone() : null;
+    if (tracing) trace(`begin salt1=${gen?.header.salt1} commit=${gen?.lastCommit} index0=${[...(this.index0?.frames.keys() ?? [])].join(',')}`);
     // The header says which mode the database is in; a WAL with committed frames beside an
     // empty file (a database never checkpointed yet) says it too. A stale, empty -wal beside a
     // rollback-mode database does not: the rollback checks must apply there.
@@ -254,6 +265,7 @@ export class SourceSnapshot implements VfsFile {
         continue;
       }
       if (f.gen !== gen) continue;
+      if (tracing) trace(`round ${round} full=${full} nFinal=${nFinal} gen=${gen?.header.salt1}/${gen?.lastCommit} frames=${[...(gen?.frames ?? new Map())].map(([p, i]) => `${p}:${i}`).join(',')} sameDb=${before === this.dbStampKey()} fresh=${[...fresh].join(',')} touched=${[...f.touched].sort((a, b) => a - b).join(',')}`);
       if (before === this.dbStampKey() || ![...fresh].some(fromFile)) return;
     }
     throw new RetryAttempt(why);
@@ -271,14 +283,18 @@ export class SourceSnapshot implements VfsFile {
     const pre = this.dbStampKey();
     const { read, reason } = this.follower.look(fresh, { whenChanged });
     const post = this.dbStampKey();
-    if (post !== this.lastPre) {
+    const dbChanged = post !== this.lastPre;
+    if (dbChanged) {
       this.dbMoved = true;
       if (reason) this.gap = reason;
     }
     // A skipped look saw nothing of the WAL: the next interval still starts at the last look
     // that read it.
     if (read) this.lastPre = pre;
-    if (process.env.BLUFIO_DEBUG === '2' && reason) process.stderr.write(`blufio: look: ${reason}${post !== pre ? ' (database changed)' : ''}\n`);
+    if (tracing && read) {
+      const g = this.follower.gen;
+      trace(`look reason=${reason} dbChanged=${dbChanged} gen=${g?.header.salt1}/${g?.lastCommit} restarts=${this.follower.restarts} gap=${this.gap}`);
+    }
   }
 
   private dbStampKey(): string {

@@ -169,19 +169,29 @@ export class WalFollower {
       return { read: true, reason: 'the WAL was truncated' };
     }
     this.maxSize = st.size;
-    const gen = this.gen;
-    if (!gen) {
+    if (!this.gen) {
       // A WAL without a valid header (empty, truncated): any change at all may hide a whole
       // generation that came and went.
       this.reanchorSameFile(collect, st.size);
       return unchanged && !this.gen ? READ : { read: true, reason: 'the WAL was written' };
     }
-    const raw = readHeader(file);
-    if (sameBytes(raw, gen.header.raw)) {
-      this.scanGen(collect);
-      return READ;
+    // The frames read belong to the generation whose header was read only if that header is
+    // still there after them: a restart between the two would make a generation that committed
+    // (and was checkpointed) look as if it had nothing new.
+    let raw = readHeader(file);
+    for (let round = 1; ; round++) {
+      let reason: string | null = null;
+      if (sameBytes(raw, this.gen!.header.raw)) this.scanGen(collect);
+      else reason = this.followRestart(collect, raw);
+      if (reason || !this.gen) return { read: true, reason };
+      const after = readHeader(file);
+      if (sameBytes(after, this.gen.header.raw)) return READ;
+      if (round === 4) {
+        this.reanchorSameFile(collect, file.stamp().size);
+        return { read: true, reason: 'the WAL kept restarting while it was read' };
+      }
+      raw = after;
     }
-    return { read: true, reason: this.followRestart(collect, raw) };
   }
 
   /**
@@ -249,9 +259,14 @@ export class WalFollower {
     const file = this.file!;
     this.stampKey = file.stamp().key;
     this.maxSize = size;
-    const header = parseWalHeader(readHeader(file));
-    this.gen = header ? new WalIndex(header) : null;
-    if (this.gen) this.scanGen(collect);
+    // As in lookInto(): the frames belong to the header only if it is still there after them.
+    for (let tries = 1; tries <= 4; tries++) {
+      const raw = readHeader(file);
+      const header = parseWalHeader(raw);
+      this.gen = header ? new WalIndex(header) : null;
+      if (this.gen) this.scanGen(collect);
+      if (sameBytes(readHeader(file), raw)) return;
+    }
   }
 }
 

@@ -10,7 +10,8 @@ after every `every` commits, connPerTx (open and close a connection for each tra
 autocheckpoint (pages; SQLite's default 1000), synchronous (OFF|NORMAL|FULL), journal
 (WAL|DELETE|TRUNCATE|PERSIST), vacuumEvery (commits), grow (bytes added per transaction, for fast
 growth), shrinkEvery (commits: delete most of the ledger), switchEvery (commits: switch the journal
-mode to DELETE and back to WAL), journalSizeLimit (bytes).
+mode to DELETE and back to WAL), journalSizeLimit (bytes), trace (a file: one line "i a b x" per
+committed transfer, and the table seq(i) holds the last one's i, for diagnosing a torn backup).
 Stops cleanly on SIGTERM (between transactions) and prints the number of commits.
 """
 import json, random, signal, sqlite3, sys, time
@@ -48,7 +49,9 @@ def tx(c, i):
     c.execute('INSERT INTO ledger(amount, payload) VALUES (?, randomblob(?))', (x, size))
     c.execute('UPDATE totals SET n = n + 1, s = s + ?', (x,))
     c.execute('UPDATE accounts SET balance = balance + ? WHERE id = ?', (x, b))
+    if trace: c.execute('UPDATE seq SET i = ?', (i,))
     c.execute('COMMIT')
+    if trace: trace.write(f'{i} {a} {b} {x}\n')
 
 def shrink(c):
     c.execute('BEGIN IMMEDIATE')
@@ -65,6 +68,12 @@ def retry(fn):
             time.sleep(0.005)
     raise RuntimeError('database stayed locked')
 
+trace = open(o['trace'], 'w', buffering=1) if o.get('trace') else None
+if trace:
+    t = sqlite3.connect(db, isolation_level=None)
+    t.execute('CREATE TABLE IF NOT EXISTS seq(i INTEGER)')
+    t.execute('INSERT INTO seq SELECT -1 WHERE NOT EXISTS (SELECT 1 FROM seq)')
+    t.close()
 tps = o.get('tps', 0)
 every = o.get('every', 1)
 c = None if o.get('connPerTx') else connect()

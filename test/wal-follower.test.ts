@@ -61,6 +61,8 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 /** A WAL "on disk" in memory: replace its bytes, delete it, re-create it between looks. */
 class MemWal implements WalSource {
   files: { ino: number; bytes: Uint8Array; version: number } | null = null;
+  /** Called before each read of the file, with its offset: lets a test change the file mid-look. */
+  beforeRead?: (offset: number) => void;
   private nextIno = 1;
   create(bytes: Uint8Array): void {
     this.files = { ino: this.nextIno++, bytes, version: 0 };
@@ -79,9 +81,11 @@ class MemWal implements WalSource {
   open(): WalHandle | null {
     const file = this.files;
     if (!file) return null;
+    const self = this;
     return {
       ino: file.ino,
       read(dst, offset) {
+        self.beforeRead?.(offset);
         const part = file.bytes.subarray(offset, offset + dst.length);
         dst.set(part);
         return part.length;
@@ -236,6 +240,29 @@ test('a header rewritten with garbage is a discontinuity', () => {
   bytes[16] ^= 0xff; // salt changed without a valid checksum
   wal.set(bytes);
   assert.match(f.look().reason ?? '', /header was rewritten/);
+});
+
+test('a restart between reading the header and reading the frames is not taken for "nothing new"', () => {
+  const wal = new MemWal();
+  const g = new WalBuilder(40, 1).tx([2], 4);
+  wal.create(g.bytes);
+  const f = new WalFollower(wal);
+  f.start();
+  // the generation commits again (page 3) and is checkpointed; the next one overwrites frames
+  // 1-3, all between our reading the header (still the old one) and reading the frames
+  g.tx([3], 4);
+  wal.set(g.bytes);
+  let headerReads = 0;
+  wal.beforeRead = (offset) => {
+    if (offset === 0 && ++headerReads === 1) return;
+    if (offset > 0 && headerReads === 1) {
+      wal.set(new WalBuilder(41, 9).tx([5, 6, 7], 7).bytes);
+      wal.beforeRead = undefined;
+    }
+  };
+  const r = f.look();
+  assert.match(r.reason ?? '', /overwritten/, 'the commit of page 3 may have been missed: a discontinuity');
+  assert.ok(f.touched.has(5) && f.touched.has(7), 'the new generation is followed');
 });
 
 test.run();
