@@ -29,6 +29,11 @@ export interface CopyOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
+  /**
+   * For tests: called when an attempt has fixed its state (begin()) and before SQLite reads
+   * anything, so that a test can commit or checkpoint at exactly that point.
+   */
+  afterBegin?: (attempt: number) => void;
 }
 
 export interface CopyResult {
@@ -64,6 +69,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
       throwIfAborted(opts.signal);
       try {
         snapshot.begin();
+        opts.afterBegin?.(attempt);
         try {
           await copyAttempt(sqlite3, snapshot, viewName, destPath, { pagesPerStep: stepFor(throttle), sleepMs: throttle, attempt, deadline, opts });
         } catch (e) {
