@@ -281,12 +281,13 @@ export class SourceSnapshot implements VfsFile {
    */
   private look(fresh?: Set<number>, whenChanged = false): void {
     const pre = this.dbStampKey();
-    const { read, reason } = this.follower.look(fresh, { whenChanged });
+    const { read, reason, blind } = this.follower.look(fresh, { whenChanged });
     const post = this.dbStampKey();
     const dbChanged = post !== this.lastPre;
     if (dbChanged) {
       this.dbMoved = true;
       if (reason) this.gap = reason;
+      else if (blind) this.gap = 'the database file changed while there was no WAL to follow';
     }
     // A skipped look saw nothing of the WAL: the next interval still starts at the last look
     // that read it.

@@ -74,10 +74,13 @@ export interface LookResult {
   read: boolean;
   /** Why frames may have been committed that were not read; null when every one was. */
   reason: string | null;
+  /** There was no WAL to read, before or now: continuous only if the database file did not change. */
+  blind?: boolean;
 }
 
 const READ: LookResult = { read: true, reason: null };
 const SKIPPED: LookResult = { read: false, reason: null };
+const BLIND: LookResult = { read: true, reason: null, blind: true };
 
 export class WalFollower {
   /** Every page a committed frame touched since start() (the first generation's included). */
@@ -143,7 +146,10 @@ export class WalFollower {
     const ino = this.source.pathIno();
     const file = this.file;
     if (!file) {
-      if (ino === 0) return READ;
+      // No WAL then, none now: a WAL may have come and gone in between (a connection that
+      // committed, checkpointed and closed). Nothing tells; the caller knows whether the
+      // database file changed.
+      if (ino === 0) return BLIND;
       this.anchor(collect);
       return { read: true, reason: 'a WAL appeared' };
     }

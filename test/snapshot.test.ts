@@ -54,6 +54,30 @@ test('a TRUNCATE checkpoint between begin() and the first read: the copy is the 
   assert.is(sql(dest, 'SELECT sum(length(v)) FROM t'), sql(db, 'SELECT sum(length(v)) FROM t'));
 });
 
+test('a transaction that opens, commits, checkpoints and deletes its WAL mid-copy, with no WAL before or after: never torn', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'src.db');
+  sql(db, `PRAGMA journal_mode=WAL; CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER, pad BLOB);
+    INSERT INTO acct SELECT value, 100, zeroblob(1500) FROM generate_series(1, 100);`);
+  const dest = path.join(d, 'copy.db');
+  let moved = false;
+  await copyDatabase(db, dest, {
+    sleepMs: 0,
+    pagesPerStep: 5,
+    onProgress: (p) => {
+      // after the first step: money moves from the first account (already copied) to the last
+      // (not yet copied); sqlite3 checkpoints and deletes the WAL as it exits
+      if (!moved && p.phase === 'copy' && p.remainingPages > 0) {
+        moved = true;
+        sql(db, 'UPDATE acct SET bal = bal - 7 WHERE id = 1; UPDATE acct SET bal = bal + 7 WHERE id = 100;');
+      }
+    },
+  });
+  assert.ok(moved);
+  assert.is(sql(dest, 'PRAGMA integrity_check'), 'ok');
+  assert.is(sql(dest, 'SELECT sum(bal) FROM acct'), '10000', 'a committed state');
+});
+
 test('nothing changes after begin(): one attempt, and the copy is the source', async () => {
   const d = tmpdir();
   const db = walDb(d);

@@ -216,6 +216,7 @@ test('a WAL deleted by its last connection: what it held is still read, then a d
   assert.match(r.reason ?? '', /removed/);
   assert.ok(f.touched.has(3), 'frames committed before the deletion are read');
   assert.is(f.gen, null);
+  assert.equal(f.look(), { read: true, reason: null, blind: true }, 'no WAL before, none now: blind');
   wal.create(new WalBuilder(1, 1).tx([8], 8).bytes);
   assert.match(f.look().reason ?? '', /appeared/);
   assert.ok(f.touched.has(8));
