@@ -266,7 +266,13 @@ export class SourceSnapshot implements VfsFile {
       }
       if (f.gen !== gen) continue;
       if (tracing) trace(`round ${round} full=${full} nFinal=${nFinal} gen=${gen?.header.salt1}/${gen?.lastCommit} frames=${[...(gen?.frames ?? new Map())].map(([p, i]) => `${p}:${i}`).join(',')} sameDb=${before === this.dbStampKey()} fresh=${[...fresh].join(',')} touched=${[...f.touched].sort((a, b) => a - b).join(',')}`);
-      if (before === this.dbStampKey() || ![...fresh].some(fromFile)) return;
+      if (before === this.dbStampKey() || ![...fresh].some(fromFile)) {
+        // The argument holds only while the database stays in WAL mode: switched to a rollback
+        // journal, its file is written in place by every commit (the next attempt copies it so).
+        const format = this.fileHeaderByte(18);
+        if (format >= 0 && format !== 2) throw new RetryAttempt('the database left WAL mode during the copy');
+        return;
+      }
     }
     throw new RetryAttempt(why);
   }
@@ -301,6 +307,11 @@ export class SourceSnapshot implements VfsFile {
   private dbStampKey(): string {
     const st = fs.fstatSync(this.dbFd, { bigint: true });
     return `${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  }
+
+  private fileHeaderByte(at: number): number {
+    const b = new Uint8Array(1);
+    return readFully(this.dbFd, b, at) === 1 ? b[0] : -1;
   }
 
   /** Pages in the database file alone: its in-header page count where valid, else its size. */
