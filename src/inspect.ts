@@ -130,7 +130,12 @@ async function inspectFile(abs: string, opts: { quick?: boolean }): Promise<Insp
           tables.push({ name, rows });
         }
       } catch (e) {
-        if (e instanceof RetryAttempt) continue;
+        if (e instanceof RetryAttempt) {
+          // Not even a starting point (a rollback-mode commit under way, say): a consistent copy
+          // waits for one the way a backup does.
+          if (++moving >= 3) return { ...(await inspectCopy(abs, opts)), bytes: st.size };
+          continue;
+        }
         // Our own errors other than "not SQLite" / "corrupt" are not about the file's content.
         if (e instanceof BlufioError && !['E_NOT_SQLITE', 'E_CORRUPT'].includes(e.code)) throw e;
         const err = e instanceof BlufioError ? e : fromSqliteException(sqlite3, e);
