@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { BlufioError } from './errors.ts';
 import { copyDatabase, throwIfAborted, type CopyOptions } from './copy.ts';
 import { gzipFile, wantsGzip } from './gzip.ts';
-import { checkDestination, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
+import { canonicalPath, checkDestination, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { integrityProblems } from './verify.ts';
 
@@ -50,7 +50,9 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   const db = path.resolve(dbPath);
   const dest = path.resolve(destPath);
   const srcStat = checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
-  if (sameFile(srcStat, statOrNull(dest)) || [db, `${db}-wal`, `${db}-shm`, `${db}-journal`].includes(dest)) {
+  // Compared as the file system resolves them: a symlinked directory must not let a backup land
+  // on the source's own -wal (found: that emptied a live database's WAL, losing committed rows).
+  if (sameFile(srcStat, statOrNull(dest)) || databaseFiles(db).has(canonicalPath(dest))) {
     throw new BlufioError('E_SAME_FILE', `the backup path ${dest} is the database itself`, 'choose a backup path outside the database\'s own files');
   }
   checkDestination(dest, options.force ?? false, 'backup', !wantsGzip(dest));

@@ -121,6 +121,34 @@ export function sameFile(a: fs.Stats | null, b: fs.Stats | null): boolean {
   return !!a && !!b && a.dev === b.dev && a.ino === b.ino;
 }
 
+/**
+ * The path as the file system resolves it: its directory through every symbolic link, then its
+ * name (the name itself may not exist yet). Two spellings of one place compare equal.
+ */
+export function canonicalPath(p: string): string {
+  const abs = path.resolve(p);
+  try {
+    return path.join(fs.realpathSync(path.dirname(abs)), path.basename(abs));
+  } catch {
+    return abs;
+  }
+}
+
+/**
+ * Every file SQLite keeps for the database at `db` (it, its -wal, -shm and -journal), spelled
+ * canonically: beside the path as given and beside the file a symbolic link leads to, which is
+ * where a native SQLite keeps them.
+ */
+export function databaseFiles(db: string): Set<string> {
+  const bases = new Set([canonicalPath(db)]);
+  try {
+    bases.add(fs.realpathSync(db));
+  } catch {
+    // not there (yet): the given spelling is all there is
+  }
+  return new Set([...bases].flatMap((b) => [b, `${b}-wal`, `${b}-shm`, `${b}-journal`]));
+}
+
 /** Checks that a file can be written at `dest`: parent directory exists, not a directory itself. */
 export function checkDestination(dest: string, force: boolean, what: string, database = false): fs.Stats | null {
   const parent = statOrNull(path.dirname(dest));

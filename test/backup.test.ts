@@ -165,6 +165,30 @@ test('refuses bad destinations', async () => {
   assert.is(fingerprint(existing), fingerprint(db));
 });
 
+test('the source\'s own -wal, -shm and -journal are refused through every spelling (symlinked directory, ../, a symlink to the database)', async () => {
+  const d = tmpdir();
+  const real = path.join(d, 'data');
+  fs.mkdirSync(real);
+  const db = path.join(real, 'blufio.db');
+  makeSampleDb(db, { wal: true });
+  fs.symlinkSync(real, path.join(d, 'alias'));
+  fs.symlinkSync(db, path.join(d, 'link.db'));
+  fs.writeFileSync(`${db}-wal`, 'a live WAL');
+  for (const dest of [
+    path.join(d, 'alias', 'blufio.db-wal'),
+    path.join(d, 'alias', 'blufio.db-shm'),
+    path.join(d, 'alias', 'blufio.db-journal'),
+    path.join(d, 'alias', '..', 'data', 'blufio.db-wal'),
+  ]) {
+    await rejects(backup(db, dest, { force: true }), 'E_SAME_FILE');
+  }
+  // the database named through a symbolic link: its files are beside the file it leads to
+  await rejects(backup(path.join(d, 'link.db'), path.join(d, 'alias', 'blufio.db-journal'), { force: true }), 'E_SAME_FILE');
+  assert.is(fs.readFileSync(`${db}-wal`, 'utf8'), 'a live WAL', 'the source\'s WAL is untouched');
+  assert.not.ok(fs.existsSync(`${db}-journal`), 'no journal created beside the source');
+  assert.not.ok(fs.existsSync(`${db}-shm`));
+});
+
 test('a -wal or -journal left beside the backup path is refused, and removed with force: SQLite would apply it to the backup', async () => {
   const d = tmpdir();
   const db = path.join(d, 'blufio.db');
