@@ -15,22 +15,23 @@ export function tempPathBeside(target: string): string {
 }
 
 /**
- * Removes temporary files beside the `targets` (files of one directory) left by runs that were
- * killed (their pid is gone). The directory is read once.
+ * Removes every blufio temporary file in the directories of `targets` that a killed run left
+ * (its pid is gone), whatever destination it was for: with dated backup names, leftovers of
+ * other names would otherwise pile up forever. Each directory is read once.
  */
 export function removeStaleTemps(...targets: string[]): void {
-  const dir = path.dirname(targets[0]);
-  const bases = new Set(targets.map((t) => path.basename(t)));
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = TEMP_RE.exec(name);
-    if (!m || !bases.has(m[1]) || pidAlive(Number(m[2]))) continue;
-    fs.rmSync(path.join(dir, name), { force: true });
+  for (const dir of new Set(targets.map((t) => path.dirname(t)))) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const m = TEMP_RE.exec(name);
+      if (!m || pidAlive(Number(m[2]))) continue;
+      fs.rmSync(path.join(dir, name), { force: true });
+    }
   }
 }
 

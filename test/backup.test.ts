@@ -230,6 +230,20 @@ test('an interrupted backup leaves nothing at the destination and no temp file',
   assert.equal(fs.readdirSync(d), ['blufio.db']);
 });
 
+test('stale temporary files of killed runs are removed whatever destination they were for; a running one is kept', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  const dead = path.join(d, '.blufio-2026-11-24.db.blufio-999999-0badc0de.tmp');
+  const deadGz = path.join(d, '.blufio-2026-11-23.db.gz.blufio-999999-0badc0de.tmp.gz');
+  const live = path.join(d, `.other.db.blufio-${process.pid}-12345678.tmp`);
+  for (const f of [dead, deadGz, live]) fs.writeFileSync(f, 'x');
+  await backup(db, path.join(d, 'blufio-2026-11-25.db'), { sleepMs: 0 });
+  assert.not.ok(fs.existsSync(dead));
+  assert.not.ok(fs.existsSync(deadGz));
+  assert.ok(fs.existsSync(live), 'a temp file of a running process is left alone');
+});
+
 test('progress goes from all pages remaining to none, once per step', async () => {
   const d = tmpdir();
   const db = path.join(d, 'blufio.db');
