@@ -140,8 +140,10 @@ export async function copyVerified(src: string, dest: string, opts: BackupOption
       published = tmpGz;
     }
     const bytes = fs.statSync(published).size;
-    if (gzip) publish(published, dest);
-    else publishDatabase(published, dest);
+    // Without --force a file that appeared at dest meanwhile is never replaced.
+    const noClobber = !opts.force;
+    if (gzip) publish(published, dest, { noClobber });
+    else publishDatabase(published, dest, { noClobber });
     return { ...copy, bytes, databaseBytes };
   } finally {
     fs.rmSync(tmp, { force: true });

@@ -90,21 +90,59 @@ export function appliedCompanions(db: string): string[] {
  * A crash between the removal and the rename leaves the replaced file without its WAL: callers
  * either replace it on purpose (--force) or have settled it first (restore).
  */
-export function publishDatabase(tmp: string, dest: string): void {
+export function publishDatabase(tmp: string, dest: string, opts: PublishOptions = {}): void {
   for (const p of appliedCompanions(dest)) fs.rmSync(p, { force: true });
-  publish(tmp, dest);
+  publish(tmp, dest, opts);
   fs.rmSync(`${dest}-shm`, { force: true });
 }
 
-/** fsync `tmp`, rename it over `dest`, fsync the directory. */
-export function publish(tmp: string, dest: string): void {
+export interface PublishOptions {
+  /**
+   * Never replace a file that appeared at `dest` meanwhile (another backup to the same new
+   * path): the file is put in place with link(), which fails if the name exists, instead of
+   * rename(), which replaces it.
+   */
+  noClobber?: boolean;
+}
+
+/** fsync `tmp`, move it to `dest` (rename, or link + unlink with noClobber), fsync the directory. */
+export function publish(tmp: string, dest: string, opts: PublishOptions = {}): void {
   fsyncFile(tmp);
   try {
-    fs.renameSync(tmp, dest);
+    if (opts.noClobber && linkNoClobber(tmp, dest)) fs.rmSync(tmp, { force: true });
+    else fs.renameSync(tmp, dest);
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new BlufioError('E_DEST_EXISTS', `${dest} appeared while the backup was made (another run?); it was left as it is`,
+        'choose another path, or add --force to replace it');
+    }
     throw fsError(e, dest, 'cannot move the finished file into place');
   }
   fsyncDir(path.dirname(dest));
+}
+
+/**
+ * link(tmp, dest): true when done; false where the file system has no hard links (the caller
+ * renames then, after one more look that nothing is at `dest`). Throws EEXIST if `dest` exists.
+ */
+function linkNoClobber(tmp: string, dest: string): boolean {
+  try {
+    fs.linkSync(tmp, dest);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EMLINK') throw e;
+    if (statOrNull(dest)) throw Object.assign(new Error(`${dest} exists`), { code: 'EEXIST' });
+    return false;
+  }
+}
+
+function kindOf(st: fs.Stats): string {
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a file';
 }
 
 /** stat, or null when the path does not exist. */
@@ -166,6 +204,10 @@ export function checkDestination(dest: string, force: boolean, what: string, dat
   const st = statOrNull(dest);
   if (st?.isDirectory()) {
     throw new BlufioError('E_NOT_FILE', `${dest} is a directory`, `give a file path for the ${what}, e.g. ${path.join(dest, 'blufio-backup.db')}`);
+  }
+  if (st && !st.isFile()) {
+    throw new BlufioError('E_NOT_FILE', `${dest} is not a regular file (${kindOf(st)}); --force replaces regular files only`,
+      `choose a file path for the ${what}`);
   }
   if (st && !force) {
     throw new BlufioError('E_DEST_EXISTS', `${dest} already exists`, 'choose another path, or add --force to replace it');

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
@@ -228,6 +229,32 @@ test('an interrupted backup leaves nothing at the destination and no temp file',
     },
   }), 'E_ABORTED');
   assert.equal(fs.readdirSync(d), ['blufio.db']);
+});
+
+test('--force replaces regular files only: a named pipe at the backup path is refused and left as it is', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  const fifo = path.join(d, 'pipe.db');
+  execFileSync('mkfifo', [fifo]);
+  await rejects(backup(db, fifo, { force: true }), 'E_NOT_FILE', /not a regular file \(a named pipe\)/);
+  assert.ok(fs.statSync(fifo).isFIFO(), 'still a pipe');
+});
+
+test('two backups to one new path at once: one is published, the other fails and replaces nothing', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 2000 });
+  const dest = path.join(d, 'b.db');
+  const results = await Promise.allSettled([backup(db, dest, { sleepMs: 0 }), backup(db, dest, { sleepMs: 0 })]);
+  const ok = results.filter((r) => r.status === 'fulfilled');
+  const failed = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+  assert.is(ok.length, 1, 'exactly one is published');
+  assert.is(failed.length, 1);
+  assert.is(failed[0].reason.code, 'E_DEST_EXISTS', failed[0].reason.message);
+  assert.match(failed[0].reason.message, /appeared while the backup was made/);
+  assert.is(fingerprint(dest), fingerprint(db));
+  assert.equal(fs.readdirSync(d).sort(), ['b.db', 'blufio.db'], 'no temporary file left');
 });
 
 test('stale temporary files of killed runs are removed whatever destination they were for; a running one is kept', async () => {
