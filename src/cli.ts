@@ -31,6 +31,8 @@ const defaultIo: Io = {
 
 type CommandName = 'backup' | 'restore' | 'verify';
 const STDOUT = '\0stdout';
+/** An empty argument, carried through mri (which turns "" into 0) as a name no path can have. */
+const EMPTY = '\u0000(empty)';
 
 interface CommonFlags {
   db?: string;
@@ -50,8 +52,8 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
   const cli = cac('blufio');
   const common = (c: ReturnType<CAC['command']>) =>
     c
-      .option('--db <path>', 'Database path (overrides storage.database_path)')
-      .option('--config <file>', 'Read this blufio.toml instead of the usual ones')
+      .option('--db <path>', 'Database path (overrides storage.database_path)', { type: [String] })
+      .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
       .option('--force', 'Replace an existing file / restore while the database is in use')
       .option('--quiet', 'Print nothing but errors')
       .option('--json', 'Print one JSON object with the result on stdout')
@@ -93,8 +95,10 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       job = runCommand(name, target, flags, io, controller.signal);
       return job;
     });
-    // mri, under cac, drops a lone "-"; carry it through as a name no path can have.
-    const parsed = cli.parse(['node', 'blufio', ...argv.map((a) => (a === '-' ? STDOUT : a))], { run: false });
+    // mri, under cac, drops a lone "-" and turns "" into 0: carry both through as names no path
+    // can have.
+    const carried = argv.map((a) => (a === '-' ? STDOUT : a === '' ? EMPTY : /^--[\w-]+=$/.test(a) ? a + EMPTY : a));
+    const parsed = cli.parse(['node', 'blufio', ...carried], { run: false });
     if (parsed.options.help || parsed.options.version) return 0;
     if (!cli.matchedCommand) {
       const what = cli.args.length ? `unknown command "${cli.args[0]}"` : 'no command given';
@@ -114,7 +118,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
 }
 
 async function runCommand(name: CommandName, target: string, f: CommonFlags, io: Io, signal: AbortSignal): Promise<void> {
-  if (typeof target !== 'string' || target === '') {
+  if (typeof target !== 'string' || target === '' || target === EMPTY) {
     throw new BlufioError('E_USAGE', `blufio ${name} needs a path`, `run blufio ${name} --help`);
   }
   const say = (line: string) => {
@@ -148,7 +152,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   try {
     // Loaded here, not at start-up: --help and --version never load SQLite.
     const { resolveConfig } = await import('./config.ts');
-    const cfg = resolveConfig({ configFile: f.config, db: f.db, env: io.env });
+    const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), db: pathFlag(f.db, '--db'), env: io.env });
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
     if (name === 'backup') {
       const { backup, backupToStream } = await import('./backup.ts');
@@ -191,6 +195,19 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
 
 /** A failure already reported in full: exit 1, print nothing more. */
 class Silent extends Error {}
+
+/** A path option: absent, or one non-empty path (given twice or empty is a usage error, never ignored). */
+function pathFlag(v: unknown, name: string): string | undefined {
+  // Declared with type [String]: cac then keeps the text as typed ("" and "0" stay strings) in a list.
+  const all = Array.isArray(v) ? v : v === undefined ? [] : [v];
+  if (all.length === 0) return undefined;
+  if (all.length > 1) throw new BlufioError('E_USAGE', `${name} was given ${all.length} times`, `give ${name} once`);
+  v = all[0];
+  if (typeof v === 'boolean' || String(v).trim() === '' || v === EMPTY) {
+    throw new BlufioError('E_USAGE', `${name} needs a path`, `give ${name} <path>, or leave it out to use blufio.toml`);
+  }
+  return String(v);
+}
 
 function intFlag(v: unknown, name: string, min: number): number {
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;

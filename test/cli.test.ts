@@ -114,6 +114,21 @@ test('usage errors exit 2', () => {
   }
 });
 
+test('an empty or repeated --db / --config is a usage error, never ignored (a restore must not go to the configured database)', () => {
+  const { env } = sample();
+  const cases: Array<[string[], string]> = [
+    [['restore', 'x.db', '--db', ''], 'error: --db needs a path (give --db <path>, or leave it out to use blufio.toml)\n'],
+    [['restore', 'x.db', '--db='], 'error: --db needs a path (give --db <path>, or leave it out to use blufio.toml)\n'],
+    [['backup', 'x.db', '--config', ''], 'error: --config needs a path (give --config <path>, or leave it out to use blufio.toml)\n'],
+    [['backup', 'x.db', '--db', 'a.db', '--db', 'b.db'], 'error: --db was given 2 times (give --db once)\n'],
+  ];
+  for (const [args, expected] of cases) {
+    const r = cli(args, { env });
+    assert.is(r.code, 2, args.join(' '));
+    assert.is(r.stderr, expected);
+  }
+});
+
 test('--help and --version exit 0', () => {
   const h = cli(['--help']);
   assert.is(h.code, 0);
