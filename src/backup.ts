@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { BlufioError } from './errors.ts';
+import { BlufioError, fsError } from './errors.ts';
 import { copyDatabase, throwIfAborted, type CopyOptions } from './copy.ts';
 import { gzipFile, wantsGzip } from './gzip.ts';
 import { canonicalPath, checkDestination, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
@@ -91,7 +91,12 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
   const tmp = path.join(dir, 'backup.db');
   try {
     const copy = await copyVerified(db, tmp, options, 'the backup', false);
-    await pipeline(fs.createReadStream(tmp), out, { end: false, signal: options.signal });
+    try {
+      await pipeline(fs.createReadStream(tmp), out, { end: false, signal: options.signal });
+    } catch (e) {
+      if ((e as Error).name === 'AbortError') throw e;
+      throw fsError(e, 'stdout', 'cannot stream the backup');
+    }
     return result(db, '-', copy, false, options, started);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -45,8 +45,15 @@ export function fsError(err: unknown, path: string, doing: string): BlufioError 
     case 'EISDIR':
       return new BlufioError('E_NOT_FILE', `${doing}: ${path} is a directory`, 'give the path of a file', { cause: err });
     case 'ENOSPC':
+    case 'EDQUOT':
       return new BlufioError('E_IO', `${doing}: no space left on the device holding ${path}`,
         'free some space and try again', { cause: err });
+    case 'EROFS':
+      return new BlufioError('E_IO', `${doing}: ${path} is on a read-only file system`,
+        'choose a place on a writable file system (or remount it read-write)', { cause: err });
+    case 'EPIPE':
+      return new BlufioError('E_IO', `${doing}: the reader of ${path} closed it before everything was written`,
+        'the receiving command stopped reading; what it got is incomplete, do not use it', { cause: err });
     default:
       return new BlufioError('E_IO', `${doing}: ${e?.message ?? String(err)}`, undefined, { cause: err });
   }
