@@ -82,8 +82,10 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     const copy = await copyVerified(source, tmp, { ...options, verify: true, force: true }, 'the backup file');
     crashPoint('built');
 
-    // 2. The new file takes the target's mode and the configured journal mode.
+    // 2. The new file takes the target's owner, group and mode (a restore as root must not lock
+    //    the server, running as its own user, out of its database) and the configured journal mode.
     fs.chmodSync(tmp, target ? target.mode & 0o777 : 0o600);
+    takeOwner(tmp, db, target);
     setJournalMode(tmp, options.walMode ?? true); // made durable by the fsync when it is published
 
     // 3. Settle the old database, keep it as the safety copy, then swap.
@@ -92,6 +94,8 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
       await settle(db);
       crashPoint('settled');
       safetyCopy = safetyName;
+      const earlier = moveEarlierSafetyCopy(safetyName);
+      if (earlier) notice(`Earlier safety backup kept as ${earlier}`);
       notice(`Creating safety backup: ${safetyCopy}`);
       keepSafetyCopy(db, safetyCopy);
       crashPoint('safety-copy');
@@ -116,6 +120,44 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     fs.rmSync(tmp, { force: true });
     fs.rmSync(unpacked, { force: true });
   }
+}
+
+/**
+ * Gives the new database the owner and group of the one it replaces; a database created fresh
+ * by root in a directory owned by another user gets that directory's owner and group (the server
+ * that owns the directory must be able to open it). Refused before anything is replaced when
+ * the owner cannot be set.
+ */
+function takeOwner(tmp: string, db: string, target: fs.Stats | null): void {
+  const want = target ?? (process.getuid?.() === 0 ? fs.statSync(path.dirname(db)) : null);
+  if (!want) return;
+  const have = fs.statSync(tmp);
+  if (have.uid === want.uid && have.gid === want.gid) return;
+  try {
+    fs.chownSync(tmp, want.uid, want.gid);
+  } catch (e) {
+    throw new BlufioError('E_PERMISSION', `cannot give the restored database the owner of ${target ? 'the one it replaces' : 'its directory'} (uid ${want.uid}, gid ${want.gid}): ${(e as Error).message}`,
+      'run the restore as that user or as root; nothing was changed', { cause: e });
+  }
+}
+
+/**
+ * A safety copy from an earlier restore is never deleted by a later one: it moves to
+ * `<db>.pre-restore-<YYYYMMDDTHHMMSSZ>` (when it became a safety copy). Returns that name, or null.
+ */
+function moveEarlierSafetyCopy(safetyName: string): string | null {
+  const st = fs.lstatSync(safetyName, { throwIfNoEntry: false });
+  if (!st || !st.isFile()) return null;
+  const stamp = new Date(st.ctimeMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  let name = `${safetyName}-${stamp}`;
+  for (let n = 2; fs.existsSync(name); n++) name = `${safetyName}-${stamp}-${n}`;
+  try {
+    fs.renameSync(safetyName, name);
+    fsyncDir(path.dirname(name));
+  } catch (e) {
+    throw fsError(e, safetyName, 'cannot keep the earlier safety copy');
+  }
+  return name;
 }
 
 /**

@@ -50,6 +50,32 @@ test('walMode false restores a rollback-journal database', async () => {
   assert.is(sql(db, 'PRAGMA journal_mode'), 'delete');
 });
 
+test('a second restore keeps the first safety copy under a dated name: the original database is never lost', async () => {
+  const { d, db, bak, oldPrint, newPrint } = await setup();
+  await restore(db, bak, { sleepMs: 0 });
+  const other = path.join(d, 'third.db');
+  makeSampleDb(other, { rows: 50 });
+  const bak2 = path.join(d, 'backup2.db');
+  await backup(other, bak2, { sleepMs: 0 });
+  const notices: string[] = [];
+  await restore(db, bak2, { sleepMs: 0, onNotice: (n) => notices.push(n) });
+  const dated = fs.readdirSync(d).filter((n) => /^blufio\.db\.pre-restore-\d{8}T\d{6}Z$/.test(n));
+  assert.is(dated.length, 1, fs.readdirSync(d).join(' '));
+  assert.is(fingerprint(path.join(d, dated[0])), oldPrint, 'the original database is kept');
+  assert.is(fingerprint(`${db}.pre-restore`), newPrint, '.pre-restore is the newest safety copy');
+  assert.equal(notices, [`Earlier safety backup kept as ${path.join(d, dated[0])}`, `Creating safety backup: ${db}.pre-restore`]);
+});
+
+test('restore as root keeps the replaced database\'s owner, group and mode', async () => {
+  if (process.getuid?.() !== 0) return; // needs root to hand a file to another user
+  const { db, bak } = await setup();
+  fs.chownSync(db, 65534, 65534);
+  fs.chmodSync(db, 0o640);
+  await restore(db, bak, { sleepMs: 0 });
+  const st = fs.statSync(db);
+  assert.equal([st.uid, st.gid, st.mode & 0o777], [65534, 65534, 0o640]);
+});
+
 test('creates <db>.pre-restore with the old content, un-checkpointed WAL frames included, before replacing', async () => {
   const { db, bak, newPrint } = await setup();
   await leaveWalFrames(db);
