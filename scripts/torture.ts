@@ -61,6 +61,7 @@ export const PATTERNS: Pattern[] = [
   { name: 'WAL, autocheckpoint 10, no pause', writer: { autocheckpoint: 10 } },
   { name: 'WAL, autocheckpoint 100, no pause', writer: { autocheckpoint: 100 } },
   { name: 'WAL, default autocheckpoint, no pause', writer: {} },
+  { name: 'WAL, synchronous OFF, no pause', writer: { synchronous: 'OFF' } },
   { name: 'WAL, synchronous OFF, autocheckpoint 10, no pause', writer: { synchronous: 'OFF', autocheckpoint: 10 } },
   { name: 'WAL, journal_size_limit 0, autocheckpoint 10, no pause', writer: { autocheckpoint: 10, journalSizeLimit: 0 } },
   { name: 'WAL, VACUUM every 50 commits', writer: { vacuumEvery: 50 } },
@@ -73,9 +74,9 @@ export const PATTERNS: Pattern[] = [
 ];
 
 export const BIG_PATTERNS: Pattern[] = [
-  { name: 'WAL 200 MB, default autocheckpoint, no pause', writer: {}, rows: 70_000 },
-  { name: 'WAL 200 MB, TRUNCATE checkpoint every 10 commits, 30 tx/s', writer: { tps: 30, checkpoint: 'TRUNCATE', every: 10 }, rows: 70_000 },
-  { name: 'WAL 200 MB, connection per transaction, 5 tx/s', writer: { tps: 5, connPerTx: true }, rows: 70_000 },
+  { name: 'WAL 200 MB, default autocheckpoint, no pause', writer: {}, rows: 140_000 },
+  { name: 'WAL 200 MB, TRUNCATE checkpoint every 10 commits, 30 tx/s', writer: { tps: 30, checkpoint: 'TRUNCATE', every: 10 }, rows: 140_000 },
+  { name: 'WAL 200 MB, connection per transaction, 5 tx/s', writer: { tps: 5, connPerTx: true }, rows: 140_000 },
 ];
 
 type Kind = '.db' | '.gz' | 'stdout' | 'verify';
@@ -277,7 +278,7 @@ async function main() {
   if (args.includes('--write-docs')) {
     const doc = path.join(ROOT, 'docs', 'consistency.md');
     const text = fs.readFileSync(doc, 'utf8');
-    const block = `<!-- torture-results:start -->\nMade by \`npm run torture -- --minutes ${minutes}${args.includes('--big') ? ' --big' : ''}\` on ${new Date().toISOString().slice(0, 10)}:\n${os.cpus().length} × ${os.cpus()[0]?.model.trim()}, Node ${process.version}, native SQLite ${sql(':memory:', 'SELECT sqlite_version()')} (sqlite3 oracle), Python ${fs.existsSync('/usr/bin/python3') ? 'sqlite3' : ''} writer.\n\n${t}\n<!-- torture-results:end -->`;
+    const block = `<!-- torture-results:start -->\nMade by \`npm run torture -- ${args.join(' ').replace(' --write-docs', '')}\` on ${new Date().toISOString().slice(0, 10)}:\n${os.cpus().length} × ${os.cpus()[0]?.model.trim()}, Node ${process.version}, native SQLite ${sql(':memory:', 'SELECT sqlite_version()')} (sqlite3 oracle), Python ${fs.existsSync('/usr/bin/python3') ? 'sqlite3' : ''} writer.\n\n${t}\n<!-- torture-results:end -->`;
     const next = text.includes('<!-- torture-results:start -->')
       ? text.replace(/<!-- torture-results:start -->[\s\S]*<!-- torture-results:end -->/, block)
       : `${text.trimEnd()}\n\n${block}\n`;
