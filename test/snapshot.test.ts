@@ -4,6 +4,7 @@
  * page). The result must be a committed state, and an SQLite error on the torn view a retry,
  * never a verdict on the database.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -76,6 +77,43 @@ test('a transaction that opens, commits, checkpoints and deletes its WAL mid-cop
   assert.ok(moved);
   assert.is(sql(dest, 'PRAGMA integrity_check'), 'ok');
   assert.is(sql(dest, 'SELECT sum(bal) FROM acct'), '10000', 'a committed state');
+});
+
+test('the database file replaced (renamed over) during an attempt: retried, the copy is the new file', async () => {
+  const d = tmpdir();
+  const db = walDb(d, 100);
+  const other = path.join(d, 'other.db');
+  sql(other, `CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO t(v) SELECT randomblob(100) FROM generate_series(1, 7);`);
+  const dest = path.join(d, 'copy.db');
+  const r = await copyDatabase(db, dest, { sleepMs: 0, afterBegin: (attempt) => { if (attempt === 1) fs.renameSync(other, db); } });
+  assert.is(r.attempts, 2);
+  assert.is(sql(dest, 'SELECT count(*) FROM t'), '7');
+});
+
+test('a database switched out of WAL mode during an attempt: retried, copied as a rollback-journal database', async () => {
+  const d = tmpdir();
+  const db = walDb(d, 100);
+  const dest = path.join(d, 'copy.db');
+  const r = await copyDatabase(db, dest, {
+    sleepMs: 0,
+    afterBegin: (attempt) => { if (attempt === 1) sql(db, 'PRAGMA journal_mode=DELETE; INSERT INTO t(v) VALUES (zeroblob(10));'); },
+  });
+  assert.is(r.attempts, 2);
+  assert.is(r.journalMode, 'rollback');
+  assert.is(sql(dest, 'SELECT count(*) FROM t'), '101');
+});
+
+test('the time limit runs out during a copy: a clean E_TOO_BUSY naming it', async () => {
+  const d = tmpdir();
+  const db = walDb(d, 300);
+  const dest = path.join(d, 'copy.db');
+  try {
+    await copyDatabase(db, dest, { sleepMs: 50, pagesPerStep: 1, timeoutMs: 30, retries: 1 });
+    assert.unreachable('should have given up');
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'E_TOO_BUSY');
+    assert.match((e as Error).message, /time limit/);
+  }
 });
 
 test('nothing changes after begin(): one attempt, and the copy is the source', async () => {
