@@ -50,7 +50,7 @@ export function fsError(err: unknown, path: string, doing: string): BlufioError 
         'free some space and try again', { cause: err });
     case 'EROFS':
       return new BlufioError('E_IO', `${doing}: ${path} is on a read-only file system`,
-        'choose a place on a writable file system (or remount it read-write)', { cause: err });
+        'choose a place on a writable file system, or remount it read-write', { cause: err });
     case 'EPIPE':
       return new BlufioError('E_IO', `${doing}: the reader of ${path} closed it before everything was written`,
         'the receiving command stopped reading; what it got is incomplete, do not use it', { cause: err });

@@ -197,7 +197,11 @@ export function checkDestination(dest: string, force: boolean, what: string, dat
   }
   try {
     fs.accessSync(path.dirname(dest), fs.constants.W_OK | fs.constants.X_OK);
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EROFS') {
+      throw new BlufioError('E_IO', `cannot write in ${path.dirname(dest)}: it is on a read-only file system`,
+        `choose another ${what} path on a writable file system, or remount it read-write`);
+    }
     throw new BlufioError('E_PERMISSION', `cannot write in ${path.dirname(dest)}: permission denied`,
       `run as a user who may write there, or choose another ${what} path`);
   }

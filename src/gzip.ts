@@ -3,9 +3,10 @@
  * node:zlib): nothing is held in memory but zlib's window and a stream buffer.
  */
 import * as fs from 'node:fs';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import { BlufioError } from './errors.ts';
+import { BlufioError, fsError } from './errors.ts';
 
 /** A file starting with gzip's magic bytes (1f 8b). */
 export function isGzip(file: string): boolean {
@@ -26,14 +27,53 @@ export async function gzipFile(src: string, dest: string, signal?: AbortSignal):
   await pipeline(fs.createReadStream(src), createGzip({ level: 6 }), fs.createWriteStream(dest, { mode: 0o600 }), { signal });
 }
 
-/** Decompresses `src` into `dest` (created 0600); a damaged or cut-off file is E_CORRUPT. */
+/**
+ * Decompresses `src` into `dest` (created 0600); a damaged or cut-off file is E_CORRUPT. What
+ * comes out must be an SQLite database, and decompression stops as soon as it grows past the size
+ * its own header declares (page size x page count): a gzip bomb never fills the disk.
+ */
 export async function gunzipFile(src: string, dest: string, signal?: AbortSignal): Promise<void> {
   try {
-    await pipeline(fs.createReadStream(src), createGunzip(), fs.createWriteStream(dest, { mode: 0o600 }), { signal });
+    await pipeline(fs.createReadStream(src), createGunzip(), sqliteSizeGuard(src), fs.createWriteStream(dest, { mode: 0o600 }), { signal });
   } catch (e) {
-    if ((e as Error).name === 'AbortError') throw e;
+    if ((e as Error).name === 'AbortError' || e instanceof BlufioError) throw e;
+    // The disk we write to (full, read-only...) is not the backup file's fault.
+    if ((e as NodeJS.ErrnoException).syscall) throw fsError(e, dest, `cannot decompress ${src}`);
     const msg = (e as Error).message;
     const why = /unexpected end/i.test(msg) ? 'it is cut off (truncated)' : `it is damaged (${msg})`;
     throw new BlufioError('E_CORRUPT', `cannot decompress ${src}: ${why}`, 'use another backup file', { cause: e });
   }
+}
+
+/**
+ * Passes bytes through while they can be an SQLite database: the first 16 must be its magic, and
+ * no more than the header's page size x in-header page count may follow (when the header says
+ * its page count is valid: offset 92 equal to the change counter at 24, as in every backup
+ * blufio writes).
+ */
+function sqliteSizeGuard(src: string): Transform {
+  let seen = 0;
+  let head = Buffer.alloc(0);
+  let limit = Infinity;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      if (head.length < 100) {
+        head = Buffer.concat([head, chunk.subarray(0, 100 - head.length)]);
+        const magic = Buffer.from('SQLite format 3\0');
+        if (head.length >= 16 && !head.subarray(0, 16).equals(magic)) {
+          return done(new BlufioError('E_NOT_SQLITE', `${src} does not hold an SQLite database (what it decompresses to has no SQLite header)`, 'use a backup file made by blufio backup'));
+        }
+        if (head.length === 100) {
+          const ps = head.readUInt16BE(16) === 1 ? 65536 : head.readUInt16BE(16);
+          const pages = head.readUInt32BE(28);
+          if (pages > 0 && head.readUInt32BE(92) === head.readUInt32BE(24)) limit = ps * pages;
+        }
+      }
+      seen += chunk.length;
+      if (seen > limit) {
+        return done(new BlufioError('E_CORRUPT', `${src} decompresses to more than the ${limit} bytes its database header declares; stopped`, 'the file is damaged or not a backup: use another backup file'));
+      }
+      done(null, chunk);
+    },
+  });
 }

@@ -257,6 +257,24 @@ test('two backups to one new path at once: one is published, the other fails and
   assert.equal(fs.readdirSync(d).sort(), ['b.db', 'blufio.db'], 'no temporary file left');
 });
 
+test('a backup path on a read-only file system is named as such, not as a permission problem', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  const ro = path.join(d, 'ro');
+  fs.mkdirSync(ro);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', ro], { stdio: 'ignore' });
+  } catch {
+    return; // mounting needs root (and a kernel that lets us): nothing to check here
+  }
+  try {
+    await rejects(backup(db, path.join(ro, 'b.db')), 'E_IO', /is on a read-only file system/);
+  } finally {
+    execFileSync('umount', [ro]);
+  }
+});
+
 test('stale temporary files of killed runs are removed whatever destination they were for; a running one is kept', async () => {
   const d = tmpdir();
   const db = path.join(d, 'blufio.db');

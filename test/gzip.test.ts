@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { inspect, restore } from '../src/index.ts';
@@ -70,6 +71,24 @@ test('a corrupted or truncated .gz: clear error, target untouched, no temp files
   assert.is(fingerprint(target), before);
   assert.equal(fs.readdirSync(d).filter((f) => f.includes('.tmp')), []);
   void db;
+});
+
+test('a gzip bomb stops at the size its database header declares; a .gz of something else is not SQLite; the target is untouched', async () => {
+  const { d, db } = await gzBackup();
+  const before = fingerprint(db);
+  // a real database header declaring 2 pages of 4096 bytes, then 20 MB of zeros
+  const head = fs.readFileSync(db).subarray(0, 100);
+  head.writeUInt16BE(4096, 16);
+  head.writeUInt32BE(2, 28);
+  head.copy(head, 92, 24, 28);
+  const bomb = path.join(d, 'bomb.db.gz');
+  fs.writeFileSync(bomb, gzipSync(Buffer.concat([head, Buffer.alloc(20 << 20)])));
+  await rejects(restore(db, bomb, { sleepMs: 0, force: true }), 'E_CORRUPT', /decompresses to more than the 8192 bytes its database header declares/);
+  const text = path.join(d, 'notes.db.gz');
+  fs.writeFileSync(text, gzipSync(Buffer.from('just some text, not a database\n'.repeat(100))));
+  await rejects(restore(db, text, { sleepMs: 0, force: true }), 'E_NOT_SQLITE', /does not hold an SQLite database/);
+  assert.is(fingerprint(db), before);
+  assert.equal(fs.readdirSync(d).filter((n) => n.includes('.blufio-')), [], 'no temporary file left');
 });
 
 test.run();
