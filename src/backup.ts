@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { BlufioError, fsError } from './errors.ts';
 import { copyDatabase, throwIfAborted, type CopyOptions } from './copy.ts';
 import { gzipFile, wantsGzip } from './gzip.ts';
+import { restoresRunning } from './claim.ts';
 import { canonicalPath, checkDestination, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { integrityProblems } from './verify.ts';
@@ -52,8 +53,19 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   const srcStat = checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
   // Compared as the file system resolves them: a symlinked directory must not let a backup land
   // on the source's own -wal (found: that emptied a live database's WAL, losing committed rows).
-  if (sameFile(srcStat, statOrNull(dest)) || databaseFiles(db).has(canonicalPath(dest))) {
+  if (sameFile(srcStat, statOrNull(dest))) {
     throw new BlufioError('E_SAME_FILE', `the backup path ${dest} is the database itself`, 'choose a backup path outside the database\'s own files');
+  }
+  if (databaseFiles(db).has(canonicalPath(dest))) {
+    throw new BlufioError('E_SAME_FILE', `the backup path ${dest} is one of the database's own files (SQLite keeps its -wal, -shm and -journal there)`,
+      'choose a backup path outside the database\'s own files');
+  }
+  // A restore running on a database keeps its safety copy at <db>.pre-restore: never write there then.
+  const safetyOf = /^(.*)\.pre-restore(?:-wal|-shm|-journal)?$/.exec(canonicalPath(dest))?.[1];
+  const restoring = safetyOf ? restoresRunning(safetyOf) : [];
+  if (restoring.length > 0) {
+    throw new BlufioError('E_IN_USE', `a restore of ${safetyOf} (process ${restoring.join(', ')}) is running and keeps its safety copy at ${dest}`,
+      'wait for the restore to finish, or choose another backup path');
   }
   checkDestination(dest, options.force ?? false, 'backup', !wantsGzip(dest));
   const copy = await copyVerified(db, dest, options, 'the backup', wantsGzip(dest));

@@ -54,7 +54,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     c
       .option('--db <path>', 'Database path (overrides storage.database_path)', { type: [String] })
       .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
-      .option('--force', 'Replace an existing file / restore while the database is in use')
+      .option('--force', 'Replace an existing file / restore while the database is in use (its user\'s later writes then go to <db>.pre-restore)')
       .option('--quiet', 'Print nothing but errors')
       .option('--json', 'Print one JSON object with the result on stdout')
       .option('--pages-per-step <n>', 'Pages copied per step of the backup API (default: 100, or 1000 with no pause)')

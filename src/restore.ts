@@ -19,9 +19,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkSource, copyVerified, type BackupOptions } from './backup.ts';
 import { BlufioError, fsError } from './errors.ts';
-import { checkDestination, fsyncDir, fsyncFile, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
+import { claimForRestore } from './claim.ts';
+import { appliedCompanions, checkDestination, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
-import { holders } from './locks.ts';
+import { holders, locksOn, openers } from './locks.ts';
 import { SQLITE_HEADER } from './snapshot.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
@@ -31,6 +32,8 @@ export interface RestoreOptions extends Omit<BackupOptions, 'verify' | 'mode'> {
   walMode?: boolean;
   /** Called with each notice a person should see (safety copy, in-use check unavailable). */
   onNotice?: (message: string) => void;
+  /** For tests: runs after the last look for other users of the database, right before the swap. */
+  beforeSwap?: () => Promise<void> | void;
 }
 
 export interface RestoreResult {
@@ -63,14 +66,16 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   if (sameFile(fromStat, target)) {
     throw new BlufioError('E_SAME_FILE', `the backup file ${from} is the database itself`, 'give the path of a backup file');
   }
-  const inUseCheck = checkNotInUse(db, options.force ?? false, notice);
+  const force = options.force ?? false;
+  const inUseCheck = checkNotInUse(db, force, notice);
+  const claim = await claimForRestore(db);
 
   // Temporary names of runs that were killed: the new database's, and the safety copy's.
   const safetyName = `${db}.pre-restore`;
-  removeStaleTemps(db, ...['', '-wal', '-journal'].map((suffix) => safetyName + suffix));
   const tmp = tempPathBeside(db);
   const unpacked = `${tmp}.src`;
   try {
+    removeStaleTemps(db, ...['', '-wal', '-journal', '-shm'].map((suffix) => safetyName + suffix));
     // 0. A .gz backup is decompressed beside the target first, then treated like any other.
     let source = from;
     if (compressed) {
@@ -88,20 +93,10 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     takeOwner(tmp, db, target);
     setJournalMode(tmp, options.walMode ?? true); // made durable by the fsync when it is published
 
-    // 3. Settle the old database, keep it as the safety copy, then swap.
-    let safetyCopy: string | null = null;
-    if (target) {
-      await settle(db);
-      crashPoint('settled');
-      safetyCopy = safetyName;
-      const earlier = moveEarlierSafetyCopy(safetyName);
-      if (earlier) notice(`Earlier safety backup kept as ${earlier}`);
-      notice(`Creating safety backup: ${safetyCopy}`);
-      keepSafetyCopy(db, safetyCopy);
-      crashPoint('safety-copy');
-    }
-    publishDatabase(tmp, db);
-    crashPoint('renamed');
+    // 3. Settle the old database, keep it as the safety copy, then swap; before each of these
+    //    steps and after the swap, look again for a process that opened the database meanwhile.
+    const safetyCopy = target ? await replaceExisting(db, tmp, safetyName, force, notice, options.beforeSwap) : null;
+    if (!target) publishFresh(tmp, db);
 
     return {
       command: 'restore',
@@ -119,7 +114,123 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   } finally {
     fs.rmSync(tmp, { force: true });
     fs.rmSync(unpacked, { force: true });
+    claim.release();
   }
+}
+
+/**
+ * Swaps the built file `tmp` in for the existing database, keeping the old one as the safety
+ * copy. A process that opens the database while this runs (a server restarted by systemd, an
+ * operator) must never lose a write, so the database's users are looked for again right before
+ * each step that changes anything and once more after the swap:
+ * - before settling, after settling and before the swap: the restore stops with E_IN_USE, and the
+ *   database is as it was (settling only checkpoints it, as SQLite itself would);
+ * - after the swap, a process holding the *old* file open got in between the last look and the
+ *   rename: the swap is undone (the old file renamed back, the new one discarded) and the restore
+ *   fails, so that process's writes stay in the database it is writing to.
+ * With --force and a process using the database, nothing is settled: the old database and all of
+ * its companions (-wal, -shm, -journal) are hard-linked to the safety copy's names first, so the
+ * writes that process goes on making land in `<db>.pre-restore`, whole, and the notice says so.
+ */
+async function replaceExisting(db: string, tmp: string, safetyName: string, force: boolean, notice: (m: string) => void,
+  beforeSwap?: () => Promise<void> | void): Promise<string> {
+  let users = stillInUse(db, force, 'before the old database was settled');
+  const live = users.length > 0; // only with --force
+  const settled = live ? false : await settle(db);
+  crashPoint('settled');
+  if (!live) {
+    users = stillInUse(db, force, 'while the old database was settled');
+    // A settled database has no -wal or -journal: one that is there now was made by a process
+    // that opened the database meanwhile, even if it has closed it again.
+    const appeared = settled ? appliedCompanions(db) : [];
+    if (appeared.length > 0) throw openedMeanwhile(db, [], 'while the old database was settled', `${appeared[0]} appeared; nothing was replaced`);
+  }
+  const earlier = moveEarlierSafetyCopy(safetyName);
+  if (earlier) notice(`Earlier safety backup kept as ${earlier}`);
+  notice(`Creating safety backup: ${safetyName}`);
+  const kept = keepSafetyCopy(db, safetyName, live);
+  crashPoint('safety-copy');
+  // A process that opens the old database after the last look, writes and closes again before
+  // the look after the swap leaves no holder to see, but its writes changed the old file.
+  const oldStamp = contentStamp(db);
+  if (!live) {
+    try {
+      stillInUse(db, false, 'before the swap');
+      const appeared = settled ? appliedCompanions(db) : [];
+      if (appeared.length > 0) throw openedMeanwhile(db, [], 'before the swap', `${appeared[0]} appeared; nothing was replaced`);
+    } catch (e) {
+      undoSafetyCopy(safetyName, kept, earlier);
+      throw e;
+    }
+  } else {
+    notice(`Warning: process ${users.join(', ')} has the database open and goes on writing to the old one: `
+      + `its writes from now on are in ${safetyName} (kept with its ${kept.filter((s) => s).map((s) => s.slice(1)).join(', ') || 'file'}), not in the restored database; restart it now`);
+  }
+  // The old database's companions now have a second name beside the safety copy (or there are
+  // none: settled), so removing these names loses nothing; a live writer's files stay whole there.
+  // A settled database's -shm is left: no WAL refers to it, and SQLite resets it on first open.
+  if (!settled) for (const suffix of ['-wal', '-journal', ...(live ? ['-shm'] : [])]) fs.rmSync(db + suffix, { force: true });
+  await beforeSwap?.();
+  publish(tmp, db);
+  crashPoint('renamed');
+  if (!live) {
+    // The old file is now reachable only as the safety copy: anyone holding it open got in
+    // between the last look and the rename.
+    // (A -wal appearing beside the new file now proves nothing: the server may have opened the
+    // restored database already, which is what it should do.)
+    const late = holders(safetyName)?.filter((pid) => pid !== process.pid) ?? [];
+    if (late.length > 0 || contentStamp(safetyName) !== oldStamp) {
+      const onNew = fileUsers(db);
+      if (onNew.length > 0) {
+        // Both files are in use: putting the old one back would pull the new one from under its users.
+        throw new BlufioError('E_IN_USE', `process ${late.join(', ') || '(gone)'} opened the database ${db} while it was being replaced and wrote to the old one, now ${safetyName}; `
+          + `process ${onNew.join(', ')} has the restored one open`, `stop them all; the writes made through the old file are in ${safetyName}, not in ${db}`);
+      }
+      undoSwap(db, safetyName, kept, earlier);
+      throw openedMeanwhile(db, late, 'while it was being replaced', 'the restore was undone');
+    }
+  }
+  return safetyName;
+}
+
+/**
+ * Looks for processes using the database. With --force they are returned (the caller keeps their
+ * files whole); otherwise one that appeared since the restore started stops it here.
+ */
+function stillInUse(db: string, force: boolean, when: string): number[] {
+  const pids = holders(db)?.filter((pid) => pid !== process.pid) ?? [];
+  if (pids.length === 0 || force) return pids;
+  throw openedMeanwhile(db, pids, when, 'nothing was replaced');
+}
+
+function openedMeanwhile(db: string, pids: number[], when: string, outcome: string): BlufioError {
+  const who = pids.length > 0 ? `process ${pids.join(', ')} opened the database ${db}` : `a process opened the database ${db}`;
+  return new BlufioError('E_IN_USE', `${who} ${when}; ${outcome}: ${db} is still the database it uses, with all its writes`,
+    'stop the blufio server and whatever restarts it (e.g. systemctl stop blufio), then run the restore again');
+}
+
+/** Processes that hold this very file open or locked (not its -shm, which the old and new file share by name). */
+function fileUsers(file: string): number[] {
+  const pids = [...(locksOn(file) ?? []).map((l) => l.pid), ...openers(file)];
+  return [...new Set(pids)].filter((pid) => pid !== process.pid);
+}
+
+/** Size and modification time (ns) of a file: what a write changes (a new link or name does not). */
+function contentStamp(file: string): string {
+  const st = fs.statSync(file, { bigint: true });
+  return `${st.ino}:${st.size}:${st.mtimeNs}`;
+}
+
+/** A database created by a restore: never over one that appeared meanwhile (the server started). */
+function publishFresh(tmp: string, db: string): void {
+  try {
+    publishDatabase(tmp, db, { noClobber: true });
+  } catch (e) {
+    if ((e as BlufioError).code !== 'E_DEST_EXISTS') throw e;
+    throw new BlufioError('E_IN_USE', `the database ${db} was created by another process while the restore ran; it was left as it is`,
+      'stop the blufio server and whatever restarts it, then run the restore again (it will keep a safety copy)');
+  }
+  crashPoint('renamed');
 }
 
 /**
@@ -210,19 +321,21 @@ function checkNotInUse(db: string, force: boolean, notice: (m: string) => void):
  * file system has no hard links), so this costs nothing whatever the size, and the old file is
  * never rewritten. settle() has normally made it self-contained already; if it could not (a
  * database too damaged for SQLite to open), its -wal or -journal is kept beside it too, so that
- * opening the safety copy sees what opening the old database would have.
+ * opening the safety copy sees what opening the old database would have. With `live` (--force
+ * over a process using it) its -shm is kept too: that process's later writes go to these files,
+ * and its wal-index must stay theirs. Returns the suffixes kept ('' for the database itself).
  *
  * The previous safety copy and its companions are removed first: a stale `-wal` left beside the
  * new one would be replayed into it. The database path still holds the old database throughout.
  */
-function keepSafetyCopy(db: string, dest: string): void {
-  const staged: Array<{ tmp: string; final: string }> = [];
+function keepSafetyCopy(db: string, dest: string, live: boolean): string[] {
+  const staged: Array<{ tmp: string; final: string; suffix: string }> = [];
   try {
-    for (const suffix of ['-wal', '-journal', '']) {
+    for (const suffix of ['-wal', '-journal', ...(live ? ['-shm'] : []), '']) {
       if (!fs.existsSync(db + suffix)) continue;
       const tmp = tempPathBeside(dest + suffix);
-      staged.push({ tmp, final: dest + suffix });
-      linkOrCopy(db + suffix, tmp);
+      staged.push({ tmp, final: dest + suffix, suffix });
+      linkOrCopy(db + suffix, tmp, live && suffix !== '');
     }
     crashPoint('linked');
     for (const suffix of ['-wal', '-journal', '-shm', '']) fs.rmSync(dest + suffix, { force: true });
@@ -233,14 +346,44 @@ function keepSafetyCopy(db: string, dest: string): void {
   } finally {
     for (const { tmp } of staged) fs.rmSync(tmp, { force: true });
   }
+  return staged.map((s) => s.suffix);
 }
 
-/** A second name for the file; a durable copy where the file system has no hard links. */
-function linkOrCopy(from: string, to: string): void {
+/** Withdraws a safety copy made by this run (the database was not replaced): the earlier one is named back. */
+function undoSafetyCopy(dest: string, kept: string[], earlier: string | null): void {
+  for (const suffix of kept) fs.rmSync(dest + suffix, { force: true });
+  if (earlier) fs.renameSync(earlier, dest);
+  fsyncDir(path.dirname(dest));
+}
+
+/**
+ * Puts the old database back at `db` (atomically over the new one, which is discarded) with the
+ * companions that were moved aside, and the earlier safety copy back at its name.
+ */
+function undoSwap(db: string, dest: string, kept: string[], earlier: string | null): void {
+  try {
+    for (const suffix of kept.filter((s) => s !== '')) {
+      // Never over a file that is there now: it belongs to the process that opened the old database.
+      if (!fs.existsSync(db + suffix)) fs.renameSync(dest + suffix, db + suffix);
+      else fs.rmSync(dest + suffix, { force: true });
+    }
+    fs.renameSync(dest, db);
+    if (earlier) fs.renameSync(earlier, dest);
+    fsyncDir(path.dirname(db));
+  } catch (e) {
+    throw fsError(e, db, `a process opened the database while it was being replaced, and putting the old one back failed (it is at ${dest})`);
+  }
+}
+
+/**
+ * A second name for the file; a durable copy where the file system has no hard links, except for
+ * a live process's -wal/-shm (`mustLink`): a copy of those would not receive its later writes.
+ */
+function linkOrCopy(from: string, to: string, mustLink = false): void {
   try {
     fs.linkSync(from, to);
   } catch (e) {
-    if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EMLINK', 'ENOSYS'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+    if (mustLink || !['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EMLINK', 'ENOSYS'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
     fs.copyFileSync(from, to);
     fsyncFile(to);
   }
@@ -260,26 +403,33 @@ function setJournalMode(file: string, wal: boolean): void {
 }
 
 /**
- * Makes the old database self-contained through SQLite's own recovery: opening it read-write in
- * exclusive locking mode replays its WAL (or rolls back a hot journal), and switching to DELETE
- * mode checkpoints the WAL into the file and removes it. If the old database cannot be opened
- * (damaged), its files are left as they are: keepSafetyCopy() keeps them all.
+ * Makes the old database self-contained through SQLite's own recovery; true when done. Opening it
+ * read-write in exclusive locking mode replays its WAL (or rolls back a hot journal); closing a
+ * WAL database checkpoints the WAL into the file and removes it, and leaves it in WAL mode (an
+ * aborted restore leaves the server's database as the server set it up). A rollback journal is
+ * removed by switching to DELETE mode (not stored in the file). If the old database cannot be
+ * opened (damaged), its files are left as they are (false): keepSafetyCopy() keeps them all.
  */
-async function settle(db: string): Promise<void> {
+async function settle(db: string): Promise<boolean> {
   const hasWal = fs.existsSync(`${db}-wal`);
   const hasJournal = fs.existsSync(`${db}-journal`);
-  if (!hasWal && !hasJournal) return;
+  if (!hasWal && !hasJournal) return true;
   const sqlite3 = await loadSqlite();
   let conn;
   try {
     conn = openDb(sqlite3, db, { readonly: false });
-    conn.exec('PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=DELETE;');
+    conn.exec('PRAGMA locking_mode=EXCLUSIVE');
     conn.selectValue('SELECT count(*) FROM sqlite_schema');
+    if (conn.selectValue('PRAGMA journal_mode') !== 'wal') conn.exec('PRAGMA journal_mode=DELETE');
+    conn.close();
+    conn = undefined;
   } catch {
-    // Damaged beyond SQLite's recovery: the .pre-restore copy already holds its files.
+    // Damaged beyond SQLite's recovery: the .pre-restore copy keeps its files as they are.
+    return false;
   } finally {
     conn?.close();
   }
+  return appliedCompanions(db).length === 0;
 }
 
 /** Test hook: BLUFIO_TEST_CRASH_AT=<step> kills the process at that step, as a power cut would. */

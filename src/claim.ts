@@ -1,0 +1,114 @@
+/**
+ * One restore per database at a time, across Node, Deno and Bun, surviving `kill -9`.
+ *
+ * JavaScript has no flock()/fcntl() on every runtime, so the lock is a *claim file* beside the
+ * database, named after its owner: `.<db name>.blufio-restore-<pid>-<start>.lock`, where
+ * `<start>` is the process's start time from /proc/<pid>/stat (0 where there is none), so that a
+ * pid reused by another program after a crash is not mistaken for the owner.
+ *
+ * Taking it: create our own claim (exclusive create, mode 0600, fsync'd directory), then list the
+ * directory. Claims of dead owners are stale and removed. If any other live claim is there, ours
+ * is withdrawn. Two restores can never both proceed: each creates its claim before it looks, so
+ * whichever looks last sees the other's. Two that start at the same instant may both see each
+ * other: both withdraw and retry after a random pause (a few times), so one of them gets it.
+ * Released by removing the claim (also on errors); a killed owner's claim is stale as soon as its
+ * pid is gone.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BlufioError, fsError } from './errors.ts';
+import { fsyncDir } from './files.ts';
+
+const CLAIM_RE = /^\.(.+)\.blufio-restore-(\d+)-(\d+)\.lock$/;
+
+export interface Claim {
+  /** Removes the claim. Safe to call twice. */
+  release(): void;
+}
+
+/** The start time of a process (clock ticks since boot), or 0 where it cannot be read. */
+function startTime(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22; the command name (field 2) may hold spaces and parentheses: count from its end.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** True while the process that wrote a claim is still running (a reused pid is not). */
+export function ownerAlive(pid: number, start: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const now = startTime(pid);
+  return start === 0 || now === 0 || now === start;
+}
+
+/** Live restore claims on `db` other than `mine`, as pids; stale ones are removed on the way. */
+function otherClaims(db: string, mine: string | null): number[] {
+  const dir = path.dirname(db);
+  const base = path.basename(db);
+  const others: number[] = [];
+  for (const name of fs.readdirSync(dir)) {
+    const m = CLAIM_RE.exec(name);
+    if (!m || m[1] !== base || name === mine) continue;
+    const pid = Number(m[2]);
+    if (ownerAlive(pid, Number(m[3]))) others.push(pid);
+    else fs.rmSync(path.join(dir, name), { force: true });
+  }
+  return others;
+}
+
+/** Pids of restores of `db` running now (used by backup to refuse writing the safety copy's name). */
+export function restoresRunning(db: string): number[] {
+  try {
+    return otherClaims(db, null).filter((pid) => pid !== process.pid);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Claims `db` for a restore, or throws E_IN_USE naming the restore that holds it. Two restores
+ * started at the same instant may each see the other's claim: both withdraw and try again after
+ * a random pause, so one of them gets it; one that still sees a claim after a few tries is refused.
+ */
+export async function claimForRestore(db: string, tries = 6): Promise<Claim> {
+  const name = `.${path.basename(db)}.blufio-restore-${process.pid}-${startTime(process.pid)}.lock`;
+  const file = path.join(path.dirname(db), name);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      fsyncDir(path.dirname(db));
+    } catch (e) {
+      throw fsError(e, file, 'cannot claim the database for the restore');
+    }
+    let others: number[];
+    try {
+      others = otherClaims(db, name);
+    } catch (e) {
+      fs.rmSync(file, { force: true });
+      throw fsError(e, path.dirname(db), 'cannot look for other restores');
+    }
+    if (others.length === 0) {
+      let held = true;
+      return {
+        release() {
+          if (held) fs.rmSync(file, { force: true });
+          held = false;
+        },
+      };
+    }
+    fs.rmSync(file, { force: true });
+    if (attempt >= tries) {
+      throw new BlufioError('E_IN_USE', `another restore of ${db} is running (process ${others.join(', ')})`,
+        'wait for it to finish, then check the database before restoring again');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80));
+  }
+}

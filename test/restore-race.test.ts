@@ -1,0 +1,177 @@
+/**
+ * Restores racing real processes: a native writer (a server restarted by systemd) opening the
+ * database while a restore runs, two restores of one database at once, a restore --force over an
+ * open transaction. Each is run for real, bounded in time; the assertions are about data, not
+ * timing: no acknowledged write is ever lost, the original database always survives somewhere.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backup, restore } from '../src/index.ts';
+import { CLI, cleanup, fingerprint, holdOpen, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+
+const test = suite('restore races');
+test.after.each(cleanup);
+
+/** A server-like native writer: after `delay` s it opens the database and commits a row every ~2 ms for `seconds`, writing each key to `acked` only once its COMMIT returned. */
+const WRITER = `
+import os, sqlite3, sys, time
+db, acked, delay, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+time.sleep(delay)
+c = sqlite3.connect(db, timeout=30, isolation_level=None)
+c.execute('PRAGMA busy_timeout=30000')
+c.execute('PRAGMA journal_mode=WAL')
+f = open(acked, 'a')
+end = time.time() + seconds
+i = 0
+while time.time() < end:
+    key = 'w-%d-%d' % (os.getpid(), i)
+    c.execute('INSERT INTO vault VALUES (?, randomblob(64))', (key,))
+    f.write(key + '\\n'); f.flush()
+    i += 1
+    time.sleep(0.002)
+c.close()
+`;
+
+function run(cmd: string, args: string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr!.on('data', (d) => (stderr += d));
+    p.on('exit', (status) => resolve({ status, stderr }));
+  });
+}
+
+/** A database (WAL, as the server keeps it) and a bigger backup of other content, so a restore takes a while. */
+async function setup(rows = 30000) {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  const other = path.join(d, 'other.db');
+  makeSampleDb(other, { rows });
+  const bak = path.join(d, 'backup.db');
+  await backup(other, bak, { sleepMs: 0 });
+  fs.rmSync(other);
+  makeSampleDb(db, { wal: true, rows: 100 });
+  return { d, db, bak };
+}
+
+/** Keys acknowledged by the writer that `db` does not hold. */
+function missing(db: string, acked: string): string[] {
+  const keys = fs.existsSync(acked) ? fs.readFileSync(acked, 'utf8').split('\n').filter(Boolean) : [];
+  if (keys.length === 0) return [];
+  const have = new Set(sql(db, `SELECT key FROM vault WHERE key LIKE 'w-%'`).split('\n'));
+  return keys.filter((k) => !have.has(k));
+}
+
+test('a native writer opening the database at any point of a restore never loses an acknowledged write', async () => {
+  // How long a restore takes here, so that the writer's start falls across all of its steps.
+  const probe = await setup();
+  const t0 = performance.now();
+  spawnSync(process.execPath, [CLI, 'restore', probe.bak, '--db', probe.db, '--quiet']);
+  const took = (performance.now() - t0) / 1000;
+  cleanup();
+  const outcomes: string[] = [];
+  for (let trial = 0; trial < 10; trial++) {
+    const { d, db, bak } = await setup();
+    const acked = path.join(d, 'acked');
+    const delay = (took * (trial + 0.5)) / 10;
+    const [r, w] = await Promise.all([
+      run(process.execPath, [CLI, 'restore', bak, '--db', db, '--quiet']),
+      run('python3', ['-c', WRITER, db, acked, String(delay), String(took + 0.3)]),
+    ]);
+    assert.is(w.status, 0, `the writer failed: ${w.stderr}`);
+    assert.ok(r.status === 0 || /opened the database|in use/.test(r.stderr), `restore: ${r.status} ${r.stderr}`);
+    if (r.status !== 0) assert.match(r.stderr, /is still the database it uses, with all its writes|in use by process/);
+    const lost = missing(db, acked);
+    assert.equal(lost.length, 0, `trial ${trial} (writer after ${delay.toFixed(2)} s, restore exit ${r.status}: ${r.stderr.trim()}): ${lost.length} acknowledged writes are not in the database`);
+    assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
+    outcomes.push(r.status === 0 ? 'restored' : 'refused');
+  }
+  // Both outcomes happen across the trials (the writer came before and after the swap).
+  assert.ok(outcomes.includes('refused'), outcomes.join(','));
+});
+
+test('a process that opens the old database between the last look and the swap: the swap is undone, E_IN_USE', async () => {
+  const { db, bak } = await setup(200);
+  const oldPrint = fingerprint(db);
+  const earlier = `${db}.pre-restore`;
+  fs.writeFileSync(earlier, 'an earlier safety copy');
+  let h: Awaited<ReturnType<typeof holdOpen>> | undefined;
+  try {
+    const e = await rejects(restore(db, bak, { beforeSwap: async () => { h = await holdOpen(db, 'SELECT count(*) FROM vault;'); } }),
+      'E_IN_USE', /while it was being replaced; the restore was undone/);
+    assert.match(e.message, new RegExp(`process ${h!.proc.pid}`));
+  } finally {
+    await h?.stop();
+  }
+  assert.is(fingerprint(db), oldPrint, 'the old database is back at its path');
+  assert.is(fs.readFileSync(earlier, 'utf8'), 'an earlier safety copy', 'the earlier safety copy is back at its name');
+  assert.equal(fs.readdirSync(path.dirname(db)).filter((n) => n.includes('pre-restore-') || n.includes('.tmp')), []);
+});
+
+test('restore --force over an open transaction: the writer\'s later commit is kept in the safety copy, and said so', async () => {
+  const { db, bak } = await setup(200);
+  const writer = spawn('sqlite3', ['-batch', db], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out: string[] = [];
+  writer.stdout!.on('data', (b) => out.push(String(b)));
+  const said = (s: string) => new Promise<void>((resolve, reject) => {
+    const give = setTimeout(() => { clearInterval(t); reject(new Error(`sqlite3 did not say ${s} within 10 s`)); }, 10_000);
+    const t = setInterval(() => { if (out.join('').includes(s)) { clearInterval(t); clearTimeout(give); resolve(); } }, 10);
+  });
+  writer.stdin!.write(`PRAGMA wal_autocheckpoint=0; BEGIN; INSERT INTO vault VALUES ('in-flight', x'00'); SELECT 'begun';\n`);
+  await said('begun');
+  const notices: string[] = [];
+  const r = await restore(db, bak, { force: true, onNotice: (m) => notices.push(m) });
+  assert.is(r.inUseCheck, 'forced');
+  assert.ok(notices.some((n) => n.includes(`its writes from now on are in ${db}.pre-restore`)), notices.join('\n'));
+  writer.stdin!.write(`COMMIT; SELECT 'committed';\n`);
+  await said('committed');
+  writer.stdin!.end();
+  await new Promise((resolve) => writer.on('exit', resolve));
+  assert.is(sql(`${db}.pre-restore`, "SELECT count(*) FROM vault WHERE key = 'in-flight'"), '1', 'the commit is in the safety copy');
+  assert.is(sql(db, "SELECT count(*) FROM vault WHERE key = 'in-flight'"), '0');
+  assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
+  assert.is(sql(`${db}.pre-restore`, 'PRAGMA integrity_check'), 'ok');
+});
+
+test('two restores of one database at once: at most one runs, the other is refused; the original is never lost', async () => {
+  for (let trial = 0; trial < 4; trial++) {
+    const { d, db, bak } = await setup(20000);
+    const bak2 = path.join(d, 'backup2.db');
+    fs.copyFileSync(bak, bak2);
+    const oldPrint = fingerprint(db);
+    const [a, b] = await Promise.all([
+      run(process.execPath, [CLI, 'restore', bak, '--db', db, '--quiet']),
+      run(process.execPath, [CLI, 'restore', bak2, '--db', db, '--quiet']),
+    ]);
+    assert.ok(a.status === 0 || b.status === 0, `one of them ran: ${a.stderr} ${b.stderr}`);
+    for (const x of [a, b]) assert.ok(x.status === 0 || /another restore of .* is running/.test(x.stderr), x.stderr);
+    const kept = fs.readdirSync(d).filter((n) => /^blufio\.db(\.pre-restore(-\d{8}T\d{6}Z(-\d+)?)?)?$/.test(n));
+    assert.ok(kept.some((n) => fingerprint(path.join(d, n)) === oldPrint), `trial ${trial}: the original database is kept (${kept.join(', ')})`);
+    assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
+    assert.equal(fs.readdirSync(d).filter((n) => n.endsWith('.lock') || n.endsWith('.tmp')), []);
+  }
+});
+
+test('a restore is refused while another one holds the database (a live claim); a killed one\'s claim is stale', async () => {
+  const { d, db, bak } = await setup(200);
+  const sleeper = spawn('sleep', ['30']);
+  try {
+    const stat = fs.readFileSync(`/proc/${sleeper.pid}/stat`, 'utf8');
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const claim = path.join(d, `.blufio.db.blufio-restore-${sleeper.pid}-${start}.lock`);
+    fs.writeFileSync(claim, '');
+    await rejects(restore(db, bak), 'E_IN_USE', new RegExp(`another restore of ${db} is running \\(process ${sleeper.pid}\\)`));
+    await rejects(backup(db, `${db}.pre-restore`), 'E_IN_USE', /a restore of .* is running and keeps its safety copy/);
+    // The same pid with another start time is another program that got a dead restore's pid.
+    fs.renameSync(claim, path.join(d, `.blufio.db.blufio-restore-${sleeper.pid}-1.lock`));
+    await restore(db, bak);
+  } finally {
+    sleeper.kill('SIGKILL');
+  }
+  assert.equal(fs.readdirSync(d).filter((n) => n.endsWith('.lock')), []);
+});
+
+test.run();
