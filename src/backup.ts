@@ -6,14 +6,13 @@
  * interruption removes the temporary file and leaves the destination as it was.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BlufioError, fsError } from './errors.ts';
 import { copyDatabase, throwIfAborted, type CopyOptions } from './copy.ts';
 import { gzipFile, wantsGzip } from './gzip.ts';
 import { restoresRunning } from './claim.ts';
-import { canonicalPath, checkDestination, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
+import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { integrityProblems } from './verify.ts';
 
@@ -24,6 +23,12 @@ export interface BackupOptions extends CopyOptions {
   force?: boolean;
   /** File mode of the backup (default 0o600: it holds the vault's credentials). */
   mode?: number;
+  /**
+   * Where a whole uncompressed copy is staged when the result is not that file itself: a `.gz`
+   * backup (default: beside it), a backup to a stream (default: the system's temporary
+   * directory), a restore of a `.gz` (default: beside the database). --work-dir, BLUFIO_WORK_DIR.
+   */
+  workDir?: string;
 }
 
 export interface BackupResult {
@@ -99,14 +104,15 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
   const started = performance.now();
   const db = path.resolve(dbPath);
   checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-stream-'));
+  const dir = makeWorkDir('stream', options.workDir);
   const tmp = path.join(dir, 'backup.db');
   try {
+    ensureRoom(dir, sourceBytes(db), 'the copy staged before it is streamed', STAGING_HINT);
     const copy = await copyVerified(db, tmp, options, 'the backup', false);
     try {
       await pipeline(fs.createReadStream(tmp), out, { end: false, signal: options.signal });
     } catch (e) {
-      if ((e as Error).name === 'AbortError') throw e;
+      throwIfAborted(options.signal);
       throw fsError(e, 'stdout', 'cannot stream the backup');
     }
     return result(db, '-', copy, false, options, started);
@@ -121,10 +127,14 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
  * and the .pre-restore copy.
  */
 export async function copyVerified(src: string, dest: string, opts: BackupOptions, what: string, gzip = false) {
-  removeStaleTemps(dest);
-  const tmp = tempPathBeside(dest);
-  const tmpGz = `${tmp}.gz`;
+  // A .gz is made from an uncompressed copy staged in the work directory (beside it by default).
+  const staged = gzip && opts.workDir ? path.join(workDirPath(opts.workDir), path.basename(dest)) : dest;
+  removeStaleTemps(dest, staged);
+  const tmp = tempPathBeside(staged);
+  const tmpGz = `${tempPathBeside(dest)}.gz`;
   try {
+    if (gzip) ensureRoom(path.dirname(staged), sourceBytes(src), 'the uncompressed copy staged before compressing', STAGING_HINT);
+    else ensureRoom(path.dirname(dest), sourceBytes(src), `${what} (as big as the database)`, 'free some space there, or choose a path on another file system');
     let copy = await copyDatabase(src, tmp, opts);
     throwIfAborted(opts.signal);
     if (opts.verify !== false) {
@@ -134,7 +144,7 @@ export async function copyVerified(src: string, dest: string, opts: BackupOption
       let seen: string | null = null;
       for (let copies = 1; ; copies++) {
         opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: copy.pages, attempt: copy.attempts, pageSize: copy.pageSize });
-        const problems = await integrityProblems(tmp);
+        const problems = await integrityProblems(tmp, false, 20, opts.signal, opts.deadline);
         if (problems.length === 0) break;
         const key = problems.join('\n');
         if (key === seen || copies === 3) {
@@ -166,6 +176,13 @@ export async function copyVerified(src: string, dest: string, opts: BackupOption
     fs.rmSync(tmp, { force: true });
     fs.rmSync(tmpGz, { force: true });
   }
+}
+
+const STAGING_HINT = 'free some space there, or pass --work-dir <directory> on a file system with room';
+
+/** An upper bound of a copy's size: the database file and its WAL (0 for what cannot be read). */
+export function sourceBytes(db: string): number {
+  return [db, `${db}-wal`].reduce((n, f) => n + (statOrNull(f)?.size ?? 0), 0);
 }
 
 /** The source must exist and be a readable regular file. */

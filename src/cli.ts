@@ -6,7 +6,7 @@
  * line, `error: <what happened> (<what to do>)`; anything else is a bug and prints its stack.
  */
 import { cac, type CAC } from 'cac';
-import { BlufioError } from './errors.ts';
+import { BlufioError, timeLimitError } from './errors.ts';
 import { formatMB, ProgressBar, wantsBar, type Progress } from './progress.ts';
 
 declare const __BLUFIO_VERSION__: string | undefined;
@@ -43,9 +43,10 @@ interface CommonFlags {
   pagesPerStep?: number;
   sleepMs?: number;
   retries: number;
-  timeout: number;
+  timeout?: number;
   verify: boolean;
   quick?: boolean;
+  workDir?: string;
 }
 
 function build(run: (name: CommandName, target: string, flags: CommonFlags) => Promise<void>): CAC {
@@ -60,7 +61,8 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
       .option('--pages-per-step <n>', 'Pages copied per step of the backup API (default: 100, or 1000 with no pause)')
       .option('--sleep-ms <n>', 'Pause between steps in ms (default: 10 while another process has the database open, else 0)')
       .option('--retries <n>', 'Most attempts when a live database keeps changing', { default: 10 })
-      .option('--timeout <seconds>', 'Give up after this long', { default: 60 });
+      .option('--timeout <seconds>', 'Give up on the whole job after this long, leaving nothing behind (default: no limit; retries stop after 60 s)')
+      .option('--work-dir <dir>', 'Where a whole uncompressed copy is staged for .gz and - (default: beside the file, or $TMPDIR for -; env BLUFIO_WORK_DIR)', { type: [String] });
   common(cli.command('backup <path>', 'Back up the database to <path> (a consistent copy, even while blufio runs); .gz compresses, - writes to stdout'))
     .option('--no-verify', 'Skip the integrity check of the finished backup')
     .example('blufio backup /var/backups/blufio-$(date +%F).db')
@@ -74,6 +76,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .option('--quick', 'Run quick_check instead of the full integrity_check')
     .option('--json', 'Print one JSON object with the report on stdout')
     .option('--quiet', 'Print nothing; the exit code tells')
+    .option('--work-dir <dir>', 'Where a .gz is decompressed to be checked (default: $TMPDIR; env BLUFIO_WORK_DIR)', { type: [String] })
     .example('blufio verify /var/backups/blufio-2026-11-24.db.gz')
     .action((p: string, f: CommonFlags) => run('verify', p, f));
   cli.help();
@@ -118,6 +121,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
 }
 
 async function runCommand(name: CommandName, target: string, f: CommonFlags, io: Io, signal: AbortSignal): Promise<void> {
+  const limitController = new AbortController();
   if (typeof target !== 'string' || target === '' || target === EMPTY) {
     throw new BlufioError('E_USAGE', `blufio ${name} needs a path`, `run blufio ${name} --help`);
   }
@@ -126,12 +130,23 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   };
   if (name === 'verify') return runVerify(target, f, io, say);
 
+  // --timeout bounds the whole job: its abort signal ends the asynchronous steps, the deadline
+  // the synchronous ones (the integrity check).
+  const limit = f.timeout === undefined ? undefined : intFlag(f.timeout, '--timeout', 1);
+  if (limit !== undefined) {
+    const timer = setTimeout(() => limitController.abort(timeLimitError()), limit * 1000);
+    (timer as { unref?: () => void }).unref?.();
+    signal.addEventListener('abort', () => limitController.abort(signal.reason), { once: true });
+    signal = limitController.signal;
+  }
   const copyOpts = {
     pagesPerStep: f.pagesPerStep === undefined ? undefined : intFlag(f.pagesPerStep, '--pages-per-step', 1),
     sleepMs: f.sleepMs === undefined ? undefined : intFlag(f.sleepMs, '--sleep-ms', 0),
     retries: intFlag(f.retries, '--retries', 1),
-    timeoutMs: intFlag(f.timeout, '--timeout', 1) * 1000,
+    timeoutMs: limit === undefined ? undefined : limit * 1000,
+    deadline: limit === undefined ? undefined : Date.now() + limit * 1000,
     force: !!f.force,
+    workDir: workDir(f, io),
     signal,
   };
   const toStdout = name === 'backup' && target === STDOUT;
@@ -176,7 +191,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
 /** `blufio verify`: a report for people (or JSON), exit 1 when the file is not sound. */
 async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
   const { inspect } = await import('./inspect.ts');
-  const r = await inspect(target, { quick: !!f.quick });
+  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io) });
   if (f.json) io.stdout(`${JSON.stringify(r)}\n`);
   if (r.ok) {
     say(`${r.path}: OK, sound and ready to restore`);
@@ -195,6 +210,11 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
 
 /** A failure already reported in full: exit 1, print nothing more. */
 class Silent extends Error {}
+
+/** --work-dir, else BLUFIO_WORK_DIR, else none (each operation's default place). */
+function workDir(f: CommonFlags, io: Io): string | undefined {
+  return pathFlag(f.workDir, '--work-dir') ?? (io.env.BLUFIO_WORK_DIR || undefined);
+}
 
 /** A path option: absent, or one non-empty path (given twice or empty is a usage error, never ignored). */
 function pathFlag(v: unknown, name: string): string | undefined {
@@ -220,9 +240,13 @@ function intFlag(v: unknown, name: string, min: number): number {
 function report(e: unknown, command: string, json: boolean, io: Io): number {
   if (e instanceof Silent) return 1;
   const usage = (e as Error)?.name === 'CACError' || (e instanceof BlufioError && e.code === 'E_USAGE');
+  // A stream ended by Ctrl-C rejects with the runtime's AbortError: an interruption, not a bug.
+  const aborted = (e as Error)?.name === 'AbortError';
   const err = e instanceof BlufioError
     ? e
-    : usage
+    : aborted
+      ? new BlufioError('E_ABORTED', 'interrupted; nothing was written')
+      : usage
       ? new BlufioError('E_USAGE', lowerFirst((e as Error).message), 'run blufio --help')
       : null;
   if (!err) {

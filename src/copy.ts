@@ -27,6 +27,11 @@ export interface CopyOptions {
   retries?: number;
   /** Give up after this many ms in all (default 60 000). */
   timeoutMs?: number;
+  /**
+   * With `signal`: when the whole job must end (ms since the epoch; --timeout). The signal ends
+   * the asynchronous steps; this ends the long synchronous ones (the integrity check) too.
+   */
+  deadline?: number;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
   /**

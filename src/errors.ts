@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'E_TOO_BUSY'
   | 'E_NEEDS_RECOVERY'
   | 'E_ABORTED'
+  | 'E_TIMEOUT'
   | 'E_IO';
 
 export class BlufioError extends Error {
@@ -30,6 +31,12 @@ export class BlufioError extends Error {
     this.code = code;
     this.hint = hint;
   }
+}
+
+/** The whole job ran past --timeout (the reason of the abort signal that ends it). */
+export function timeLimitError(): BlufioError {
+  return new BlufioError('E_TIMEOUT', 'gave up: the time limit (--timeout) ran out; nothing was written',
+    'raise --timeout, or leave it out: without it a job that makes progress is not limited');
 }
 
 /** Turns a node:fs error on `path` into a BlufioError that names the file and the next step. */

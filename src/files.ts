@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 import { BlufioError, fsError } from './errors.ts';
 
 const TEMP_RE = /^\.(.+)\.blufio-(\d+)-[0-9a-f]+\.tmp(?:\.gz|\.src)?$/;
@@ -33,6 +34,62 @@ export function removeStaleTemps(...targets: string[]): void {
       fs.rmSync(path.join(dir, name), { force: true });
     }
   }
+}
+
+/** Private work directories in the system's temporary directory: `blufio-<kind>-<pid>-XXXXXX`. */
+const WORK_DIR_RE = /^blufio-[a-z]+-(\d+)-[A-Za-z0-9]{6}$/;
+
+/** --work-dir, resolved; it must be an existing directory. */
+export function workDirPath(dir: string): string {
+  const abs = path.resolve(dir);
+  if (!statOrNull(abs)?.isDirectory()) {
+    throw new BlufioError('E_DEST_DIR', `the work directory ${abs} does not exist or is not a directory`,
+      'create it, or pass --work-dir <directory> with room for a copy of the database');
+  }
+  return abs;
+}
+
+/**
+ * A private directory (mode 0700: what is staged there holds the vault) for staging a whole
+ * database, in `base` (--work-dir) or the system's temporary directory, named after our pid.
+ * Directories that killed runs left there are removed first (their pid is gone).
+ */
+export function makeWorkDir(kind: string, base?: string): string {
+  const parent = base ? workDirPath(base) : os.tmpdir();
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    // not listable: nothing to clean
+  }
+  for (const name of names) {
+    const m = WORK_DIR_RE.exec(name);
+    if (m && !pidAlive(Number(m[1]))) fs.rmSync(path.join(parent, name), { recursive: true, force: true });
+  }
+  try {
+    return fs.mkdtempSync(path.join(parent, `blufio-${kind}-${process.pid}-`));
+  } catch (e) {
+    throw fsError(e, parent, 'cannot make a private work directory');
+  }
+}
+
+/**
+ * Checks up front that the file system holding `dir` has room for `bytes` more (with 1% and
+ * 1 MiB to spare), so that a long job does not fail at its end; says which one is short and by
+ * how much. Skipped where the runtime cannot tell (no statfs).
+ */
+export function ensureRoom(dir: string, bytes: number, what: string, hint: string): void {
+  let free: number;
+  try {
+    const st = fs.statfsSync(dir);
+    free = Number(st.bavail) * Number(st.bsize);
+  } catch {
+    return;
+  }
+  const need = Math.ceil(bytes * 1.01) + (1 << 20);
+  if (free >= need) return;
+  const mb = (n: number) => `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;
+  throw new BlufioError('E_IO', `not enough free space on the file system holding ${dir}: ${what} needs about ${mb(need)}, ${mb(free)} are free`, hint);
 }
 
 function pidAlive(pid: number): boolean {

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
+import { throwIfAborted } from './core/backup-loop.ts';
 import { BlufioError, fsError } from './errors.ts';
 
 /** A file starting with gzip's magic bytes (1f 8b). */
@@ -24,7 +25,12 @@ export const wantsGzip = (dest: string) => dest.toLowerCase().endsWith('.gz');
 
 /** Compresses `src` into `dest` (created 0600); publishing it fsyncs it. */
 export async function gzipFile(src: string, dest: string, signal?: AbortSignal): Promise<void> {
-  await pipeline(fs.createReadStream(src), createGzip({ level: 6 }), fs.createWriteStream(dest, { mode: 0o600 }), { signal });
+  try {
+    await pipeline(fs.createReadStream(src), createGzip({ level: 6 }), fs.createWriteStream(dest, { mode: 0o600 }), { signal });
+  } catch (e) {
+    throwIfAborted(signal);
+    throw fsError(e, dest, `cannot compress ${src}`);
+  }
 }
 
 /**
@@ -36,7 +42,8 @@ export async function gunzipFile(src: string, dest: string, signal?: AbortSignal
   try {
     await pipeline(fs.createReadStream(src), createGunzip(), sqliteSizeGuard(src), fs.createWriteStream(dest, { mode: 0o600 }), { signal });
   } catch (e) {
-    if ((e as Error).name === 'AbortError' || e instanceof BlufioError) throw e;
+    throwIfAborted(signal);
+    if (e instanceof BlufioError) throw e;
     // The disk we write to (full, read-only...) is not the backup file's fault.
     if ((e as NodeJS.ErrnoException).syscall) throw fsError(e, dest, `cannot decompress ${src}`);
     const msg = (e as Error).message;

@@ -4,9 +4,9 @@
  * backup, so it is safe on a live database as well as on a backup file.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { checkSource } from './backup.ts';
+import { checkSource, sourceBytes } from './backup.ts';
+import { ensureRoom, makeWorkDir } from './files.ts';
 import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
@@ -40,12 +40,19 @@ export interface InspectResult {
   tables: TableInfo[];
 }
 
-export async function inspect(file: string, opts: { quick?: boolean } = {}): Promise<InspectResult> {
+export interface InspectOptions {
+  /** integrity_check's quick form. */
+  quick?: boolean;
+  /** Where a .gz is decompressed, or a live database copied, to be checked (default: the system's temporary directory). */
+  workDir?: string;
+}
+
+export async function inspect(file: string, opts: InspectOptions = {}): Promise<InspectResult> {
   const abs = path.resolve(file);
   const st = checkSource(abs, 'file', 'check the path');
   if (st.size >= 2 && isGzip(abs)) {
     // Decompressed into a private temporary file, then inspected as it would be restored.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-verify-'));
+    const dir = makeWorkDir('verify', opts.workDir);
     try {
       const plain = path.join(dir, 'backup.db');
       try {
@@ -62,7 +69,7 @@ export async function inspect(file: string, opts: { quick?: boolean } = {}): Pro
 }
 
 /** inspectFile(), with the failures a damaged file causes turned into a verdict. */
-async function verdict(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
+async function verdict(abs: string, opts: InspectOptions): Promise<InspectResult> {
   const size = fs.statSync(abs).size;
   try {
     const r = await inspectFile(abs, opts);
@@ -76,7 +83,7 @@ async function verdict(abs: string, opts: { quick?: boolean }): Promise<InspectR
   }
 }
 
-function failedVerdict(abs: string, bytes: number, compressed: boolean, opts: { quick?: boolean }, e: unknown): InspectResult {
+function failedVerdict(abs: string, bytes: number, compressed: boolean, opts: InspectOptions, e: unknown): InspectResult {
   return {
     command: 'verify',
     path: abs,
@@ -103,7 +110,7 @@ const INSPECT_ATTEMPTS = 10;
  * and the same problems are seen twice. A database that keeps moving under the check is checked
  * through a consistent copy instead (the same copy a backup makes).
  */
-async function inspectFile(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
+async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectResult> {
   const st = fs.statSync(abs);
   const sqlite3 = await loadSqlite(st.size);
   const { snapshot, name: view, close } = openSnapshotView(abs);
@@ -177,9 +184,10 @@ async function inspectFile(abs: string, opts: { quick?: boolean }): Promise<Insp
 }
 
 /** Checks a consistent copy of a live database (made as a backup is) instead of the database. */
-async function inspectCopy(abs: string, opts: { quick?: boolean }): Promise<InspectResult> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-verify-'));
+async function inspectCopy(abs: string, opts: InspectOptions): Promise<InspectResult> {
+  const dir = makeWorkDir('verify', opts.workDir);
   try {
+    ensureRoom(dir, sourceBytes(abs), 'a consistent copy of the live database to check', 'free some space there, or pass --work-dir <directory> on a file system with room');
     const copy = path.join(dir, 'copy.db');
     let seen: string | null = null;
     for (;;) {

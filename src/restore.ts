@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { checkSource, copyVerified, type BackupOptions } from './backup.ts';
 import { BlufioError, fsError } from './errors.ts';
 import { claimForRestore } from './claim.ts';
-import { appliedCompanions, checkDestination, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
+import { appliedCompanions, checkDestination, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
 import { holders, locksOn, openers } from './locks.ts';
 import { SQLITE_HEADER } from './snapshot.ts';
@@ -73,12 +73,14 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   // Temporary names of runs that were killed: the new database's, and the safety copy's.
   const safetyName = `${db}.pre-restore`;
   const tmp = tempPathBeside(db);
-  const unpacked = `${tmp}.src`;
+  const unpacked = `${options.workDir ? tempPathBeside(path.join(workDirPath(options.workDir), path.basename(db))) : tmp}.src`;
   try {
-    removeStaleTemps(db, ...['', '-wal', '-journal', '-shm'].map((suffix) => safetyName + suffix));
-    // 0. A .gz backup is decompressed beside the target first, then treated like any other.
+    removeStaleTemps(db, unpacked, ...['', '-wal', '-journal', '-shm'].map((suffix) => safetyName + suffix));
+    // 0. A .gz backup is decompressed first (beside the target, or in --work-dir), then treated
+    //    like any other.
     let source = from;
     if (compressed) {
+      ensureRoom(path.dirname(unpacked), fromStat.size, 'the decompressed backup (at least as big as the .gz)', 'free some space there, or pass --work-dir <directory> on a file system with room');
       await gunzipFile(from, unpacked, options.signal);
       checkHeader(unpacked, fs.statSync(unpacked).size, from);
       source = unpacked;

@@ -29,8 +29,14 @@ const pause = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Yields to the event loop without a timer's minimum delay where the runtime allows. */
 const yieldNow = () => new Promise<void>((r) => (typeof setImmediate === 'function' ? setImmediate(r) : setTimeout(r, 0)));
 
+/**
+ * Throws when `signal` has fired: its reason when that is a BlufioError (a time limit), else
+ * E_ABORTED (Ctrl-C, or an embedder's abort).
+ */
 export function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new BlufioError('E_ABORTED', 'interrupted; nothing was written', undefined, { cause: signal.reason });
+  if (!signal?.aborted) return;
+  if (signal.reason instanceof BlufioError) throw signal.reason;
+  throw new BlufioError('E_ABORTED', 'interrupted; nothing was written', undefined, { cause: signal.reason });
 }
 
 /** Copies all of `src` into `dest` through the backup API. */

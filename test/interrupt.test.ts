@@ -1,0 +1,94 @@
+/**
+ * --timeout bounds the whole job (copy, check, compression, stream), and Ctrl-C at any of those
+ * steps, or during a restore, exits 130 with nothing left behind: no file at the destination, no
+ * temporary file, no staging directory, no restore claim, the database as it was.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { integrityProblems } from '../src/verify.ts';
+import { CLI, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+
+const test = suite('interrupt');
+test.after.each(cleanup);
+
+/** ~48 MB of random data: compressing it takes seconds, copying and checking it a fraction. */
+function bigDb(dir: string): string {
+  const db = path.join(dir, 'big.db');
+  sql(db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(b); INSERT INTO t SELECT randomblob(4000) FROM generate_series(1, 12000);');
+  return db;
+}
+
+/** Starts the CLI, sends SIGINT once `when` says so (or after `ms`), returns exit code and stderr. */
+async function interrupt(args: string[], ms: number, opts: { env?: NodeJS.ProcessEnv; holdStdout?: boolean } = {}) {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  // A reader that does not read: a stream backup then waits in the middle of writing.
+  if (opts.holdStdout) child.stdout.pause();
+  else child.stdout.resume();
+  await new Promise((r) => setTimeout(r, ms));
+  child.kill('SIGINT');
+  if (opts.holdStdout) child.stdout.resume();
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  return { code, stderr };
+}
+
+test('--timeout ends a job that never pauses, at any step; nothing is left', async () => {
+  const d = tmpdir();
+  const db = bigDb(d);
+  const dest = path.join(d, 'b.db.gz');
+  const r = spawnSync(process.execPath, [CLI, 'backup', dest, '--db', db, '--timeout', '1']);
+  assert.is(r.status, 1, String(r.stderr));
+  assert.is(String(r.stderr), 'error: gave up: the time limit (--timeout) ran out; nothing was written (raise --timeout, or leave it out: without it a job that makes progress is not limited)\n');
+  assert.equal(fs.readdirSync(d).sort(), ['big.db', 'big.db-shm', 'big.db-wal'].filter((f) => fs.existsSync(path.join(d, f))).sort());
+});
+
+test('the integrity check is ended by the time limit, and that is never reported as damage', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'x.db');
+  makeSampleDb(db, { rows: 2000 });
+  assert.equal(await integrityProblems(db), []);
+  await rejects(integrityProblems(db, false, 20, undefined, Date.now() - 1), 'E_TIMEOUT');
+});
+
+test('Ctrl-C while compressing a .gz backup: exit 130, nothing left', async () => {
+  const d = tmpdir();
+  const db = bigDb(d);
+  const before = fs.readdirSync(d).sort();
+  const r = await interrupt(['backup', path.join(d, 'b.db.gz'), '--db', db], 1500);
+  assert.is(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^error: interrupted; nothing was written\n$/);
+  assert.equal(fs.readdirSync(d).sort(), before);
+});
+
+test('Ctrl-C while streaming (backup - into a reader that waits): exit 130, no staging directory left', async () => {
+  const d = tmpdir();
+  const db = bigDb(d);
+  const tmp = tmpdir();
+  const r = await interrupt(['backup', '-', '--db', db], 2000, { env: { ...process.env, TMPDIR: tmp }, holdStdout: true });
+  assert.is(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^error: interrupted/);
+  assert.equal(fs.readdirSync(tmp), []);
+});
+
+test('Ctrl-C during a restore: exit 130, the database as it was, no temporary file or claim', async () => {
+  const d = tmpdir();
+  const big = bigDb(d);
+  const bak = path.join(d, 'b.db');
+  assert.is(spawnSync(process.execPath, [CLI, 'backup', bak, '--db', big, '--quiet']).status, 0);
+  fs.rmSync(big);
+  for (const f of ['big.db-wal', 'big.db-shm']) fs.rmSync(path.join(d, f), { force: true });
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { wal: true, rows: 100 });
+  const print = fingerprint(db);
+  const before = fs.readdirSync(d).sort();
+  const r = await interrupt(['restore', bak, '--db', db], 250);
+  assert.is(r.code, 130, r.stderr);
+  assert.is(fingerprint(db), print);
+  assert.equal(fs.readdirSync(d).sort(), before);
+});
+
+test.run();

@@ -1,0 +1,130 @@
+/**
+ * Where whole copies are staged (--work-dir), free space checked before the work starts, and
+ * private staging directories that killed runs leave in $TMPDIR removed by the next run.
+ * The full-disk tests mount small tmpfs file systems (root only; skipped elsewhere).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backup, restore } from '../src/index.ts';
+import { CLI, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+
+const test = suite('work dir');
+const mounts: string[] = [];
+test.after.each(() => {
+  for (const m of mounts.splice(0)) spawnSync('umount', ['-l', m]);
+  cleanup();
+});
+
+/** A tmpfs of `size` at a new directory, or null where it cannot be mounted (not root). */
+function smallDisk(size: string): string | null {
+  const d = tmpdir();
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', d], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  mounts.push(d);
+  return d;
+}
+
+/** A ~6 MB database that compresses to almost nothing. */
+function compressibleDb(dir: string): string {
+  const db = path.join(dir, 'blufio.db');
+  makeSampleDb(db, { rows: 10 });
+  sql(db, "CREATE TABLE big(x); INSERT INTO big SELECT zeroblob(4000) FROM generate_series(1, 1500);");
+  return db;
+}
+
+/** A pid that no process has now (a child that has exited). */
+function deadPid(): number {
+  const r = spawnSync('sh', ['-c', 'echo $$']);
+  return Number(String(r.stdout).trim());
+}
+
+test('a backup that cannot fit is refused before it starts, naming the file system; nothing is left', async () => {
+  const small = smallDisk('2m');
+  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  const db = compressibleDb(tmpdir());
+  const dest = path.join(small, 'b.db');
+  await rejects(backup(db, dest), 'E_IO', new RegExp(`not enough free space on the file system holding ${small}: .* needs about \\d+\\.\\d MB, 2\\.\\d MB are free`));
+  assert.equal(fs.readdirSync(small), []);
+});
+
+test('.gz backup: the uncompressed copy is staged in --work-dir, so a result that fits is made', async () => {
+  const small = smallDisk('3m');
+  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  const db = compressibleDb(tmpdir());
+  const dest = path.join(small, 'b.db.gz');
+  // Staged beside it by default: refused up front, saying where to stage instead.
+  const e = await rejects(backup(db, dest), 'E_IO', /the uncompressed copy staged before compressing/);
+  assert.match(e.hint ?? '', /--work-dir/);
+  assert.equal(fs.readdirSync(small), []);
+  const work = tmpdir();
+  const r = spawnSync(process.execPath, [CLI, 'backup', dest, '--db', db, '--work-dir', work, '--quiet']);
+  assert.is(r.status, 0, String(r.stderr));
+  assert.equal(fs.readdirSync(work), [], 'nothing left in the work directory');
+  assert.ok(fs.statSync(dest).size < 200_000);
+  const back = path.join(tmpdir(), 'back.db');
+  await restore(back, dest);
+  assert.is(fingerprint(back), fingerprint(db));
+});
+
+test('restore of a .gz: decompressed in --work-dir; the target\'s file system is checked for room first', async () => {
+  const db = compressibleDb(tmpdir());
+  const gz = path.join(tmpdir(), 'b.db.gz');
+  await backup(db, gz);
+  const work = tmpdir();
+  const target = path.join(tmpdir(), 'restored.db');
+  const r = spawnSync(process.execPath, [CLI, 'restore', gz, '--db', target, '--work-dir', work, '--quiet']);
+  assert.is(r.status, 0, String(r.stderr));
+  assert.is(fingerprint(target), fingerprint(db));
+  assert.equal(fs.readdirSync(work), []);
+  const small = smallDisk('3m');
+  if (!small) return;
+  const r2 = spawnSync(process.execPath, [CLI, 'restore', gz, '--db', path.join(small, 'blufio.db'), '--work-dir', work, '--quiet']);
+  assert.is(r2.status, 1);
+  assert.match(String(r2.stderr), new RegExp(`not enough free space on the file system holding ${small}`));
+  assert.equal(fs.readdirSync(small), []);
+});
+
+test('a missing --work-dir is a clear error', async () => {
+  const db = compressibleDb(tmpdir());
+  const r = spawnSync(process.execPath, [CLI, 'backup', '-', '--db', db, '--work-dir', '/nonexistent/work'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  assert.is(r.status, 1);
+  assert.is(String(r.stderr), 'error: the work directory /nonexistent/work does not exist or is not a directory (create it, or pass --work-dir <directory> with room for a copy of the database)\n');
+});
+
+test('staging directories of killed runs in $TMPDIR are removed by the next run; a running one\'s are not; they are private (0700)', async () => {
+  const tmp = tmpdir();
+  const db = compressibleDb(tmpdir());
+  const dead = path.join(tmp, `blufio-stream-${deadPid()}-AbC123`);
+  const deadVerify = path.join(tmp, `blufio-verify-${deadPid()}-XyZ789`);
+  const alive = path.join(tmp, `blufio-stream-${process.pid}-Live00`);
+  for (const d of [dead, deadVerify, alive]) {
+    fs.mkdirSync(d);
+    fs.writeFileSync(path.join(d, 'backup.db'), 'a full plaintext copy');
+  }
+  const out = path.join(tmpdir(), 'out.db');
+  const r = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" backup - --db "${db}" --quiet > "${out}"`], { env: { ...process.env, TMPDIR: tmp } });
+  assert.is(r.status, 0, String(r.stderr));
+  assert.is(fingerprint(out), fingerprint(db));
+  assert.equal(fs.readdirSync(tmp).sort(), [path.basename(alive)]);
+  // While it runs, the staging directory is private.
+  const { makeWorkDir } = await import('../src/files.ts');
+  const mine = makeWorkDir('stream', tmp);
+  assert.is(fs.statSync(mine).mode & 0o777, 0o700);
+  fs.rmSync(mine, { recursive: true });
+  fs.rmSync(alive, { recursive: true });
+  // verify x.gz cleans up the same way.
+  fs.mkdirSync(deadVerify);
+  const gz = path.join(tmpdir(), 'b.db.gz');
+  await backup(db, gz);
+  const v = spawnSync(process.execPath, [CLI, 'verify', gz, '--quiet'], { env: { ...process.env, TMPDIR: tmp } });
+  assert.is(v.status, 0, String(v.stderr));
+  assert.equal(fs.readdirSync(tmp), []);
+});
+
+test.run();
