@@ -25,6 +25,7 @@ import { gunzipFile, isGzip } from './gzip.ts';
 import { holders, locksOn, openers } from './locks.ts';
 import { SQLITE_HEADER } from './snapshot.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
+import { formatMB } from './progress.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
 
 export interface RestoreOptions extends Omit<BackupOptions, 'verify' | 'mode'> {
@@ -48,6 +49,8 @@ export interface RestoreResult {
   attempts: number;
   /** Where the previous database was saved, or null when there was none. */
   safetyCopy: string | null;
+  /** Every safety copy beside the database now, newest first, with its size (and its -wal's). */
+  safetyCopies: Array<{ path: string; bytes: number }>;
   /** Whether another process could be checked for ('unavailable' off Linux). */
   inUseCheck: 'passed' | 'forced' | 'unavailable';
 }
@@ -99,6 +102,11 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     //    steps and after the swap, look again for a process that opened the database meanwhile.
     const safetyCopy = target ? await replaceExisting(db, tmp, safetyName, force, notice, options.beforeSwap) : null;
     if (!target) publishFresh(tmp, db);
+    const safetyCopies = listSafetyCopies(db);
+    if (safetyCopies.length > 0) {
+      const total = safetyCopies.reduce((n, c) => n + c.bytes, 0);
+      notice(`Safety copies (${formatMB(total)} in all; remove them when you no longer need them): ${safetyCopies.map((c) => `${c.path} (${formatMB(c.bytes)})`).join(', ')}`);
+    }
 
     return {
       command: 'restore',
@@ -111,6 +119,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
       integrity: 'ok',
       attempts: copy.attempts,
       safetyCopy,
+      safetyCopies,
       inUseCheck,
     };
   } finally {
@@ -233,6 +242,23 @@ function publishFresh(tmp: string, db: string): void {
       'stop the blufio server and whatever restarts it, then run the restore again (it will keep a safety copy)');
   }
   crashPoint('renamed');
+}
+
+/** `<db>.pre-restore` and the dated ones earlier restores moved aside, newest first. */
+export function listSafetyCopies(db: string): Array<{ path: string; bytes: number }> {
+  const base = path.basename(db);
+  const re = /^\.pre-restore(?:-(\d{8}T\d{6}Z)(?:-(\d+))?)?$/;
+  const found: Array<{ path: string; bytes: number; key: string }> = [];
+  for (const name of fs.readdirSync(path.dirname(db))) {
+    if (!name.startsWith(base)) continue;
+    const m = re.exec(name.slice(base.length));
+    if (!m) continue;
+    const p = path.join(path.dirname(db), name);
+    const bytes = [p, `${p}-wal`].reduce((n, f) => n + (fs.statSync(f, { throwIfNoEntry: false })?.size ?? 0), 0);
+    // The current one first, then the dated ones by time (and by their -N within one second).
+    found.push({ path: p, bytes, key: m[1] ? `${m[1]}-${(m[2] ?? '1').padStart(6, '0')}` : '~' });
+  }
+  return found.sort((a, b) => (a.key < b.key ? 1 : -1)).map(({ path: p, bytes }) => ({ path: p, bytes }));
 }
 
 /**

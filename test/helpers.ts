@@ -71,14 +71,33 @@ export interface Run {
 }
 
 /** Runs the bundled CLI with `args`; env is added to a clean environment. */
-export function cli(args: string[], opts: { env?: Record<string, string>; cwd?: string; runtime?: string[] } = {}): Run {
+export function cli(args: string[], opts: { env?: Record<string, string>; cwd?: string; runtime?: string[]; cliPath?: string } = {}): Run {
   const home = opts.env?.HOME ?? tmpdir('blufio-home-');
-  const r = spawnSync((opts.runtime ?? [process.execPath])[0], [...(opts.runtime ?? [process.execPath]).slice(1), CLI, ...args], {
+  const r = spawnSync((opts.runtime ?? [process.execPath])[0], [...(opts.runtime ?? [process.execPath]).slice(1), opts.cliPath ?? CLI, ...args], {
     encoding: 'utf8',
     cwd: opts.cwd ?? home,
     env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), XDG_DATA_HOME: path.join(home, '.local/share'), ...opts.env },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * How to run the CLI as user nobody (root reads anything: dropping to nobody makes permission
+ * bits count), from wherever the checkout is: the bundle is copied to a directory nobody can
+ * read, and a runtime that nobody cannot reach (under /root, say) is replaced by this Node.
+ * null when not root, or when not even Node can be run as nobody (then there is nothing to test).
+ */
+export function asNobody(runtime: string[]): { runtime: string[]; cliPath: string } | null {
+  if (process.getuid?.() !== 0) return null;
+  const drop = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+  const canRun = (bin: string) => spawnSync(drop[0], [...drop.slice(1), 'test', '-x', fs.realpathSync(bin)]).status === 0;
+  const dir = tmpdir('blufio-as-nobody-');
+  fs.chmodSync(dir, 0o755);
+  const cliPath = path.join(dir, 'blufio.mjs');
+  fs.copyFileSync(CLI, cliPath);
+  fs.chmodSync(cliPath, 0o644);
+  const use = canRun(runtime[0]) ? runtime : canRun(process.execPath) ? [process.execPath] : null;
+  return use && { runtime: [...drop, ...use], cliPath };
 }
 
 /** Bytes and modification times of a database's files, to prove they were not touched. */

@@ -58,12 +58,20 @@ test('a second restore keeps the first safety copy under a dated name: the origi
   const bak2 = path.join(d, 'backup2.db');
   await backup(other, bak2, { sleepMs: 0 });
   const notices: string[] = [];
-  await restore(db, bak2, { sleepMs: 0, onNotice: (n) => notices.push(n) });
+  const r = await restore(db, bak2, { sleepMs: 0, onNotice: (n) => notices.push(n) });
   const dated = fs.readdirSync(d).filter((n) => /^blufio\.db\.pre-restore-\d{8}T\d{6}Z$/.test(n));
   assert.is(dated.length, 1, fs.readdirSync(d).join(' '));
   assert.is(fingerprint(path.join(d, dated[0])), oldPrint, 'the original database is kept');
   assert.is(fingerprint(`${db}.pre-restore`), newPrint, '.pre-restore is the newest safety copy');
-  assert.equal(notices, [`Earlier safety backup kept as ${path.join(d, dated[0])}`, `Creating safety backup: ${db}.pre-restore`]);
+  const copies = [`${db}.pre-restore`, path.join(d, dated[0])];
+  assert.equal(r.safetyCopies.map((c) => c.path), copies, 'both safety copies, newest first');
+  assert.equal(r.safetyCopies.map((c) => c.bytes), copies.map((c) => fs.statSync(c).size));
+  const mb = (n: number) => `${(n / 1048576).toFixed(1)} MB`;
+  assert.equal(notices, [
+    `Earlier safety backup kept as ${path.join(d, dated[0])}`,
+    `Creating safety backup: ${db}.pre-restore`,
+    `Safety copies (${mb(r.safetyCopies[0].bytes + r.safetyCopies[1].bytes)} in all; remove them when you no longer need them): ${copies.map((c, i) => `${c} (${mb(r.safetyCopies[i].bytes)})`).join(', ')}`,
+  ]);
 });
 
 test('restore as root keeps the replaced database\'s owner, group and mode', async () => {
@@ -82,7 +90,8 @@ test('creates <db>.pre-restore with the old content, un-checkpointed WAL frames 
   const oldWithWal = fingerprint(db);
   const notices: string[] = [];
   await restore(db, bak, { onNotice: (m) => notices.push(m) });
-  assert.equal(notices, [`Creating safety backup: ${db}.pre-restore`]);
+  assert.equal(notices.slice(0, 1), [`Creating safety backup: ${db}.pre-restore`]);
+  assert.match(notices[1], /^Safety copies \(/);
   assert.is(fingerprint(`${db}.pre-restore`), oldWithWal);
   assert.is(sql(`${db}.pre-restore`, "SELECT count(*) FROM vault WHERE key LIKE 'wal-only-%'"), '50');
   assert.is(fingerprint(db), newPrint, 'the old WAL was not replayed into the new database');
