@@ -1,6 +1,6 @@
 /**
- * The one copy routine behind backup, restore and the .pre-restore safety copy: SQLite's backup
- * API (sqlite3_backup_init/step/finish) from a consistent view of the source into a private file,
+ * The one copy routine behind backup, restore (building the new database) and the check of a live
+ * database (inspect): SQLite's backup API (sqlite3_backup_init/step/finish) from a consistent view of the source into a private file,
  * retried when a live source changes under it, within bounds.
  */
 import * as fs from 'node:fs';
@@ -9,7 +9,8 @@ import { BlufioError } from './errors.ts';
 import type { ProgressCallback } from './progress.ts';
 import { statOrNull } from './files.ts';
 import { holdersSoon } from './locks.ts';
-import { openSnapshotView, RetryAttempt, type JournalMode, type SourceSnapshot } from './snapshot.ts';
+import { RetryAttempt } from './retry.ts';
+import { openSnapshotView, type JournalMode, type SourceSnapshot } from './snapshot.ts';
 import { runBackupLoop, throwIfAborted } from './core/backup-loop.ts';
 import { fromSqliteException } from './core/sqlite-errors.ts';
 import { loadSqlite, openDb, type Database, type Sqlite3 } from './sqlite.ts';
@@ -170,4 +171,3 @@ async function defaultSleep(srcPath: string): Promise<number> {
   return pids !== null && pids.length === 0 ? 0 : COPY_DEFAULTS.sleepMs;
 }
 
-export { throwIfAborted };

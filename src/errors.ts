@@ -1,37 +1,7 @@
-/**
- * Every failure the tool expects has a stable `code`, a one-line `message` that says what went
- * wrong, and a `hint` that says what to do next. Anything that is not a BlufioError is a bug.
- */
-export type ErrorCode =
-  | 'E_USAGE'
-  | 'E_CONFIG'
-  | 'E_SOURCE_MISSING'
-  | 'E_NOT_FILE'
-  | 'E_NOT_SQLITE'
-  | 'E_CORRUPT'
-  | 'E_PERMISSION'
-  | 'E_DEST_EXISTS'
-  | 'E_DEST_DIR'
-  | 'E_SAME_FILE'
-  | 'E_IN_USE'
-  | 'E_INTEGRITY'
-  | 'E_TOO_BUSY'
-  | 'E_NEEDS_RECOVERY'
-  | 'E_ABORTED'
-  | 'E_TIMEOUT'
-  | 'E_IO';
+/** Errors of the Node side: file-system failures named for people, the time limit. */
+import { BlufioError } from './core/errors.ts';
 
-export class BlufioError extends Error {
-  readonly code: ErrorCode;
-  readonly hint?: string;
-
-  constructor(code: ErrorCode, message: string, hint?: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'BlufioError';
-    this.code = code;
-    this.hint = hint;
-  }
-}
+export { BlufioError, type ErrorCode } from './core/errors.ts';
 
 /** The whole job ran past --timeout (the reason of the abort signal that ends it). */
 export function timeLimitError(): BlufioError {

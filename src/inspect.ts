@@ -11,7 +11,8 @@ import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
-import { openSnapshotView, RetryAttempt } from './snapshot.ts';
+import { RetryAttempt } from './retry.ts';
+import { openSnapshotView } from './snapshot.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 
 export interface TableInfo {

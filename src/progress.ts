@@ -1,16 +1,7 @@
-/** Progress events for long work, and the bar the CLI draws from them on a terminal. */
+/** The bar the CLI draws from progress events on a terminal. */
+import type { Progress } from './core/progress.ts';
 
-export interface Progress {
-  /** 'copy' while pages are copied; 'verify' while the copy is checked. */
-  phase: 'copy' | 'verify';
-  totalPages: number;
-  remainingPages: number;
-  /** 1 for the first try; higher when a live source changed and the copy started over. */
-  attempt: number;
-  pageSize: number;
-}
-
-export type ProgressCallback = (p: Progress) => void;
+export type { Progress, ProgressCallback } from './core/progress.ts';
 
 /** Formats bytes as blufio prints them: MB = 2^20 bytes, one decimal. */
 export function formatMB(bytes: number): string {

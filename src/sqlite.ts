@@ -50,4 +50,3 @@ export function openDb(sqlite3: Sqlite3, name: string, opts: OpenOptions = {}): 
   return new sqlite3.oo1.DB({ filename: name, flags, vfs: VFS_NAME });
 }
 
-export { check, sqliteError } from './core/sqlite-errors.ts';

@@ -15,11 +15,11 @@ import wasmBinary from '@sqlite.org/sqlite-wasm/sqlite3.wasm';
 import { runBackupLoop, throwIfAborted } from '../core/backup-loop.ts';
 import { fromSqliteException, integrityOf } from '../core/sqlite-errors.ts';
 import type { Database, Sqlite3 } from '../core/types.ts';
-import { BlufioError } from '../errors.ts';
-import type { ProgressCallback } from '../progress.ts';
+import { BlufioError } from '../core/errors.ts';
+import type { ProgressCallback } from '../core/progress.ts';
 
 export { BlufioError };
-export type { Progress, ProgressCallback } from '../progress.ts';
+export type { Progress, ProgressCallback } from '../core/progress.ts';
 
 export interface OpfsCopyOptions {
   /** Pages per step of the backup API (default 100). */

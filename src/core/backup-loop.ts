@@ -3,8 +3,8 @@
  * `pagesPerStep` pages with progress after each, a pause between steps that yields to the event
  * loop (progress output, Ctrl-C, abort), and sqlite3_backup_finish on every path.
  */
-import { BlufioError } from '../errors.ts';
-import type { ProgressCallback } from '../progress.ts';
+import { BlufioError } from './errors.ts';
+import type { ProgressCallback } from './progress.ts';
 import { check } from './sqlite-errors.ts';
 import type { Database, Sqlite3 } from './types.ts';
 

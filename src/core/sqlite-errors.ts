@@ -1,5 +1,5 @@
 /** SQLite result codes turned into errors a user can act on (Node and browser alike). */
-import { BlufioError } from '../errors.ts';
+import { BlufioError } from './errors.ts';
 import type { Database, Sqlite3 } from './types.ts';
 
 /** Throws a BlufioError for a non-OK SQLite result code. */

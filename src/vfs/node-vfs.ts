@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Sqlite3 } from '../sqlite.ts';
+import type { Sqlite3 } from '../core/types.ts';
 import type { VfsFile } from './file.ts';
 import { DiskFile } from './disk-file.ts';
 
