@@ -47,6 +47,7 @@ interface CommonFlags {
   verify: boolean;
   quick?: boolean;
   workDir?: string;
+  dryRun?: boolean;
 }
 
 function build(run: (name: CommandName, target: string, flags: CommonFlags) => Promise<void>): CAC {
@@ -70,6 +71,8 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .example('blufio backup - | ssh backup-host "cat > blufio.db"')
     .action((p: string, f: CommonFlags) => run('backup', p, f));
   common(cli.command('restore <path>', 'Replace the database with the backup at <path> (keeps <db>.pre-restore); .gz is read as is'))
+    .option('--dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing')
+    .example('blufio restore /var/backups/blufio-2026-11-24.db --dry-run')
     .example('blufio restore /var/backups/blufio-2026-11-24.db')
     .action((p: string, f: CommonFlags) => run('restore', p, f));
   cli.command('verify <path>', 'Check a backup (or any database file) and report what it holds; exit 0 if it is sound')
@@ -176,6 +179,20 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       bar?.done();
       say(`Backup complete: ${formatMB(r.bytes)} written to ${toStdout ? 'stdout' : r.path}`);
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+    } else if (f.dryRun) {
+      const { planRestore } = await import('./restore.ts');
+      const { fromStat: _s, target: _t, ...plan } = planRestore(cfg.databasePath, target, { walMode: cfg.walMode });
+      const refused = plan.inUseBy !== null && plan.inUseBy.length > 0 && !f.force;
+      if (f.json) io.stdout(`${JSON.stringify({ ok: true, dryRun: true, wouldBeRefused: refused, ...plan })}\n`);
+      say('Dry run: nothing was changed.');
+      const size = plan.databaseBytes === null ? 'compressed' : formatMB(plan.databaseBytes);
+      say(`Would restore ${plan.path} (${size}) into ${plan.database} (${plan.journalMode === 'wal' ? 'WAL' : 'rollback-journal'} mode)`);
+      if (plan.replaces) say(`The current database (${formatMB(plan.replaces.bytes)}: ${plan.replaces.files.join(', ')}) would be kept as ${plan.safetyCopy}`);
+      else say(`There is no database there now: it would be created`);
+      if (plan.earlierSafetyCopyMovesTo) say(`The earlier safety copy ${plan.safetyCopy} would be kept as ${plan.earlierSafetyCopyMovesTo}`);
+      if (plan.inUseBy === null) say('Cannot tell here whether another process has the database open: stop the blufio server first');
+      else if (plan.inUseBy.length > 0) say(`In use by process ${plan.inUseBy.join(', ')}: ${f.force ? 'with --force its later writes would go to the safety copy' : 'the restore would be refused (stop the blufio server first)'}`);
+      if (refused) throw new Silent();
     } else {
       const { restore } = await import('./restore.ts');
       const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress });

@@ -5,7 +5,7 @@
  *   const r = await backup('/var/lib/blufio/blufio.db', '/backups/b.db', { onProgress, signal });
  */
 export { backup, type BackupOptions, type BackupResult } from './backup.ts';
-export { restore, type RestoreOptions, type RestoreResult } from './restore.ts';
+export { planRestore, restore, type RestoreOptions, type RestorePlan, type RestoreResult } from './restore.ts';
 export { inspect, type InspectResult, type TableInfo } from './inspect.ts';
 export { BlufioError, type ErrorCode } from './errors.ts';
 export { resolveConfig, type StorageConfig, type ConfigInput } from './config.ts';

@@ -55,22 +55,69 @@ export interface RestoreResult {
   inUseCheck: 'passed' | 'forced' | 'unavailable';
 }
 
-/** Replaces the database at `dbPath` with the backup at `fromPath`. */
-export async function restore(dbPath: string, fromPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
-  const started = performance.now();
+/**
+ * What a restore would do, found out without changing anything: every check a restore makes
+ * before it touches the database, and the names it would use. `blufio restore --dry-run` prints it.
+ */
+export interface RestorePlan {
+  command: 'restore';
+  /** The database that would be replaced (a symbolic link resolved to the file it names). */
+  database: string;
+  /** The backup file. */
+  path: string;
+  compressed: boolean;
+  /** Size of the database the backup holds, from its header (null for a .gz: known once decompressed). */
+  databaseBytes: number | null;
+  /** Journal mode the restored database gets (storage.wal_mode). */
+  journalMode: 'wal' | 'rollback';
+  /** The database there now (its size with its -wal), or null when the restore would create it. */
+  replaces: { bytes: number; files: string[] } | null;
+  /** Where the current database would be kept. */
+  safetyCopy: string | null;
+  /** Where the previous safety copy would be moved (never deleted), or null. */
+  earlierSafetyCopyMovesTo: string | null;
+  /** Pids of other processes that have the database open (null: cannot tell on this system). */
+  inUseBy: number[] | null;
+}
+
+/** Checks everything a restore checks before it changes anything, and says what it would do. */
+export function planRestore(dbPath: string, fromPath: string, options: Pick<RestoreOptions, 'walMode'> = {}): RestorePlan & { fromStat: fs.Stats; target: fs.Stats | null } {
   const db = realPath(path.resolve(dbPath));
   const from = path.resolve(fromPath);
-  const notice = options.onNotice ?? (() => {});
-
   const fromStat = checkSource(from, 'backup file', 'check the path of the backup file');
   const compressed = fromStat.size >= 2 && isGzip(from);
-  if (!compressed) checkHeader(from, fromStat.size);
+  const declared = compressed ? null : checkHeader(from, fromStat.size);
   const target = checkDestination(db, true, 'database');
   if (sameFile(fromStat, target)) {
     throw new BlufioError('E_SAME_FILE', `the backup file ${from} is the database itself`, 'give the path of a backup file');
   }
+  const safetyName = `${db}.pre-restore`;
+  const earlier = fs.lstatSync(safetyName, { throwIfNoEntry: false });
+  const files = target ? [db, ...['-wal', '-journal'].map((s) => db + s).filter((p) => fs.existsSync(p))] : [];
+  return {
+    command: 'restore',
+    database: db,
+    path: from,
+    compressed,
+    databaseBytes: declared,
+    journalMode: options.walMode ?? true ? 'wal' : 'rollback',
+    replaces: target ? { bytes: files.reduce((n, p) => n + fs.statSync(p).size, 0), files } : null,
+    safetyCopy: target ? safetyName : null,
+    earlierSafetyCopyMovesTo: target && earlier?.isFile() ? datedName(safetyName, earlier) : null,
+    inUseBy: target ? holders(db) : [],
+    fromStat,
+    target,
+  };
+}
+
+/** Replaces the database at `dbPath` with the backup at `fromPath`. */
+export async function restore(dbPath: string, fromPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+  const started = performance.now();
+  const notice = options.onNotice ?? (() => {});
+  const plan = planRestore(dbPath, fromPath, options);
+  const { database: db, path: from, compressed, fromStat, target } = plan;
   const force = options.force ?? false;
-  const inUseCheck = checkNotInUse(db, force, notice);
+  const inUseCheck = checkNotInUse(db, plan.inUseBy, force, notice);
   const claim = await claimForRestore(db);
 
   // Temporary names of runs that were killed: the new database's, and the safety copy's.
@@ -287,15 +334,21 @@ function takeOwner(tmp: string, db: string, target: fs.Stats | null): void {
 function moveEarlierSafetyCopy(safetyName: string): string | null {
   const st = fs.lstatSync(safetyName, { throwIfNoEntry: false });
   if (!st || !st.isFile()) return null;
-  const stamp = new Date(st.ctimeMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  let name = `${safetyName}-${stamp}`;
-  for (let n = 2; fs.existsSync(name); n++) name = `${safetyName}-${stamp}-${n}`;
+  const name = datedName(safetyName, st);
   try {
     fs.renameSync(safetyName, name);
     fsyncDir(path.dirname(name));
   } catch (e) {
     throw fsError(e, safetyName, 'cannot keep the earlier safety copy');
   }
+  return name;
+}
+
+/** `<db>.pre-restore-<YYYYMMDDTHHMMSSZ>` (when it became a safety copy), `-2`, `-3`… if taken. */
+function datedName(safetyName: string, st: fs.Stats): string {
+  const stamp = new Date(st.ctimeMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  let name = `${safetyName}-${stamp}`;
+  for (let n = 2; fs.existsSync(name); n++) name = `${safetyName}-${stamp}-${n}`;
   return name;
 }
 
@@ -311,9 +364,12 @@ function realPath(p: string): string {
   }
 }
 
-/** A file too short for a header, or without SQLite's, is refused before anything else. */
-function checkHeader(file: string, size: number, shownAs = file): void {
-  const head = new Uint8Array(16);
+/**
+ * A file too short for a header, or without SQLite's, is refused before anything else. Returns
+ * the size of the database its header declares (page size x page count), or its size.
+ */
+function checkHeader(file: string, size: number, shownAs = file): number {
+  const head = new Uint8Array(100);
   const fd = fs.openSync(file, 'r');
   try {
     readFully(fd, head, 0);
@@ -321,16 +377,19 @@ function checkHeader(file: string, size: number, shownAs = file): void {
     fs.closeSync(fd);
   }
   if (size === 0) throw new BlufioError('E_NOT_SQLITE', `the backup file ${shownAs} is empty`, 'use another backup file');
-  if (new TextDecoder().decode(head) !== SQLITE_HEADER) {
+  if (new TextDecoder().decode(head.subarray(0, 16)) !== SQLITE_HEADER) {
     throw new BlufioError('E_NOT_SQLITE', `${shownAs} is not an SQLite database (no SQLite header)`, 'give the path of a file made by blufio backup');
   }
   if (size < 512) throw new BlufioError('E_CORRUPT', `the backup file ${shownAs} is truncated (${size} bytes)`, 'use another backup file');
+  const view = new DataView(head.buffer);
+  const pageSize = view.getUint16(16) === 1 ? 65536 : view.getUint16(16);
+  const pages = view.getUint32(28);
+  return pages > 0 && view.getUint32(92) === view.getUint32(24) ? pageSize * pages : size;
 }
 
 /** Refuses while another process has the database open, unless forced; says when it can't tell. */
-function checkNotInUse(db: string, force: boolean, notice: (m: string) => void): RestoreResult['inUseCheck'] {
+function checkNotInUse(db: string, pids: number[] | null, force: boolean, notice: (m: string) => void): RestoreResult['inUseCheck'] {
   if (!fs.existsSync(db)) return 'passed';
-  const pids = holders(db);
   if (pids === null) {
     notice('Note: cannot tell whether another process has the database open here (no /proc/locks); stop the blufio server before restoring');
     return 'unavailable';

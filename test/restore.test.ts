@@ -214,6 +214,35 @@ test('refuses while another process has the database open, unless forced', async
   assert.is(fingerprint(db), newPrint);
 });
 
+test('restore --dry-run says what would be replaced, kept and moved, and changes nothing', async () => {
+  const { d, db, bak } = await setup();
+  await leaveWalFrames(db);
+  fs.writeFileSync(`${db}.pre-restore`, 'an earlier safety copy');
+  const before = Object.fromEntries(fs.readdirSync(d).map((n) => [n, fs.readFileSync(path.join(d, n)).toString('base64')]));
+  const env = { ...process.env, HOME: d };
+  const r = spawnSync(process.execPath, [CLI, 'restore', bak, '--db', db, '--dry-run'], { env, encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  const lines = r.stderr.split('\n');
+  assert.is(lines[0], 'Dry run: nothing was changed.');
+  assert.match(lines[1], `Would restore ${bak} (`);
+  assert.match(lines[2], `${db}-wal) would be kept as ${db}.pre-restore`);
+  assert.match(lines[3], new RegExp(`^The earlier safety copy ${db}\\.pre-restore would be kept as ${db}\\.pre-restore-\\d{8}T\\d{6}Z$`));
+  const j = JSON.parse(spawnSync(process.execPath, [CLI, 'restore', bak, '--db', db, '--dry-run', '--json'], { env, encoding: 'utf8' }).stdout);
+  assert.equal([j.dryRun, j.wouldBeRefused, j.database, j.safetyCopy, j.replaces.files, j.inUseBy], [true, false, db, `${db}.pre-restore`, [db, `${db}-wal`], []]);
+  assert.is(j.databaseBytes, fs.statSync(bak).size);
+  const h = await holdOpen(db, 'SELECT 1;');
+  try {
+    const busy = spawnSync(process.execPath, [CLI, 'restore', bak, '--db', db, '--dry-run'], { env, encoding: 'utf8' });
+    assert.is(busy.status, 1);
+    assert.match(busy.stderr, `In use by process ${h.proc.pid}: the restore would be refused`);
+  } finally {
+    await h.stop();
+  }
+  const after = Object.fromEntries(fs.readdirSync(d).filter((n) => !n.endsWith('-shm')).map((n) => [n, fs.readFileSync(path.join(d, n)).toString('base64')]));
+  delete (before as Record<string, string>)[`${path.basename(db)}-shm`];
+  assert.equal(after, before, 'nothing changed');
+});
+
 for (const [runtimeName, runtime] of Object.entries(RUNTIMES))
 for (const step of ['built', 'settled', 'linked', 'safety-copy', 'renamed']) {
   test(`${runtimeName}: killed at step "${step}": the database is the old one or the new one, intact`, async () => {
