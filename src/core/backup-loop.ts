@@ -46,6 +46,7 @@ export async function runBackupLoop(sqlite3: Sqlite3, src: Database, dest: Datab
   if (!backup) check(sqlite3, dest, capi.sqlite3_errcode(dest.pointer!), `cannot start copying ${o.source}`);
   try {
     for (;;) {
+      o.lastError?.(); // a message left by an earlier failure must not be attached to this step's
       const rc = capi.sqlite3_backup_step(backup as never, o.pagesPerStep);
       if (rc !== capi.SQLITE_OK && rc !== capi.SQLITE_DONE) {
         const detail = o.lastError?.();
