@@ -113,7 +113,13 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
     try {
       await pipeline(fs.createReadStream(tmp), out, { end: false, signal: options.signal });
     } catch (e) {
-      throwIfAborted(options.signal);
+      if (options.signal?.aborted) {
+        // Part of the database may already be with the reader: say so, never "nothing was written".
+        const why = options.signal.reason instanceof BlufioError ? 'the time limit (--timeout) ran out' : 'interrupted';
+        throw new BlufioError(options.signal.reason instanceof BlufioError ? options.signal.reason.code : 'E_ABORTED',
+          `${why} while streaming the backup: what the reader received is incomplete, do not use it`,
+          options.signal.reason instanceof BlufioError ? options.signal.reason.hint : undefined, { cause: e });
+      }
       throw fsError(e, 'stdout', 'cannot stream the backup');
     }
     return result(db, '-', copy, false, options, started);

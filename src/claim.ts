@@ -24,6 +24,23 @@ const CLAIM_RE = /^\.(.+)\.blufio-restore-(\d+)-(\d+)\.lock$/;
 export interface Claim {
   /** Removes the claim. Safe to call twice. */
   release(): void;
+  /**
+   * Records what a run killed now would leave for the next one to repair: `lockedOut` is a file
+   * whose permission bits were cleared for the swap, `mode` the bits to put back.
+   */
+  note(state: { lockedOut?: string; mode?: number }): void;
+}
+
+/** Puts back the permission bits a killed restore cleared (its claim says which), if still cleared. */
+function repair(claimFile: string): void {
+  try {
+    const state = JSON.parse(fs.readFileSync(claimFile, 'utf8')) as { lockedOut?: string; mode?: number };
+    if (!state.lockedOut || state.mode === undefined) return;
+    const st = fs.statSync(state.lockedOut);
+    if ((st.mode & 0o7777) === 0) fs.chmodSync(state.lockedOut, state.mode);
+  } catch {
+    // an older or empty claim, or the file is gone: nothing to repair
+  }
 }
 
 /** The start time of a process (clock ticks since boot), or 0 where it cannot be read. */
@@ -59,7 +76,10 @@ function otherClaims(db: string, mine: string | null): number[] {
     if (!m || m[1] !== base || name === mine) continue;
     const pid = Number(m[2]);
     if (ownerAlive(pid, Number(m[3]))) others.push(pid);
-    else fs.rmSync(path.join(dir, name), { force: true });
+    else {
+      repair(path.join(dir, name));
+      fs.rmSync(path.join(dir, name), { force: true });
+    }
   }
   return others;
 }
@@ -83,7 +103,7 @@ export async function claimForRestore(db: string, tries = 6): Promise<Claim> {
   const file = path.join(path.dirname(db), name);
   for (let attempt = 1; ; attempt++) {
     try {
-      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      fs.writeFileSync(file, `{"pid":${process.pid}}\n`, { flag: 'wx', mode: 0o600 });
       fsyncDir(path.dirname(db));
     } catch (e) {
       throw fsError(e, file, 'cannot claim the database for the restore');
@@ -101,6 +121,18 @@ export async function claimForRestore(db: string, tries = 6): Promise<Claim> {
         release() {
           if (held) fs.rmSync(file, { force: true });
           held = false;
+        },
+        note(state) {
+          // Written in place and synced: it must be on disk before the step it describes.
+          const fd = fs.openSync(file, 'r+');
+          try {
+            const text = `${JSON.stringify({ pid: process.pid, ...state })}\n`;
+            fs.ftruncateSync(fd, 0);
+            fs.writeSync(fd, text, 0);
+            fs.fsyncSync(fd);
+          } finally {
+            fs.closeSync(fd);
+          }
         },
       };
     }

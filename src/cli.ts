@@ -31,6 +31,8 @@ const defaultIo: Io = {
 
 type CommandName = 'backup' | 'restore' | 'verify';
 const STDOUT = '\0stdout';
+/** Timers hold at most 2^31 - 1 ms. */
+const MAX_TIMEOUT_S = 2_073_600;
 /** An empty argument, carried through mri (which turns "" into 0) as a name no path can have. */
 const EMPTY = '\u0000(empty)';
 
@@ -136,6 +138,9 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   // --timeout bounds the whole job: its abort signal ends the asynchronous steps, the deadline
   // the synchronous ones (the integrity check).
   const limit = f.timeout === undefined ? undefined : intFlag(f.timeout, '--timeout', 1);
+  if (limit !== undefined && limit > MAX_TIMEOUT_S) {
+    throw new BlufioError('E_USAGE', `--timeout must be at most ${MAX_TIMEOUT_S} seconds (24 days)`, 'leave --timeout out for no limit');
+  }
   if (limit !== undefined) {
     const timer = setTimeout(() => limitController.abort(timeLimitError()), limit * 1000);
     (timer as { unref?: () => void }).unref?.();

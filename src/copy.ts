@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BlufioError } from './errors.ts';
+import { BlufioError, fsError } from './errors.ts';
 import type { ProgressCallback } from './progress.ts';
 import { statOrNull } from './files.ts';
 import { holdersSoon } from './locks.ts';
@@ -79,6 +79,9 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
         try {
           await copyAttempt(sqlite3, snapshot, viewName, destPath, { pagesPerStep: stepFor(throttle), sleepMs: throttle, attempt, deadline, opts });
         } catch (e) {
+          // The destination's disk, not the source, when writing the copy failed for want of room.
+          const m = /\b(ENOSPC|EDQUOT|EROFS)\b/.exec((e as Error)?.message ?? '');
+          if (m) throw fsError(Object.assign(new Error(m[1]), { code: m[1] }), destPath, 'cannot write the copy');
           // A view torn by a concurrent writer can make SQLite fail (say, a page 1 overwritten as
           // we read it). Such a failure is real only if nothing at all was committed since begin().
           if (e instanceof BlufioError && e.code !== 'E_ABORTED' && snapshot.movedSinceBegin()) {

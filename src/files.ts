@@ -88,7 +88,7 @@ export function ensureRoom(dir: string, bytes: number, what: string, hint: strin
   }
   const need = Math.ceil(bytes * 1.01) + (1 << 20);
   if (free >= need) return;
-  const mb = (n: number) => `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;
+  const mb = (n: number) => `${(n / 1048576).toFixed(1)} MB`;
   throw new BlufioError('E_IO', `not enough free space on the file system holding ${dir}: ${what} needs about ${mb(need)}, ${mb(free)} are free`, hint);
 }
 
@@ -160,11 +160,13 @@ export interface PublishOptions {
    * rename(), which replaces it.
    */
   noClobber?: boolean;
+  /** `tmp` is already fsync'd: nothing but the rename lies between the caller's last look and it. */
+  synced?: boolean;
 }
 
 /** fsync `tmp`, move it to `dest` (rename, or link + unlink with noClobber), fsync the directory. */
 export function publish(tmp: string, dest: string, opts: PublishOptions = {}): void {
-  fsyncFile(tmp);
+  if (!opts.synced) fsyncFile(tmp);
   try {
     if (opts.noClobber && linkNoClobber(tmp, dest)) fs.rmSync(tmp, { force: true });
     else fs.renameSync(tmp, dest);

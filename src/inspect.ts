@@ -59,6 +59,11 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
       try {
         await gunzipFile(abs, plain);
       } catch (e) {
+        // A full or read-only work directory says nothing about the backup: that is the error.
+        if (e instanceof BlufioError && (e.code === 'E_IO' || e.code === 'E_ABORTED' || e.code === 'E_TIMEOUT')) {
+          throw new BlufioError(e.code, `${e.message} (the backup itself was not judged)`,
+            e.code === 'E_IO' ? 'free some space there, or pass --work-dir <directory> on a file system with room' : e.hint, { cause: e });
+        }
         return failedVerdict(abs, st.size, true, opts, e);
       }
       return { ...(await verdict(plain, opts)), path: abs, bytes: st.size, compressed: true };

@@ -107,6 +107,17 @@ export async function holdersSoon(dbPath: string): Promise<number[] | null> {
   return holders(dbPath, text);
 }
 
+/** "1234 (python3 server.py)": a pid with its command line, as far as /proc tells. */
+export function describePid(pid: number): string {
+  try {
+    const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    const shown = args.slice(0, 3).map((a, i) => (i === 0 || a.length > 40 ? a.split('/').pop()! : a)).join(' ');
+    return shown ? `${pid} (${shown.slice(0, 60)}${args.length > 3 ? ' …' : ''})` : String(pid);
+  } catch {
+    return String(pid);
+  }
+}
+
 /** Pids whose open file descriptors include `file` (those we may look at; others are skipped). */
 export function openers(file: string): number[] {
   let target: fs.Stats;

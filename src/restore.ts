@@ -19,10 +19,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkSource, copyVerified, type BackupOptions } from './backup.ts';
 import { BlufioError, fsError } from './errors.ts';
-import { claimForRestore } from './claim.ts';
-import { appliedCompanions, checkDestination, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
+import { claimForRestore, type Claim } from './claim.ts';
+import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
-import { holders, locksOn, openers } from './locks.ts';
+import { describePid, holders, locksOn, openers } from './locks.ts';
 import { SQLITE_HEADER } from './snapshot.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 import { formatMB } from './progress.ts';
@@ -35,6 +35,8 @@ export interface RestoreOptions extends Omit<BackupOptions, 'verify' | 'mode'> {
   onNotice?: (message: string) => void;
   /** For tests: runs after the last look for other users of the database, right before the swap. */
   beforeSwap?: () => Promise<void> | void;
+  /** For tests: runs right after the rename, before the looks that may undo it. */
+  afterSwap?: () => Promise<void> | void;
 }
 
 export interface RestoreResult {
@@ -115,16 +117,21 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   const started = performance.now();
   const notice = options.onNotice ?? (() => {});
   const plan = planRestore(dbPath, fromPath, options);
-  const { database: db, path: from, compressed, fromStat, target } = plan;
+  const { database: db, path: from, compressed, fromStat } = plan;
   const force = options.force ?? false;
   const inUseCheck = checkNotInUse(db, plan.inUseBy, force, notice);
   const claim = await claimForRestore(db);
+  // Looked at again once claimed: taking the claim may have repaired what a killed run left (its mode).
+  const target = plan.target && (statOrNull(db) ?? plan.target);
+  // What the database's files are now: any write from here on comes from a process that opened it meanwhile.
+  const startStamp = target ? filesStamp(db) : '';
 
   // Temporary names of runs that were killed: the new database's, and the safety copy's.
   const safetyName = `${db}.pre-restore`;
   const tmp = tempPathBeside(db);
-  const unpacked = `${options.workDir ? tempPathBeside(path.join(workDirPath(options.workDir), path.basename(db))) : tmp}.src`;
+  let unpacked = `${tmp}.src`;
   try {
+    if (options.workDir) unpacked = `${tempPathBeside(path.join(workDirPath(options.workDir), path.basename(db)))}.src`;
     removeStaleTemps(db, unpacked, ...['', '-wal', '-journal', '-shm'].map((suffix) => safetyName + suffix));
     // 0. A .gz backup is decompressed first (beside the target, or in --work-dir), then treated
     //    like any other.
@@ -143,11 +150,14 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     //    the server, running as its own user, out of its database) and the configured journal mode.
     fs.chmodSync(tmp, target ? target.mode & 0o777 : 0o600);
     takeOwner(tmp, db, target);
-    setJournalMode(tmp, options.walMode ?? true); // made durable by the fsync when it is published
+    setJournalMode(tmp, options.walMode ?? true);
+    // Made durable now, not at the swap: an fsync there (tens of ms for a big file) would widen
+    // the window between the last look for other users of the database and the rename.
+    fsyncFile(tmp);
 
     // 3. Settle the old database, keep it as the safety copy, then swap; before each of these
     //    steps and after the swap, look again for a process that opened the database meanwhile.
-    const safetyCopy = target ? await replaceExisting(db, tmp, safetyName, force, notice, options.beforeSwap) : null;
+    const safetyCopy = target ? await replaceExisting(db, tmp, safetyName, force, notice, claim, startStamp, options) : null;
     if (!target) publishFresh(tmp, db);
     const safetyCopies = listSafetyCopies(db);
     if (safetyCopies.length > 0) {
@@ -179,23 +189,33 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
 /**
  * Swaps the built file `tmp` in for the existing database, keeping the old one as the safety
  * copy. A process that opens the database while this runs (a server restarted by systemd, an
- * operator) must never lose a write, so the database's users are looked for again right before
- * each step that changes anything and once more after the swap:
- * - before settling, after settling and before the swap: the restore stops with E_IN_USE, and the
- *   database is as it was (settling only checkpoints it, as SQLite itself would);
- * - after the swap, a process holding the *old* file open got in between the last look and the
- *   rename: the swap is undone (the old file renamed back, the new one discarded) and the restore
- *   fails, so that process's writes stay in the database it is writing to.
+ * operator) must never lose a write. Nothing stops a native process from opening the file
+ * (JavaScript cannot take SQLite's POSIX locks), so the restore looks, at every step:
+ * - before settling: for users, and for any change to the database's files since the restore
+ *   started (a writer that came and went while the new file was built);
+ * - after settling and before the swap: for users, for a -wal/-journal a settled database cannot
+ *   have, and for any change since settling. Before the last look the old file's permissions are
+ *   cleared, so that a server not running as root can no longer open it at all until the swap is
+ *   done (they are restored on the safety copy, or on the database if nothing is replaced);
+ * - after the swap: for a process holding the old file, a write to it, or a -wal/-journal beside
+ *   the new file that is older than the rename (a connection to the old file that closed after
+ *   the rename: SQLite leaves its WAL when the file has moved). Then the swap is undone (the old
+ *   file renamed back, with the WAL that belongs to it) and the restore fails.
+ * Each refusal leaves the database as it was (settling only checkpoints it, as SQLite would).
  * With --force and a process using the database, nothing is settled: the old database and all of
  * its companions (-wal, -shm, -journal) are hard-linked to the safety copy's names first, so the
  * writes that process goes on making land in `<db>.pre-restore`, whole, and the notice says so.
  */
 async function replaceExisting(db: string, tmp: string, safetyName: string, force: boolean, notice: (m: string) => void,
-  beforeSwap?: () => Promise<void> | void): Promise<string> {
+  claim: Claim, startStamp: string, hooks: Pick<RestoreOptions, 'beforeSwap' | 'afterSwap'> = {}): Promise<string> {
   let users = stillInUse(db, force, 'before the old database was settled');
   const live = users.length > 0; // only with --force
+  if (!live && filesStamp(db) !== startStamp) throw writtenMeanwhile(db, 'while the new database was built');
+  const rollbackWriter = live && !fs.existsSync(`${db}-wal`);
   const settled = live ? false : await settle(db);
   crashPoint('settled');
+  const settledStamp = filesStamp(db);
+  const settledMain = contentStamp(db);
   if (!live) {
     users = stillInUse(db, force, 'while the old database was settled');
     // A settled database has no -wal or -journal: one that is there now was made by a process
@@ -208,18 +228,22 @@ async function replaceExisting(db: string, tmp: string, safetyName: string, forc
   notice(`Creating safety backup: ${safetyName}`);
   const kept = keepSafetyCopy(db, safetyName, live);
   crashPoint('safety-copy');
-  // A process that opens the old database after the last look, writes and closes again before
-  // the look after the swap leaves no holder to see, but its writes changed the old file.
-  const oldStamp = contentStamp(db);
+  let unlock = () => {};
   if (!live) {
     try {
+      unlock = lockOut(db, claim);
       stillInUse(db, false, 'before the swap');
       const appeared = settled ? appliedCompanions(db) : [];
       if (appeared.length > 0) throw openedMeanwhile(db, [], 'before the swap', `${appeared[0]} appeared; nothing was replaced`);
+      if (filesStamp(db) !== settledStamp) throw writtenMeanwhile(db, 'after it was settled');
     } catch (e) {
+      unlock();
       undoSafetyCopy(safetyName, kept, earlier);
       throw e;
     }
+  } else if (rollbackWriter) {
+    notice(`Warning: process ${users.join(', ')} has the database open (rollback-journal mode); restoring anyway (--force). `
+      + `SQLite refuses its writes to a moved database, so its next commit fails (nothing it committed is lost: ${safetyName} holds it); restart it now`);
   } else {
     notice(`Warning: process ${users.join(', ')} has the database open and goes on writing to the old one: `
       + `its writes from now on are in ${safetyName} (kept with its ${kept.filter((s) => s).map((s) => s.slice(1)).join(', ') || 'file'}), not in the restored database; restart it now`);
@@ -228,27 +252,81 @@ async function replaceExisting(db: string, tmp: string, safetyName: string, forc
   // none: settled), so removing these names loses nothing; a live writer's files stay whole there.
   // A settled database's -shm is left: no WAL refers to it, and SQLite resets it on first open.
   if (!settled) for (const suffix of ['-wal', '-journal', ...(live ? ['-shm'] : [])]) fs.rmSync(db + suffix, { force: true });
-  await beforeSwap?.();
-  publish(tmp, db);
+  await hooks.beforeSwap?.();
+  publish(tmp, db, { synced: true });
   crashPoint('renamed');
-  if (!live) {
-    // The old file is now reachable only as the safety copy: anyone holding it open got in
-    // between the last look and the rename.
-    // (A -wal appearing beside the new file now proves nothing: the server may have opened the
-    // restored database already, which is what it should do.)
-    const late = holders(safetyName)?.filter((pid) => pid !== process.pid) ?? [];
-    if (late.length > 0 || contentStamp(safetyName) !== oldStamp) {
-      const onNew = fileUsers(db);
-      if (onNew.length > 0) {
-        // Both files are in use: putting the old one back would pull the new one from under its users.
-        throw new BlufioError('E_IN_USE', `process ${late.join(', ') || '(gone)'} opened the database ${db} while it was being replaced and wrote to the old one, now ${safetyName}; `
-          + `process ${onNew.join(', ')} has the restored one open`, `stop them all; the writes made through the old file are in ${safetyName}, not in ${db}`);
-      }
-      undoSwap(db, safetyName, kept, earlier);
-      throw openedMeanwhile(db, late, 'while it was being replaced', 'the restore was undone');
+  if (live) return safetyName;
+  await hooks.afterSwap?.();
+  // The old file is now reachable only as the safety copy.
+  const swappedAt = fs.statSync(db, { bigint: true }).ctimeNs; // set by the rename
+  const late = holders(safetyName)?.filter((pid) => pid !== process.pid) ?? [];
+  const stale = ['-wal', '-journal'].map((s) => db + s).filter((p) => madeBefore(p, swappedAt));
+  if (late.length > 0 || stale.length > 0 || contentStamp(safetyName) !== settledMain) {
+    const onNew = fileUsers(db);
+    if (onNew.length > 0) {
+      // Both files are in use: putting the old one back would pull the new one from under its users.
+      unlock();
+      throw new BlufioError('E_IN_USE', `process ${late.join(', ') || '(gone)'} opened the database ${db} while it was being replaced and wrote to the old one, now ${safetyName}, `
+        + `while process ${onNew.join(', ')} opened the restored one; they may share ${db}-wal`,
+        `stop them all, then check both files (sqlite3 <file> "PRAGMA integrity_check") before using either; the old database is ${safetyName}`);
     }
+    undoSwap(db, safetyName, kept, earlier);
+    unlock();
+    throw openedMeanwhile(db, late, 'while it was being replaced', 'the restore was undone');
   }
+  unlock();
   return safetyName;
+}
+
+/** True when `file` exists and was created (or, where there are no birth times, last written) no later than `t`. */
+function madeBefore(file: string, t: bigint): boolean {
+  const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+  if (!st) return false;
+  return (st.birthtimeNs > 0n ? st.birthtimeNs : st.mtimeNs) <= t;
+}
+
+/**
+ * Clears the old database's permission bits for the last look and the swap: a server that does
+ * not run as root cannot open it in between (root can: the looks still catch it). Returns the
+ * function that puts them back, on the file wherever its name is then (through an open handle).
+ * The claim records the mode, so a restore killed in this window has it put back by the next run.
+ */
+function lockOut(db: string, claim: Claim): () => void {
+  let fd: number;
+  try {
+    fd = fs.openSync(db, 'r');
+  } catch {
+    return () => {};
+  }
+  const mode = fs.fstatSync(fd).mode & 0o7777;
+  try {
+    claim.note({ lockedOut: db, mode });
+    fs.fchmodSync(fd, 0);
+  } catch {
+    fs.closeSync(fd);
+    return () => {};
+  }
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    try {
+      fs.fchmodSync(fd, mode);
+      claim.note({});
+    } finally {
+      fs.closeSync(fd);
+    }
+  };
+}
+
+/** Every file of the database that a write changes: itself, its -wal and -journal (inode, size, mtime). */
+function filesStamp(db: string): string {
+  return ['', '-wal', '-journal'].map((s) => `${s}:${fs.existsSync(db + s) ? contentStamp(db + s) : '-'}`).join('|');
+}
+
+function writtenMeanwhile(db: string, when: string): BlufioError {
+  return new BlufioError('E_IN_USE', `the database ${db} was written to ${when} (a process opened it and closed it again); nothing was replaced: ${db} holds those writes`,
+    'stop the blufio server and whatever restarts it (e.g. systemctl stop blufio), then run the restore again');
 }
 
 /**
@@ -262,7 +340,7 @@ function stillInUse(db: string, force: boolean, when: string): number[] {
 }
 
 function openedMeanwhile(db: string, pids: number[], when: string, outcome: string): BlufioError {
-  const who = pids.length > 0 ? `process ${pids.join(', ')} opened the database ${db}` : `a process opened the database ${db}`;
+  const who = pids.length > 0 ? `process ${pids.map(describePid).join(', ')} opened the database ${db}` : `a process opened the database ${db}`;
   return new BlufioError('E_IN_USE', `${who} ${when}; ${outcome}: ${db} is still the database it uses, with all its writes`,
     'stop the blufio server and whatever restarts it (e.g. systemctl stop blufio), then run the restore again');
 }
@@ -396,10 +474,10 @@ function checkNotInUse(db: string, pids: number[] | null, force: boolean, notice
   }
   if (pids.length === 0) return 'passed';
   if (force) {
-    notice(`Warning: process ${pids.join(', ')} has the database open; restoring anyway (--force)`);
+    notice(`Warning: process ${pids.map(describePid).join(', ')} has the database open; restoring anyway (--force)`);
     return 'forced';
   }
-  throw new BlufioError('E_IN_USE', `the database ${db} is in use by process ${pids.join(', ')}`,
+  throw new BlufioError('E_IN_USE', `the database ${db} is in use by process ${pids.map(describePid).join(', ')}`,
     'stop the blufio server first, or add --force if you are sure');
 }
 

@@ -46,6 +46,16 @@ test('--timeout ends a job that never pauses, at any step; nothing is left', asy
   assert.equal(fs.readdirSync(d).sort(), ['big.db', 'big.db-shm', 'big.db-wal'].filter((f) => fs.existsSync(path.join(d, f))).sort());
 });
 
+test('a --timeout too long for a timer is a usage error, not an instant time-out', () => {
+  const d = tmpdir();
+  const db = path.join(d, 'x.db');
+  makeSampleDb(db, { rows: 10 });
+  const r = spawnSync(process.execPath, [CLI, 'backup', path.join(d, 'b.db'), '--db', db, '--timeout', '99999999'], { encoding: 'utf8' });
+  assert.is(r.status, 2);
+  assert.is(r.stderr, 'error: --timeout must be at most 2073600 seconds (24 days) (leave --timeout out for no limit)\n');
+  assert.is(spawnSync(process.execPath, [CLI, 'backup', path.join(d, 'b.db'), '--db', db, '--timeout', '2073600'], { encoding: 'utf8' }).status, 0);
+});
+
 test('the integrity check is ended by the time limit, and that is never reported as damage', async () => {
   const d = tmpdir();
   const db = path.join(d, 'x.db');

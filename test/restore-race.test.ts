@@ -35,6 +35,11 @@ while time.time() < end:
 c.close()
 `;
 
+/** A pid that no process has now (a child that has exited). */
+function deadPid(): number {
+  return Number(String(spawnSync('sh', ['-c', 'echo $$']).stdout).trim());
+}
+
 function run(cmd: string, args: string[]): Promise<{ status: number | null; stderr: string }> {
   return new Promise((resolve) => {
     const p: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -109,6 +114,81 @@ test('a process that opens the old database between the last look and the swap: 
   assert.is(fingerprint(db), oldPrint, 'the old database is back at its path');
   assert.is(fs.readFileSync(earlier, 'utf8'), 'an earlier safety copy', 'the earlier safety copy is back at its name');
   assert.equal(fs.readdirSync(path.dirname(db)).filter((n) => n.includes('pre-restore-') || n.includes('.tmp')), []);
+});
+
+test('a process that commits while the new database is built and closes again: the restore is refused, its write kept', async () => {
+  const { db, bak } = await setup(200);
+  let wrote = false;
+  const e = await rejects(restore(db, bak, {
+    afterBegin: () => {
+      if (wrote) return;
+      wrote = true;
+      sql(db, "INSERT INTO vault VALUES ('during-build', x'01');");
+    },
+  }), 'E_IN_USE', /was written to while the new database was built .*nothing was replaced/);
+  assert.ok(wrote, e.message);
+  assert.is(sql(db, "SELECT count(*) FROM vault WHERE key = 'during-build'"), '1');
+  assert.not.ok(fs.existsSync(`${db}.pre-restore`));
+});
+
+test('a connection to the old file that commits and closes after the rename (SQLite then leaves its WAL): the swap is undone', async () => {
+  const { db, bak } = await setup(200);
+  const oldRows = Number(sql(db, 'SELECT count(*) FROM vault'));
+  let writer: ChildProcess | undefined;
+  let exited: Promise<unknown> | undefined;
+  const e = await rejects(restore(db, bak, {
+    beforeSwap: async () => {
+      // Opens the old file after the last look (as root: the cleared permission bits do not stop it).
+      writer = spawn('sqlite3', ['-batch', db], { stdio: ['pipe', 'pipe', 'inherit'] });
+      exited = new Promise((resolve) => writer!.on('exit', resolve));
+      const out: string[] = [];
+      writer.stdout!.on('data', (b) => out.push(String(b)));
+      writer.stdin!.write(`PRAGMA wal_autocheckpoint=0; SELECT count(*) FROM vault; SELECT 'open';\n`);
+      while (!out.join('').includes('open')) await new Promise((r) => setTimeout(r, 5));
+    },
+    afterSwap: async () => {
+      // Commits through the old file, then closes cleanly: SQLite sees the file has moved and
+      // leaves its WAL, which now lies beside the new file.
+      writer!.stdin!.end(`INSERT INTO vault VALUES ('after-rename', x'02');\n`);
+      await exited;
+    },
+  }).catch((x) => { writer?.kill('SIGKILL'); throw x; }), 'E_IN_USE', /the restore was undone/);
+  assert.ok(e);
+  assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
+  assert.is(sql(db, "SELECT count(*) FROM vault WHERE key = 'after-rename'"), '1', 'the write is in the database');
+  assert.is(Number(sql(db, 'SELECT count(*) FROM vault')), oldRows + 1);
+});
+
+test('the old file is closed to other users (permission bits cleared) for the last look and the swap, and gets them back', async () => {
+  const { db, bak } = await setup(200);
+  fs.chmodSync(db, 0o640);
+  let during = -1;
+  await restore(db, bak, { beforeSwap: () => { during = fs.statSync(db).mode & 0o7777; } });
+  assert.is(during, 0);
+  assert.is(fs.statSync(`${db}.pre-restore`).mode & 0o7777, 0o640);
+  assert.is(fs.statSync(db).mode & 0o7777, 0o640);
+  // Refused at the last look: the database gets its bits back too.
+  fs.chmodSync(db, 0o644);
+  const other = await setup(200);
+  fs.chmodSync(other.db, 0o644);
+  let h: Awaited<ReturnType<typeof holdOpen>> | undefined;
+  try {
+    await rejects(restore(other.db, other.bak, { afterBegin: () => {}, beforeSwap: async () => { h = await holdOpen(other.db, 'SELECT 1;'); } }), 'E_IN_USE');
+  } finally {
+    await h?.stop();
+  }
+  assert.is(fs.statSync(other.db).mode & 0o7777, 0o644);
+});
+
+test('a restore killed while the old file is closed to others: the next run puts its permission bits back', async () => {
+  const { d, db, bak } = await setup(200);
+  fs.chmodSync(db, 0o640);
+  // What a run killed right after clearing them leaves: the bits cleared, its claim saying so.
+  fs.chmodSync(db, 0);
+  fs.writeFileSync(path.join(d, `.blufio.db.blufio-restore-${deadPid()}-1.lock`), JSON.stringify({ pid: 1, lockedOut: db, mode: 0o640 }));
+  await restore(db, bak);
+  assert.is(fs.statSync(`${db}.pre-restore`).mode & 0o7777, 0o640);
+  assert.is(fs.statSync(db).mode & 0o7777, 0o640);
 });
 
 test('restore --force over an open transaction: the writer\'s later commit is kept in the safety copy, and said so', async () => {

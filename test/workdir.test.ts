@@ -90,6 +90,19 @@ test('restore of a .gz: decompressed in --work-dir; the target\'s file system is
   assert.equal(fs.readdirSync(small), []);
 });
 
+test('verify x.gz with no room to decompress says so, and never calls the backup damaged', async () => {
+  const small = smallDisk('2m');
+  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  const db = compressibleDb(tmpdir());
+  const gz = path.join(tmpdir(), 'b.db.gz');
+  await backup(db, gz);
+  const r = spawnSync(process.execPath, [CLI, 'verify', gz], { env: { ...process.env, TMPDIR: small }, encoding: 'utf8' });
+  assert.is(r.status, 1);
+  assert.not.match(r.stdout + r.stderr, /FAILED|do not restore/);
+  assert.match(r.stderr, new RegExp(`^error: .*no space left on the device holding ${small}.*\\(the backup itself was not judged\\)`));
+  assert.equal(fs.readdirSync(small), []);
+});
+
 test('a missing --work-dir is a clear error', async () => {
   const db = compressibleDb(tmpdir());
   const r = spawnSync(process.execPath, [CLI, 'backup', '-', '--db', db, '--work-dir', '/nonexistent/work'], { stdio: ['ignore', 'pipe', 'pipe'] });
