@@ -84,8 +84,8 @@ test('restore shows the bar too, and the safety-copy line on its own line', () =
   const t = underTty(['restore', bak, '--db', db, '--sleep-ms', '2']);
   assert.is(t.code, 0, t.screen);
   assert.match(t.screen, /\rRestoring \[/);
-  // The bar is erased before the safety-copy line, which is followed by the result line.
-  assert.match(t.screen, /\r\x1b\[KCreating safety backup: [^\r\n]+\.pre-restore\r?\nRestore complete: /);
+  // The bar is erased before the safety-copy lines, which are followed by the result line.
+  assert.match(t.screen, /\r\x1b\[KCreating safety backup: [^\r\n]+\.pre-restore\r?\nSafety copies \([^\r\n]+\r?\nRestore complete: /);
 });
 
 test.run();
