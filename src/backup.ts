@@ -12,7 +12,7 @@ import { BlufioError, fsError } from './errors.ts';
 import { copyDatabase, type CopyOptions } from './copy.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import { gzipFile, wantsGzip } from './gzip.ts';
-import { restoresRunning } from './claim.ts';
+import { restoresRunning, sweepStaleClaims } from './claim.ts';
 import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { integrityProblems } from './verify.ts';
@@ -56,6 +56,7 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   const started = performance.now();
   const db = path.resolve(dbPath);
   const dest = path.resolve(destPath);
+  sweepStaleClaims(path.dirname(db));
   const srcStat = checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
   // Compared as the file system resolves them: a symlinked directory must not let a backup land
   // on the source's own -wal (found: that emptied a live database's WAL, losing committed rows).
@@ -74,12 +75,12 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
       'wait for the restore to finish, or choose another backup path');
   }
   checkDestination(dest, options.force ?? false, 'backup', !wantsGzip(dest));
-  const copy = await copyVerified(db, dest, options, 'the backup', wantsGzip(dest));
+  const copy = await backupToFile(db, dest, options, wantsGzip(dest));
   return result(db, dest, copy, wantsGzip(dest), options, started);
 }
 
 /** The result object both ways of backing up report. */
-function result(db: string, where: string, copy: Awaited<ReturnType<typeof copyVerified>>, compressed: boolean, options: BackupOptions, started: number): BackupResult {
+function result(db: string, where: string, copy: BuiltCopy & { bytes: number }, compressed: boolean, options: BackupOptions, started: number): BackupResult {
   return {
     command: 'backup',
     database: db,
@@ -109,7 +110,7 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
   const tmp = path.join(dir, 'backup.db');
   try {
     ensureRoom(dir, sourceBytes(db), 'the copy staged before it is streamed', STAGING_HINT);
-    const copy = await copyVerified(db, tmp, options, 'the backup', false);
+    const copy = await buildVerifiedCopy(db, tmp, options, 'the backup');
     try {
       await pipeline(fs.createReadStream(tmp), out, { end: false, signal: options.signal });
     } catch (e) {
@@ -122,18 +123,55 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
       }
       throw fsError(e, 'stdout', 'cannot stream the backup');
     }
-    return result(db, '-', copy, false, options, started);
+    return result(db, '-', { ...copy, bytes: copy.databaseBytes }, false, options, started);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
+/** What building a verified copy found: the copy's own facts, and its size on disk. */
+export type BuiltCopy = Awaited<ReturnType<typeof copyDatabase>> & { databaseBytes: number };
+
 /**
- * Copies `src` to `dest` through a temporary file beside `dest`: copy, fsync, verify (unless
- * opts.verify is false), set the mode, compress if asked, rename. Shared by backup, streaming
- * and the .pre-restore copy.
+ * Builds a verified copy of `src` at `out`, a private path the caller owns (a temporary file, or
+ * a file in a private directory): copy, verify (unless opts.verify is false), set the mode. What
+ * happens to it then is the caller's: publish it as a file, compress it, stream it, swap it in for
+ * a database. This is the seam every destination and transform plugs into.
  */
-export async function copyVerified(src: string, dest: string, opts: BackupOptions, what: string, gzip = false) {
+export async function buildVerifiedCopy(src: string, out: string, opts: BackupOptions, what: string): Promise<BuiltCopy> {
+  let copy = await copyDatabase(src, out, opts);
+  throwIfAborted(opts.signal);
+  if (opts.verify !== false) {
+    // A copy is one committed state (docs/consistency.md), so a failed check means the source
+    // itself is damaged. Never say so on one look: the copy is made again, and only the same
+    // problems twice are reported.
+    let seen: string | null = null;
+    for (let copies = 1; ; copies++) {
+      opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: copy.pages, attempt: copy.attempts, pageSize: copy.pageSize });
+      const problems = await integrityProblems(out, false, 20, opts.signal, opts.deadline);
+      if (problems.length === 0) break;
+      const key = problems.join('\n');
+      if (key === seen || copies === 3) {
+        throw new BlufioError('E_INTEGRITY', `${what} of ${src} failed the integrity check: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`,
+          `the database itself may be damaged: check it with sqlite3 ${src} "PRAGMA integrity_check"`);
+      }
+      seen = key;
+      copy = await copyDatabase(src, out, opts);
+      throwIfAborted(opts.signal);
+    }
+    opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: 0, attempt: copy.attempts, pageSize: copy.pageSize });
+  }
+  throwIfAborted(opts.signal);
+  fs.chmodSync(out, opts.mode ?? 0o600);
+  return { ...copy, databaseBytes: fs.statSync(out).size };
+}
+
+/**
+ * Backs up `src` to the file `dest`: a verified copy built in a temporary file beside it (or, for
+ * a .gz, in the work directory, then compressed beside it), published by an atomic rename or,
+ * without --force, an atomic no-clobber link.
+ */
+async function backupToFile(src: string, dest: string, opts: BackupOptions, gzip: boolean) {
   // A .gz is made from an uncompressed copy staged in the work directory (beside it by default).
   const staged = gzip && opts.workDir ? path.join(workDirPath(opts.workDir), path.basename(dest)) : dest;
   removeStaleTemps(dest, staged);
@@ -141,44 +179,19 @@ export async function copyVerified(src: string, dest: string, opts: BackupOption
   const tmpGz = `${tempPathBeside(dest)}.gz`;
   try {
     if (gzip) ensureRoom(path.dirname(staged), sourceBytes(src), 'the uncompressed copy staged before compressing', STAGING_HINT);
-    else ensureRoom(path.dirname(dest), sourceBytes(src), `${what} (as big as the database)`, 'free some space there, or choose a path on another file system');
-    let copy = await copyDatabase(src, tmp, opts);
-    throwIfAborted(opts.signal);
-    if (opts.verify !== false) {
-      // A copy is one committed state (docs/consistency.md), so a failed check means the source
-      // itself is damaged. Never say so on one look: the copy is made again, and only the same
-      // problems twice are reported.
-      let seen: string | null = null;
-      for (let copies = 1; ; copies++) {
-        opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: copy.pages, attempt: copy.attempts, pageSize: copy.pageSize });
-        const problems = await integrityProblems(tmp, false, 20, opts.signal, opts.deadline);
-        if (problems.length === 0) break;
-        const key = problems.join('\n');
-        if (key === seen || copies === 3) {
-          throw new BlufioError('E_INTEGRITY', `${what} of ${src} failed the integrity check: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`,
-            `the database itself may be damaged: check it with sqlite3 ${src} "PRAGMA integrity_check"`);
-        }
-        seen = key;
-        copy = await copyDatabase(src, tmp, opts);
-        throwIfAborted(opts.signal);
-      }
-      opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: 0, attempt: copy.attempts, pageSize: copy.pageSize });
-    }
-    throwIfAborted(opts.signal);
-    fs.chmodSync(tmp, opts.mode ?? 0o600);
-    const databaseBytes = fs.statSync(tmp).size;
-    let published = tmp;
-    if (gzip) {
-      await gzipFile(tmp, tmpGz, opts.signal);
-      fs.chmodSync(tmpGz, opts.mode ?? 0o600);
-      published = tmpGz;
-    }
-    const bytes = fs.statSync(published).size;
+    else ensureRoom(path.dirname(dest), sourceBytes(src), 'the backup (as big as the database)', 'free some space there, or choose a path on another file system');
+    const copy = await buildVerifiedCopy(src, tmp, opts, 'the backup');
     // Without --force a file that appeared at dest meanwhile is never replaced.
     const noClobber = !opts.force;
-    if (gzip) publish(published, dest, { noClobber });
-    else publishDatabase(published, dest, { noClobber });
-    return { ...copy, bytes, databaseBytes };
+    if (!gzip) {
+      publishDatabase(tmp, dest, { noClobber });
+      return { ...copy, bytes: copy.databaseBytes };
+    }
+    await gzipFile(tmp, tmpGz, opts.signal);
+    fs.chmodSync(tmpGz, opts.mode ?? 0o600);
+    const bytes = fs.statSync(tmpGz).size;
+    publish(tmpGz, dest, { noClobber });
+    return { ...copy, bytes };
   } finally {
     fs.rmSync(tmp, { force: true });
     fs.rmSync(tmpGz, { force: true });

@@ -28,18 +28,51 @@ export interface Claim {
    * Records what a run killed now would leave for the next one to repair: `lockedOut` is a file
    * whose permission bits were cleared for the swap, `mode` the bits to put back.
    */
-  note(state: { lockedOut?: string; mode?: number }): void;
+  note(state: LockedOut | Record<string, never>): void;
 }
 
-/** Puts back the permission bits a killed restore cleared (its claim says which), if still cleared. */
+/** What restore's lockOut() changed on the old database file, to be put back. */
+export interface LockedOut {
+  /** The names the file may have (the database's, and the safety copy's after the swap). */
+  lockedOut: string[];
+  ino: number;
+  mode: number;
+  /** Header byte 19 as it was. */
+  readVersion: number;
+}
+
+/** Header byte 19 (read version) while a restore keeps everyone out of the old database. */
+export const LOCKED_READ_VERSION = 255;
+
+/**
+ * Puts back what a killed restore's lockOut() changed (its claim says what), on the file with the
+ * recorded inode under whichever of its names it has now, if still changed.
+ */
 function repair(claimFile: string): void {
+  let state: Partial<LockedOut>;
   try {
-    const state = JSON.parse(fs.readFileSync(claimFile, 'utf8')) as { lockedOut?: string; mode?: number };
-    if (!state.lockedOut || state.mode === undefined) return;
-    const st = fs.statSync(state.lockedOut);
-    if ((st.mode & 0o7777) === 0) fs.chmodSync(state.lockedOut, state.mode);
+    state = JSON.parse(fs.readFileSync(claimFile, 'utf8'));
   } catch {
-    // an older or empty claim, or the file is gone: nothing to repair
+    return; // an older or empty claim: nothing to repair
+  }
+  if (!Array.isArray(state.lockedOut) || state.mode === undefined || state.readVersion === undefined) return;
+  for (const file of state.lockedOut) {
+    try {
+      const st = fs.statSync(file);
+      if (st.ino !== state.ino) continue;
+      const fd = fs.openSync(file, 'r+');
+      try {
+        const b = Buffer.alloc(1);
+        fs.readSync(fd, b, 0, 1, 19);
+        if (b[0] === LOCKED_READ_VERSION) fs.writeSync(fd, Uint8Array.of(state.readVersion), 0, 1, 19);
+        if ((st.mode & 0o7777) === 0) fs.fchmodSync(fd, state.mode);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      // that name is gone or not ours to fix: the other may be it
+    }
   }
 }
 
@@ -82,6 +115,26 @@ function otherClaims(db: string, mine: string | null): number[] {
     }
   }
   return others;
+}
+
+/**
+ * Repairs and removes the claims that killed restores left in `dir`, for any database there: run
+ * by every command before it reads a file there, so that a database or safety copy a killed
+ * restore had closed to others (see restore's lockOut()) is readable again whatever runs next.
+ */
+export function sweepStaleClaims(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = CLAIM_RE.exec(name);
+    if (!m || ownerAlive(Number(m[2]), Number(m[3]))) continue;
+    repair(path.join(dir, name));
+    fs.rmSync(path.join(dir, name), { force: true });
+  }
 }
 
 /** Pids of restores of `db` running now (used by backup to refuse writing the safety copy's name). */

@@ -17,9 +17,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkSource, copyVerified, type BackupOptions } from './backup.ts';
+import { buildVerifiedCopy, checkSource, sourceBytes, type BackupOptions } from './backup.ts';
 import { BlufioError, fsError } from './errors.ts';
-import { claimForRestore, type Claim } from './claim.ts';
+import { claimForRestore, LOCKED_READ_VERSION, type Claim } from './claim.ts';
 import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
@@ -143,7 +143,8 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
       source = unpacked;
     }
     // 1. Build and verify the new database; nothing of the target is touched before this passes.
-    const copy = await copyVerified(source, tmp, { ...options, verify: true, force: true }, 'the backup file');
+    ensureRoom(path.dirname(db), sourceBytes(source), 'the restored database', 'free some space there first; nothing was changed');
+    const copy = await buildVerifiedCopy(source, tmp, { ...options, verify: true }, 'the backup file');
     crashPoint('built');
 
     // 2. The new file takes the target's owner, group and mode (a restore as root must not lock
@@ -215,7 +216,6 @@ async function replaceExisting(db: string, tmp: string, safetyName: string, forc
   const settled = live ? false : await settle(db);
   crashPoint('settled');
   const settledStamp = filesStamp(db);
-  const settledMain = contentStamp(db);
   if (!live) {
     users = stillInUse(db, force, 'while the old database was settled');
     // A settled database has no -wal or -journal: one that is there now was made by a process
@@ -229,13 +229,15 @@ async function replaceExisting(db: string, tmp: string, safetyName: string, forc
   const kept = keepSafetyCopy(db, safetyName, live);
   crashPoint('safety-copy');
   let unlock = () => {};
+  let lockedStamp = '';
   if (!live) {
     try {
-      unlock = lockOut(db, claim);
-      stillInUse(db, false, 'before the swap');
-      const appeared = settled ? appliedCompanions(db) : [];
-      if (appeared.length > 0) throw openedMeanwhile(db, [], 'before the swap', `${appeared[0]} appeared; nothing was replaced`);
-      if (filesStamp(db) !== settledStamp) throw writtenMeanwhile(db, 'after it was settled');
+      lastLooks(db, settled, settledStamp);
+      // Closed to others from here until the looks after the swap (see lockOut()), then looked
+      // at once more: whoever opened it before is seen now, whoever opens it after cannot use it.
+      unlock = lockOut(db, safetyName, claim);
+      lockedStamp = contentStamp(db);
+      lastLooks(db, settled, lockedStamp, true);
     } catch (e) {
       unlock();
       undoSafetyCopy(safetyName, kept, earlier);
@@ -257,11 +259,10 @@ async function replaceExisting(db: string, tmp: string, safetyName: string, forc
   crashPoint('renamed');
   if (live) return safetyName;
   await hooks.afterSwap?.();
-  // The old file is now reachable only as the safety copy.
-  const swappedAt = fs.statSync(db, { bigint: true }).ctimeNs; // set by the rename
+  // The old file is now reachable only as the safety copy: a process holding it, or a write to
+  // it, got in between the last look and the rename.
   const late = holders(safetyName)?.filter((pid) => pid !== process.pid) ?? [];
-  const stale = ['-wal', '-journal'].map((s) => db + s).filter((p) => madeBefore(p, swappedAt));
-  if (late.length > 0 || stale.length > 0 || contentStamp(safetyName) !== settledMain) {
+  if (late.length > 0 || contentStamp(safetyName) !== lockedStamp) {
     const onNew = fileUsers(db);
     if (onNew.length > 0) {
       // Both files are in use: putting the old one back would pull the new one from under its users.
@@ -278,32 +279,46 @@ async function replaceExisting(db: string, tmp: string, safetyName: string, forc
   return safetyName;
 }
 
-/** True when `file` exists and was created (or, where there are no birth times, last written) no later than `t`. */
-function madeBefore(file: string, t: bigint): boolean {
-  const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
-  if (!st) return false;
-  return (st.birthtimeNs > 0n ? st.birthtimeNs : st.mtimeNs) <= t;
+/** The looks right before the swap: users, a -wal/-journal a settled database cannot have, any write. */
+function lastLooks(db: string, settled: boolean, stamp: string, mainOnly = false): void {
+  stillInUse(db, false, 'before the swap');
+  const appeared = settled ? appliedCompanions(db) : [];
+  if (appeared.length > 0) throw openedMeanwhile(db, [], 'before the swap', `${appeared[0]} appeared; nothing was replaced`);
+  if ((mainOnly ? contentStamp(db) : filesStamp(db)) !== stamp) throw writtenMeanwhile(db, 'after it was settled');
 }
 
 /**
- * Clears the old database's permission bits for the last look and the swap: a server that does
- * not run as root cannot open it in between (root can: the looks still catch it). Returns the
- * function that puts them back, on the file wherever its name is then (through an open handle).
- * The claim records the mode, so a restore killed in this window has it put back by the next run.
+ * Closes the old database to everyone else for the last looks, the swap and the looks after it:
+ * its permission bits are cleared (a server not running as root cannot open it), and its header's
+ * read version (byte 19) is set to 255, so that SQLite, in any process, refuses to read or write
+ * it ("file is not a database") instead of creating a WAL for it beside the new file. A process
+ * that opened it before is seen by the looks; one that opens it now gets an error, never an
+ * acknowledged write that would be lost. Returns the function that puts both back, through a
+ * handle opened before, on the old file wherever its name is then. The claim records what to put
+ * back first, so that a restore killed in this window has it repaired by the next one.
  */
-function lockOut(db: string, claim: Claim): () => void {
+function lockOut(db: string, safetyName: string, claim: Claim): () => void {
   let fd: number;
   try {
-    fd = fs.openSync(db, 'r');
+    fd = fs.openSync(db, 'r+');
   } catch {
     return () => {};
   }
-  const mode = fs.fstatSync(fd).mode & 0o7777;
+  const st = fs.fstatSync(fd);
+  const mode = st.mode & 0o7777;
+  const version = new Uint8Array(1);
+  readFully(fd, version, 19);
   try {
-    claim.note({ lockedOut: db, mode });
+    claim.note({ lockedOut: [db, safetyName], ino: st.ino, mode, readVersion: version[0] });
     fs.fchmodSync(fd, 0);
+    writeFully(fd, Uint8Array.of(LOCKED_READ_VERSION), 19);
   } catch {
-    fs.closeSync(fd);
+    try {
+      writeFully(fd, version, 19);
+      fs.fchmodSync(fd, mode);
+    } finally {
+      fs.closeSync(fd);
+    }
     return () => {};
   }
   let done = false;
@@ -311,6 +326,8 @@ function lockOut(db: string, claim: Claim): () => void {
     if (done) return;
     done = true;
     try {
+      writeFully(fd, version, 19);
+      fs.fsyncSync(fd);
       fs.fchmodSync(fd, mode);
       claim.note({});
     } finally {

@@ -121,7 +121,7 @@ function hash(b: Buffer): string {
  */
 export async function holdOpen(db: string, setup: string): Promise<{ proc: ChildProcess; stop: () => Promise<void> }> {
   const proc = spawn('sqlite3', ['-batch', db], { stdio: ['pipe', 'pipe', 'inherit'] });
-  proc.stdin!.write(`${setup}\nSELECT 'ready';\n`);
+  proc.stdin!.write(`${setup}\n.print ready\n`);
   await new Promise<void>((resolve, reject) => {
     let buf = '';
     proc.stdout!.on('data', (d) => {

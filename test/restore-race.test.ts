@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup, restore } from '../src/index.ts';
-import { CLI, cleanup, fingerprint, holdOpen, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+import { CLI, cleanup, fingerprint, header, holdOpen, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 
 const test = suite('restore races');
 test.after.each(cleanup);
@@ -105,7 +105,7 @@ test('a process that opens the old database between the last look and the swap: 
   fs.writeFileSync(earlier, 'an earlier safety copy');
   let h: Awaited<ReturnType<typeof holdOpen>> | undefined;
   try {
-    const e = await rejects(restore(db, bak, { beforeSwap: async () => { h = await holdOpen(db, 'SELECT count(*) FROM vault;'); } }),
+    const e = await rejects(restore(db, bak, { beforeSwap: async () => { h = await holdOpen(db, '.print x'); } }),
       'E_IN_USE', /while it was being replaced; the restore was undone/);
     assert.match(e.message, new RegExp(`process ${h!.proc.pid}`));
   } finally {
@@ -131,64 +131,89 @@ test('a process that commits while the new database is built and closes again: t
   assert.not.ok(fs.existsSync(`${db}.pre-restore`));
 });
 
-test('a connection to the old file that commits and closes after the rename (SQLite then leaves its WAL): the swap is undone', async () => {
+test('a connection that opens the old file in the last instant before the swap cannot use it: no write of it is acknowledged, then lost', async () => {
   const { db, bak } = await setup(200);
-  const oldRows = Number(sql(db, 'SELECT count(*) FROM vault'));
+  const newPrint = fingerprint(bak);
   let writer: ChildProcess | undefined;
   let exited: Promise<unknown> | undefined;
-  const e = await rejects(restore(db, bak, {
+  const out: string[] = [];
+  const say = (marker: string) => new Promise<void>((resolve, reject) => {
+    const give = setTimeout(() => { clearInterval(t); reject(new Error(`sqlite3 did not say ${marker}`)); }, 10_000);
+    const t = setInterval(() => { if (out.join('').includes(marker)) { clearInterval(t); clearTimeout(give); resolve(); } }, 5);
+  });
+  await restore(db, bak, {
     beforeSwap: async () => {
       // Opens the old file after the last look (as root: the cleared permission bits do not stop it).
-      writer = spawn('sqlite3', ['-batch', db], { stdio: ['pipe', 'pipe', 'inherit'] });
+      writer = spawn('sqlite3', ['-batch', db], { stdio: ['pipe', 'pipe', 'pipe'] });
       exited = new Promise((resolve) => writer!.on('exit', resolve));
-      const out: string[] = [];
       writer.stdout!.on('data', (b) => out.push(String(b)));
-      writer.stdin!.write(`PRAGMA wal_autocheckpoint=0; SELECT count(*) FROM vault; SELECT 'open';\n`);
-      while (!out.join('').includes('open')) await new Promise((r) => setTimeout(r, 5));
+      writer.stderr!.on('data', (b) => out.push(String(b)));
+      writer.stdin!.write(`SELECT count(*) FROM vault;\n.print opened\n`);
+      await say('opened');
     },
     afterSwap: async () => {
-      // Commits through the old file, then closes cleanly: SQLite sees the file has moved and
-      // leaves its WAL, which now lies beside the new file.
-      writer!.stdin!.end(`INSERT INTO vault VALUES ('after-rename', x'02');\n`);
+      // SQLite refuses the old file altogether: a connection that could write here would leave
+      // its WAL beside the new file when it closes (SQLite does not checkpoint a moved file).
+      writer!.stdin!.end(`INSERT INTO vault VALUES ('after-rename', x'02');\n.print tried\n`);
+      await say('tried');
       await exited;
     },
-  }).catch((x) => { writer?.kill('SIGKILL'); throw x; }), 'E_IN_USE', /the restore was undone/);
-  assert.ok(e);
+  }).catch((x) => { writer?.kill('SIGKILL'); throw x; });
+  assert.match(out.join(''), /file is not a database/, 'the old file refused the connection');
+  assert.not.match(out.join(''), /^\d+$/m, 'it could not even read it');
+  assert.is(fingerprint(db), newPrint);
   assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
-  assert.is(sql(db, "SELECT count(*) FROM vault WHERE key = 'after-rename'"), '1', 'the write is in the database');
-  assert.is(Number(sql(db, 'SELECT count(*) FROM vault')), oldRows + 1);
+  assert.is(sql(`${db}.pre-restore`, 'PRAGMA integrity_check'), 'ok', 'the safety copy is readable again');
+  assert.equal(header(`${db}.pre-restore`, 18, 2), [2, 2]);
 });
 
-test('the old file is closed to other users (permission bits cleared) for the last look and the swap, and gets them back', async () => {
+test('the old file is closed to other users (permission bits, header read version) for the last look and the swap, and gets them back', async () => {
   const { db, bak } = await setup(200);
   fs.chmodSync(db, 0o640);
-  let during = -1;
-  await restore(db, bak, { beforeSwap: () => { during = fs.statSync(db).mode & 0o7777; } });
-  assert.is(during, 0);
+  let during: number[] = [];
+  await restore(db, bak, { beforeSwap: () => { during = [fs.statSync(db).mode & 0o7777, ...header(db, 18, 2)]; } });
+  assert.equal(during, [0, 2, 255]);
   assert.is(fs.statSync(`${db}.pre-restore`).mode & 0o7777, 0o640);
+  assert.equal(header(`${db}.pre-restore`, 18, 2), [2, 2]);
   assert.is(fs.statSync(db).mode & 0o7777, 0o640);
-  // Refused at the last look: the database gets its bits back too.
-  fs.chmodSync(db, 0o644);
+  // Undone after the swap: the database gets them back too.
   const other = await setup(200);
   fs.chmodSync(other.db, 0o644);
   let h: Awaited<ReturnType<typeof holdOpen>> | undefined;
   try {
-    await rejects(restore(other.db, other.bak, { afterBegin: () => {}, beforeSwap: async () => { h = await holdOpen(other.db, 'SELECT 1;'); } }), 'E_IN_USE');
+    await rejects(restore(other.db, other.bak, { beforeSwap: async () => { h = await holdOpen(other.db, '.print x'); } }), 'E_IN_USE', /the restore was undone/);
   } finally {
     await h?.stop();
   }
   assert.is(fs.statSync(other.db).mode & 0o7777, 0o644);
+  assert.equal(header(other.db, 18, 2), [2, 2]);
+  assert.is(sql(other.db, 'PRAGMA integrity_check'), 'ok');
 });
 
-test('a restore killed while the old file is closed to others: the next run puts its permission bits back', async () => {
-  const { d, db, bak } = await setup(200);
-  fs.chmodSync(db, 0o640);
-  // What a run killed right after clearing them leaves: the bits cleared, its claim saying so.
-  fs.chmodSync(db, 0);
-  fs.writeFileSync(path.join(d, `.blufio.db.blufio-restore-${deadPid()}-1.lock`), JSON.stringify({ pid: 1, lockedOut: db, mode: 0o640 }));
-  await restore(db, bak);
-  assert.is(fs.statSync(`${db}.pre-restore`).mode & 0o7777, 0o640);
-  assert.is(fs.statSync(db).mode & 0o7777, 0o640);
+test('a restore killed while the old file is closed to others: the next run puts it back, under either of its names', async () => {
+  for (const killedAfterRename of [false, true]) {
+    const { d, db, bak } = await setup(200);
+    fs.chmodSync(db, 0o640);
+    const oldPrint = fingerprint(db);
+    const ino = fs.statSync(db).ino;
+    // What a run killed in that window leaves: the bits cleared, byte 19 at 255, its claim saying so.
+    fs.chmodSync(db, 0);
+    const fd = fs.openSync(db, 'r+');
+    fs.writeSync(fd, Uint8Array.of(255), 0, 1, 19);
+    fs.closeSync(fd);
+    if (killedAfterRename) {
+      fs.renameSync(db, `${db}.pre-restore`);
+      fs.copyFileSync(bak, db);
+    }
+    fs.writeFileSync(path.join(d, `.blufio.db.blufio-restore-${deadPid()}-1.lock`),
+      JSON.stringify({ pid: 1, lockedOut: [db, `${db}.pre-restore`], ino, mode: 0o640, readVersion: 2 }));
+    await restore(db, bak);
+    const old = killedAfterRename ? fs.readdirSync(d).find((n) => /pre-restore-\d/.test(n))! : 'blufio.db.pre-restore';
+    assert.is(fs.statSync(path.join(d, old)).mode & 0o7777, 0o640, old);
+    assert.is(fingerprint(path.join(d, old)), oldPrint);
+    assert.is(fs.statSync(db).mode & 0o7777, killedAfterRename ? 0o600 : 0o640);
+    cleanup();
+  }
 });
 
 test('restore --force over an open transaction: the writer\'s later commit is kept in the safety copy, and said so', async () => {
