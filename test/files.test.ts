@@ -1,0 +1,134 @@
+/**
+ * Unit suite for the file-system helpers (src/files.ts), the lock reader (src/locks.ts) and the
+ * restore claims (src/claim.ts): each in a temporary directory, no SQLite, well under a second.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { claimForRestore, ownerAlive, restoresRunning, sweepStaleClaims } from '../src/claim.ts';
+import { canonicalPath, databaseFiles, ensureRoom, makeWorkDir, publish, removeStaleTemps, tempPathBeside } from '../src/files.ts';
+import { locksOn, PENDING_BYTE, writerActive } from '../src/locks.ts';
+import { cleanup, rejects, tmpdir } from './helpers.ts';
+
+const test = suite('files, locks, claims');
+test.after.each(cleanup);
+
+const deadPid = () => Number(String(spawnSync('sh', ['-c', 'echo $$']).stdout).trim());
+
+test('temporary names are hidden, beside the target, named after our pid; stale ones of any name go, live ones stay', () => {
+  const d = tmpdir();
+  const t = tempPathBeside(path.join(d, 'b.db'));
+  assert.is(path.dirname(t), d);
+  assert.match(path.basename(t), new RegExp(`^\\.b\\.db\\.blufio-${process.pid}-[0-9a-f]{8}\\.tmp$`));
+  const dead = deadPid();
+  const names = [
+    `.other-2026-11-25.db.blufio-${dead}-0a1b2c3d.tmp`,
+    `.b.db.blufio-${dead}-0a1b2c3d.tmp.gz`,
+    `..b.db.blufio-${dead}-01234567.tmp.blufio-${dead}-89abcdef.tmp`,
+    `.b.db.blufio-${process.pid}-deadbeef.tmp`,
+    'b.db',
+    '.b.db.notours.tmp',
+  ];
+  for (const n of names) fs.writeFileSync(path.join(d, n), '');
+  removeStaleTemps(path.join(d, 'b.db'));
+  assert.equal(fs.readdirSync(d).sort(), [`.b.db.blufio-${process.pid}-deadbeef.tmp`, '.b.db.notours.tmp', 'b.db'].sort());
+});
+
+test('work directories are private and a dead run\'s are removed', () => {
+  const base = tmpdir();
+  fs.mkdirSync(path.join(base, `blufio-stream-${deadPid()}-AbCdEf`));
+  const mine = makeWorkDir('verify', base);
+  assert.is(fs.statSync(mine).mode & 0o777, 0o700);
+  assert.equal(fs.readdirSync(base), [path.basename(mine)]);
+});
+
+test('free space: refused up front, naming the file system and the sizes', () => {
+  const d = tmpdir();
+  ensureRoom(d, 1, 'a byte', 'x');
+  try {
+    ensureRoom(d, 2 ** 60, 'an exabyte', 'free some space');
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, new RegExp(`^not enough free space on the file system holding ${d}: an exabyte needs about \\d+\\.\\d MB, \\d+\\.\\d MB are free$`));
+  }
+});
+
+test('paths compare as the file system resolves them; a database\'s own files through every spelling', () => {
+  const d = tmpdir();
+  fs.mkdirSync(path.join(d, 'real'));
+  fs.symlinkSync(path.join(d, 'real'), path.join(d, 'link'));
+  const db = path.join(d, 'real', 'x.db');
+  fs.writeFileSync(db, '');
+  assert.is(canonicalPath(path.join(d, 'link', 'x.db-wal')), `${db}-wal`);
+  assert.is(canonicalPath(path.join(d, 'link', '..', 'real', 'x.db')), db);
+  const files = databaseFiles(path.join(d, 'link', 'x.db'));
+  for (const s of ['', '-wal', '-shm', '-journal']) assert.ok(files.has(db + s), s);
+});
+
+test('publish without clobbering: a file that appeared at the name is never replaced', () => {
+  const d = tmpdir();
+  const dest = path.join(d, 'b.db');
+  const tmp = tempPathBeside(dest);
+  fs.writeFileSync(tmp, 'new');
+  fs.writeFileSync(dest, 'someone else\'s');
+  try {
+    publish(tmp, dest, { noClobber: true });
+    assert.unreachable();
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'E_DEST_EXISTS');
+  }
+  assert.is(fs.readFileSync(dest, 'utf8'), 'someone else\'s');
+  publish(tmp, dest);
+  assert.is(fs.readFileSync(dest, 'utf8'), 'new');
+});
+
+test('/proc/locks lines are read for the file they name, without our own locks', () => {
+  const d = tmpdir();
+  const f = path.join(d, 'x.db');
+  fs.writeFileSync(f, '');
+  const st = fs.statSync(f);
+  const major = Math.floor(st.dev / 256) & 0xfff;
+  const minor = st.dev & 0xff;
+  const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${st.ino}`;
+  const text = [
+    `1: POSIX  ADVISORY  WRITE 4242 ${id} ${PENDING_BYTE + 1} ${PENDING_BYTE + 1}`,
+    `2: POSIX  ADVISORY  READ 4343 ${id} 128 EOF`,
+    `3: POSIX  ADVISORY  WRITE ${process.pid} ${id} 0 0`,
+    `4: -> POSIX  ADVISORY  WRITE 4444 ${id} 0 0`,
+    `5: POSIX  ADVISORY  WRITE 4545 ${major.toString(16)}:${minor.toString(16)}:${st.ino + 1} 0 0`,
+  ].join('\n');
+  const locks = locksOn(f, text)!;
+  assert.equal(locks.map((l) => [l.pid, l.write, l.end]), [[4242, true, PENDING_BYTE + 1], [4343, false, Infinity]]);
+  assert.is(writerActive(path.join(d, 'missing.db')), null);
+});
+
+test('restore claims: one holder at a time; a dead or reused pid\'s claim is stale and swept', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'x.db');
+  fs.writeFileSync(db, '');
+  const first = await claimForRestore(db);
+  assert.equal(restoresRunning(db), [], 'our own claim is not another restore');
+  // A second claimant sees the first (a different "process": the claim file names our pid, so
+  // fake another live one with a sleeping child).
+  const sleeper = spawn('sleep', ['30']);
+  const pid = sleeper.pid!;
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  fs.writeFileSync(path.join(d, `.x.db.blufio-restore-${pid}-${start}.lock`), '{}');
+  assert.ok(ownerAlive(pid, start));
+  assert.not.ok(ownerAlive(pid, start + 1), 'a reused pid is not the owner');
+  assert.equal(restoresRunning(db), [pid]);
+  first.release();
+  await rejects(claimForRestore(db, 1), 'E_IN_USE', new RegExp(`another restore of ${db} is running \\(process ${pid}\\)`));
+  const gone = new Promise((r) => sleeper.on('exit', r));
+  sleeper.kill('SIGKILL');
+  await gone;
+  sweepStaleClaims(d);
+  assert.equal(fs.readdirSync(d), ['x.db']);
+  (await claimForRestore(db)).release();
+  assert.equal(fs.readdirSync(d), ['x.db']);
+});
+
+test.run();
