@@ -12,7 +12,7 @@ import { BlufioError, fsError } from './errors.ts';
 import { copyDatabase, type CopyOptions } from './copy.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import { gzipFile, wantsGzip } from './gzip.ts';
-import { restoresRunning, sweepStaleClaims } from './claim.ts';
+import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { integrityProblems } from './verify.ts';
@@ -57,6 +57,7 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   const db = path.resolve(dbPath);
   const dest = path.resolve(destPath);
   sweepStaleClaims(path.dirname(db));
+  assertNotLockedOut(db);
   const srcStat = checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
   // Compared as the file system resolves them: a symlinked directory must not let a backup land
   // on the source's own -wal (found: that emptied a live database's WAL, losing committed rows).
@@ -105,6 +106,8 @@ function result(db: string, where: string, copy: BuiltCopy & { bytes: number }, 
 export async function backupToStream(dbPath: string, out: NodeJS.WritableStream, options: BackupOptions = {}): Promise<BackupResult> {
   const started = performance.now();
   const db = path.resolve(dbPath);
+  sweepStaleClaims(path.dirname(db));
+  assertNotLockedOut(db);
   checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
   const dir = makeWorkDir('stream', options.workDir);
   const tmp = path.join(dir, 'backup.db');

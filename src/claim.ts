@@ -6,7 +6,8 @@
  * `<start>` is the process's start time from /proc/<pid>/stat (0 where there is none), so that a
  * pid reused by another program after a crash is not mistaken for the owner.
  *
- * Taking it: create our own claim (exclusive create, mode 0600, fsync'd directory), then list the
+ * Taking it: create our own claim (exclusive create, mode 0644: it holds no secret, and the
+ * database's owner must be able to read it to repair a killed run's lock-out; fsync'd directory), then list the
  * directory. Claims of dead owners are stale and removed. If any other live claim is there, ours
  * is withdrawn. Two restores can never both proceed: each creates its claim before it looks, so
  * whichever looks last sees the other's. Two that start at the same instant may both see each
@@ -46,34 +47,85 @@ export const LOCKED_READ_VERSION = 255;
 
 /**
  * Puts back what a killed restore's lockOut() changed (its claim says what), on the file with the
- * recorded inode under whichever of its names it has now, if still changed.
+ * recorded inode under whichever of its names it has now, if still changed. The mode first: the
+ * file's owner (not only root) can chmod a mode-000 file, and only then open it to write byte 19.
+ * True when nothing is left to put back (the claim may go); false when it could not be done (the
+ * claim stays, so that a later run by root or the owner can).
  */
-function repair(claimFile: string): void {
+function repair(claimFile: string): boolean {
+  let text: string;
+  try {
+    text = fs.readFileSync(claimFile, 'utf8');
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT';
+  }
   let state: Partial<LockedOut>;
   try {
-    state = JSON.parse(fs.readFileSync(claimFile, 'utf8'));
+    state = JSON.parse(text);
   } catch {
-    return; // an older or empty claim: nothing to repair
+    return true; // not written yet when its run was killed: nothing was changed
   }
-  if (!Array.isArray(state.lockedOut) || state.mode === undefined || state.readVersion === undefined) return;
+  if (!Array.isArray(state.lockedOut) || state.mode === undefined || state.readVersion === undefined) return true;
+  let ok = true;
   for (const file of state.lockedOut) {
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (!st || st.ino !== state.ino) continue;
     try {
-      const st = fs.statSync(file);
-      if (st.ino !== state.ino) continue;
+      if ((st.mode & 0o7777) === 0) fs.chmodSync(file, state.mode);
       const fd = fs.openSync(file, 'r+');
       try {
         const b = Buffer.alloc(1);
         fs.readSync(fd, b, 0, 1, 19);
         if (b[0] === LOCKED_READ_VERSION) fs.writeSync(fd, Uint8Array.of(state.readVersion), 0, 1, 19);
-        if ((st.mode & 0o7777) === 0) fs.fchmodSync(fd, state.mode);
         fs.fsyncSync(fd);
       } finally {
         fs.closeSync(fd);
       }
     } catch {
-      // that name is gone or not ours to fix: the other may be it
+      ok = false; // not ours to fix (another user's file): left for root or its owner
+      unrepaired.add(path.resolve(file));
     }
   }
+  return ok;
+}
+
+/** Files a killed restore closed that this process could not open again (for the error). */
+const unrepaired = new Set<string>();
+
+/** True when the header of `file` still carries the mark of a killed restore's lock-out. */
+export function lockedByKilledRestore(file: string): boolean {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const b = Buffer.alloc(1);
+      return fs.readSync(fd, b, 0, 1, 19) === 1 && b[0] === LOCKED_READ_VERSION;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuses a file that a restore has closed to others (see restore's lockOut()): one running now
+ * (E_IN_USE), or a killed one whose changes could not be put back by this user.
+ */
+export function assertNotLockedOut(file: string): void {
+  if (unrepaired.has(path.resolve(file))) throw lockedError(file);
+  if (!lockedByKilledRestore(file)) return;
+  const base = file.replace(/\.pre-restore(-\d{8}T\d{6}Z(-\d+)?)?$/, '');
+  const running = restoresRunning(base);
+  if (running.length > 0) {
+    throw new BlufioError('E_IN_USE', `a restore (process ${running.join(', ')}) is replacing ${base} right now`, 'wait for it to finish');
+  }
+  throw lockedError(file);
+}
+
+/** The error for a file a killed restore left closed when it could not be opened again here. */
+function lockedError(file: string): BlufioError {
+  return new BlufioError('E_NEEDS_RECOVERY', `${file} was left closed by a restore that was killed (its header is marked, and it may have no permissions) and could not be opened again by this user`,
+    `run any blufio command on it as root or as its owner (it is put back from the claim file beside it), then try again`);
 }
 
 /** The start time of a process (clock ticks since boot), or 0 where it cannot be read. */
@@ -109,10 +161,7 @@ function otherClaims(db: string, mine: string | null): number[] {
     if (!m || m[1] !== base || name === mine) continue;
     const pid = Number(m[2]);
     if (ownerAlive(pid, Number(m[3]))) others.push(pid);
-    else {
-      repair(path.join(dir, name));
-      fs.rmSync(path.join(dir, name), { force: true });
-    }
+    else if (repair(path.join(dir, name))) fs.rmSync(path.join(dir, name), { force: true });
   }
   return others;
 }
@@ -132,8 +181,7 @@ export function sweepStaleClaims(dir: string): void {
   for (const name of names) {
     const m = CLAIM_RE.exec(name);
     if (!m || ownerAlive(Number(m[2]), Number(m[3]))) continue;
-    repair(path.join(dir, name));
-    fs.rmSync(path.join(dir, name), { force: true });
+    if (repair(path.join(dir, name))) fs.rmSync(path.join(dir, name), { force: true });
   }
 }
 
@@ -156,7 +204,7 @@ export async function claimForRestore(db: string, tries = 6): Promise<Claim> {
   const file = path.join(path.dirname(db), name);
   for (let attempt = 1; ; attempt++) {
     try {
-      fs.writeFileSync(file, `{"pid":${process.pid}}\n`, { flag: 'wx', mode: 0o600 });
+      fs.writeFileSync(file, `{"pid":${process.pid}}\n`, { flag: 'wx', mode: 0o644 });
       fsyncDir(path.dirname(db));
     } catch (e) {
       throw fsError(e, file, 'cannot claim the database for the restore');

@@ -102,8 +102,9 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** fsync through a read-only handle (enough on Linux): the file's mode may forbid writing it. */
 export function fsyncFile(p: string): void {
-  const fd = fs.openSync(p, 'r+');
+  const fd = fs.openSync(p, 'r');
   try {
     fs.fsyncSync(fd);
   } finally {

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkSource, sourceBytes } from './backup.ts';
 import { ensureRoom, makeWorkDir } from './files.ts';
-import { sweepStaleClaims } from './claim.ts';
+import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
@@ -52,6 +52,7 @@ export interface InspectOptions {
 export async function inspect(file: string, opts: InspectOptions = {}): Promise<InspectResult> {
   const abs = path.resolve(file);
   sweepStaleClaims(path.dirname(abs));
+  assertNotLockedOut(abs);
   const st = checkSource(abs, 'file', 'check the path');
   if (st.size >= 2 && isGzip(abs)) {
     // Decompressed into a private temporary file, then inspected as it would be restored.

@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildVerifiedCopy, checkSource, sourceBytes, type BackupOptions } from './backup.ts';
 import { BlufioError, fsError } from './errors.ts';
-import { claimForRestore, LOCKED_READ_VERSION, type Claim } from './claim.ts';
+import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleClaims, type Claim } from './claim.ts';
 import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
@@ -86,7 +86,12 @@ export interface RestorePlan {
 export function planRestore(dbPath: string, fromPath: string, options: Pick<RestoreOptions, 'walMode'> = {}): RestorePlan & { fromStat: fs.Stats; target: fs.Stats | null } {
   const db = realPath(path.resolve(dbPath));
   const from = path.resolve(fromPath);
+  // What a killed restore left closed is opened again first (or, if that cannot be done here, refused).
+  sweepStaleClaims(path.dirname(db));
+  sweepStaleClaims(path.dirname(from));
+  assertNotLockedOut(from);
   const fromStat = checkSource(from, 'backup file', 'check the path of the backup file');
+  if (fs.existsSync(db)) assertNotLockedOut(db);
   const compressed = fromStat.size >= 2 && isGzip(from);
   const declared = compressed ? null : checkHeader(from, fromStat.size);
   const target = checkDestination(db, true, 'database');
@@ -149,9 +154,10 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
 
     // 2. The new file takes the target's owner, group and mode (a restore as root must not lock
     //    the server, running as its own user, out of its database) and the configured journal mode.
+    //    The header first: a read-only mode (0440) would keep even the owner from writing it.
+    setJournalMode(tmp, options.walMode ?? true);
     fs.chmodSync(tmp, target ? target.mode & 0o777 : 0o600);
     takeOwner(tmp, db, target);
-    setJournalMode(tmp, options.walMode ?? true);
     // Made durable now, not at the swap: an fsync there (tens of ms for a big file) would widen
     // the window between the last look for other users of the database and the rename.
     fsyncFile(tmp);

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup, restore } from '../src/index.ts';
-import { CLI, cleanup, fingerprint, header, holdOpen, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+import { CLI, asNobody, cleanup, fingerprint, header, holdOpen, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 
 const test = suite('restore races');
 test.after.each(cleanup);
@@ -214,6 +214,53 @@ test('a restore killed while the old file is closed to others: the next run puts
     assert.is(fs.statSync(db).mode & 0o7777, killedAfterRename ? 0o600 : 0o640);
     cleanup();
   }
+});
+
+test('as the database\'s owner (not root): a killed run\'s lock-out is put back by the next command; one that cannot be is refused, never copied', async () => {
+  const nobody = asNobody([process.execPath]);
+  if (!nobody) return console.log('  (skipped: needs root to act as another user)');
+  const { d, db, bak } = await setup(200);
+  fs.chmodSync(d, 0o755);
+  fs.chmodSync(bak, 0o644);
+  for (const f of fs.readdirSync(d)) fs.chownSync(path.join(d, f), 65534, 65534);
+  fs.chownSync(d, 65534, 65534);
+  fs.chmodSync(db, 0o640);
+  const oldPrint = fingerprint(db);
+  const lockOut = (file: string) => {
+    const ino = fs.statSync(file).ino;
+    fs.chmodSync(file, 0);
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Uint8Array.of(255), 0, 1, 19);
+    fs.closeSync(fd);
+    const claim = path.join(d, `.${path.basename(file)}.blufio-restore-${deadPid()}-1.lock`);
+    fs.writeFileSync(claim, JSON.stringify({ pid: 1, lockedOut: [file, `${file}.pre-restore`], ino, mode: 0o640, readVersion: 2 }), { mode: 0o644 });
+    return claim;
+  };
+  const asOwner = (args: string[]) => spawnSync(nobody.runtime[0], [...nobody.runtime.slice(1), nobody.cliPath, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: d } });
+  const claim = lockOut(db);
+  const v = asOwner(['verify', db, '--quiet']);
+  assert.is(v.status, 0, v.stderr);
+  assert.is(fs.statSync(db).mode & 0o7777, 0o640);
+  assert.equal(header(db, 18, 2), [2, 2]);
+  assert.is(fingerprint(db), oldPrint);
+  assert.not.ok(fs.existsSync(claim));
+  // A file the owner cannot put back (root's): refused with what to do, the claim kept for root.
+  const rootFile = path.join(d, 'root.db');
+  fs.copyFileSync(db, rootFile);
+  const rootClaim = lockOut(rootFile);
+  const r = asOwner(['verify', rootFile]);
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /left closed by a restore that was killed .* \(run any blufio command on it as root or as its owner/, r.stderr);
+  assert.ok(fs.existsSync(rootClaim));
+  const again = spawnSync(process.execPath, [CLI, 'verify', rootFile, '--quiet']);
+  assert.is(again.status, 0, 'root puts it back');
+  assert.not.ok(fs.existsSync(rootClaim));
+  // A read-only database (0440) is restored by its owner, and stays read-only.
+  fs.chmodSync(db, 0o440);
+  const res = asOwner(['restore', bak, '--db', db, '--quiet']);
+  assert.is(res.status, 0, res.stderr);
+  assert.is(fs.statSync(db).mode & 0o7777, 0o440);
+  assert.is(fingerprint(db), fingerprint(bak));
 });
 
 test('restore --force over an open transaction: the writer\'s later commit is kept in the safety copy, and said so', async () => {
