@@ -34,7 +34,7 @@ export interface Claim {
 
 /** What restore's lockOut() changed on the old database file, to be put back. */
 export interface LockedOut {
-  /** The names the file may have (the database's, and the safety copy's after the swap). */
+  /** The names the file may have (for people reading it; repair derives them from the claim's name). */
   lockedOut: string[];
   ino: number;
   mode: number;
@@ -51,10 +51,18 @@ export const LOCKED_READ_VERSION = 255;
  * file's owner (not only root) can chmod a mode-000 file, and only then open it to write byte 19.
  * True when nothing is left to put back (the claim may go); false when it could not be done (the
  * claim stays, so that a later run by root or the owner can).
+ *
+ * A claim is only a hint, and anyone who can write the directory can write one: it is acted on
+ * only for the two names a restore of that database uses (derived from the claim's own name, never
+ * from its content), only on a regular file with exactly the recorded inode whose mode is 000 and
+ * whose header carries the lock-out mark, only if the claim belongs to root or to that file's
+ * owner (who could change the file anyway), and only permission bits are put back (no setuid).
  */
-function repair(claimFile: string): boolean {
+function repair(claimFile: string, base: string): boolean {
   let text: string;
+  let claimOwner: number;
   try {
+    claimOwner = fs.lstatSync(claimFile).uid;
     text = fs.readFileSync(claimFile, 'utf8');
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ENOENT';
@@ -65,18 +73,20 @@ function repair(claimFile: string): boolean {
   } catch {
     return true; // not written yet when its run was killed: nothing was changed
   }
-  if (!Array.isArray(state.lockedOut) || state.mode === undefined || state.readVersion === undefined) return true;
+  if (typeof state.mode !== 'number' || typeof state.readVersion !== 'number' || typeof state.ino !== 'number') return true;
+  if (state.readVersion !== 1 && state.readVersion !== 2) return true;
+  const db = path.join(path.dirname(claimFile), base);
   let ok = true;
-  for (const file of state.lockedOut) {
-    const st = fs.statSync(file, { throwIfNoEntry: false });
-    if (!st || st.ino !== state.ino) continue;
+  for (const file of [db, `${db}.pre-restore`]) {
+    const st = fs.lstatSync(file, { throwIfNoEntry: false });
+    if (!st || !st.isFile() || st.ino !== state.ino || (st.mode & 0o7777) !== 0) continue;
+    if (claimOwner !== 0 && claimOwner !== st.uid) continue; // not the word of anyone who may change it
     try {
-      if ((st.mode & 0o7777) === 0) fs.chmodSync(file, state.mode);
+      fs.chmodSync(file, state.mode & 0o777);
+      if (!lockedByKilledRestore(file)) continue;
       const fd = fs.openSync(file, 'r+');
       try {
-        const b = Buffer.alloc(1);
-        fs.readSync(fd, b, 0, 1, 19);
-        if (b[0] === LOCKED_READ_VERSION) fs.writeSync(fd, Uint8Array.of(state.readVersion), 0, 1, 19);
+        fs.writeSync(fd, Uint8Array.of(state.readVersion), 0, 1, 19);
         fs.fsyncSync(fd);
       } finally {
         fs.closeSync(fd);
@@ -124,8 +134,12 @@ export function assertNotLockedOut(file: string): void {
 
 /** The error for a file a killed restore left closed when it could not be opened again here. */
 function lockedError(file: string): BlufioError {
-  return new BlufioError('E_NEEDS_RECOVERY', `${file} was left closed by a restore that was killed (its header is marked, and it may have no permissions) and could not be opened again by this user`,
-    `run any blufio command on it as root or as its owner (it is put back from the claim file beside it), then try again`);
+  if (unrepaired.has(path.resolve(file))) {
+    return new BlufioError('E_NEEDS_RECOVERY', `${file} was left closed by a restore that was killed (no permissions, header marked) and this user cannot open it again`,
+      'run any blufio command on it as root or as its owner: what to put back is in the claim file beside it');
+  }
+  return new BlufioError('E_NEEDS_RECOVERY', `${file} is marked as closed by a restore (header byte 19 is 255) and no record of what to put back was found`,
+    'if no restore is running, set byte 19 back to byte 18\'s value (2 for WAL: printf \'\\002\' | dd of=FILE bs=1 seek=19 conv=notrunc), or restore from another backup');
 }
 
 /** The start time of a process (clock ticks since boot), or 0 where it cannot be read. */
@@ -161,7 +175,7 @@ function otherClaims(db: string, mine: string | null): number[] {
     if (!m || m[1] !== base || name === mine) continue;
     const pid = Number(m[2]);
     if (ownerAlive(pid, Number(m[3]))) others.push(pid);
-    else if (repair(path.join(dir, name))) fs.rmSync(path.join(dir, name), { force: true });
+    else if (repair(path.join(dir, name), m[1])) fs.rmSync(path.join(dir, name), { force: true });
   }
   return others;
 }
@@ -181,7 +195,7 @@ export function sweepStaleClaims(dir: string): void {
   for (const name of names) {
     const m = CLAIM_RE.exec(name);
     if (!m || ownerAlive(Number(m[2]), Number(m[3]))) continue;
-    if (repair(path.join(dir, name))) fs.rmSync(path.join(dir, name), { force: true });
+    if (repair(path.join(dir, name), m[1])) fs.rmSync(path.join(dir, name), { force: true });
   }
 }
 

@@ -131,4 +131,26 @@ test('restore claims: one holder at a time; a dead or reused pid\'s claim is sta
   assert.equal(fs.readdirSync(d), ['x.db']);
 });
 
+test('a forged claim cannot make a repair change another user\'s file (nor set setuid bits)', () => {
+  if (process.getuid?.() !== 0) return console.log('  (skipped: needs root to own files as another user)');
+  const d = tmpdir();
+  fs.chmodSync(d, 0o1777);
+  const victim = path.join(d, 'victim.db');
+  fs.writeFileSync(victim, Buffer.alloc(100));
+  fs.chmodSync(victim, 0);
+  const ino = fs.statSync(victim).ino;
+  const forge = (owner: number, mode: number) => {
+    const claim = path.join(d, `.victim.db.blufio-restore-${deadPid()}-1.lock`);
+    fs.writeFileSync(claim, JSON.stringify({ pid: 1, lockedOut: [victim, '/etc/shadow'], ino, mode, readVersion: 2 }));
+    fs.chownSync(claim, owner, owner);
+    return claim;
+  };
+  forge(65534, 0o4777);
+  sweepStaleClaims(d);
+  assert.is(fs.statSync(victim).mode & 0o7777, 0, 'a claim by another user is not acted on');
+  forge(0, 0o4777);
+  sweepStaleClaims(d);
+  assert.is(fs.statSync(victim).mode & 0o7777, 0o777, 'only permission bits are put back');
+});
+
 test.run();

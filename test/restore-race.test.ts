@@ -15,24 +15,35 @@ import { CLI, asNobody, cleanup, fingerprint, header, holdOpen, makeSampleDb, re
 const test = suite('restore races');
 test.after.each(cleanup);
 
-/** A server-like native writer: after `delay` s it opens the database and commits a row every ~2 ms for `seconds`, writing each key to `acked` only once its COMMIT returned. */
+/**
+ * A server-like native writer: after `delay` s it opens the database and commits a row every ~2 ms
+ * for `seconds`, writing each key to `acked` only once its COMMIT returned. Like a server that
+ * systemd restarts, it opens the database again after an error (a database closed to others by a
+ * restore's swap says "file is not a database"); a failed transaction is never acknowledged.
+ */
 const WRITER = `
 import os, sqlite3, sys, time
 db, acked, delay, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 time.sleep(delay)
-c = sqlite3.connect(db, timeout=30, isolation_level=None)
-c.execute('PRAGMA busy_timeout=30000')
-c.execute('PRAGMA journal_mode=WAL')
 f = open(acked, 'a')
 end = time.time() + seconds
 i = 0
+c = None
 while time.time() < end:
-    key = 'w-%d-%d' % (os.getpid(), i)
-    c.execute('INSERT INTO vault VALUES (?, randomblob(64))', (key,))
-    f.write(key + '\\n'); f.flush()
-    i += 1
+    try:
+        if c is None:
+            c = sqlite3.connect(db, timeout=30, isolation_level=None)
+            c.execute('PRAGMA busy_timeout=30000')
+            c.execute('PRAGMA journal_mode=WAL')
+        key = 'w-%d-%d' % (os.getpid(), i)
+        c.execute('INSERT INTO vault VALUES (?, randomblob(64))', (key,))
+        f.write(key + '\\n'); f.flush()
+        i += 1
+    except sqlite3.DatabaseError:
+        if c is not None: c.close()
+        c = None
     time.sleep(0.002)
-c.close()
+if c is not None: c.close()
 `;
 
 /** A pid that no process has now (a child that has exited). */
