@@ -59,44 +59,102 @@ export const LOCKED_READ_VERSION = 255;
  * owner (who could change the file anyway), and only permission bits are put back (no setuid).
  */
 function repair(claimFile: string, base: string): boolean {
-  let text: string;
-  let claimOwner: number;
-  try {
-    claimOwner = fs.lstatSync(claimFile).uid;
-    text = fs.readFileSync(claimFile, 'utf8');
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ENOENT';
-  }
-  let state: Partial<LockedOut>;
-  try {
-    state = JSON.parse(text);
-  } catch {
-    return true; // not written yet when its run was killed: nothing was changed
-  }
+  const claim = readClaim(claimFile);
+  if (!claim) return true;
+  const { owner: claimOwner, state } = claim;
   if (typeof state.mode !== 'number' || typeof state.readVersion !== 'number' || typeof state.ino !== 'number') return true;
   if (state.readVersion !== 1 && state.readVersion !== 2) return true;
   const db = path.join(path.dirname(claimFile), base);
+  const me = process.getuid?.() ?? -1;
   let ok = true;
   for (const file of [db, `${db}.pre-restore`]) {
     const st = fs.lstatSync(file, { throwIfNoEntry: false });
     if (!st || !st.isFile() || st.ino !== state.ino || (st.mode & 0o7777) !== 0) continue;
     if (claimOwner !== 0 && claimOwner !== st.uid) continue; // not the word of anyone who may change it
     try {
-      fs.chmodSync(file, state.mode & 0o777);
-      if (!lockedByKilledRestore(file)) continue;
-      const fd = fs.openSync(file, 'r+');
-      try {
-        fs.writeSync(fd, Uint8Array.of(state.readVersion), 0, 1, 19);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      if (me === 0) repairAsRoot(file, state as LockedOut, claimOwner);
+      else if (st.uid === me && (claimOwner === 0 || claimOwner === me)) repairAsOwner(file, state as LockedOut);
+      else throw new Error('not ours');
     } catch {
       ok = false; // not ours to fix (another user's file): left for root or its owner
       unrepaired.add(path.resolve(file));
     }
   }
   return ok;
+}
+
+/**
+ * As root, through one handle opened without following a symbolic link: what is checked is what
+ * is changed (a name swapped for a link between a look and a chmod cannot redirect it).
+ */
+function repairAsRoot(file: string, state: LockedOut, claimOwner: number): void {
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.ino !== state.ino || (st.mode & 0o7777) !== 0 || (claimOwner !== 0 && claimOwner !== st.uid)) return;
+    const b = Buffer.alloc(1);
+    if (fs.readSync(fd, b, 0, 1, 19) === 1 && b[0] === LOCKED_READ_VERSION) fs.writeSync(fd, Uint8Array.of(state.readVersion), 0, 1, 19);
+    fs.fsyncSync(fd);
+    fs.fchmodSync(fd, state.mode & 0o777);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * As the file's owner, whose own claim it is (so nobody else's word is acted on): the mode first,
+ * by name (an owner cannot open a mode-000 file), which can only ever reach files this user owns;
+ * then the byte, through a handle that does not follow links and is checked to be that file.
+ */
+function repairAsOwner(file: string, state: LockedOut): void {
+  fs.chmodSync(file, state.mode & 0o777);
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.ino !== state.ino) return;
+    const b = Buffer.alloc(1);
+    if (fs.readSync(fd, b, 0, 1, 19) === 1 && b[0] === LOCKED_READ_VERSION) fs.writeSync(fd, Uint8Array.of(state.readVersion), 0, 1, 19);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * A claim file's owner and content, read without following a link or blocking on a FIFO; null
+ * when it is gone, is not a regular file, or holds no JSON (a run killed before writing it).
+ */
+function readClaim(claimFile: string): { owner: number; state: Partial<LockedOut> } | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(claimFile, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.size > 4096) return null;
+    const buf = Buffer.alloc(st.size);
+    fs.readSync(fd, buf, 0, st.size, 0);
+    try {
+      return { owner: st.uid, state: JSON.parse(buf.toString('utf8')) };
+    } catch {
+      return { owner: st.uid, state: {} };
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Whether a claim is anyone's word here: one by root, by the database's owner, or by us. A claim
+ * planted by another user (in a directory others can write) neither blocks a restore nor is acted on.
+ */
+function trusted(claimFile: string, db: string): boolean {
+  const st = fs.lstatSync(claimFile, { throwIfNoEntry: false });
+  if (!st || !st.isFile()) return false;
+  const dbOwner = fs.statSync(db, { throwIfNoEntry: false })?.uid;
+  return st.uid === 0 || st.uid === (process.getuid?.() ?? -1) || st.uid === dbOwner;
 }
 
 /** Files a killed restore closed that this process could not open again (for the error). */
@@ -173,9 +231,11 @@ function otherClaims(db: string, mine: string | null): number[] {
   for (const name of fs.readdirSync(dir)) {
     const m = CLAIM_RE.exec(name);
     if (!m || m[1] !== base || name === mine) continue;
+    const file = path.join(dir, name);
+    if (!trusted(file, db)) continue;
     const pid = Number(m[2]);
     if (ownerAlive(pid, Number(m[3]))) others.push(pid);
-    else if (repair(path.join(dir, name), m[1])) fs.rmSync(path.join(dir, name), { force: true });
+    else if (repair(file, m[1])) fs.rmSync(file, { force: true });
   }
   return others;
 }
@@ -194,7 +254,7 @@ export function sweepStaleClaims(dir: string): void {
   }
   for (const name of names) {
     const m = CLAIM_RE.exec(name);
-    if (!m || ownerAlive(Number(m[2]), Number(m[3]))) continue;
+    if (!m || !trusted(path.join(dir, name), path.join(dir, m[1])) || ownerAlive(Number(m[2]), Number(m[3]))) continue;
     if (repair(path.join(dir, name), m[1])) fs.rmSync(path.join(dir, name), { force: true });
   }
 }

@@ -153,4 +153,28 @@ test('a forged claim cannot make a repair change another user\'s file (nor set s
   assert.is(fs.statSync(victim).mode & 0o7777, 0o777, 'only permission bits are put back');
 });
 
+test('claims planted by another user: a FIFO does not hang, a link is not followed, a live-looking one does not block', async () => {
+  if (process.getuid?.() !== 0) return console.log('  (skipped: needs root to own files as another user)');
+  const d = tmpdir();
+  fs.chmodSync(d, 0o1777);
+  const db = path.join(d, 'x.db');
+  fs.writeFileSync(db, Buffer.alloc(100));
+  spawnSync('mkfifo', [path.join(d, `.x.db.blufio-restore-${deadPid()}-0.lock`)]);
+  sweepStaleClaims(d); // returns: the FIFO is not opened for reading
+  const victim = path.join(d, 'victim');
+  fs.writeFileSync(victim, '');
+  fs.chmodSync(victim, 0);
+  const planted = path.join(d, 'y.db');
+  fs.symlinkSync(victim, planted);
+  const claim = path.join(d, `.y.db.blufio-restore-${deadPid()}-0.lock`);
+  fs.writeFileSync(claim, JSON.stringify({ ino: fs.statSync(victim).ino, mode: 0o777, readVersion: 2 }));
+  sweepStaleClaims(d);
+  assert.is(fs.statSync(victim).mode & 0o7777, 0, 'a symbolic link named like the database is not followed');
+  const live = path.join(d, '.x.db.blufio-restore-1-0.lock');
+  fs.writeFileSync(live, '');
+  fs.lchownSync(live, 65534, 65534);
+  (await claimForRestore(db)).release();
+  assert.ok(fs.existsSync(live), 'another user\'s claim is neither obeyed nor removed');
+});
+
 test.run();
