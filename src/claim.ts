@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BlufioError, fsError } from './errors.ts';
-import { fsyncDir } from './files.ts';
+import { fsyncDir, pidAlive } from './files.ts';
 
 const CLAIM_RE = /^\.(.+)\.blufio-restore-(\d+)-(\d+)\.lock$/;
 
@@ -214,11 +214,7 @@ function startTime(pid: number): number {
 /** True while the process that wrote a claim is still running (a reused pid is not). */
 export function ownerAlive(pid: number, start: number): boolean {
   if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!pidAlive(pid)) return false;
   const now = startTime(pid);
   return start === 0 || now === 0 || now === start;
 }

@@ -92,7 +92,8 @@ export function ensureRoom(dir: string, bytes: number, what: string, hint: strin
   throw new BlufioError('E_IO', `not enough free space on the file system holding ${dir}: ${what} needs about ${mb(need)}, ${mb(free)} are free`, hint);
 }
 
-function pidAlive(pid: number): boolean {
+/** True while a process with this pid exists (ours, or one we may not signal). */
+export function pidAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

@@ -7,6 +7,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { throwIfAborted } from './core/backup-loop.ts';
+import { declaredBytes } from './core/header.ts';
 import { BlufioError, fsError } from './errors.ts';
 
 /** A file starting with gzip's magic bytes (1f 8b). */
@@ -70,11 +71,7 @@ function sqliteSizeGuard(src: string): Transform {
         if (head.length >= 16 && !head.subarray(0, 16).equals(magic)) {
           return done(new BlufioError('E_NOT_SQLITE', `${src} does not hold an SQLite database (what it decompresses to has no SQLite header)`, 'use a backup file made by blufio backup'));
         }
-        if (head.length === 100) {
-          const ps = head.readUInt16BE(16) === 1 ? 65536 : head.readUInt16BE(16);
-          const pages = head.readUInt32BE(28);
-          if (pages > 0 && head.readUInt32BE(92) === head.readUInt32BE(24)) limit = ps * pages;
-        }
+        if (head.length === 100) limit = declaredBytes(head) ?? Infinity;
       }
       seen += chunk.length;
       if (seen > limit) {

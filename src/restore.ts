@@ -13,7 +13,8 @@
  *    SQLite would replay into it on the next open and corrupt it.)
  * 3. The settled old file is kept as `<db>.pre-restore` by a hard link (no copy: the old inode
  *    is simply given a second name, and nothing writes to it after the swap).
- * 4. rename(temp, target), fsync the directory, then remove the stale -shm.
+ * 4. rename(temp, target), fsync the directory (a stale -shm is left: SQLite resets it on first
+ *    open). Users of the database are looked for before each step and after the swap (below).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,7 +24,7 @@ import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleCla
 import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { gunzipFile, isGzip } from './gzip.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
-import { SQLITE_HEADER } from './snapshot.ts';
+import { declaredBytes, SQLITE_HEADER } from './core/header.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 import { formatMB } from './progress.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
@@ -87,8 +88,7 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
   const db = realPath(path.resolve(dbPath));
   const from = path.resolve(fromPath);
   // What a killed restore left closed is opened again first (or, if that cannot be done here, refused).
-  sweepStaleClaims(path.dirname(db));
-  sweepStaleClaims(path.dirname(from));
+  for (const dir of new Set([path.dirname(db), path.dirname(from)])) sweepStaleClaims(dir);
   assertNotLockedOut(from);
   const fromStat = checkSource(from, 'backup file', 'check the path of the backup file');
   if (fs.existsSync(db)) assertNotLockedOut(db);
@@ -201,13 +201,10 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
  * - before settling: for users, and for any change to the database's files since the restore
  *   started (a writer that came and went while the new file was built);
  * - after settling and before the swap: for users, for a -wal/-journal a settled database cannot
- *   have, and for any change since settling. Before the last look the old file's permissions are
- *   cleared, so that a server not running as root can no longer open it at all until the swap is
- *   done (they are restored on the safety copy, or on the database if nothing is replaced);
- * - after the swap: for a process holding the old file, a write to it, or a -wal/-journal beside
- *   the new file that is older than the rename (a connection to the old file that closed after
- *   the rename: SQLite leaves its WAL when the file has moved). Then the swap is undone (the old
- *   file renamed back, with the WAL that belongs to it) and the restore fails.
+ *   have, and for any change since settling; then the old file is closed to others (lockOut())
+ *   and looked at once more;
+ * - after the swap: for a process holding the old file, or a write to it. Then the swap is undone
+ *   (the old file renamed back, with its companions) and the restore fails.
  * Each refusal leaves the database as it was (settling only checkpoints it, as SQLite would).
  * With --force and a process using the database, nothing is settled: the old database and all of
  * its companions (-wal, -shm, -journal) are hard-linked to the safety copy's names first, so the
@@ -267,7 +264,7 @@ async function replaceExisting(db: string, tmp: string, safetyName: string, forc
   await hooks.afterSwap?.();
   // The old file is now reachable only as the safety copy: a process holding it, or a write to
   // it, got in between the last look and the rename.
-  const late = holders(safetyName)?.filter((pid) => pid !== process.pid) ?? [];
+  const late = holders(safetyName) ?? [];
   if (late.length > 0 || contentStamp(safetyName) !== lockedStamp) {
     const onNew = fileUsers(db);
     if (onNew.length > 0) {
@@ -357,7 +354,7 @@ function writtenMeanwhile(db: string, when: string): BlufioError {
  * files whole); otherwise one that appeared since the restore started stops it here.
  */
 function stillInUse(db: string, force: boolean, when: string): number[] {
-  const pids = holders(db)?.filter((pid) => pid !== process.pid) ?? [];
+  const pids = holders(db) ?? [];
   if (pids.length === 0 || force) return pids;
   throw openedMeanwhile(db, pids, when, 'nothing was replaced');
 }
@@ -368,10 +365,9 @@ function openedMeanwhile(db: string, pids: number[], when: string, outcome: stri
     'stop the blufio server and whatever restarts it (e.g. systemctl stop blufio), then run the restore again');
 }
 
-/** Processes that hold this very file open or locked (not its -shm, which the old and new file share by name). */
+/** Other processes that hold this very file open or locked (not its -shm, which the old and new file share by name). */
 function fileUsers(file: string): number[] {
-  const pids = [...(locksOn(file) ?? []).map((l) => l.pid), ...openers(file)];
-  return [...new Set(pids)].filter((pid) => pid !== process.pid);
+  return [...new Set([...(locksOn(file) ?? []).map((l) => l.pid), ...openers(file)])];
 }
 
 /** Size and modification time (ns) of a file: what a write changes (a new link or name does not). */
@@ -482,10 +478,7 @@ function checkHeader(file: string, size: number, shownAs = file): number {
     throw new BlufioError('E_NOT_SQLITE', `${shownAs} is not an SQLite database (no SQLite header)`, 'give the path of a file made by blufio backup');
   }
   if (size < 512) throw new BlufioError('E_CORRUPT', `the backup file ${shownAs} is truncated (${size} bytes)`, 'use another backup file');
-  const view = new DataView(head.buffer);
-  const pageSize = view.getUint16(16) === 1 ? 65536 : view.getUint16(16);
-  const pages = view.getUint32(28);
-  return pages > 0 && view.getUint32(92) === view.getUint32(24) ? pageSize * pages : size;
+  return declaredBytes(head) ?? size;
 }
 
 /** Refuses while another process has the database open, unless forced; says when it can't tell. */

@@ -37,7 +37,7 @@ import { WAL_FRAME_HEADER_SIZE, WalIndex, frameOffset } from './wal.ts';
 import { WalFollower, diskWal, readU32, sameBytes, type WalHandle, type WalSource } from './wal-follower.ts';
 
 
-export const SQLITE_HEADER = 'SQLite format 3\0';
+import { SQLITE_HEADER } from './core/header.ts';
 const JOURNAL_MAGIC = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 
 export type JournalMode = 'wal' | 'rollback';

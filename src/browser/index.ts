@@ -15,6 +15,7 @@ import wasmBinary from '@sqlite.org/sqlite-wasm/sqlite3.wasm';
 import { runBackupLoop, throwIfAborted } from '../core/backup-loop.ts';
 import { fromSqliteException, integrityOf } from '../core/sqlite-errors.ts';
 import type { Database, Sqlite3 } from '../core/types.ts';
+import { SQLITE_HEADER } from '../core/header.ts';
 import { BlufioError } from '../core/errors.ts';
 import type { ProgressCallback } from '../core/progress.ts';
 
@@ -60,7 +61,6 @@ export interface OpfsStore {
   remove(name: string): Promise<void>;
 }
 
-const SQLITE_HEADER = 'SQLite format 3\0';
 let loading: Promise<Sqlite3> | undefined;
 
 /** What sqlite-wasm warned about while starting (e.g. why the "opfs" VFS could not be installed). */
