@@ -111,6 +111,23 @@ const sameRows = (src: string, dst: string) => {
   if (a !== b) throw new Error(`${dst} differs from ${src}: ${a} vs ${b}`);
 };
 
+/** An age key for the encrypted groups, made once with blufio keygen. */
+const KEY = path.join(CACHE, 'bench-key.txt');
+if (!fs.existsSync(KEY)) execFileSync(node, [CLI, 'keygen', KEY, '--quiet']);
+const RECIPIENT = /# public key: (age1\w+)/.exec(fs.readFileSync(KEY, 'utf8'))![1];
+/** Checks an encrypted backup at `${d}${suffix}`: decrypted with the age CLI (and gunzipped), the same rows. */
+const decrypted = (suffix: string) => (s: string, d: string) => {
+  const plain = `${d}.plain`;
+  execFileSync('age', ['-d', '-i', KEY, '-o', plain, `${d}${suffix}`]);
+  if (suffix.includes('.gz')) execFileSync('bash', ['-c', 'gzip -dc "$1" > "$1.db" && mv "$1.db" "$1"', '-', plain]);
+  sameRows(s, plain);
+};
+const gunzipped = (s: string, d: string) => {
+  execFileSync('bash', ['-c', 'gzip -dc "$1.gz" > "$1"', '-', d]);
+  sameRows(s, d);
+};
+const blufioBackup = (runtime: string[], d: string, s: string, ...more: string[]) => [[...runtime, CLI, 'backup', d, '--db', s, '--quiet', ...more]];
+
 /** Groups: each timed against the first entry (native), interleaved A B A B. */
 const groups: Array<{ title: string; commands: Command[]; backupFirst?: boolean }> = [
   {
@@ -129,6 +146,23 @@ const groups: Array<{ title: string; commands: Command[]; backupFirst?: boolean 
     commands: [
       { name: 'sqlite3 .backup + integrity_check', make: (s, d) => [['sqlite3', s, `.backup ${d}`], ['sqlite3', d, 'PRAGMA integrity_check']], check: sameRows },
       { name: 'blufio backup (default)', make: (s, d) => [[node, CLI, 'backup', d, '--db', s, '--quiet']], check: sameRows },
+    ],
+  },
+  {
+    // What the age layer costs (issue 14's goal: at most 1.3x the same backup unencrypted).
+    title: 'encrypted backup (.db.age vs .db)',
+    commands: [
+      { name: 'blufio backup x.db', make: (s, d) => blufioBackup([node], d, s), check: sameRows },
+      { name: 'blufio backup x.db.age', make: (s, d) => blufioBackup([node], `${d}.age`, s, '--recipient', RECIPIENT), check: decrypted('.age') },
+      { name: 'same, under Bun (JavaScript cipher)', make: (s, d) => blufioBackup([bin('bun')], `${d}.age`, s, '--recipient', RECIPIENT), check: decrypted('.age') },
+      { name: 'same, under Deno', make: (s, d) => blufioBackup([bin('deno'), 'run', '-A'], `${d}.age`, s, '--recipient', RECIPIENT), check: decrypted('.age') },
+    ],
+  },
+  {
+    title: 'encrypted backup (.db.gz.age vs .db.gz)',
+    commands: [
+      { name: 'blufio backup x.db.gz', make: (s, d) => blufioBackup([node], `${d}.gz`, s), check: gunzipped },
+      { name: 'blufio backup x.db.gz.age', make: (s, d) => blufioBackup([node], `${d}.gz.age`, s, '--recipient', RECIPIENT), check: decrypted('.gz.age') },
     ],
   },
   {

@@ -7,17 +7,16 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { BlufioError, fsError } from './errors.ts';
 import { copyDatabase, type CopyOptions } from './copy.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
-import { gzipFile, wantsGzip } from './gzip.ts';
+import { checkKeysFor, layersOfName, packFile, recipientsOf, type KeyOptions, type Layers } from './layers.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { integrityProblems } from './verify.ts';
 
-export interface BackupOptions extends CopyOptions {
+export interface BackupOptions extends CopyOptions, KeyOptions {
   /** Run PRAGMA integrity_check on the copy before publishing it (default true). */
   verify?: boolean;
   /** Replace an existing file at the destination (default false). */
@@ -26,10 +25,14 @@ export interface BackupOptions extends CopyOptions {
   mode?: number;
   /**
    * Where a whole uncompressed copy is staged when the result is not that file itself: a `.gz`
-   * backup (default: beside it), a backup to a stream (default: the system's temporary
-   * directory), a restore of a `.gz` (default: beside the database). --work-dir, BLUFIO_WORK_DIR.
+   * backup (default: beside it), an encrypted backup or a backup to a stream (default: a private
+   * directory in the system's temporary directory: plaintext never lands beside an encrypted
+   * backup), a restore of a `.gz` or `.age` (default: beside the database). --work-dir,
+   * BLUFIO_WORK_DIR.
    */
   workDir?: string;
+  /** For a backup to a stream: compress it (a file's name says so itself). */
+  gzip?: boolean;
 }
 
 export interface BackupResult {
@@ -37,11 +40,14 @@ export interface BackupResult {
   database: string;
   /** Where the backup went: an absolute path, or "-" for a stream. */
   path: string;
-  /** Bytes written (compressed, for a .gz destination). */
+  /** Bytes written (compressed and/or encrypted, for a .gz / .age destination). */
   bytes: number;
-  /** Size of the database itself (equal to bytes unless compressed). */
+  /** Size of the database itself (equal to bytes unless compressed or encrypted). */
   databaseBytes: number;
   compressed: boolean;
+  /** Encrypted in the age format (to `recipients` recipients). */
+  encrypted: boolean;
+  recipients: number;
   pages: number;
   pageSize: number;
   durationMs: number;
@@ -75,20 +81,25 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
     throw new BlufioError('E_IN_USE', `a restore of ${safetyOf} (process ${restoring.join(', ')}) is running and keeps its safety copy at ${dest}`,
       'wait for the restore to finish, or choose another backup path');
   }
-  checkDestination(dest, options.force ?? false, 'backup', !wantsGzip(dest));
-  const copy = await backupToFile(db, dest, options, wantsGzip(dest));
-  return result(db, dest, copy, wantsGzip(dest), options, started);
+  const layers = layersOfName(dest);
+  const recipients = recipientsOf(options);
+  checkKeysFor(dest, layers, recipients);
+  checkDestination(dest, options.force ?? false, 'backup', !layers.gzip && !layers.age);
+  const copy = await backupToFile(db, dest, options, layers);
+  return result(db, dest, copy, layers, options, started);
 }
 
 /** The result object both ways of backing up report. */
-function result(db: string, where: string, copy: BuiltCopy & { bytes: number }, compressed: boolean, options: BackupOptions, started: number): BackupResult {
+function result(db: string, where: string, copy: BuiltCopy & { bytes: number }, layers: Layers, options: BackupOptions, started: number): BackupResult {
   return {
     command: 'backup',
     database: db,
     path: where,
     bytes: copy.bytes,
     databaseBytes: copy.databaseBytes,
-    compressed,
+    compressed: layers.gzip,
+    encrypted: layers.age,
+    recipients: layers.age ? options.recipients?.length ?? 0 : 0,
     pages: copy.pages,
     pageSize: copy.pageSize,
     durationMs: Math.round(performance.now() - started),
@@ -101,11 +112,14 @@ function result(db: string, where: string, copy: BuiltCopy & { bytes: number }, 
 /**
  * Backs up the database at `dbPath` into a writable stream (stdout for `blufio backup -`): the
  * backup is made and verified in a private temporary file first, so the stream only ever
- * receives a complete, verified database.
+ * receives a complete, verified database — compressed with options.gzip, encrypted when
+ * options.recipients are given.
  */
 export async function backupToStream(dbPath: string, out: NodeJS.WritableStream, options: BackupOptions = {}): Promise<BackupResult> {
   const started = performance.now();
   const db = path.resolve(dbPath);
+  const recipients = recipientsOf(options);
+  const layers: Layers = { gzip: !!options.gzip, age: recipients.length > 0 };
   sweepStaleClaims(path.dirname(db));
   assertNotLockedOut(db);
   checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
@@ -114,8 +128,9 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
   try {
     ensureRoom(dir, sourceBytes(db), 'the copy staged before it is streamed', STAGING_HINT);
     const copy = await buildVerifiedCopy(db, tmp, options, 'the backup');
+    let bytes: number;
     try {
-      await pipeline(fs.createReadStream(tmp), out, { end: false, signal: options.signal });
+      bytes = await packFile(tmp, out, layers, recipients, options.signal);
     } catch (e) {
       if (options.signal?.aborted) {
         // Part of the database may already be with the reader: say so, never "nothing was written".
@@ -124,9 +139,9 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
           `${why} while streaming the backup: what the reader received is incomplete, do not use it`,
           options.signal.reason instanceof BlufioError ? options.signal.reason.hint : undefined, { cause: e });
       }
-      throw fsError(e, 'stdout', 'cannot stream the backup');
+      throw e instanceof BlufioError && e.code === 'E_IO' ? fsError(e.cause, 'stdout', 'cannot stream the backup') : e;
     }
-    return result(db, '-', { ...copy, bytes: copy.databaseBytes }, false, options, started);
+    return result(db, '-', { ...copy, bytes }, layers, options, started);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -170,34 +185,46 @@ export async function buildVerifiedCopy(src: string, out: string, opts: BackupOp
 }
 
 /**
- * Backs up `src` to the file `dest`: a verified copy built in a temporary file beside it (or, for
- * a .gz, in the work directory, then compressed beside it), published by an atomic rename or,
- * without --force, an atomic no-clobber link.
+ * Backs up `src` to the file `dest`: a verified copy built in a temporary file beside it, or, for
+ * a `.gz` or `.age`, staged elsewhere and streamed through the layers into a temporary file
+ * beside it; published by an atomic rename or, without --force, an atomic no-clobber link.
  */
-async function backupToFile(src: string, dest: string, opts: BackupOptions, gzip: boolean) {
-  // A .gz is made from an uncompressed copy staged in the work directory (beside it by default).
-  const staged = gzip && opts.workDir ? path.join(workDirPath(opts.workDir), path.basename(dest)) : dest;
+async function backupToFile(src: string, dest: string, opts: BackupOptions, layers: Layers) {
+  if (!layers.gzip && !layers.age) return backupToPlainFile(src, dest, opts);
+  // The plaintext of an encrypted backup never lands in the destination's directory (it may be
+  // synced or shared): it is staged in a private directory. A .gz is staged beside it, or in
+  // --work-dir.
+  const privateDir = layers.age ? makeWorkDir('backup', opts.workDir) : null;
+  const staged = privateDir ? path.join(privateDir, 'backup.db') : opts.workDir ? path.join(workDirPath(opts.workDir), path.basename(dest)) : dest;
   removeStaleTemps(dest, staged);
-  const tmp = tempPathBeside(staged);
-  const tmpGz = `${tempPathBeside(dest)}.gz`;
+  const tmp = privateDir ? staged : tempPathBeside(staged);
+  const tmpOut = `${tempPathBeside(dest)}.gz`;
   try {
-    if (gzip) ensureRoom(path.dirname(staged), sourceBytes(src), 'the uncompressed copy staged before compressing', STAGING_HINT);
-    else ensureRoom(path.dirname(dest), sourceBytes(src), 'the backup (as big as the database)', 'free some space there, or choose a path on another file system');
+    ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${layers.age ? 'encrypting' : 'compressing'}`, STAGING_HINT);
     const copy = await buildVerifiedCopy(src, tmp, opts, 'the backup');
+    const bytes = await packFile(tmp, tmpOut, layers, recipientsOf(opts), opts.signal);
+    fs.chmodSync(tmpOut, opts.mode ?? 0o600);
     // Without --force a file that appeared at dest meanwhile is never replaced.
-    const noClobber = !opts.force;
-    if (!gzip) {
-      publishDatabase(tmp, dest, { noClobber });
-      return { ...copy, bytes: copy.databaseBytes };
-    }
-    await gzipFile(tmp, tmpGz, opts.signal);
-    fs.chmodSync(tmpGz, opts.mode ?? 0o600);
-    const bytes = fs.statSync(tmpGz).size;
-    publish(tmpGz, dest, { noClobber });
+    publish(tmpOut, dest, { noClobber: !opts.force });
     return { ...copy, bytes };
   } finally {
     fs.rmSync(tmp, { force: true });
-    fs.rmSync(tmpGz, { force: true });
+    fs.rmSync(tmpOut, { force: true });
+    if (privateDir) fs.rmSync(privateDir, { recursive: true, force: true });
+  }
+}
+
+/** A plain backup: built in a temporary file beside `dest`, then renamed into place. */
+async function backupToPlainFile(src: string, dest: string, opts: BackupOptions) {
+  removeStaleTemps(dest);
+  const tmp = tempPathBeside(dest);
+  try {
+    ensureRoom(path.dirname(dest), sourceBytes(src), 'the backup (as big as the database)', 'free some space there, or choose a path on another file system');
+    const copy = await buildVerifiedCopy(src, tmp, opts, 'the backup');
+    publishDatabase(tmp, dest, { noClobber: !opts.force });
+    return { ...copy, bytes: copy.databaseBytes };
+  } finally {
+    fs.rmSync(tmp, { force: true });
   }
 }
 

@@ -16,6 +16,7 @@
  * pid is gone.
  */
 import * as fs from 'node:fs';
+import { SQLITE_HEADER } from './core/header.ts';
 import * as path from 'node:path';
 import { BlufioError, fsError } from './errors.ts';
 import { fsyncDir, pidAlive } from './files.ts';
@@ -160,13 +161,17 @@ function trusted(claimFile: string, db: string): boolean {
 /** Files a killed restore closed that this process could not open again (for the error). */
 const unrepaired = new Set<string>();
 
-/** True when the header of `file` still carries the mark of a killed restore's lock-out. */
+/**
+ * True when the header of `file` still carries the mark of a killed restore's lock-out: an SQLite
+ * header whose byte 19 is 255 (any other file — a .gz, an .age — may have 255 there by chance:
+ * one .gz in 256 was refused as "closed by a restore" before the magic was checked).
+ */
 export function lockedByKilledRestore(file: string): boolean {
   try {
     const fd = fs.openSync(file, 'r');
     try {
-      const b = Buffer.alloc(1);
-      return fs.readSync(fd, b, 0, 1, 19) === 1 && b[0] === LOCKED_READ_VERSION;
+      const b = Buffer.alloc(20);
+      return fs.readSync(fd, b, 0, 20, 0) === 20 && b.toString('latin1', 0, 16) === SQLITE_HEADER && b[19] === LOCKED_READ_VERSION;
     } finally {
       fs.closeSync(fd);
     }

@@ -5,7 +5,11 @@
  * 0 success, 1 failure, 2 usage error, 130 interrupted (Ctrl-C). An expected failure prints one
  * line, `error: <what happened> (<what to do>)`; anything else is a bug and prints its stack.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { cac, type CAC } from 'cac';
+import { parseRecipientsFile } from './age.ts';
+import type { StorageConfig } from './config.ts';
 import { BlufioError, timeLimitError } from './errors.ts';
 import { formatMB, ProgressBar, wantsBar, type Progress } from './progress.ts';
 
@@ -29,7 +33,7 @@ const defaultIo: Io = {
   stderrIsTTY: !!process.stderr.isTTY,
 };
 
-type CommandName = 'backup' | 'restore' | 'verify';
+type CommandName = 'backup' | 'restore' | 'verify' | 'keygen';
 const STDOUT = '\0stdout';
 /** Timers hold at most 2^31 - 1 ms. */
 const MAX_TIMEOUT_S = 2_073_600;
@@ -50,6 +54,10 @@ interface CommonFlags {
   quick?: boolean;
   workDir?: string;
   dryRun?: boolean;
+  recipient?: string[];
+  recipientsFile?: string[];
+  identity?: string[];
+  gzip?: boolean;
 }
 
 function build(run: (name: CommandName, target: string, flags: CommonFlags) => Promise<void>): CAC {
@@ -66,24 +74,36 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
       .option('--retries <n>', 'Most attempts when a live database keeps changing', { default: 10 })
       .option('--timeout <seconds>', 'Give up on the whole job after this long, leaving nothing behind (default: no limit; retries stop after 60 s)')
       .option('--work-dir <dir>', 'Where a whole uncompressed copy is staged for .gz and - (default: beside the file, or $TMPDIR for -; env BLUFIO_WORK_DIR)', { type: [String] });
-  common(cli.command('backup <path>', 'Back up the database to <path> (a consistent copy, even while blufio runs); .gz compresses, - writes to stdout'))
+  const identity = (c: ReturnType<CAC['command']>) =>
+    c.option('--identity <file>', 'Decrypt an .age backup with this age key file (repeatable; default: backup.age_identity_file, env BLUFIO_AGE_IDENTITY_FILE)', { type: [String] });
+  common(cli.command('backup <path>', 'Back up the database to <path> (a consistent copy, even while blufio runs); .gz compresses, .age encrypts, - writes to stdout'))
     .option('--no-verify', 'Skip the integrity check of the finished backup')
+    .option('--recipient <age1…>', 'Encrypt an .age backup to this age public key (repeatable; default: backup.age_recipients)', { type: [String] })
+    .option('--recipients-file <file>', 'Encrypt an .age backup to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', { type: [String] })
+    .option('--gzip', 'Compress what "-" writes to stdout (a file\'s name says it: .gz)')
     .example('blufio backup /var/backups/blufio-$(date +%F).db')
     .example('blufio backup /var/backups/blufio-$(date +%F).db.gz')
+    .example('blufio backup /mnt/offsite/blufio-$(date +%F).db.gz.age --recipient age1…')
     .example('blufio backup - | ssh backup-host "cat > blufio.db"')
     .action((p: string, f: CommonFlags) => run('backup', p, f));
-  common(cli.command('restore <path>', 'Replace the database with the backup at <path> (keeps <db>.pre-restore); .gz is read as is'))
+  identity(common(cli.command('restore <path>', 'Replace the database with the backup at <path> (keeps <db>.pre-restore); .gz and .age are read as they are')))
     .option('--dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing')
     .example('blufio restore /var/backups/blufio-2026-11-24.db --dry-run')
     .example('blufio restore /var/backups/blufio-2026-11-24.db')
     .action((p: string, f: CommonFlags) => run('restore', p, f));
-  cli.command('verify <path>', 'Check a backup (or any database file) and report what it holds; exit 0 if it is sound')
+  identity(cli.command('verify <path>', 'Check a backup (or any database file) and report what it holds; exit 0 if it is sound'))
+    .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
     .option('--quick', 'Run quick_check instead of the full integrity_check')
     .option('--json', 'Print one JSON object with the report on stdout')
     .option('--quiet', 'Print nothing; the exit code tells')
     .option('--work-dir <dir>', 'Where a .gz is decompressed to be checked (default: $TMPDIR; env BLUFIO_WORK_DIR)', { type: [String] })
     .example('blufio verify /var/backups/blufio-2026-11-24.db.gz')
     .action((p: string, f: CommonFlags) => run('verify', p, f));
+  cli.command('keygen [file]', 'Make an age key for encrypted backups: writes the private key to [file] (or stdout), prints its public key')
+    .option('--json', 'Print one JSON object with the result on stdout')
+    .option('--quiet', 'Print nothing but errors')
+    .example('blufio keygen ~/blufio-backup-key.txt')
+    .action((p: string | undefined, f: CommonFlags) => run('keygen', p ?? STDOUT, f));
   cli.help();
   cli.version(VERSION);
   return cli;
@@ -133,6 +153,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   const say = (line: string) => {
     if (!f.quiet && !f.json) io.stderr(`${line}\n`);
   };
+  if (name === 'keygen') return runKeygen(target, f, io, say);
   if (name === 'verify') return runVerify(target, f, io, say);
 
   // --timeout bounds the whole job: its abort signal ends the asynchronous steps, the deadline
@@ -179,18 +200,19 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
     if (name === 'backup') {
       const { backup, backupToStream } = await import('./backup.ts');
-      const opts = { ...copyOpts, verify: f.verify !== false, onProgress };
+      if (f.gzip && !toStdout) throw new BlufioError('E_USAGE', '--gzip is for "-" (stdout): a file\'s name says whether it is compressed', `name it ${target}.gz instead`);
+      const opts = { ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: recipientsFor(toStdout ? null : target, f, cfg) };
       const r = toStdout ? await backupToStream(cfg.databasePath, io.stdoutStream, opts) : await backup(cfg.databasePath, target, opts);
       bar?.done();
       say(`Backup complete: ${formatMB(r.bytes)} written to ${toStdout ? 'stdout' : r.path}`);
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
     } else if (f.dryRun) {
       const { planRestore } = await import('./restore.ts');
-      const { fromStat: _s, target: _t, ...plan } = planRestore(cfg.databasePath, target, { walMode: cfg.walMode });
+      const { fromStat: _s, target: _t, ...plan } = planRestore(cfg.databasePath, target, { walMode: cfg.walMode, identities: identitiesFor(f, cfg) });
       const refused = plan.inUseBy !== null && plan.inUseBy.length > 0 && !f.force;
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, dryRun: true, wouldBeRefused: refused, ...plan })}\n`);
       say('Dry run: nothing was changed.');
-      const size = plan.databaseBytes === null ? 'compressed' : formatMB(plan.databaseBytes);
+      const size = plan.databaseBytes === null ? [plan.compressed && 'compressed', plan.encrypted && 'encrypted'].filter(Boolean).join(', ') : formatMB(plan.databaseBytes);
       say(`Would restore ${plan.path} (${size}) into ${plan.database} (${plan.journalMode === 'wal' ? 'WAL' : 'rollback-journal'} mode)`);
       if (plan.replaces) say(`The current database (${formatMB(plan.replaces.bytes)}: ${plan.replaces.files.join(', ')}) would be kept as ${plan.safetyCopy}`);
       else say(`There is no database there now: it would be created`);
@@ -200,7 +222,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (refused) throw new Silent();
     } else {
       const { restore } = await import('./restore.ts');
-      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress });
+      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: identitiesFor(f, cfg) });
       bar?.done();
       say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
@@ -213,12 +235,14 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
 /** `blufio verify`: a report for people (or JSON), exit 1 when the file is not sound. */
 async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
   const { inspect } = await import('./inspect.ts');
-  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io) });
+  const { resolveConfig } = await import('./config.ts');
+  const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
+  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg) });
   if (f.json) io.stdout(`${JSON.stringify(r)}\n`);
   if (r.ok) {
     say(`${r.path}: OK, sound and ready to restore`);
     say(`  integrity     ok (${r.check})`);
-    say(`  size          ${formatMB(r.bytes)}${r.compressed ? ' compressed' : ''}, ${r.pages} pages of ${r.pageSize} bytes`);
+    say(`  size          ${formatMB(r.bytes)}${r.compressed ? ' compressed' : ''}${r.encrypted ? ' encrypted' : ''}, ${r.pages} pages of ${r.pageSize} bytes`);
     say(`  journal mode  ${r.journalMode === 'wal' ? 'WAL (needs its -wal file beside it)' : 'rollback journal (self-contained)'}`);
     say(`  written by    SQLite ${r.sqliteVersion}`);
     say(`  tables        ${r.tables.length ? r.tables.map((t) => `${t.name} ${t.rows ?? '?'}`).join(', ') : '(none)'}`);
@@ -228,6 +252,75 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
   for (const p of r.problems.slice(0, 5)) say(`  ${p}`);
   if (r.problems.length > 5) say(`  … and ${r.problems.length - 5} more`);
   throw new Silent();
+}
+
+/** `blufio keygen [file]`: a new age key; the private key to the file (0600, never over another) or stdout. */
+async function runKeygen(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
+  const { generateIdentity } = await import('./age.ts');
+  const { publishText } = await import('./files.ts');
+  const key = generateIdentity();
+  if (target === STDOUT) {
+    if (f.json) throw new BlufioError('E_USAGE', '--json needs a file for the key: stdout would carry both', 'give the key file: blufio keygen <file> --json');
+    io.stdout(key.file);
+  } else {
+    publishText(target, key.file, 0o600, 'the key file');
+  }
+  if (f.json) io.stdout(`${JSON.stringify({ ok: true, command: 'keygen', path: path.resolve(target), recipient: key.recipient })}\n`);
+  if (!f.quiet) io.stderr(`Public key: ${key.recipient}\n`);
+  say(`Encrypt backups to it: blufio backup <path>.db.gz.age --recipient ${key.recipient}`);
+  say(`  (or in blufio.toml: [backup] age_recipients = ["${key.recipient}"])`);
+  say(`Keep the private key${target === STDOUT ? '' : ` (${path.resolve(target)})`} off this server, with a copy somewhere safe: without it no encrypted backup can be restored.`);
+}
+
+/**
+ * Who an encrypted backup goes to: --recipient and --recipients-file, else blufio.toml's. A file
+ * destination whose name does not end in .age gets none from blufio.toml: it is refused there,
+ * naming the setting (backups are meant to be encrypted; a plain file would silently not be).
+ */
+function recipientsFor(dest: string | null, f: CommonFlags, cfg: StorageConfig): string[] {
+  const fromFlags = [...listFlag(f.recipient, '--recipient'), ...listFlag(f.recipientsFile, '--recipients-file').flatMap((file) => recipientsInFile(file))];
+  if (fromFlags.length > 0 || f.recipient !== undefined || f.recipientsFile !== undefined) {
+    if (fromFlags.length === 0) throw new BlufioError('E_KEY', 'the recipients files given hold no recipient', 'add age1… lines to them');
+    return fromFlags;
+  }
+  const configured = [...cfg.backup.ageRecipients, ...(cfg.backup.ageRecipientsFile ? recipientsInFile(cfg.backup.ageRecipientsFile) : [])];
+  if (configured.length > 0 && dest !== null && !dest.toLowerCase().endsWith('.age')) {
+    throw new BlufioError('E_USAGE', `blufio.toml sets backup.age_recipients${cfg.backup.ageRecipientsFile ? '_file' : ''}, so backups are encrypted, but ${dest} does not end in .age`,
+      `name it ${dest}.age (or ${dest}.gz.age) to encrypt it`);
+  }
+  return configured;
+}
+
+/** The recipients in an age recipients file, each checked (a bad line is named with its number). */
+function recipientsInFile(file: string): string[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new BlufioError('E_KEY', `cannot read the recipients file ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}`, 'check the path');
+  }
+  return parseRecipientsFile(text, file).map((r) => r.text);
+}
+
+/** The texts of the identity files to decrypt with: --identity, else blufio.toml / BLUFIO_AGE_IDENTITY_FILE. */
+function identitiesFor(f: CommonFlags, cfg: StorageConfig): string[] {
+  const files = listFlag(f.identity, '--identity');
+  return (files.length > 0 ? files : cfg.backup.ageIdentityFile ? [cfg.backup.ageIdentityFile] : []).map((file) => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new BlufioError('E_KEY', `cannot read the identity file ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}`, 'check the path given to --identity (or backup.age_identity_file, BLUFIO_AGE_IDENTITY_FILE)');
+    }
+  });
+}
+
+/** A repeatable option: each value given, none empty. */
+function listFlag(v: unknown, name: string): string[] {
+  const all = Array.isArray(v) ? v : v === undefined ? [] : [v];
+  return all.map((x) => {
+    if (typeof x === 'boolean' || String(x).trim() === '' || x === EMPTY) throw new BlufioError('E_USAGE', `${name} needs a value`, 'run blufio --help');
+    return String(x);
+  });
 }
 
 /** A failure already reported in full: exit 1, print nothing more. */

@@ -13,8 +13,19 @@ import { BlufioError } from './errors.ts';
 export interface StorageConfig {
   databasePath: string;
   walMode: boolean;
+  /** The [backup] table: keys for encrypted backups (relative paths: from the file that set them). */
+  backup: BackupConfig;
   /** The configuration files that were read, in order (for `--json` and error messages). */
   files: string[];
+}
+
+export interface BackupConfig {
+  /** backup.age_recipients: encrypt `.age` backups to these (`age1…`). */
+  ageRecipients: string[];
+  /** backup.age_recipients_file: a file of recipients, one per line. */
+  ageRecipientsFile?: string;
+  /** backup.age_identity_file, or BLUFIO_AGE_IDENTITY_FILE: the key that decrypts, for restore and verify. */
+  ageIdentityFile?: string;
 }
 
 export interface ConfigInput {
@@ -57,7 +68,7 @@ export function resolveConfig(input: ConfigInput = {}): StorageConfig {
   const home = input.home ?? os.homedir();
   const cwd = input.cwd ?? process.cwd();
   const dirs = platformDirs(input.platform ?? process.platform, env, home);
-  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, files: [] };
+  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [] }, files: [] };
 
   let candidates: string[];
   if (input.configFile) {
@@ -78,6 +89,7 @@ export function resolveConfig(input: ConfigInput = {}): StorageConfig {
   if (env.BLUFIO_STORAGE_WAL_MODE !== undefined && env.BLUFIO_STORAGE_WAL_MODE !== '') {
     cfg.walMode = parseBool(env.BLUFIO_STORAGE_WAL_MODE, 'BLUFIO_STORAGE_WAL_MODE');
   }
+  if (env.BLUFIO_AGE_IDENTITY_FILE) cfg.backup.ageIdentityFile = expandPath(env.BLUFIO_AGE_IDENTITY_FILE, home, cwd);
   if (input.db) cfg.databasePath = expandPath(input.db, home, cwd);
   return cfg;
 }
@@ -97,6 +109,7 @@ function applyFile(cfg: StorageConfig, file: string, home: string, cwd: string):
     const first = err.message.split('\n')[0].replace(/^Invalid TOML document: /, '');
     throw new BlufioError('E_CONFIG', `${file}:${err.line ?? '?'}: invalid TOML: ${first}`, 'fix that line of the file');
   }
+  applyBackup(cfg, doc.backup, file, home);
   const storage = doc.storage;
   if (storage === undefined) return;
   if (typeof storage !== 'object' || storage === null || Array.isArray(storage)) {
@@ -114,6 +127,27 @@ function applyFile(cfg: StorageConfig, file: string, home: string, cwd: string):
       throw new BlufioError('E_CONFIG', `${file}: storage.wal_mode must be true or false`, 'fix the file');
     }
     cfg.walMode = s.wal_mode;
+  }
+}
+
+/** The [backup] table. Paths in it are relative to the file's own directory (cron runs from /). */
+function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: string): void {
+  if (backup === undefined) return;
+  if (typeof backup !== 'object' || backup === null || Array.isArray(backup)) {
+    throw new BlufioError('E_CONFIG', `${file}: backup must be a table ([backup])`, 'fix the file');
+  }
+  const b = backup as Record<string, unknown>;
+  const here = path.dirname(file);
+  if (b.age_recipients !== undefined) {
+    if (!Array.isArray(b.age_recipients) || b.age_recipients.some((r) => typeof r !== 'string')) {
+      throw new BlufioError('E_CONFIG', `${file}: backup.age_recipients must be a list of strings (["age1…"])`, 'fix the file');
+    }
+    cfg.backup.ageRecipients = b.age_recipients as string[];
+  }
+  for (const [key, field] of [['age_recipients_file', 'ageRecipientsFile'], ['age_identity_file', 'ageIdentityFile']] as const) {
+    if (b[key] === undefined) continue;
+    if (typeof b[key] !== 'string' || b[key] === '') throw new BlufioError('E_CONFIG', `${file}: backup.${key} must be a non-empty string (a path)`, 'fix the file');
+    cfg.backup[field] = expandPath(b[key] as string, home, here);
   }
 }
 

@@ -167,6 +167,26 @@ export interface PublishOptions {
 }
 
 /** fsync `tmp`, move it to `dest` (rename, or link + unlink with noClobber), fsync the directory. */
+/**
+ * Writes a small file (a key) whole or not at all: a temporary file beside it with `mode`,
+ * fsynced, then linked into place without replacing anything already there.
+ */
+export function publishText(dest: string, text: string, mode: number, what: string): void {
+  const abs = path.resolve(dest);
+  if (statOrNull(abs)) throw new BlufioError('E_DEST_EXISTS', `${abs} already exists`, `${what} is never written over another file: choose another path`);
+  checkDestination(abs, false, what);
+  const tmp = tempPathBeside(abs);
+  try {
+    fs.writeFileSync(tmp, text, { mode, flag: 'wx' });
+    publish(tmp, abs, { noClobber: true });
+  } catch (e) {
+    if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') throw new BlufioError('E_DEST_EXISTS', `${abs} appeared meanwhile; it was left as it is`, 'choose another path');
+    throw e instanceof BlufioError ? e : fsError(e, abs, `cannot write ${what}`);
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
 export function publish(tmp: string, dest: string, opts: PublishOptions = {}): void {
   if (!opts.synced) fsyncFile(tmp);
   try {

@@ -11,7 +11,7 @@ import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
-import { gunzipFile, isGzip } from './gzip.ts';
+import { layersOfFile, unpackFile, type KeyOptions, type Layers } from './layers.ts';
 import { RetryAttempt } from './retry.ts';
 import { openSnapshotView } from './snapshot.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
@@ -31,9 +31,11 @@ export interface InspectResult {
   check: 'integrity_check' | 'quick_check';
   /** What the check reported, when it did not pass (at most 20 lines). */
   problems: string[];
-  /** Size of the file (compressed, for a .gz). */
+  /** Size of the file (compressed and/or encrypted, for a .gz / .age). */
   bytes: number;
   compressed: boolean;
+  /** An age-encrypted file (decrypted with the given identities to be checked). */
+  encrypted: boolean;
   pageSize: number;
   pages: number;
   journalMode: 'wal' | 'rollback';
@@ -42,10 +44,10 @@ export interface InspectResult {
   tables: TableInfo[];
 }
 
-export interface InspectOptions {
+export interface InspectOptions extends Pick<KeyOptions, 'identities'> {
   /** integrity_check's quick form. */
   quick?: boolean;
-  /** Where a .gz is decompressed, or a live database copied, to be checked (default: the system's temporary directory). */
+  /** Where a .gz / .age is unpacked, or a live database copied, to be checked (default: the system's temporary directory). */
   workDir?: string;
 }
 
@@ -54,22 +56,30 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
   sweepStaleClaims(path.dirname(abs));
   assertNotLockedOut(abs);
   const st = checkSource(abs, 'file', 'check the path');
-  if (st.size >= 2 && isGzip(abs)) {
-    // Decompressed into a private temporary file, then inspected as it would be restored.
+  let layers: Layers;
+  try {
+    layers = layersOfFile(abs, opts);
+  } catch (e) {
+    // A damaged age header is a verdict on the file; a missing or wrong key is not.
+    if (e instanceof BlufioError && e.code === 'E_CORRUPT') return failedVerdict(abs, st.size, { gzip: false, age: true }, opts, e);
+    throw e;
+  }
+  if (layers.gzip || layers.age) {
+    // Unpacked into a private temporary file, then inspected as it would be restored.
     const dir = makeWorkDir('verify', opts.workDir);
     try {
       const plain = path.join(dir, 'backup.db');
       try {
-        await gunzipFile(abs, plain);
+        await unpackFile(abs, plain, layers, opts);
       } catch (e) {
         // A full or read-only work directory says nothing about the backup: that is the error.
         if (e instanceof BlufioError && (e.code === 'E_IO' || e.code === 'E_ABORTED' || e.code === 'E_TIMEOUT')) {
           throw new BlufioError(e.code, `${e.message} (the backup itself was not judged)`,
             e.code === 'E_IO' ? 'free some space there, or pass --work-dir <directory> on a file system with room' : e.hint, { cause: e });
         }
-        return failedVerdict(abs, st.size, true, opts, e);
+        return failedVerdict(abs, st.size, layers, opts, e);
       }
-      return { ...(await verdict(plain, opts)), path: abs, bytes: st.size, compressed: true };
+      return { ...(await verdict(plain, opts)), path: abs, bytes: st.size, compressed: layers.gzip, encrypted: layers.age };
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -88,11 +98,11 @@ async function verdict(abs: string, opts: InspectOptions): Promise<InspectResult
     // A damaged file shows as our "not SQLite" / "corrupt" errors, or as any SQLite error.
     const damage = e instanceof BlufioError ? ['E_NOT_SQLITE', 'E_CORRUPT'].includes(e.code) : fromSqliteException(await loadSqlite(), e) !== null;
     if (!damage) throw e;
-    return failedVerdict(abs, size, false, opts, e);
+    return failedVerdict(abs, size, { gzip: false, age: false }, opts, e);
   }
 }
 
-function failedVerdict(abs: string, bytes: number, compressed: boolean, opts: InspectOptions, e: unknown): InspectResult {
+function failedVerdict(abs: string, bytes: number, layers: Layers, opts: InspectOptions, e: unknown): InspectResult {
   return {
     command: 'verify',
     path: abs,
@@ -101,7 +111,8 @@ function failedVerdict(abs: string, bytes: number, compressed: boolean, opts: In
     check: opts.quick ? 'quick_check' : 'integrity_check',
     problems: [(e as Error).message],
     bytes,
-    compressed,
+    compressed: layers.gzip,
+    encrypted: layers.age,
     pageSize: 0,
     pages: 0,
     journalMode: 'rollback',
@@ -174,6 +185,7 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
         command: 'verify',
         path: abs,
         compressed: false,
+        encrypted: false,
         ok: problems.length === 0,
         integrity: problems.length === 0 ? 'ok' : 'failed',
         check,

@@ -22,7 +22,7 @@ import { buildVerifiedCopy, checkSource, sourceBytes, type BackupOptions } from 
 import { BlufioError, fsError } from './errors.ts';
 import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleClaims, type Claim } from './claim.ts';
 import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
-import { gunzipFile, isGzip } from './gzip.ts';
+import { layersOfFile, unpackFile } from './layers.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
 import { declaredBytes, SQLITE_HEADER } from './core/header.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
@@ -69,7 +69,9 @@ export interface RestorePlan {
   /** The backup file. */
   path: string;
   compressed: boolean;
-  /** Size of the database the backup holds, from its header (null for a .gz: known once decompressed). */
+  /** An age-encrypted backup (the identities given open it: checked by the plan). */
+  encrypted: boolean;
+  /** Size of the database the backup holds, from its header (null for a .gz / .age: known once unpacked). */
   databaseBytes: number | null;
   /** Journal mode the restored database gets (storage.wal_mode). */
   journalMode: 'wal' | 'rollback';
@@ -84,7 +86,7 @@ export interface RestorePlan {
 }
 
 /** Checks everything a restore checks before it changes anything, and says what it would do. */
-export function planRestore(dbPath: string, fromPath: string, options: Pick<RestoreOptions, 'walMode'> = {}): RestorePlan & { fromStat: fs.Stats; target: fs.Stats | null } {
+export function planRestore(dbPath: string, fromPath: string, options: Pick<RestoreOptions, 'walMode' | 'identities'> = {}): RestorePlan & { fromStat: fs.Stats; target: fs.Stats | null } {
   const db = realPath(path.resolve(dbPath));
   const from = path.resolve(fromPath);
   // What a killed restore left closed is opened again first (or, if that cannot be done here, refused).
@@ -92,8 +94,9 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
   assertNotLockedOut(from);
   const fromStat = checkSource(from, 'backup file', 'check the path of the backup file');
   if (fs.existsSync(db)) assertNotLockedOut(db);
-  const compressed = fromStat.size >= 2 && isGzip(from);
-  const declared = compressed ? null : checkHeader(from, fromStat.size);
+  // An encrypted backup is opened far enough to know the identities fit, before anything else.
+  const layers = layersOfFile(from, options);
+  const declared = layers.gzip || layers.age ? null : checkHeader(from, fromStat.size);
   const target = checkDestination(db, true, 'database');
   if (sameFile(fromStat, target)) {
     throw new BlufioError('E_SAME_FILE', `the backup file ${from} is the database itself`, 'give the path of a backup file');
@@ -105,7 +108,8 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
     command: 'restore',
     database: db,
     path: from,
-    compressed,
+    compressed: layers.gzip,
+    encrypted: layers.age,
     databaseBytes: declared,
     journalMode: options.walMode ?? true ? 'wal' : 'rollback',
     replaces: target ? { bytes: files.reduce((n, p) => n + fs.statSync(p).size, 0), files } : null,
@@ -122,7 +126,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   const started = performance.now();
   const notice = options.onNotice ?? (() => {});
   const plan = planRestore(dbPath, fromPath, options);
-  const { database: db, path: from, compressed, fromStat } = plan;
+  const { database: db, path: from, compressed, encrypted, fromStat } = plan;
   const force = options.force ?? false;
   const inUseCheck = checkNotInUse(db, plan.inUseBy, force, notice);
   const claim = await claimForRestore(db);
@@ -138,12 +142,12 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   try {
     if (options.workDir) unpacked = `${tempPathBeside(path.join(workDirPath(options.workDir), path.basename(db)))}.src`;
     removeStaleTemps(db, unpacked, ...['', '-wal', '-journal', '-shm'].map((suffix) => safetyName + suffix));
-    // 0. A .gz backup is decompressed first (beside the target, or in --work-dir), then treated
-    //    like any other.
+    // 0. A .gz / .age backup is unpacked first (beside the target, or in --work-dir), then
+    //    treated like any other.
     let source = from;
-    if (compressed) {
-      ensureRoom(path.dirname(unpacked), fromStat.size, 'the decompressed backup (at least as big as the .gz)', 'free some space there, or pass --work-dir <directory> on a file system with room');
-      await gunzipFile(from, unpacked, options.signal);
+    if (compressed || encrypted) {
+      ensureRoom(path.dirname(unpacked), fromStat.size, 'the unpacked backup (at least as big as the .gz / .age)', 'free some space there, or pass --work-dir <directory> on a file system with room');
+      await unpackFile(from, unpacked, { gzip: compressed, age: encrypted }, options, options.signal);
       checkHeader(unpacked, fs.statSync(unpacked).size, from);
       source = unpacked;
     }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { claimForRestore, ownerAlive, restoresRunning, sweepStaleClaims } from '../src/claim.ts';
+import { claimForRestore, lockedByKilledRestore, ownerAlive, restoresRunning, sweepStaleClaims } from '../src/claim.ts';
 import { canonicalPath, databaseFiles, ensureRoom, makeWorkDir, publish, removeStaleTemps, tempPathBeside } from '../src/files.ts';
 import { locksOn, PENDING_BYTE, writerActive } from '../src/locks.ts';
 import { cleanup, rejects, tmpdir } from './helpers.ts';
@@ -82,6 +82,27 @@ test('publish without clobbering: a file that appeared at the name is never repl
   assert.is(fs.readFileSync(dest, 'utf8'), 'someone else\'s');
   publish(tmp, dest);
   assert.is(fs.readFileSync(dest, 'utf8'), 'new');
+});
+
+test('the lock-out mark is byte 19 = 255 of an SQLite header only: a .gz or .age with 255 there is not closed', () => {
+  const d = tmpdir();
+  const f = path.join(d, 'x');
+  const head = Buffer.alloc(100);
+  head.write('SQLite format 3\0', 'latin1');
+  head[18] = 2;
+  head[19] = 255;
+  fs.writeFileSync(f, head);
+  assert.is(lockedByKilledRestore(f), true);
+  head[19] = 2;
+  fs.writeFileSync(f, head);
+  assert.is(lockedByKilledRestore(f), false);
+  // One .gz in 256 has 255 at offset 19 (a restore of one was refused as "closed by a restore").
+  const gz = Buffer.alloc(100, 0x41);
+  gz[0] = 0x1f;
+  gz[1] = 0x8b;
+  gz[19] = 255;
+  fs.writeFileSync(f, gz);
+  assert.is(lockedByKilledRestore(f), false);
 });
 
 test('/proc/locks lines are read for the file they name, without our own locks', () => {

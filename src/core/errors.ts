@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'E_ABORTED'
   | 'E_TIMEOUT'
   | 'E_IO'
+  /** An encryption key: missing, malformed, or not one the file was encrypted to. */
+  | 'E_KEY'
   /** Not thrown: what --json reports for an unexpected failure (a bug). */
   | 'E_BUG';
 
