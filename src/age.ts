@@ -28,6 +28,7 @@ const MAGIC = 'age-encryption.org/v1';
 export const AGE_MAGIC = Buffer.from(`${MAGIC}\n`);
 /** Plaintext bytes per payload chunk (fixed by the format). */
 const CHUNK = 64 * 1024;
+export const CHUNK_BYTES = CHUNK;
 const TAG = 16;
 /** A header bigger than this is not one blufio or age would write (a stanza is ~100 bytes). */
 const MAX_HEADER = 1024 * 1024;
@@ -411,26 +412,62 @@ class Records {
   }
 }
 
+/**
+ * Encrypts a stream of bytes to `recipients` in the age format, piece by piece: `head` first,
+ * then what each push() and the final end() return. The one writer of the format; the stream
+ * below and a plain read/write loop (the fast path for files) both use it.
+ */
+export class Encryptor {
+  readonly head: Buffer;
+  private readonly payloadKey: Uint8Array;
+  private readonly records = new Records(CHUNK);
+  private counter = 0;
+
+  constructor(recipients: Recipient[]) {
+    const f = newFile(recipients);
+    this.head = f.head;
+    this.payloadKey = f.payloadKey;
+  }
+
+  /** The sealed chunks that `plain` completes (the last chunk is held back until end()). */
+  push(plain: Buffer): Uint8Array[] {
+    this.records.add(plain);
+    const out: Uint8Array[] = [];
+    for (const r of this.records.ready()) out.push(...aead.seal(this.payloadKey, chunkNonce(this.counter++, false), r));
+    return out;
+  }
+
+  /**
+   * For a caller that cuts its input into CHUNK_BYTES pieces itself and knows which one is last
+   * (a file of known size): no copy, no buffering. Not to be mixed with push().
+   */
+  sealChunk(plain: Uint8Array, last: boolean): Uint8Array[] {
+    return aead.seal(this.payloadKey, chunkNonce(this.counter++, last), plain);
+  }
+
+  /** The last chunk (possibly empty, for an empty input). */
+  end(): Uint8Array[] {
+    return aead.seal(this.payloadKey, chunkNonce(this.counter, true), this.records.rest());
+  }
+}
+
 /** A stream that encrypts what goes through it to `recipients`, in the age format. */
 export function encryptStream(recipients: Recipient[]): Transform {
-  const { head, payloadKey } = newFile(recipients);
-  const records = new Records(CHUNK);
-  let counter = 0;
+  const enc = new Encryptor(recipients);
   let started = false;
   const start = (t: Transform) => {
-    if (!started) t.push(head);
+    if (!started) t.push(enc.head);
     started = true;
   };
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       start(this);
-      records.add(chunk);
-      for (const r of records.ready()) for (const b of aead.seal(payloadKey, chunkNonce(counter++, false), r)) this.push(b);
+      for (const b of enc.push(chunk)) this.push(b);
       done();
     },
     flush(done) {
       start(this);
-      for (const b of aead.seal(payloadKey, chunkNonce(counter, true), records.rest())) this.push(b);
+      for (const b of enc.end()) this.push(b);
       done();
     },
   });

