@@ -10,13 +10,15 @@ import * as path from 'node:path';
 import { BlufioError, fsError } from './errors.ts';
 import { copyDatabase, type CopyOptions } from './copy.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
+import { checkObjectDestination, clientFor, uploadPacked, type ObjectStorageOptions } from './object-storage.ts';
+import { isS3Url, parseS3Url } from './s3.ts';
 import { checkKeysFor, layersOfName, packFile, recipientsOf, type KeyOptions, type Layers } from './layers.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 import type { JournalMode } from './snapshot.ts';
 import { integrityProblems } from './verify.ts';
 
-export interface BackupOptions extends CopyOptions, KeyOptions {
+export interface BackupOptions extends CopyOptions, KeyOptions, ObjectStorageOptions {
   /** Run PRAGMA integrity_check on the copy before publishing it (default true). */
   verify?: boolean;
   /** Replace an existing file at the destination (default false). */
@@ -38,7 +40,7 @@ export interface BackupOptions extends CopyOptions, KeyOptions {
 export interface BackupResult {
   command: 'backup';
   database: string;
-  /** Where the backup went: an absolute path, or "-" for a stream. */
+  /** Where the backup went: an absolute path, an s3:// URL, or "-" for a stream. */
   path: string;
   /** Bytes written (compressed and/or encrypted, for a .gz / .age destination). */
   bytes: number;
@@ -57,8 +59,9 @@ export interface BackupResult {
   sourceJournalMode: JournalMode;
 }
 
-/** Backs up the live database at `dbPath` to `destPath`. */
+/** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
 export async function backup(dbPath: string, destPath: string, options: BackupOptions = {}): Promise<BackupResult> {
+  if (isS3Url(destPath)) return backupToObject(dbPath, destPath, options);
   const started = performance.now();
   const db = path.resolve(dbPath);
   const dest = path.resolve(destPath);
@@ -142,6 +145,35 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
       throw e instanceof BlufioError && e.code === 'E_IO' ? fsError(e.cause, 'stdout', 'cannot stream the backup') : e;
     }
     return result(db, '-', { ...copy, bytes }, layers, options, started);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Backs up to object storage: the keys and the destination are checked first (an existing
+ * object is refused without force), the verified copy is built in a private work directory,
+ * then streamed through the layers its key's name asks for and uploaded as one object.
+ */
+async function backupToObject(dbPath: string, url: string, options: BackupOptions): Promise<BackupResult> {
+  const started = performance.now();
+  const db = path.resolve(dbPath);
+  const loc = parseS3Url(url);
+  const layers = layersOfName(loc.key);
+  const recipients = recipientsOf(options);
+  checkKeysFor(url, layers, recipients);
+  sweepStaleClaims(path.dirname(db));
+  assertNotLockedOut(db);
+  checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
+  const client = clientFor(options);
+  await checkObjectDestination(client, loc, options.force ?? false);
+  const dir = makeWorkDir('upload', options.workDir);
+  try {
+    ensureRoom(dir, sourceBytes(db), 'the copy staged before it is uploaded', STAGING_HINT);
+    const tmp = path.join(dir, 'backup.db');
+    const copy = await buildVerifiedCopy(db, tmp, options, 'the backup');
+    const bytes = await uploadPacked(client, loc, tmp, layers, recipients, options);
+    return result(db, url, { ...copy, bytes }, layers, options, started);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

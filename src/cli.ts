@@ -76,7 +76,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
       .option('--work-dir <dir>', 'Where a whole uncompressed copy is staged for .gz and - (default: beside the file, or $TMPDIR for -; env BLUFIO_WORK_DIR)', { type: [String] });
   const identity = (c: ReturnType<CAC['command']>) =>
     c.option('--identity <file>', 'Decrypt an .age backup with this age key file (repeatable; default: backup.age_identity_file, env BLUFIO_AGE_IDENTITY_FILE)', { type: [String] });
-  common(cli.command('backup <path>', 'Back up the database to <path> (a consistent copy, even while blufio runs); .gz compresses, .age encrypts, - writes to stdout'))
+  common(cli.command('backup <path>', 'Back up the database to <path> or s3://BUCKET/KEY (a consistent copy, even while blufio runs); .gz compresses, .age encrypts, - writes to stdout'))
     .option('--no-verify', 'Skip the integrity check of the finished backup')
     .option('--recipient <age1…>', 'Encrypt an .age backup to this age public key (repeatable; default: backup.age_recipients)', { type: [String] })
     .option('--recipients-file <file>', 'Encrypt an .age backup to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', { type: [String] })
@@ -84,9 +84,10 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .example('blufio backup /var/backups/blufio-$(date +%F).db')
     .example('blufio backup /var/backups/blufio-$(date +%F).db.gz')
     .example('blufio backup /mnt/offsite/blufio-$(date +%F).db.gz.age --recipient age1…')
+    .example('blufio backup s3://my-bucket/blufio/blufio-$(date +%F).db.gz')
     .example('blufio backup - | ssh backup-host "cat > blufio.db"')
     .action((p: string, f: CommonFlags) => run('backup', p, f));
-  identity(common(cli.command('restore <path>', 'Replace the database with the backup at <path> (keeps <db>.pre-restore); .gz and .age are read as they are')))
+  identity(common(cli.command('restore <path>', 'Replace the database with the backup at <path> or s3://BUCKET/KEY (keeps <db>.pre-restore); .gz and .age are read as they are')))
     .option('--dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing')
     .example('blufio restore /var/backups/blufio-2026-11-24.db --dry-run')
     .example('blufio restore /var/backups/blufio-2026-11-24.db')
@@ -201,14 +202,19 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     if (name === 'backup') {
       const { backup, backupToStream } = await import('./backup.ts');
       if (f.gzip && !toStdout) throw new BlufioError('E_USAGE', '--gzip is for "-" (stdout): a file\'s name says whether it is compressed', `name it ${target}.gz instead`);
-      const opts = { ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: recipientsFor(toStdout ? null : target, f, cfg) };
+      const opts = { ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: recipientsFor(toStdout ? null : target, f, cfg), s3: cfg.backup.s3, env: io.env };
       const r = toStdout ? await backupToStream(cfg.databasePath, io.stdoutStream, opts) : await backup(cfg.databasePath, target, opts);
       bar?.done();
       say(`Backup complete: ${formatMB(r.bytes)} written to ${toStdout ? 'stdout' : r.path}`);
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
     } else if (f.dryRun) {
       const { planRestore } = await import('./restore.ts');
-      const { fromStat: _s, target: _t, ...plan } = planRestore(cfg.databasePath, target, { walMode: cfg.walMode, identities: identitiesFor(f, cfg) });
+      const { withDownloaded } = await import('./object-storage.ts');
+      const planOpts = { walMode: cfg.walMode, identities: identitiesFor(f, cfg) };
+      // An object is downloaded to be planned on: what it holds is only known from its bytes.
+      const { fromStat: _s, target: _t, ...plan } = target.startsWith('s3://')
+        ? { ...(await withDownloaded(target, { ...copyOpts, s3: cfg.backup.s3, env: io.env }, async (file) => planRestore(cfg.databasePath, file, planOpts))), path: target }
+        : planRestore(cfg.databasePath, target, planOpts);
       const refused = plan.inUseBy !== null && plan.inUseBy.length > 0 && !f.force;
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, dryRun: true, wouldBeRefused: refused, ...plan })}\n`);
       say('Dry run: nothing was changed.');
@@ -222,7 +228,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (refused) throw new Silent();
     } else {
       const { restore } = await import('./restore.ts');
-      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: identitiesFor(f, cfg) });
+      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env });
       bar?.done();
       say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
@@ -237,7 +243,7 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
   const { inspect } = await import('./inspect.ts');
   const { resolveConfig } = await import('./config.ts');
   const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
-  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg) });
+  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env });
   if (f.json) io.stdout(`${JSON.stringify(r)}\n`);
   if (r.ok) {
     say(`${r.path}: OK, sound and ready to restore`);

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { BlufioError } from './errors.ts';
+import type { S3Settings } from './s3.ts';
 
 export interface StorageConfig {
   databasePath: string;
@@ -26,6 +27,8 @@ export interface BackupConfig {
   ageRecipientsFile?: string;
   /** backup.age_identity_file, or BLUFIO_AGE_IDENTITY_FILE: the key that decrypts, for restore and verify. */
   ageIdentityFile?: string;
+  /** [backup.s3]: endpoint, region, force_path_style, profile (the AWS environment wins over them). */
+  s3: S3Settings;
 }
 
 export interface ConfigInput {
@@ -68,7 +71,7 @@ export function resolveConfig(input: ConfigInput = {}): StorageConfig {
   const home = input.home ?? os.homedir();
   const cwd = input.cwd ?? process.cwd();
   const dirs = platformDirs(input.platform ?? process.platform, env, home);
-  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [] }, files: [] };
+  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {} }, files: [] };
 
   let candidates: string[];
   if (input.configFile) {
@@ -143,6 +146,25 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
       throw new BlufioError('E_CONFIG', `${file}: backup.age_recipients must be a list of strings (["age1…"])`, 'fix the file');
     }
     cfg.backup.ageRecipients = b.age_recipients as string[];
+  }
+  if (b.s3 !== undefined) {
+    if (typeof b.s3 !== 'object' || b.s3 === null || Array.isArray(b.s3)) throw new BlufioError('E_CONFIG', `${file}: backup.s3 must be a table ([backup.s3])`, 'fix the file');
+    const s3 = b.s3 as Record<string, unknown>;
+    for (const [key, field] of [['endpoint', 'endpoint'], ['region', 'region'], ['profile', 'profile']] as const) {
+      if (s3[key] === undefined) continue;
+      if (typeof s3[key] !== 'string' || s3[key] === '') throw new BlufioError('E_CONFIG', `${file}: backup.s3.${key} must be a non-empty string`, 'fix the file');
+      cfg.backup.s3[field] = s3[key] as string;
+    }
+    if (s3.force_path_style !== undefined) {
+      if (typeof s3.force_path_style !== 'boolean') throw new BlufioError('E_CONFIG', `${file}: backup.s3.force_path_style must be true or false`, 'fix the file');
+      cfg.backup.s3.forcePathStyle = s3.force_path_style;
+    }
+    for (const key of Object.keys(s3)) {
+      if (!['endpoint', 'region', 'profile', 'force_path_style'].includes(key)) {
+        throw new BlufioError('E_CONFIG', `${file}: unknown key backup.s3.${key}${/secret|access_key|key_id|token/i.test(key) ? ' (keys do not go in blufio.toml: use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ~/.aws/credentials)' : ''}`,
+          'the keys of [backup.s3] are endpoint, region, force_path_style and profile');
+      }
+    }
   }
   for (const [key, field] of [['age_recipients_file', 'ageRecipientsFile'], ['age_identity_file', 'ageIdentityFile']] as const) {
     if (b[key] === undefined) continue;

@@ -11,6 +11,8 @@ import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
+import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
+import { isS3Url } from './s3.ts';
 import { layersOfFile, unpackFile, type KeyOptions, type Layers } from './layers.ts';
 import { RetryAttempt } from './retry.ts';
 import { openSnapshotView } from './snapshot.ts';
@@ -44,14 +46,21 @@ export interface InspectResult {
   tables: TableInfo[];
 }
 
-export interface InspectOptions extends Pick<KeyOptions, 'identities'> {
+export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectStorageOptions {
   /** integrity_check's quick form. */
   quick?: boolean;
   /** Where a .gz / .age is unpacked, or a live database copied, to be checked (default: the system's temporary directory). */
   workDir?: string;
 }
 
+/** Checks a file, or an s3://BUCKET/KEY object (downloaded to a private work directory first). */
 export async function inspect(file: string, opts: InspectOptions = {}): Promise<InspectResult> {
+  if (isS3Url(file)) {
+    return withDownloaded(file, opts, async (local) => {
+      const r = await inspect(local, opts);
+      return { ...r, path: file, problems: r.problems.map((p) => p.replaceAll(local, file)) };
+    });
+  }
   const abs = path.resolve(file);
   sweepStaleClaims(path.dirname(abs));
   assertNotLockedOut(abs);

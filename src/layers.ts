@@ -72,9 +72,12 @@ function packers(layers: Layers, recipients: Recipient[]): Transform[] {
  * Streams the database file `src` through the layers into `out` (a file it creates 0600, or a
  * stream it does not end). Returns the bytes written.
  */
-export async function packFile(src: string, out: string | NodeJS.WritableStream, layers: Layers, recipients: Recipient[], signal?: AbortSignal): Promise<number> {
+export async function packFile(src: string, out: string | NodeJS.WritableStream, layers: Layers, recipients: Recipient[], signal?: AbortSignal, onRead?: (bytes: number) => void): Promise<number> {
   if (typeof out === 'string' && layers.age && !layers.gzip) return encryptFile(src, out, recipients, signal);
   let bytes = 0;
+  let read = 0;
+  const input = fs.createReadStream(src, { highWaterMark: 1 << 20 });
+  if (onRead) input.on('data', (c) => onRead((read += c.length)));
   const count = async function* (source: AsyncIterable<Buffer>) {
     for await (const chunk of source) {
       bytes += chunk.length;
@@ -83,7 +86,7 @@ export async function packFile(src: string, out: string | NodeJS.WritableStream,
   };
   const sink = typeof out === 'string' ? fs.createWriteStream(out, { mode: 0o600 }) : out;
   try {
-    await run([fs.createReadStream(src, { highWaterMark: 1 << 20 }), ...packers(layers, recipients), count, sink], typeof out === 'string' ? { signal } : { signal, end: false });
+    await run([input, ...packers(layers, recipients), count, sink], typeof out === 'string' ? { signal } : { signal, end: false });
   } catch (e) {
     throwIfAborted(signal);
     if (e instanceof BlufioError) throw e;

@@ -26,6 +26,7 @@ export class ProgressBar {
   private lastDraw = 0;
   private started = performance.now();
   private attempt = 1;
+  private phase: Progress['phase'] = 'copy';
   private drawn = false;
 
   constructor(
@@ -35,12 +36,13 @@ export class ProgressBar {
 
   update(p: Progress): void {
     const now = performance.now();
-    const newAttempt = p.attempt !== this.attempt;
+    const newAttempt = p.attempt !== this.attempt || p.phase !== this.phase;
+    this.phase = p.phase;
     if (newAttempt) {
       this.attempt = p.attempt;
       this.started = now;
     }
-    const last = p.phase === 'copy' && p.remainingPages === 0;
+    const last = p.phase !== 'verify' && p.remainingPages === 0;
     if (this.drawn && !last && !newAttempt && now - this.lastDraw < REDRAW_MS) return;
     this.lastDraw = now;
     this.drawn = true;
@@ -63,7 +65,8 @@ export class ProgressBar {
     const secs = (now - this.started) / 1000;
     const rate = secs > 0 ? (done * ps) / secs : 0;
     const left = rate > 0 ? (p.remainingPages * ps) / rate : 0;
-    return `${this.label} [${'#'.repeat(filled)}${'-'.repeat(WIDTH - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}%  `
+    const label = p.phase === 'upload' ? 'Uploading' : p.phase === 'download' ? 'Downloading' : this.label;
+    return `${label} [${'#'.repeat(filled)}${'-'.repeat(WIDTH - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}%  `
       + `${(done * ps / 1048576).toFixed(1)}/${formatMB(total * ps)}  ${(rate / 1048576).toFixed(1)} MB/s  ${clock(left)} left`
       + (this.attempt > 1 ? `  (attempt ${this.attempt})` : '');
   }

@@ -23,13 +23,15 @@ import { BlufioError, fsError } from './errors.ts';
 import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleClaims, type Claim } from './claim.ts';
 import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { layersOfFile, unpackFile } from './layers.ts';
+import { withDownloaded } from './object-storage.ts';
+import { isS3Url } from './s3.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
 import { declaredBytes, SQLITE_HEADER } from './core/header.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 import { formatMB } from './progress.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
 
-export interface RestoreOptions extends Omit<BackupOptions, 'verify' | 'mode'> {
+export interface RestoreOptions extends Omit<BackupOptions, 'verify' | 'mode' | 'recipients' | 'gzip'> {
   /** Journal mode of the restored database: WAL (blufio's default, storage.wal_mode) or rollback. */
   walMode?: boolean;
   /** Called with each notice a person should see (safety copy, in-use check unavailable). */
@@ -121,8 +123,15 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
   };
 }
 
-/** Replaces the database at `dbPath` with the backup at `fromPath`. */
+/**
+ * Replaces the database at `dbPath` with the backup at `fromPath` (a file, or an s3://BUCKET/KEY
+ * object: downloaded whole to a private work directory first, then restored like a file).
+ */
 export async function restore(dbPath: string, fromPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+  if (isS3Url(fromPath)) {
+    const r = await withDownloaded(fromPath, options, (file) => restore(dbPath, file, options));
+    return { ...r, path: fromPath };
+  }
   const started = performance.now();
   const notice = options.onNotice ?? (() => {});
   const plan = planRestore(dbPath, fromPath, options);

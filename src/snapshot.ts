@@ -37,7 +37,7 @@ import { WAL_FRAME_HEADER_SIZE, WalIndex, frameOffset } from './wal.ts';
 import { WalFollower, diskWal, readU32, sameBytes, type WalHandle, type WalSource } from './wal-follower.ts';
 
 
-import { SQLITE_HEADER } from './core/header.ts';
+import { declaredBytes, SQLITE_HEADER } from './core/header.ts';
 const JOURNAL_MAGIC = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 
 export type JournalMode = 'wal' | 'rollback';
@@ -174,9 +174,28 @@ export class SourceSnapshot implements VfsFile {
       this.nPages = this.index0.nPages;
     } else {
       this.nPages = Math.floor(this.dbStat.size / this.pageSize);
+      this.checkWhole(head, got);
     }
     this.frameBuf = new Uint8Array(WAL_FRAME_HEADER_SIZE + this.pageSize);
     this.page1Head = this.nPages > 0 ? this.viewHeader() : new Uint8Array(0);
+  }
+
+  /**
+   * A file cut short reads as a smaller database, or (under one page) as an empty one — which
+   * the check then calls sound: a 1000-byte piece of a backup was verified "OK" and restored as
+   * an empty database before this. SQLite writes whole pages, so a file with a header and less
+   * than one page is always damaged; in rollback mode (nothing is being committed: checked just
+   * before) so is a file that is not whole pages, or shorter than the size its header declares.
+   */
+  private checkWhole(head: Uint8Array, got: number): void {
+    if (got === 0) return;
+    const size = this.dbStat!.size;
+    const declared = declaredBytes(head);
+    const cut = size < this.pageSize || (this.mode === 'rollback' && (size % this.pageSize !== 0 || (declared !== null && declared > size)));
+    if (cut) {
+      throw new BlufioError('E_CORRUPT', `${this.dbPath} is truncated: ${declared !== null ? `its header declares ${declared} bytes` : `its pages are ${this.pageSize} bytes`}, the file holds ${size}`,
+        'the file was cut short (an interrupted copy or download?); use another backup');
+    }
   }
 
   /** The database file's own first 100 bytes as read at begin() (empty for an empty file). */

@@ -78,6 +78,27 @@ test('damaged, truncated and non-SQLite files get a verdict, exit 1, never a cra
   assert.match(missing.stderr, /^error: file not found/);
 });
 
+test('a backup cut short (under one page, or shorter than its header declares) is FAILED and never restored as an empty or smaller database', async () => {
+  const { d, bak } = await sampleWithBackup(2000);
+  const whole = fs.readFileSync(bak);
+  const target = path.join(d, 'target.db');
+  makeSampleDb(target, { rows: 30 });
+  const before = sql(target, 'SELECT count(*) FROM memory');
+  for (const [name, bytes] of [['under-a-page.db', 1000], ['pages-missing.db', whole.length - 4096 * 3], ['half-a-page.db', whole.length - 100]] as const) {
+    const cut = path.join(d, name);
+    fs.writeFileSync(cut, whole.subarray(0, bytes));
+    // Native SQLite agrees that these are damaged.
+    assert.throws(() => sql(cut, 'PRAGMA integrity_check; SELECT count(*) FROM memory'), undefined, name);
+    const r = await inspect(cut);
+    assert.is(r.ok, false, name);
+    assert.match(r.problems[0], 'is truncated', name);
+    const run = cli(['restore', '--db', target, cut]);
+    assert.is(run.code, 1, name);
+    assert.match(run.stderr, 'is truncated');
+    assert.is(sql(target, 'SELECT count(*) FROM memory'), before);
+  }
+});
+
 test('a live WAL database held open: verified through the same read-only view, files untouched', async () => {
   const d = tmpdir();
   const db = path.join(d, 'live.db');
