@@ -105,7 +105,7 @@ test('refuses bad sources with a clear error and leaves nothing behind', async (
   makeSampleDb(db);
   const truncated = path.join(d, 'truncated.db');
   fs.writeFileSync(truncated, fs.readFileSync(db).subarray(0, 4096 + 1000));
-  await rejects(backup(truncated, dest), 'E_CORRUPT', /malformed/);
+  await rejects(backup(truncated, dest), 'E_CORRUPT', /is truncated: its header declares/);
   assert.equal(fs.readdirSync(d).sort(), ['blufio.db', 'text.db', 'truncated.db']);
 });
 
