@@ -61,6 +61,10 @@ export interface BackupResult {
 
 /** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
 export async function backup(dbPath: string, destPath: string, options: BackupOptions = {}): Promise<BackupResult> {
+  // A set (an existing folder, or a path or s3:// prefix ending in /): sets.ts (loaded here, as it builds on this module).
+  if (destPath.endsWith('/') || statOrNull(path.resolve(destPath))?.isDirectory() && !isS3Url(destPath)) {
+    return (await import('./sets.ts')).backupToSet(dbPath, destPath, options);
+  }
   if (isS3Url(destPath)) return backupToObject(dbPath, destPath, options);
   const started = performance.now();
   const db = path.resolve(dbPath);
@@ -92,8 +96,8 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   return result(db, dest, copy, layers, options, started);
 }
 
-/** The result object both ways of backing up report. */
-function result(db: string, where: string, copy: BuiltCopy & { bytes: number }, layers: Layers, options: BackupOptions, started: number): BackupResult {
+/** The result object every way of backing up reports. */
+export function result(db: string, where: string, copy: BuiltCopy & { bytes: number }, layers: Layers, options: BackupOptions, started: number): BackupResult {
   return {
     command: 'backup',
     database: db,

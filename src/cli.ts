@@ -33,7 +33,7 @@ const defaultIo: Io = {
   stderrIsTTY: !!process.stderr.isTTY,
 };
 
-type CommandName = 'backup' | 'restore' | 'verify' | 'keygen';
+type CommandName = 'backup' | 'restore' | 'verify' | 'keygen' | 'list' | 'prune';
 const STDOUT = '\0stdout';
 /** Timers hold at most 2^31 - 1 ms. */
 const MAX_TIMEOUT_S = 2_073_600;
@@ -58,6 +58,15 @@ interface CommonFlags {
   recipientsFile?: string[];
   identity?: string[];
   gzip?: boolean;
+  at?: string;
+  full?: boolean;
+  prune?: boolean;
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
 }
 
 function build(run: (name: CommandName, target: string, flags: CommonFlags) => Promise<void>): CAC {
@@ -81,25 +90,48 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .option('--recipient <age1…>', 'Encrypt an .age backup to this age public key (repeatable; default: backup.age_recipients)', { type: [String] })
     .option('--recipients-file <file>', 'Encrypt an .age backup to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', { type: [String] })
     .option('--gzip', 'Compress what "-" writes to stdout (a file\'s name says it: .gz)')
+    .option('--full', 'In a set (a folder or s3:// prefix ending in /): a full backup, not a differential')
+    .option('--prune', 'In a set: afterwards remove what [backup.retention] in blufio.toml does not keep')
     .example('blufio backup /var/backups/blufio-$(date +%F).db')
     .example('blufio backup /var/backups/blufio-$(date +%F).db.gz')
     .example('blufio backup /mnt/offsite/blufio-$(date +%F).db.gz.age --recipient age1…')
     .example('blufio backup s3://my-bucket/blufio/blufio-$(date +%F).db.gz')
+    .example('blufio backup /var/backups/blufio/ --prune   # a set: timestamped, differential')
     .example('blufio backup - | ssh backup-host "cat > blufio.db"')
     .action((p: string, f: CommonFlags) => run('backup', p, f));
   identity(common(cli.command('restore <path>', 'Replace the database with the backup at <path> or s3://BUCKET/KEY (keeps <db>.pre-restore); .gz and .age are read as they are')))
     .option('--dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing')
+    .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601, UTC unless a zone is given)')
     .example('blufio restore /var/backups/blufio-2026-11-24.db --dry-run')
     .example('blufio restore /var/backups/blufio-2026-11-24.db')
     .action((p: string, f: CommonFlags) => run('restore', p, f));
   identity(cli.command('verify <path>', 'Check a backup (or any database file) and report what it holds; exit 0 if it is sound'))
     .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
     .option('--quick', 'Run quick_check instead of the full integrity_check')
+    .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601)')
     .option('--json', 'Print one JSON object with the report on stdout')
     .option('--quiet', 'Print nothing; the exit code tells')
     .option('--work-dir <dir>', 'Where a .gz is decompressed to be checked (default: $TMPDIR; env BLUFIO_WORK_DIR)', { type: [String] })
     .example('blufio verify /var/backups/blufio-2026-11-24.db.gz')
     .action((p: string, f: CommonFlags) => run('verify', p, f));
+  cli.command('list <set>', 'List the backups of a set (a folder or an s3:// prefix), newest first')
+    .option('--json', 'Print one JSON object with the backups on stdout')
+    .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
+    .example('blufio list /var/backups/blufio/')
+    .action((p: string, f: CommonFlags) => run('list', p, f));
+  cli.command('prune <set>', 'Remove the backups of a set that no --keep-* rule keeps (restic\'s forget, in UTC)')
+    .option('--keep-last <n>', 'Keep the n newest')
+    .option('--keep-hourly <n>', 'Keep the newest of each of the n most recent hours that have one')
+    .option('--keep-daily <n>', 'Same, days')
+    .option('--keep-weekly <n>', 'Same, ISO weeks')
+    .option('--keep-monthly <n>', 'Same, months')
+    .option('--keep-yearly <n>', 'Same, years')
+    .option('--dry-run', 'Say what would be removed; remove nothing')
+    .option('--json', 'Print one JSON object with what was kept (and why) and removed')
+    .option('--quiet', 'Print nothing but errors')
+    .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
+    .example('blufio prune /var/backups/blufio/ --keep-daily 7 --keep-weekly 4 --keep-monthly 12')
+    .action((p: string, f: CommonFlags) => run('prune', p, f));
   cli.command('keygen [file]', 'Make an age key for encrypted backups: writes the private key to [file] (or stdout), prints its public key')
     .option('--json', 'Print one JSON object with the result on stdout')
     .option('--quiet', 'Print nothing but errors')
@@ -155,6 +187,8 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     if (!f.quiet && !f.json) io.stderr(`${line}\n`);
   };
   if (name === 'keygen') return runKeygen(target, f, io, say);
+  if (name === 'list') return runList(target, f, io, say);
+  if (name === 'prune') return runPrune(target, f, io, say);
   if (name === 'verify') return runVerify(target, f, io, say);
 
   // --timeout bounds the whole job: its abort signal ends the asynchronous steps, the deadline
@@ -202,19 +236,43 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     if (name === 'backup') {
       const { backup, backupToStream } = await import('./backup.ts');
       if (f.gzip && !toStdout) throw new BlufioError('E_USAGE', '--gzip is for "-" (stdout): a file\'s name says whether it is compressed', `name it ${target}.gz instead`);
-      const opts = { ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: recipientsFor(toStdout ? null : target, f, cfg), s3: cfg.backup.s3, env: io.env };
+      const { isSet } = await import('./sets.ts');
+      const toSet = !toStdout && isSet(target);
+      if ((f.full || f.prune) && !toSet) throw new BlufioError('E_USAGE', `${f.full ? '--full' : '--prune'} is for a backup set (a folder, or a path or s3:// prefix ending in /)`, `back up to a set: blufio backup ${path.dirname(target)}/`);
+      if (f.prune && !Object.values(cfg.backup.retention).some((n) => n && n > 0)) {
+        throw new BlufioError('E_USAGE', '--prune needs a policy: [backup.retention] in blufio.toml has no keep_* rule', 'add e.g. keep_daily = 7 and keep_weekly = 4 under [backup.retention], or run blufio prune with --keep-* rules');
+      }
+      const opts = {
+        ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: recipientsFor(toStdout || toSet ? null : target, f, cfg), s3: cfg.backup.s3, env: io.env,
+        full: !!f.full, fullEveryMs: cfg.backup.fullEveryDays === undefined ? undefined : cfg.backup.fullEveryDays * 86_400_000,
+      };
       const r = toStdout ? await backupToStream(cfg.databasePath, io.stdoutStream, opts) : await backup(cfg.databasePath, target, opts);
       bar?.done();
-      say(`Backup complete: ${formatMB(r.bytes)} written to ${toStdout ? 'stdout' : r.path}`);
-      if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+      const set = r as Partial<import('./sets.ts').SetBackupResult>;
+      const how = set.kind === 'diff' ? ` (a differential: ${set.changedPages} of ${r.pages} pages changed since ${path.basename(set.base!)})` : set.kind === 'full' ? ` (a full backup${set.fullBecause ? `: ${set.fullBecause}` : ''})` : '';
+      say(`Backup complete: ${formatMB(r.bytes)} written to ${toStdout ? 'stdout' : r.path}${how}`);
+      let pruned: unknown;
+      if (f.prune) {
+        const { prune } = await import('./sets.ts');
+        const p = await prune(target, cfg.backup.retention, { s3: cfg.backup.s3, env: io.env, signal });
+        pruned = { removed: p.removed.map((d) => d.name), kept: p.kept.length };
+        say(p.removed.length ? `Pruned ${p.removed.length} backup(s): ${p.removed.map((d) => d.name).join(', ')}` : 'Pruned nothing: every backup is kept by the policy');
+      }
+      if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r, ...(pruned ? { pruned } : {}) })}\n`);
     } else if (f.dryRun) {
       const { planRestore } = await import('./restore.ts');
       const { withDownloaded } = await import('./object-storage.ts');
+      const { isSet, withSetBackup, withSetFile, stemOf } = await import('./sets.ts');
       const planOpts = { walMode: cfg.walMode, identities: identitiesFor(f, cfg) };
-      // An object is downloaded to be planned on: what it holds is only known from its bytes.
-      const { fromStat: _s, target: _t, ...plan } = target.startsWith('s3://')
-        ? { ...(await withDownloaded(target, { ...copyOpts, s3: cfg.backup.s3, env: io.env }, async (file) => planRestore(cfg.databasePath, file, planOpts))), path: target }
-        : planRestore(cfg.databasePath, target, planOpts);
+      const remote = { ...copyOpts, ...planOpts, s3: cfg.backup.s3, env: io.env };
+      const planOn = async (file: string, _e: unknown, where: string) => ({ ...planRestore(cfg.databasePath, file, planOpts), path: where });
+      // A set's backup or a differential is rebuilt, an object downloaded, to be planned on:
+      // what they hold is only known from their bytes.
+      const { fromStat: _s, target: _t, ...plan } = isSet(target)
+        ? await withSetBackup(target, { ...remote, at: await atFlag(f), stem: stemOf(cfg.databasePath) }, planOn)
+        : (await withSetFile(target, remote, planOn)) ?? (target.startsWith('s3://')
+          ? { ...(await withDownloaded(target, remote, async (file) => planRestore(cfg.databasePath, file, planOpts))), path: target }
+          : planRestore(cfg.databasePath, target, planOpts));
       const refused = plan.inUseBy !== null && plan.inUseBy.length > 0 && !f.force;
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, dryRun: true, wouldBeRefused: refused, ...plan })}\n`);
       say('Dry run: nothing was changed.');
@@ -228,7 +286,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (refused) throw new Silent();
     } else {
       const { restore } = await import('./restore.ts');
-      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env });
+      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f) });
       bar?.done();
       say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
@@ -243,7 +301,7 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
   const { inspect } = await import('./inspect.ts');
   const { resolveConfig } = await import('./config.ts');
   const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
-  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env });
+  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f) });
   if (f.json) io.stdout(`${JSON.stringify(r)}\n`);
   if (r.ok) {
     say(`${r.path}: OK, sound and ready to restore`);
@@ -258,6 +316,46 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
   for (const p of r.problems.slice(0, 5)) say(`  ${p}`);
   if (r.problems.length > 5) say(`  … and ${r.problems.length - 5} more`);
   throw new Silent();
+}
+
+/** --at, parsed (ISO 8601), or undefined. */
+async function atFlag(f: CommonFlags): Promise<Date | undefined> {
+  if (f.at === undefined) return undefined;
+  if (typeof f.at !== 'string' || f.at === EMPTY) throw new BlufioError('E_USAGE', '--at needs a time', 'e.g. --at 2026-11-24T08:00Z');
+  return (await import('./sets.ts')).parseAt(f.at);
+}
+
+/** `blufio list <set>`: newest first, one line each; --json for scripts. */
+async function runList(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
+  const { listSet } = await import('./sets.ts');
+  const { resolveConfig } = await import('./config.ts');
+  const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
+  const entries = await listSet(target === STDOUT ? '-' : target, { s3: cfg.backup.s3, env: io.env });
+  if (f.json) {
+    io.stdout(`${JSON.stringify({ ok: true, command: 'list', backups: entries.map((e) => ({ name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}) })) })}\n`);
+    return;
+  }
+  if (entries.length === 0) say(`${target}: no backups`);
+  for (const e of entries) {
+    say(`${e.time.toISOString().replace('.000Z', 'Z')}  ${e.kind === 'full' ? 'full' : 'diff'}  ${formatMB(e.bytes).padStart(10)}  ${e.name}${e.base ? `  (base ${e.base})` : ''}`);
+  }
+}
+
+/** `blufio prune <set> --keep-…`: what goes and what stays (and why). */
+async function runPrune(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
+  const { prune } = await import('./sets.ts');
+  const { resolveConfig } = await import('./config.ts');
+  const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
+  const keep = (v: unknown, name: string) => (v === undefined ? undefined : intFlag(v, name, 0));
+  const policy = {
+    last: keep(f.keepLast, '--keep-last'), hourly: keep(f.keepHourly, '--keep-hourly'), daily: keep(f.keepDaily, '--keep-daily'),
+    weekly: keep(f.keepWeekly, '--keep-weekly'), monthly: keep(f.keepMonthly, '--keep-monthly'), yearly: keep(f.keepYearly, '--keep-yearly'),
+  };
+  const r = await prune(target, policy, { dryRun: !!f.dryRun, s3: cfg.backup.s3, env: io.env });
+  if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+  for (const d of r.removed) say(`${r.dryRun ? 'would remove' : 'removed'}  ${d.name}`);
+  for (const d of r.kept) say(`keep          ${d.name}  (${d.keptBecause.join(', ')})`);
+  say(`${r.dryRun ? 'Dry run: would remove' : 'Removed'} ${r.removed.length} backup(s), kept ${r.kept.length}`);
 }
 
 /** `blufio keygen [file]`: a new age key; the private key to the file (0600, never over another) or stdout. */

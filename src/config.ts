@@ -29,6 +29,10 @@ export interface BackupConfig {
   ageIdentityFile?: string;
   /** [backup.s3]: endpoint, region, force_path_style, profile (the AWS environment wins over them). */
   s3: S3Settings;
+  /** [backup.retention]: keep_last, keep_hourly, …: what `backup <set> --prune` applies. */
+  retention: Partial<Record<'last' | 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly', number>>;
+  /** backup.full_every_days: in a set, a new full backup once the newest is older (default 7). */
+  fullEveryDays?: number;
 }
 
 export interface ConfigInput {
@@ -71,7 +75,7 @@ export function resolveConfig(input: ConfigInput = {}): StorageConfig {
   const home = input.home ?? os.homedir();
   const cwd = input.cwd ?? process.cwd();
   const dirs = platformDirs(input.platform ?? process.platform, env, home);
-  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {} }, files: [] };
+  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {}, retention: {} }, files: [] };
 
   let candidates: string[];
   if (input.configFile) {
@@ -165,6 +169,19 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
           'the keys of [backup.s3] are endpoint, region, force_path_style and profile');
       }
     }
+  }
+  if (b.retention !== undefined) {
+    if (typeof b.retention !== 'object' || b.retention === null || Array.isArray(b.retention)) throw new BlufioError('E_CONFIG', `${file}: backup.retention must be a table ([backup.retention])`, 'fix the file');
+    for (const [key, v] of Object.entries(b.retention as Record<string, unknown>)) {
+      const rule = /^keep_(last|hourly|daily|weekly|monthly|yearly)$/.exec(key)?.[1] as keyof BackupConfig['retention'] | undefined;
+      if (!rule) throw new BlufioError('E_CONFIG', `${file}: unknown key backup.retention.${key}`, 'the keys are keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly and keep_yearly');
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new BlufioError('E_CONFIG', `${file}: backup.retention.${key} must be a whole number of at least 0`, 'fix the file');
+      cfg.backup.retention[rule] = v;
+    }
+  }
+  if (b.full_every_days !== undefined) {
+    if (typeof b.full_every_days !== 'number' || !(b.full_every_days > 0)) throw new BlufioError('E_CONFIG', `${file}: backup.full_every_days must be a number above 0`, 'fix the file');
+    cfg.backup.fullEveryDays = b.full_every_days;
   }
   for (const [key, field] of [['age_recipients_file', 'ageRecipientsFile'], ['age_identity_file', 'ageIdentityFile']] as const) {
     if (b[key] === undefined) continue;

@@ -47,6 +47,8 @@ export interface CopyResult {
   pageSize: number;
   attempts: number;
   journalMode: JournalMode;
+  /** When the state copied was current (ms since the epoch): the end of the successful attempt. */
+  takenAt: number;
 }
 
 export const COPY_DEFAULTS = { pagesPerStep: 100, fullSpeedPagesPerStep: 1000, sleepMs: 10, retries: 10, timeoutMs: 60_000 } as const;
@@ -91,7 +93,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
         }
         snapshot.finish(destPath);
         const pages = Math.floor(fs.statSync(destPath).size / snapshot.pageSize);
-        return { pages, pageSize: snapshot.pageSize, attempts: attempt, journalMode: snapshot.mode };
+        return { pages, pageSize: snapshot.pageSize, attempts: attempt, journalMode: snapshot.mode, takenAt: Date.now() };
       } catch (e) {
         if (!(e instanceof RetryAttempt)) throw e;
         reasons.push(e.reason);

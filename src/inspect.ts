@@ -13,6 +13,7 @@ import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { BlufioError } from './errors.ts';
 import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url } from './s3.ts';
+import { isSet, withSetBackup, withSetFile, type SetEntry } from './sets.ts';
 import { layersOfFile, unpackFile, type KeyOptions, type Layers } from './layers.ts';
 import { RetryAttempt } from './retry.ts';
 import { openSnapshotView } from './snapshot.ts';
@@ -47,6 +48,8 @@ export interface InspectResult {
 }
 
 export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectStorageOptions {
+  /** For a set: check the newest backup at or before this time (default: the newest). */
+  at?: Date;
   /** integrity_check's quick form. */
   quick?: boolean;
   /** Where a .gz / .age is unpacked, or a live database copied, to be checked (default: the system's temporary directory). */
@@ -55,6 +58,15 @@ export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectSt
 
 /** Checks a file, or an s3://BUCKET/KEY object (downloaded to a private work directory first). */
 export async function inspect(file: string, opts: InspectOptions = {}): Promise<InspectResult> {
+  // A set: its newest backup (or the one at opts.at); a differential: rebuilt on its base.
+  const rebuilt = async (local: string, e: SetEntry, where: string) => {
+    const r = await inspect(local, { ...opts, at: undefined });
+    return { ...r, path: where, bytes: e.bytes, compressed: true, encrypted: e.encrypted, problems: r.problems.map((p) => p.replaceAll(local, where)) };
+  };
+  if (isSet(file)) return withSetBackup(file, opts, rebuilt);
+  if (opts.at) throw new BlufioError('E_USAGE', '--at picks a backup from a set (a folder or an s3:// prefix ending in /), not from one file', 'give the set instead of the file, or leave --at out');
+  const diff = await withSetFile(file, opts, rebuilt);
+  if (diff) return diff;
   if (isS3Url(file)) {
     return withDownloaded(file, opts, async (local) => {
       const r = await inspect(local, opts);

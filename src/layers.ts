@@ -169,16 +169,16 @@ export function layersOfFile(file: string, keys: KeyOptions): Layers {
 
 /**
  * Removes the layers of `src` into `dest` (created 0600): decrypt, decompress, and check on the
- * way that what comes out is an SQLite database no bigger than its header declares (a gzip bomb
- * never fills the disk). A damaged, cut-off or tampered file is E_CORRUPT, a problem writing
+ * way (`guard`; by default: an SQLite database no bigger than its header declares) that what
+ * comes out is what it should be (a gzip bomb never fills the disk). A damaged, cut-off or tampered file is E_CORRUPT, a problem writing
  * `dest` E_IO (not the file's fault). `dest` is complete only if this resolves.
  */
-export async function unpackFile(src: string, dest: string, layers: Layers, keys: KeyOptions, signal?: AbortSignal): Promise<void> {
+export async function unpackFile(src: string, dest: string, layers: Layers, keys: KeyOptions, signal?: AbortSignal, guard: Transform = sqliteSizeGuard(src)): Promise<void> {
   const stages: Array<Transform> = [];
   if (layers.age) stages.push(decryptStream(identitiesOf(keys), src));
   const gunzip = layers.gzip ? gunzipStream() : null;
   if (gunzip) stages.push(gunzip);
-  stages.push(sqliteSizeGuard(src));
+  stages.push(guard);
   try {
     await run([fs.createReadStream(src, { highWaterMark: 1 << 20 }), ...stages, fs.createWriteStream(dest, { mode: 0o600 })], { signal });
   } catch (e) {

@@ -24,6 +24,7 @@ import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleCla
 import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { layersOfFile, unpackFile } from './layers.ts';
 import { withDownloaded } from './object-storage.ts';
+import { isSet, stemOf, withSetBackup, withSetFile } from './sets.ts';
 import { isS3Url } from './s3.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
 import { declaredBytes, SQLITE_HEADER } from './core/header.ts';
@@ -32,6 +33,8 @@ import { formatMB } from './progress.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
 
 export interface RestoreOptions extends Omit<BackupOptions, 'verify' | 'mode' | 'recipients' | 'gzip'> {
+  /** From a set: the newest backup at or before this time (default: the newest). */
+  at?: Date;
   /** Journal mode of the restored database: WAL (blufio's default, storage.wal_mode) or rollback. */
   walMode?: boolean;
   /** Called with each notice a person should see (safety copy, in-use check unavailable). */
@@ -128,6 +131,15 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
  * object: downloaded whole to a private work directory first, then restored like a file).
  */
 export async function restore(dbPath: string, fromPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+  // A set (a folder or an s3:// prefix): the newest backup at or before options.at; a
+  // differential (alone, or picked from a set) is rebuilt on its base first.
+  if (isSet(fromPath)) {
+    const r = await withSetBackup(fromPath, { ...options, stem: stemOf(dbPath) }, async (file, _e, where) => ({ result: await restore(dbPath, file, { ...options, at: undefined }), where }));
+    return { ...r.result, path: r.where };
+  }
+  if (options.at) throw new BlufioError('E_USAGE', '--at picks a backup from a set (a folder or an s3:// prefix ending in /), not from one file', 'give the set instead of the file, or leave --at out');
+  const fromDiff = await withSetFile(fromPath, options, async (file, _e, where) => ({ result: await restore(dbPath, file, options), where }));
+  if (fromDiff) return { ...fromDiff.result, path: fromDiff.where };
   if (isS3Url(fromPath)) {
     const r = await withDownloaded(fromPath, options, (file) => restore(dbPath, file, options));
     return { ...r, path: fromPath };

@@ -23,7 +23,7 @@ function write(file: string, text: string): string {
 
 test('defaults follow the platform data directory', () => {
   const { home, cwd, env } = layout();
-  assert.equal(resolveConfig({ home, cwd, env, platform: 'linux' }), { databasePath: path.join(home, 'data', 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {} }, files: [] });
+  assert.equal(resolveConfig({ home, cwd, env, platform: 'linux' }), { databasePath: path.join(home, 'data', 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {}, retention: {} }, files: [] });
   assert.is(resolveConfig({ home, cwd, env: {}, platform: 'linux' }).databasePath, path.join(home, '.local', 'share', 'blufio', 'blufio.db'));
   assert.is(resolveConfig({ home, cwd, env: {}, platform: 'darwin' }).databasePath, path.join(home, 'Library', 'Application Support', 'blufio', 'blufio.db'));
   assert.is(resolveConfig({ home, cwd, env: { APPDATA: '/appdata' }, platform: 'win32' }).databasePath, path.join('/appdata', 'blufio', 'blufio.db'));

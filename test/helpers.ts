@@ -171,3 +171,39 @@ export async function sampleWithBackup(rows: number, name = 'backup.db') {
   const r = await backup(db, bak, { sleepMs: 0 });
   return { d, db, bak, r };
 }
+
+/** A real S3-compatible server (test/s3-server.mjs) in its own process. */
+export interface S3Server {
+  port: number;
+  dir: string;
+  proc: ChildProcess;
+  stop: () => Promise<void>;
+}
+
+/** Starts the S3 server in its own process (on `port`, or a free one) over `dir`. */
+export async function startS3Server(dir = tmpdir('blufio-s3-'), port = 0): Promise<S3Server> {
+  const proc = spawn(process.execPath, [path.join(ROOT, 'test', 's3-server.mjs'), dir, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const got = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    proc.stdout!.on('data', (d) => {
+      buf += d;
+      const m = /\{"port":(\d+)\}/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on('exit', (c) => reject(new Error(`the S3 server exited (${c})`)));
+  });
+  return {
+    port: got,
+    dir,
+    proc,
+    stop: () => new Promise<void>((resolve) => {
+      proc.removeAllListeners('exit');
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.on('exit', () => resolve());
+      proc.kill('SIGKILL');
+    }),
+  };
+}
+
+/** The environment that points the CLI at `server` (credentials S3RVER / S3RVER). */
+export const s3Env = (server: S3Server) => ({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${server.port}`, AWS_REGION: 'us-east-1' });

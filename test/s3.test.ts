@@ -3,7 +3,7 @@
  * process: it checks SigV4 signatures and supports multipart), under Node, Deno and Bun. Objects
  * are checked by another client (aws4fetch, signed requests of its own) and native sqlite3.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -12,45 +12,13 @@ import * as assert from 'uvu/assert';
 import { AwsClient } from 'aws4fetch';
 import { backup, inspect, restore } from '../src/index.ts';
 import { resolveS3 } from '../src/s3.ts';
-import { CLI, ROOT, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+import { CLI, RUNTIMES, cleanup, s3Env, startS3Server as startServer, type S3Server as Server, cli as runCli, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 import { createLiveDb, invariantHolds, startWriter } from './writer.ts';
 
 const test = suite('s3');
 
-interface Server {
-  port: number;
-  dir: string;
-  proc: ChildProcess;
-  stop: () => Promise<void>;
-}
-
-/** Starts the S3 server in its own process (on `port`, or a free one) over `dir`. */
-async function startServer(dir = tmpdir('blufio-s3-'), port = 0): Promise<Server> {
-  const proc = spawn(process.execPath, [path.join(ROOT, 'test', 's3-server.mjs'), dir, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const got = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    proc.stdout!.on('data', (d) => {
-      buf += d;
-      const m = /\{"port":(\d+)\}/.exec(buf);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.on('exit', (c) => reject(new Error(`the S3 server exited (${c})`)));
-  });
-  return {
-    port: got,
-    dir,
-    proc,
-    stop: () => new Promise<void>((resolve) => {
-      proc.removeAllListeners('exit');
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      proc.on('exit', () => resolve());
-      proc.kill('SIGKILL');
-    }),
-  };
-}
-
 let server: Server;
-const env = () => ({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${server.port}`, AWS_REGION: 'us-east-1' });
+const env = () => s3Env(server);
 /** Another client: plain signed requests of its own, for checking what is stored. */
 const other = () => new AwsClient({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', service: 's3', region: 'us-east-1', retries: 0 });
 const objectUrl = (key: string) => `http://127.0.0.1:${server.port}/backups/${key}`;

@@ -1,0 +1,748 @@
+/**
+ * Backup sets: timestamped backups of one database in a folder or an s3:// prefix, full ones
+ * and page-level differentials against the newest full one, restore by time, pruning by policy.
+ *
+ * Names (nothing else in the folder or prefix is ever touched):
+ *
+ *   <stem>-<YYYYMMDDTHHMMSSZ>[-<n>].db.gz[.age]                          a full backup
+ *   <stem>-<YYYYMMDDTHHMMSSZ>[-<n>].from-<base time>[-<m>].diff.gz[.age] a differential
+ *   <full backup's name>.pages                                           its page hashes
+ *
+ * The time is UTC when the copied state was current; -<n> tells apart backups taken in the same
+ * second (a run never overwrites another's file). A differential names its base, so `list` and
+ * `prune` know it without opening anything (encrypted files cannot be opened without a key).
+ *
+ * A differential holds the pages of the new database that differ from its base (single step:
+ * never a chain), with the base's SHA-256 and the rebuilt database's: a restore gets at most two
+ * files, rebuilds the database in a private directory, checks both hashes, and then goes through
+ * the usual verified restore. docs/sets.md has the format, the decisions and measurements.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Transform } from 'node:stream';
+import { buildVerifiedCopy, checkSource, result, sourceBytes, type BackupOptions, type BackupResult } from './backup.ts';
+import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
+import { BlufioError, fsError } from './errors.ts';
+import { ensureRoom, makeWorkDir, publish, removeStaleTemps, statOrNull, tempPathBeside } from './files.ts';
+import { layersOfFile, packFile, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
+import { clientFor, download, uploadPacked, type ObjectStorageOptions } from './object-storage.ts';
+import { isS3Url, parseS3Url, type S3Client } from './s3.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Names.
+
+const TIME = String.raw`\d{8}T\d{6}Z`;
+const NAME_RE = new RegExp(String.raw`^(?<stem>.+?)-(?<time>${TIME})(?:-(?<seq>\d+))?(?:\.from-(?<base>${TIME}(?:-\d+)?))?(?<kind>\.db|\.diff)(?<gz>\.gz)?(?<age>\.age)?(?<pages>\.pages)?$`);
+
+export interface SetEntry {
+  name: string;
+  stem: string;
+  /** When the backup's state was current (UTC). */
+  time: Date;
+  /** Tells apart backups of the same second (0 for the first). */
+  seq: number;
+  kind: 'full' | 'diff';
+  /** For a differential: its base's name. */
+  base: string | null;
+  bytes: number;
+  encrypted: boolean;
+}
+
+/** A set is a destination that is an existing directory or ends in "/" (a folder or an s3:// prefix). */
+export function isSet(dest: string): boolean {
+  if (dest.endsWith('/')) return true;
+  return !isS3Url(dest) && !!statOrNull(path.resolve(dest))?.isDirectory();
+}
+
+/** The series a database's backups belong to: its file name without .db / .sqlite / .sqlite3. */
+export const stemOf = (db: string) => path.basename(db).replace(/\.(db|sqlite3?)$/i, '') || 'database';
+
+const stamp = (t: Date) => t.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+const parseStamp = (s: string) => new Date(`${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`);
+
+/** Parses a set file's name; null for anything that is not one of ours. */
+export function parseName(name: string): (Omit<SetEntry, 'bytes'> & { pages: boolean }) | null {
+  const m = NAME_RE.exec(name);
+  if (!m?.groups) return null;
+  const g = m.groups;
+  const time = parseStamp(g.time);
+  if (Number.isNaN(time.getTime()) || stamp(time) !== g.time) return null;
+  const kind = g.kind === '.db' ? 'full' : 'diff';
+  if ((kind === 'diff') !== (g.base !== undefined) || !g.gz || (kind === 'diff' && g.pages)) return null;
+  return {
+    name,
+    stem: g.stem,
+    time,
+    seq: Number(g.seq ?? 0),
+    kind,
+    base: g.base ? `${g.stem}-${g.base}.db.gz${g.age ? '.age' : ''}` : null,
+    encrypted: !!g.age,
+    pages: !!g.pages,
+  };
+}
+
+function nameFor(stem: string, time: Date, seq: number, kind: 'full' | 'diff', layers: Layers, base?: SetEntry): string {
+  const t = `${stamp(time)}${seq > 0 ? `-${seq}` : ''}`;
+  const from = kind === 'diff' ? `.from-${base!.name.slice(stem.length + 1).replace(/\.db\.gz(\.age)?$/, '')}` : '';
+  return `${stem}-${t}${from}${kind === 'full' ? '.db' : '.diff'}.gz${layers.age ? '.age' : ''}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where a set lives: a folder or an s3:// prefix, behind one small interface.
+
+interface SetStore {
+  /** What to call a file of the set in messages and results (a path or an s3:// URL). */
+  where(name: string): string;
+  list(): Promise<Array<{ name: string; bytes: number }>>;
+  /** A local file with the content of `name` (the file itself, or a private download). */
+  fetch(name: string, workDir: string): Promise<string>;
+  /** Publishes the local file as `name`; false when a file of that name exists (never replaced). */
+  put(file: string, name: string, layers: Layers, keys: KeyOptions): Promise<{ published: boolean; bytes: number }>;
+  remove(name: string): Promise<void>;
+}
+
+class FolderStore implements SetStore {
+  constructor(readonly dir: string) {}
+  where = (name: string) => path.join(this.dir, name);
+  async list() {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch (e) {
+      throw fsError(e, this.dir, 'cannot list the backup set');
+    }
+    return names.flatMap((name) => {
+      const st = statOrNull(path.join(this.dir, name));
+      return st?.isFile() ? [{ name, bytes: st.size }] : [];
+    });
+  }
+  async fetch(name: string) {
+    return this.where(name);
+  }
+  async put(file: string, name: string, layers: Layers, keys: KeyOptions) {
+    const dest = this.where(name);
+    if (statOrNull(dest)) return { published: false, bytes: 0 };
+    removeStaleTemps(dest);
+    const tmp = `${tempPathBeside(dest)}.gz`;
+    try {
+      const bytes = await packFile(file, tmp, layers, recipientsOf(keys));
+      fs.chmodSync(tmp, 0o600);
+      publish(tmp, dest, { noClobber: true });
+      return { published: true, bytes };
+    } catch (e) {
+      if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') return { published: false, bytes: 0 };
+      throw e;
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+  async remove(name: string) {
+    fs.rmSync(this.where(name), { force: true });
+  }
+}
+
+class BucketStore implements SetStore {
+  constructor(readonly client: S3Client, readonly bucket: string, readonly prefix: string, readonly opts: ObjectStorageOptions & { signal?: AbortSignal }) {}
+  where = (name: string) => `s3://${this.bucket}/${this.prefix}${name}`;
+  async list() {
+    return (await this.client.list(this.bucket, this.prefix))
+      .filter((o) => !o.key.slice(this.prefix.length).includes('/'))
+      .map((o) => ({ name: o.key.slice(this.prefix.length), bytes: o.size }));
+  }
+  async fetch(name: string, workDir: string) {
+    const file = path.join(workDir, name);
+    await download(this.client, { bucket: this.bucket, key: this.prefix + name }, file, { signal: this.opts.signal });
+    return file;
+  }
+  async put(file: string, name: string, layers: Layers, keys: KeyOptions) {
+    const loc = { bucket: this.bucket, key: this.prefix + name };
+    if (await this.client.head(loc)) return { published: false, bytes: 0 };
+    try {
+      return { published: true, bytes: await uploadPacked(this.client, loc, file, layers, recipientsOf(keys), { ...this.opts, force: false }) };
+    } catch (e) {
+      if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') return { published: false, bytes: 0 };
+      throw e;
+    }
+  }
+  async remove(name: string) {
+    await this.client.delete({ bucket: this.bucket, key: this.prefix + name });
+  }
+}
+
+function openStore(set: string, opts: ObjectStorageOptions & { signal?: AbortSignal; retries?: number }): SetStore {
+  if (isS3Url(set)) {
+    const loc = parseS3Url(set.endsWith('/') ? set : `${set}/`, false);
+    return new BucketStore(clientFor(opts), loc.bucket, loc.key, opts);
+  }
+  const dir = path.resolve(set);
+  const st = statOrNull(dir);
+  if (!st?.isDirectory()) {
+    throw new BlufioError('E_DEST_DIR', `the backup set ${dir} is not a directory`, `create it first (mkdir -p ${dir})`);
+  }
+  return new FolderStore(dir);
+}
+
+/** The backups of a set (of one series when `stem` is given), newest first. */
+export async function listSet(set: string, opts: ObjectStorageOptions & { stem?: string; signal?: AbortSignal } = {}): Promise<SetEntry[]> {
+  return entriesOf(await openStore(set, opts).list(), opts.stem);
+}
+
+function entriesOf(files: Array<{ name: string; bytes: number }>, stem?: string): SetEntry[] {
+  const out: SetEntry[] = [];
+  for (const f of files) {
+    const p = parseName(f.name);
+    if (!p || p.pages || (stem !== undefined && p.stem !== stem)) continue;
+    const { pages: _p, ...entry } = p;
+    out.push({ ...entry, bytes: f.bytes });
+  }
+  return out.sort((a, b) => b.time.getTime() - a.time.getTime() || b.seq - a.seq);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page hashes: 16 bytes of SHA-256 per page, and the SHA-256 of the whole database.
+
+const HASH_BYTES = 16;
+
+interface PageHashes {
+  pageSize: number;
+  pages: number;
+  /** SHA-256 of the whole database file, hex. */
+  sha256: string;
+  hashes: Buffer;
+}
+
+/** Hashes a database file page by page, and as a whole. */
+function hashPages(file: string, pageSize: number): PageHashes {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const pages = Math.floor(size / pageSize);
+    const hashes = Buffer.alloc(pages * HASH_BYTES);
+    const whole = createHash('sha256');
+    const buf = Buffer.allocUnsafe(pageSize * 256);
+    for (let p = 0; p < pages; ) {
+      const n = Math.min(256, pages - p);
+      readAt(fd, buf, n * pageSize, p * pageSize);
+      whole.update(buf.subarray(0, n * pageSize));
+      for (let i = 0; i < n; i++) createHash('sha256').update(buf.subarray(i * pageSize, (i + 1) * pageSize)).digest().copy(hashes, (p + i) * HASH_BYTES, 0, HASH_BYTES);
+      p += n;
+    }
+    return { pageSize, pages, sha256: whole.digest('hex'), hashes };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function readAt(fd: number, buf: Buffer, len: number, at: number): void {
+  for (let got = 0; got < len; ) {
+    const n = fs.readSync(fd, buf, got, len - got, at + got);
+    if (n === 0) throw new BlufioError('E_IO', 'a file changed size while it was read', 'try again');
+    got += n;
+  }
+}
+
+const PAGES_MAGIC = 'blufio-pages 1\n';
+
+function encodePages(h: PageHashes): Buffer {
+  return Buffer.concat([Buffer.from(PAGES_MAGIC), Buffer.from(`${JSON.stringify({ pageSize: h.pageSize, pages: h.pages, sha256: h.sha256 })}\n`), h.hashes]);
+}
+
+function decodePages(b: Buffer): PageHashes | null {
+  if (!b.subarray(0, PAGES_MAGIC.length).equals(Buffer.from(PAGES_MAGIC))) return null;
+  const nl = b.indexOf(0x0a, PAGES_MAGIC.length);
+  try {
+    const meta = JSON.parse(b.subarray(PAGES_MAGIC.length, nl).toString('utf8')) as { pageSize: number; pages: number; sha256: string };
+    const hashes = b.subarray(nl + 1);
+    if (hashes.length !== meta.pages * HASH_BYTES) return null;
+    return { ...meta, hashes };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Where the page hashes of a set's full backups are kept on this machine: the state directory,
+ * one folder per set. Encrypted sets keep them only here (hashes of plaintext pages would tell
+ * whoever holds the storage which pages are equal); plain sets also keep them in the set, beside
+ * their backup (`<name>.pages`), so that another machine can go on making differentials.
+ */
+function hashCacheDir(set: string, opts: ObjectStorageOptions): string {
+  const env = opts.env ?? process.env;
+  const state = opts.stateDir ?? path.join(env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : path.join(os.homedir(), '.local', 'state'), 'blufio');
+  const id = createHash('sha256').update(isS3Url(set) ? set.replace(/\/?$/, '/') : path.resolve(set)).digest('hex').slice(0, 16);
+  return path.join(state, 'sets', id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Differentials.
+
+const DIFF_MAGIC = 'blufio-diff 1\n';
+
+interface DiffHeader {
+  /** The base's name. */
+  base: string;
+  baseSha256: string;
+  pageSize: number;
+  /** Pages of the rebuilt database. */
+  pages: number;
+  /** SHA-256 of the rebuilt database. */
+  sha256: string;
+  /** Pages the differential holds. */
+  changed: number;
+}
+
+/** Writes the pages of `file` whose hashes differ from `base`'s (or lie past its end) to `out`. */
+function writeDiff(file: string, now: PageHashes, base: PageHashes, baseName: string, out: string): number {
+  const changed: number[] = [];
+  for (let p = 0; p < now.pages; p++) {
+    if (p >= base.pages || !now.hashes.subarray(p * HASH_BYTES, (p + 1) * HASH_BYTES).equals(base.hashes.subarray(p * HASH_BYTES, (p + 1) * HASH_BYTES))) changed.push(p);
+  }
+  const header: DiffHeader = { base: baseName, baseSha256: base.sha256, pageSize: now.pageSize, pages: now.pages, sha256: now.sha256, changed: changed.length };
+  const fdIn = fs.openSync(file, 'r');
+  const fdOut = fs.openSync(out, 'wx', 0o600);
+  try {
+    fs.writeSync(fdOut, Buffer.from(`${DIFF_MAGIC}${JSON.stringify(header)}\n`));
+    const rec = Buffer.allocUnsafe(4 + now.pageSize);
+    for (const p of changed) {
+      rec.writeUInt32BE(p + 1, 0);
+      readAt(fdIn, rec.subarray(4), now.pageSize, p * now.pageSize);
+      fs.writeSync(fdOut, rec);
+    }
+  } finally {
+    fs.closeSync(fdIn);
+    fs.closeSync(fdOut);
+  }
+  return changed.length;
+}
+
+/** Reads a differential's header (from its unpacked file). */
+function readDiffHeader(file: string, shown: string): { header: DiffHeader; offset: number } {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(4096);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    const nl = buf.indexOf(0x0a, DIFF_MAGIC.length);
+    if (!buf.subarray(0, DIFF_MAGIC.length).equals(Buffer.from(DIFF_MAGIC)) || nl < 0 || nl >= n) {
+      throw new BlufioError('E_CORRUPT', `${shown} is not a blufio differential (no header)`, 'use another backup');
+    }
+    const header = JSON.parse(buf.subarray(DIFF_MAGIC.length, nl).toString('utf8')) as DiffHeader;
+    if (!(header.pageSize >= 512) || !(header.pages >= 0) || typeof header.sha256 !== 'string' || typeof header.base !== 'string') throw new Error('bad header');
+    return { header, offset: nl + 1 };
+  } catch (e) {
+    if (e instanceof BlufioError) throw e;
+    throw new BlufioError('E_CORRUPT', `${shown} has a damaged header`, 'use another backup', { cause: e });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The local, plain database of a set's entry in `work`: unpacked, and for a differential rebuilt from its base. */
+async function materialize(store: SetStore, entry: SetEntry, work: string, keys: KeyOptions, signal?: AbortSignal): Promise<string> {
+  const plainOf = async (name: string): Promise<string> => {
+    const packed = await store.fetch(name, work);
+    const layers = layersOfFile(packed, keys);
+    const plain = path.join(work, `${name}.plain`);
+    await unpackPlain(packed, plain, layers, keys, signal, parseName(name)?.kind === 'diff' ? diffSizeGuard(store.where(name)) : undefined);
+    return plain;
+  };
+  if (entry.kind === 'full') return plainOf(entry.name);
+  const diff = await plainOf(entry.name);
+  const { header, offset } = readDiffHeader(diff, store.where(entry.name));
+  if (header.base !== entry.base) {
+    throw new BlufioError('E_CORRUPT', `${store.where(entry.name)} names ${header.base} as its base inside, ${entry.base} in its file name`, 'the file was renamed or damaged; use another backup');
+  }
+  let basePlain: string;
+  try {
+    basePlain = await plainOf(header.base);
+  } catch (e) {
+    if (e instanceof BlufioError && e.code === 'E_SOURCE_MISSING') {
+      throw new BlufioError('E_SOURCE_MISSING', `the base of ${store.where(entry.name)}, ${store.where(header.base)}, is missing`, 'restore from another backup (blufio list shows them)');
+    }
+    throw e;
+  }
+  const base = hashPages(basePlain, header.pageSize);
+  if (base.sha256 !== header.baseSha256) {
+    throw new BlufioError('E_CORRUPT', `${store.where(header.base)} is not the base ${store.where(entry.name)} was made against (its SHA-256 differs)`, 'use another backup');
+  }
+  // Apply the pages, cut to the new size, and the result must be the database that was backed up.
+  const out = path.join(work, `${entry.name}.rebuilt.db`);
+  fs.renameSync(basePlain, out);
+  const fdIn = fs.openSync(diff, 'r');
+  const fdOut = fs.openSync(out, 'r+');
+  try {
+    const rec = Buffer.allocUnsafe(4 + header.pageSize);
+    const size = fs.fstatSync(fdIn).size;
+    if (size !== offset + header.changed * rec.length) {
+      throw new BlufioError('E_CORRUPT', `${store.where(entry.name)} is cut off or damaged (${size} bytes, its header says ${offset + header.changed * rec.length})`, 'use another backup');
+    }
+    for (let i = 0; i < header.changed; i++) {
+      readAt(fdIn, rec, rec.length, offset + i * rec.length);
+      const page = rec.readUInt32BE(0);
+      if (page < 1 || page > header.pages) throw new BlufioError('E_CORRUPT', `${store.where(entry.name)} holds page ${page} of a ${header.pages}-page database`, 'use another backup');
+      fs.writeSync(fdOut, rec, 4, header.pageSize, (page - 1) * header.pageSize);
+    }
+    fs.ftruncateSync(fdOut, header.pages * header.pageSize);
+  } finally {
+    fs.closeSync(fdIn);
+    fs.closeSync(fdOut);
+  }
+  fs.rmSync(diff, { force: true });
+  if (hashPages(out, header.pageSize).sha256 !== header.sha256) {
+    throw new BlufioError('E_CORRUPT', `rebuilding ${store.where(entry.name)} on its base did not give the database that was backed up (SHA-256 differs)`, 'use another backup');
+  }
+  return out;
+}
+
+/** unpackFile for a set file: plain files are copied, so that the caller owns the result. */
+async function unpackPlain(src: string, dest: string, layers: Layers, keys: KeyOptions, signal?: AbortSignal, guard?: Transform): Promise<void> {
+  if (layers.gzip || layers.age) return unpackFile(src, dest, layers, keys, signal, guard);
+  fs.copyFileSync(src, dest);
+}
+
+/**
+ * Passes a differential through while it can be one: its magic first, then no more bytes than
+ * its header says it holds (changed x (4 + page size)): a gzip bomb never fills the disk.
+ */
+function diffSizeGuard(shown: string): Transform {
+  let head = Buffer.alloc(0);
+  let limit = Infinity;
+  let seen = 0;
+  const bad = (why: string) => new BlufioError('E_CORRUPT', `${shown} ${why}`, 'use another backup');
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (limit === Infinity) {
+        head = Buffer.concat([head, chunk.subarray(0, 8192)]);
+        if (!Buffer.from(DIFF_MAGIC).subarray(0, Math.min(head.length, DIFF_MAGIC.length)).equals(head.subarray(0, Math.min(head.length, DIFF_MAGIC.length)))) return done(bad('is not a blufio differential'));
+        const nl = head.indexOf(0x0a, DIFF_MAGIC.length);
+        if (nl > 0) {
+          try {
+            const h = JSON.parse(head.subarray(DIFF_MAGIC.length, nl).toString('utf8')) as DiffHeader;
+            limit = nl + 1 + h.changed * (4 + h.pageSize);
+          } catch {
+            return done(bad('has a damaged header'));
+          }
+        } else if (head.length >= 8192) {
+          return done(bad('has a damaged header'));
+        }
+      }
+      if (seen > limit) return done(bad(`unpacks to more than the ${limit} bytes its header declares; stopped`));
+      done(null, chunk);
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backup to a set.
+
+export interface SetBackupOptions extends BackupOptions {
+  /** Write a full backup even when a differential could be made. */
+  full?: boolean;
+  /** A new full backup when the newest full one is older than this (default 7 days). */
+  fullEveryMs?: number;
+}
+
+export interface SetBackupResult extends BackupResult {
+  kind: 'full' | 'diff';
+  /** The base, for a differential (its path or URL). */
+  base: string | null;
+  /** Pages the differential holds (all pages for a full backup). */
+  changedPages: number;
+  /** Why a full backup was made when a differential could have been: a reason for people, or null. */
+  fullBecause: string | null;
+}
+
+const DAY = 86_400_000;
+
+/**
+ * Backs up `db` into the set `set`: a differential against the newest full backup of its series
+ * when there is one with known page hashes, younger than fullEveryMs, and the change is under
+ * half the database; a full backup otherwise.
+ */
+export async function backupToSet(dbPath: string, set: string, opts: SetBackupOptions = {}): Promise<SetBackupResult> {
+  const started = performance.now();
+  const db = path.resolve(dbPath);
+  sweepStaleClaims(path.dirname(db));
+  assertNotLockedOut(db);
+  checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
+  const recipients = recipientsOf(opts);
+  const layers: Layers = { gzip: true, age: recipients.length > 0 };
+  const store = openStore(set, opts);
+  const stem = stemOf(db);
+  const before = entriesOf(await store.list(), stem);
+  const work = makeWorkDir('set', opts.workDir);
+  try {
+    ensureRoom(work, sourceBytes(db) * 2, 'the copy staged before it is packed', 'free some space there, or pass --work-dir <directory> on a file system with room');
+    const plain = path.join(work, 'backup.db');
+    const copy = await buildVerifiedCopy(db, plain, opts, 'the backup');
+    const now = hashPages(plain, copy.pageSize);
+    const cacheDir = hashCacheDir(set, opts);
+
+    // A differential, if it may and pays.
+    const decision = await chooseBase(store, before, now, layers, opts, cacheDir, work);
+    let kind: 'full' | 'diff' = 'full';
+    let file = plain;
+    let changed = now.pages;
+    if (decision.base) {
+      const diffFile = path.join(work, 'backup.diff');
+      changed = writeDiff(plain, now, decision.base.hashes, decision.base.entry.name, diffFile);
+      if (changed * now.pageSize * 2 > now.pages * now.pageSize) {
+        decision.fullBecause = `${Math.round((100 * changed) / Math.max(1, now.pages))} % of the pages changed (a differential pays below 50 %)`;
+        fs.rmSync(diffFile);
+        changed = now.pages;
+      } else {
+        kind = 'diff';
+        file = diffFile;
+      }
+    }
+    // Published under the time the state was taken; a name already there (another run in the
+    // same second) is never replaced: the next number is taken.
+    let name = '';
+    let bytes = 0;
+    for (let seq = 0; ; seq++) {
+      name = nameFor(stem, new Date(copy.takenAt), seq, kind, layers, kind === 'diff' ? decision.base!.entry : undefined);
+      const r = await store.put(file, name, layers, opts);
+      if (r.published) {
+        bytes = r.bytes;
+        break;
+      }
+      if (seq === 99) throw new BlufioError('E_DEST_EXISTS', `${store.where(name)} and 99 others of the same second exist`, 'try again in a second');
+    }
+    if (kind === 'full') {
+      // Its page hashes: here for the next differential, and in a plain set beside it too.
+      const pages = encodePages(now);
+      try {
+        fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+        fs.writeFileSync(path.join(cacheDir, `${name}.pages`), pages, { mode: 0o600 });
+      } catch {
+        // No state directory: differentials then need the set's copy (plain sets) or wait for one.
+      }
+      if (!layers.age) {
+        const tmp = path.join(work, 'pages');
+        fs.writeFileSync(tmp, pages, { mode: 0o600 });
+        await store.put(tmp, `${name}.pages`, { gzip: false, age: false }, {});
+      }
+    }
+    return {
+      ...result(db, store.where(name), { ...copy, bytes }, layers, opts, started),
+      kind,
+      base: kind === 'diff' ? store.where(decision.base!.entry.name) : null,
+      changedPages: changed,
+      fullBecause: kind === 'full' ? decision.fullBecause : null,
+    };
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The base for a differential, or why there is none. */
+async function chooseBase(store: SetStore, entries: SetEntry[], now: PageHashes, layers: Layers, opts: SetBackupOptions, cacheDir: string, work: string): Promise<{ base: { entry: SetEntry; hashes: PageHashes } | null; fullBecause: string | null }> {
+  const none = (why: string | null) => ({ base: null, fullBecause: why });
+  if (opts.full) return none(null);
+  const newestFull = entries.find((e) => e.kind === 'full');
+  if (!newestFull) return none(null);
+  if (newestFull.encrypted !== layers.age) return none(`the newest full backup is ${newestFull.encrypted ? '' : 'not '}encrypted and this one is ${layers.age ? '' : 'not'}`);
+  const maxAge = opts.fullEveryMs ?? 7 * DAY;
+  if (Date.now() - newestFull.time.getTime() > maxAge) return none(`the newest full backup is older than ${Math.round(maxAge / DAY * 10) / 10} days`);
+  let hashes: PageHashes | null = null;
+  const cached = path.join(cacheDir, `${newestFull.name}.pages`);
+  if (fs.existsSync(cached)) hashes = decodePages(fs.readFileSync(cached));
+  if (!hashes && !newestFull.encrypted) {
+    try {
+      hashes = decodePages(fs.readFileSync(await store.fetch(`${newestFull.name}.pages`, work)));
+    } catch {
+      hashes = null;
+    }
+  }
+  if (!hashes) return none(`the page hashes of ${newestFull.name} are not on this machine${newestFull.encrypted ? ' (an encrypted set keeps them only where its full backups were made)' : ''}`);
+  if (hashes.pageSize !== now.pageSize) return none('the page size changed');
+  return { base: { entry: newestFull, hashes }, fullBecause: null };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore and verify from a set.
+
+/** The newest backup at or before `at` (default: the newest), or an error saying what there is. */
+export function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
+  if (entries.length === 0) throw new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups`, 'check the path (blufio list shows what is there)');
+  const pick = at ? entries.find((e) => e.time.getTime() <= at.getTime()) : entries[0];
+  if (!pick) {
+    const oldest = entries[entries.length - 1];
+    throw new BlufioError('E_SOURCE_MISSING', `no backup in ${set} is at or before ${at!.toISOString()} (the oldest is from ${oldest.time.toISOString()})`, 'give a later --at, or leave it out for the newest');
+  }
+  return pick;
+}
+
+/**
+ * Runs `fn` on a local, plain database of the set's backup at `at`: a full backup unpacked, or
+ * a differential rebuilt on its base and checked against both hashes (in a private directory,
+ * removed afterwards). `fn` gets the file and the backup's entry and location.
+ */
+export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions & KeyOptions & { at?: Date; stem?: string; workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string) => Promise<T>): Promise<T> {
+  const store = openStore(set, opts);
+  let entries = entriesOf(await store.list(), opts.stem);
+  if (opts.stem !== undefined && entries.length === 0) entries = entriesOf(await store.list());
+  const stems = new Set(entries.map((e) => e.stem));
+  if (stems.size > 1) {
+    throw new BlufioError('E_USAGE', `the backup set ${set} holds backups of several databases (${[...stems].join(', ')})`, 'give the file of one backup instead (blufio list shows them)');
+  }
+  const entry = pickEntry(entries, set, opts.at);
+  const work = makeWorkDir('set', opts.workDir);
+  try {
+    const file = await materialize(store, entry, work, opts, opts.signal);
+    const where = store.where(entry.name);
+    try {
+      return await fn(file, entry, where);
+    } catch (e) {
+      if (e instanceof BlufioError) throw new BlufioError(e.code, e.message.replaceAll(file, where), e.hint?.replaceAll(file, where), { cause: e });
+      throw e;
+    }
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * withSetBackup() for one named file of a set (`verify /backups/blufio-….from-….diff.gz`): a
+ * differential is rebuilt on its base, found beside it; anything else is left to the caller
+ * (null: not a set file, or a full backup that reads as it is).
+ */
+export async function withSetFile<T>(file: string, opts: ObjectStorageOptions & KeyOptions & { workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string) => Promise<T>): Promise<T | null> {
+  const name = isS3Url(file) ? file.slice(file.lastIndexOf('/') + 1) : path.basename(file);
+  const parsed = parseName(name);
+  if (!parsed || parsed.kind !== 'diff' || parsed.pages) return null;
+  const dir = isS3Url(file) ? file.slice(0, file.lastIndexOf('/') + 1) : path.dirname(path.resolve(file));
+  const store = openStore(dir, opts);
+  const found = (await store.list()).find((f) => f.name === name);
+  if (!found) return null;
+  const { pages: _p, ...entry } = parsed;
+  const work = makeWorkDir('set', opts.workDir);
+  try {
+    const plain = await materialize(store, { ...entry, bytes: found.bytes }, work, opts, opts.signal);
+    return await fn(plain, { ...entry, bytes: found.bytes }, store.where(name));
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Parses --at: ISO 8601 (a date alone is its midnight UTC; no zone means UTC). */
+export function parseAt(text: string): Date {
+  const t = text.trim();
+  const iso = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/.test(t);
+  const d = new Date(iso && !/Z|[+-]\d{2}:?\d{2}$/.test(t) ? `${t.replace(' ', 'T')}${t.length === 10 ? 'T00:00:00' : ''}Z` : t.replace(' ', 'T'));
+  if (!iso || Number.isNaN(d.getTime())) {
+    throw new BlufioError('E_USAGE', `--at "${text}" is not a time`, 'write it in ISO 8601, e.g. --at 2026-11-24T08:00Z (UTC unless a zone is given)');
+  }
+  return d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pruning.
+
+export interface RetentionPolicy {
+  last?: number;
+  hourly?: number;
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+  yearly?: number;
+}
+
+export interface PruneDecision {
+  name: string;
+  time: string;
+  kind: 'full' | 'diff';
+  /** Why it stays ("last", "daily", "base of …", "newest full"), or null when it goes. */
+  keptBecause: string[];
+}
+
+/** The UTC bucket of a time for each rule (ISO weeks for weekly). */
+function bucketOf(rule: keyof RetentionPolicy, t: Date): string {
+  const iso = t.toISOString();
+  switch (rule) {
+    case 'hourly':
+      return iso.slice(0, 13);
+    case 'daily':
+      return iso.slice(0, 10);
+    case 'monthly':
+      return iso.slice(0, 7);
+    case 'yearly':
+      return iso.slice(0, 4);
+    case 'weekly': {
+      const d = new Date(Date.UTC(t.getUTCFullYear(), t.getUTCMonth(), t.getUTCDate()));
+      const day = d.getUTCDay() || 7;
+      d.setUTCDate(d.getUTCDate() + 4 - day);
+      const year = d.getUTCFullYear();
+      const week = Math.ceil(((d.getTime() - Date.UTC(year, 0, 1)) / DAY + 1) / 7);
+      return `${year}-W${week}`;
+    }
+    default:
+      return iso;
+  }
+}
+
+/**
+ * restic's `forget` on one series (newest first): each rule keeps the newest backup of each of
+ * its N most recent periods that have one (--keep-last: the N newest); a backup kept by any rule
+ * stays; the newest always stays; so do the newest full backup (new differentials are made
+ * against it) and the base of every differential that stays.
+ */
+export function planPrune(entries: SetEntry[], policy: RetentionPolicy): PruneDecision[] {
+  const reasons = new Map<string, string[]>(entries.map((e) => [e.name, []]));
+  const keep = (e: SetEntry, why: string) => reasons.get(e.name)!.push(why);
+  if (policy.last) entries.slice(0, policy.last).forEach((e) => keep(e, 'last'));
+  for (const rule of ['hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const) {
+    const n = policy[rule];
+    if (!n) continue;
+    let last: string | null = null;
+    let count = 0;
+    for (const e of entries) {
+      const b = bucketOf(rule, e.time);
+      if (b === last) continue;
+      last = b;
+      if (count++ >= n) break;
+      keep(e, rule);
+    }
+  }
+  if (entries[0]) keep(entries[0], 'newest');
+  const newestFull = entries.find((e) => e.kind === 'full');
+  if (newestFull) keep(newestFull, 'newest full (new differentials are made against it)');
+  for (const e of entries) {
+    if (e.kind === 'diff' && reasons.get(e.name)!.length > 0 && e.base && reasons.has(e.base)) keep(entries.find((x) => x.name === e.base)!, `base of ${e.name}`);
+  }
+  return entries.map((e) => ({ name: e.name, time: e.time.toISOString(), kind: e.kind, keptBecause: [...new Set(reasons.get(e.name)!)] }));
+}
+
+export interface PruneResult {
+  command: 'prune';
+  set: string;
+  dryRun: boolean;
+  kept: PruneDecision[];
+  removed: PruneDecision[];
+}
+
+/** Applies `policy` to every series in the set; removes what no rule keeps (not with dryRun). */
+export async function prune(set: string, policy: RetentionPolicy, opts: ObjectStorageOptions & { dryRun?: boolean; signal?: AbortSignal; stem?: string } = {}): Promise<PruneResult> {
+  if (!Object.values(policy).some((n) => typeof n === 'number' && n > 0)) {
+    throw new BlufioError('E_USAGE', 'prune needs at least one --keep-* rule', 'e.g. blufio prune <set> --keep-daily 7 --keep-weekly 4');
+  }
+  const store = openStore(set, opts);
+  const files = await store.list();
+  const all = entriesOf(files, opts.stem);
+  const decisions: PruneDecision[] = [];
+  for (const stem of new Set(all.map((e) => e.stem))) decisions.push(...planPrune(all.filter((e) => e.stem === stem), policy));
+  const removed = decisions.filter((d) => d.keptBecause.length === 0);
+  const names = new Set(files.map((f) => f.name));
+  if (!opts.dryRun) {
+    // Differentials first, then full backups: a run killed midway never leaves a differential
+    // without its base (a base goes only when none of its differentials stays).
+    removed.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'diff' ? -1 : 1));
+    for (const d of removed) {
+      await store.remove(d.name);
+      if (names.has(`${d.name}.pages`)) await store.remove(`${d.name}.pages`);
+    }
+  }
+  return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, kept: decisions.filter((d) => d.keptBecause.length > 0), removed };
+}

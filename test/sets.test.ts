@@ -1,0 +1,316 @@
+/**
+ * Backup sets: timestamped backups in a folder or an s3:// prefix, page-level differentials,
+ * restore by time, pruning by policy. Native sqlite3 is the oracle for every database; the
+ * retention policy is checked against an independent implementation written here.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseName, planPrune, type SetEntry } from '../src/sets.ts';
+import { CLI, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, s3Env, sql, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+
+const test = suite('sets');
+test.after.each(cleanup);
+
+const NAME = /^blufio-\d{8}T\d{6}Z(-\d+)?(\.from-\d{8}T\d{6}Z(-\d+)?\.diff|\.db)\.gz(\.age)?$/;
+
+function sample(rows = 2000) {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows, wal: true });
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  return { d, db, set };
+}
+
+const listJson = (set: string, env: Record<string, string> = {}) => {
+  const r = runCli(['list', set, '--json'], { env });
+  assert.is(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout).backups as Array<{ name: string; time: string; kind: string; bytes: number; base?: string }>;
+};
+
+/** Waits for the next whole second (backups are named by the second). */
+const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
+
+for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
+  const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { runtime, env });
+
+  test(`${runtimeName}: a full backup, then differentials against it; each restores to its own state`, async () => {
+    const { d, db, set } = sample();
+    const states: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      if (i > 0) sql(db, `INSERT INTO sessions(name) VALUES ('run ${i}'); UPDATE memory SET content = 'changed ${i}' WHERE id = ${i * 7};`);
+      states.push(fingerprint(db));
+      const r = cli(['backup', '--db', db, `${set}/`, '--json']);
+      assert.is(r.code, 0, r.stderr);
+      const j = JSON.parse(r.stdout);
+      assert.is(j.kind, i === 0 ? 'full' : 'diff');
+      assert.match(path.basename(j.path), NAME);
+      await nextSecond();
+    }
+    const list = listJson(set);
+    assert.equal(list.map((b) => b.kind), ['diff', 'diff', 'full']);
+    assert.is(list[0].base, list[2].name);
+    assert.ok(list[0].bytes < list[2].bytes / 5, `a differential is small (${list[0].bytes} vs ${list[2].bytes})`);
+    // Newest by default; --at picks the state of its time.
+    for (let i = 2; i >= 0; i--) {
+      const target = path.join(d, `restored-${i}.db`);
+      const at = i === 2 ? [] : ['--at', list[2 - i].time];
+      const r = cli(['restore', '--db', target, set, ...at]);
+      assert.is(r.code, 0, r.stderr);
+      assert.is(fingerprint(target), states[i], `state ${i}`);
+      assert.is(sql(target, 'PRAGMA integrity_check'), 'ok');
+    }
+    // A single differential file verifies (rebuilt on its base beside it).
+    const v = cli(['verify', path.join(set, list[0].name), '--json']);
+    assert.is(v.code, 0, v.stderr);
+    assert.is(JSON.parse(v.stdout).ok, true);
+  });
+}
+
+test('list: newest first, one line each; nothing else in the folder is listed or touched', async () => {
+  const { db, set } = sample(100);
+  fs.writeFileSync(path.join(set, 'notes.txt'), 'mine');
+  fs.writeFileSync(path.join(set, 'blufio-2026.db.gz'), 'not ours');
+  assert.is(runCli(['backup', '--db', db, set]).code, 0);
+  const r = runCli(['list', set]);
+  assert.is(r.code, 0);
+  assert.match(r.stderr, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ {2}full {2,}\d+\.\d MB {2}blufio-\d{8}T\d{6}Z\.db\.gz\n$/);
+  assert.is(runCli(['prune', set, '--keep-last', '1']).code, 0);
+  assert.ok(fs.existsSync(path.join(set, 'notes.txt')) && fs.existsSync(path.join(set, 'blufio-2026.db.gz')));
+});
+
+test('two backups in the same second never overwrite each other; two at once both land', async () => {
+  const { db, set } = sample(300);
+  const run = () => new Promise<number>((resolve) => spawn(process.execPath, [CLI, 'backup', '--db', db, set, '--full', '--quiet']).on('exit', (c) => resolve(c ?? -1)));
+  const codes = await Promise.all([run(), run(), run()]);
+  assert.equal(codes, [0, 0, 0]);
+  const list = listJson(set);
+  assert.is(list.length, 3);
+  assert.is(new Set(list.map((b) => b.name)).size, 3);
+  assert.ok(list.every((b) => NAME.test(b.name)), list.map((b) => b.name).join(' '));
+});
+
+test('--at before the oldest backup: exit 1, nothing changed; --at on a file is a usage error', async () => {
+  const { d, db, set } = sample(100);
+  assert.is(runCli(['backup', '--db', db, set]).code, 0);
+  const target = path.join(d, 'target.db');
+  makeSampleDb(target, { rows: 10 });
+  const before = fingerprint(target);
+  let r = runCli(['restore', '--db', target, set, '--at', '2020-01-01T00:00Z']);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /^error: no backup in .* is at or before 2020-01-01T00:00:00.000Z \(the oldest is from /);
+  assert.is(fingerprint(target), before);
+  r = runCli(['restore', '--db', target, set, '--at', 'yesterday']);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, '--at "yesterday" is not a time');
+  r = runCli(['restore', '--db', target, path.join(set, listJson(set)[0].name), '--at', '2030-01-01']);
+  assert.is(r.code, 2);
+  assert.is(fingerprint(target), before);
+});
+
+test('a small change on a 100 MB database: the differential is under 10 % of the full backup', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  sql(db, `PRAGMA journal_mode=WAL; CREATE TABLE memory(id INTEGER PRIMARY KEY, content BLOB); INSERT INTO memory(content) SELECT randomblob(3000) FROM generate_series(1, 36000);`);
+  assert.ok(fs.statSync(db).size > 100 * 2 ** 20);
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  assert.is(runCli(['backup', '--db', db, set]).code, 0);
+  await nextSecond();
+  sql(db, `UPDATE memory SET content = randomblob(3000) WHERE id % 100 = 0; INSERT INTO memory(content) SELECT randomblob(3000) FROM generate_series(1, 50);`);
+  const r = runCli(['backup', '--db', db, set, '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.is(j.kind, 'diff');
+  const [diff, full] = listJson(set);
+  assert.ok(diff.bytes < full.bytes * 0.1, `${diff.bytes} vs ${full.bytes}`);
+  const target = path.join(d, 'restored.db');
+  assert.is(runCli(['restore', '--db', target, set]).code, 0);
+  const q = 'SELECT count(*), sum(length(content)), hex(substr(content, 1, 16)) FROM memory WHERE id % 97 = 0';
+  assert.is(sql(target, q), sql(db, q));
+  // Most of the database changed (a VACUUM-like churn): a full backup instead, saying why.
+  await nextSecond();
+  sql(db, 'UPDATE memory SET content = randomblob(3000)');
+  const again = runCli(['backup', '--db', db, set]);
+  assert.is(again.code, 0, again.stderr);
+  assert.match(again.stderr, /a full backup: \d+ % of the pages changed/);
+});
+
+/** restic's forget, written again independently: per rule, newest first, first of each period. */
+function expectedKept(times: Date[], policy: Record<string, number>): Set<number> {
+  const order = times.map((t, i) => ({ t, i })).sort((a, b) => b.t.getTime() - a.t.getTime());
+  const kept = new Set<number>();
+  const period: Record<string, (t: Date) => string> = {
+    hourly: (t) => `${t.getUTCFullYear()}-${t.getUTCMonth()}-${t.getUTCDate()}-${t.getUTCHours()}`,
+    daily: (t) => `${t.getUTCFullYear()}-${t.getUTCMonth()}-${t.getUTCDate()}`,
+    weekly: (t) => {
+      // ISO week: the Thursday of the week decides the year.
+      const th = new Date(Date.UTC(t.getUTCFullYear(), t.getUTCMonth(), t.getUTCDate() - ((t.getUTCDay() + 6) % 7) + 3));
+      const jan4 = new Date(Date.UTC(th.getUTCFullYear(), 0, 4));
+      const week1Monday = Date.UTC(jan4.getUTCFullYear(), 0, 4 - ((jan4.getUTCDay() + 6) % 7));
+      return `${th.getUTCFullYear()}w${Math.floor((th.getTime() - 3 * 86400000 - week1Monday) / (7 * 86400000)) + 1}`;
+    },
+    monthly: (t) => `${t.getUTCFullYear()}-${t.getUTCMonth()}`,
+    yearly: (t) => `${t.getUTCFullYear()}`,
+  };
+  order.slice(0, policy.last ?? 0).forEach((o) => kept.add(o.i));
+  for (const [rule, n] of Object.entries(policy)) {
+    if (rule === 'last') continue;
+    const seen = new Set<string>();
+    for (const o of order) {
+      const p = period[rule](o.t);
+      if (seen.has(p)) continue;
+      if (seen.size >= n) break;
+      seen.add(p);
+      kept.add(o.i);
+    }
+  }
+  kept.add(order[0].i);
+  return kept;
+}
+
+test('prune: restic\'s policy over a year of crafted backups, checked against an independent implementation', () => {
+  // Irregular times over ~14 months (a fixed pseudo-random walk), all full backups.
+  const times: Date[] = [];
+  let t = Date.UTC(2025, 9, 3, 5, 17, 3);
+  let seed = 7;
+  for (let i = 0; i < 400; i++) {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    t += (seed % 40) * 3_600_000 + (seed % 3600) * 1000;
+    times.push(new Date(t));
+  }
+  const entries: SetEntry[] = times.map((time) => ({ ...parseName(`blufio-${time.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}.db.gz`)!, bytes: 1 })).sort((a, b) => b.time.getTime() - a.time.getTime());
+  const byName = new Map(entries.map((e) => [e.name, times.findIndex((x) => x.getTime() === e.time.getTime())]));
+  const policies: Array<Record<string, number>> = [{ last: 3 }, { daily: 7 }, { daily: 7, weekly: 4, monthly: 12 }, { hourly: 24, yearly: 2 }, { weekly: 60 }, { last: 1, monthly: 3, yearly: 5 }];
+  for (const policy of policies) {
+    const decisions = planPrune(entries, policy);
+    const got = new Set(decisions.filter((x) => x.keptBecause.length > 0).map((x) => byName.get(x.name)!));
+    assert.equal([...got].sort((a, b) => a - b), [...expectedKept(times, policy)].sort((a, b) => a - b), JSON.stringify(policy));
+  }
+});
+
+test('prune on disk: --dry-run removes nothing; differentials keep their base; foreign files stay; no rule is exit 2', async () => {
+  const { db, set } = sample(200);
+  for (let i = 0; i < 3; i++) {
+    sql(db, `INSERT INTO sessions(name) VALUES ('p${i}')`);
+    assert.is(runCli(['backup', '--db', db, set, ...(i === 1 ? ['--full'] : [])]).code, 0);
+    await nextSecond();
+  }
+  fs.writeFileSync(path.join(set, 'README'), 'keep me');
+  // full(0) <- nothing; full(1) <- diff(2): keep-last 1 keeps diff(2) and so its base full(1).
+  const before = listJson(set);
+  assert.equal(before.map((b) => b.kind), ['diff', 'full', 'full']);
+  let r = runCli(['prune', set, '--keep-last', '1', '--dry-run', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout);
+  assert.equal(plan.removed.map((x: { name: string }) => x.name), [before[2].name]);
+  assert.ok(plan.kept.find((x: { name: string; keptBecause: string[] }) => x.name === before[1].name).keptBecause.some((w: string) => w.startsWith('base of')));
+  assert.is(listJson(set).length, 3);
+  r = runCli(['prune', set, '--keep-last', '1']);
+  assert.is(r.code, 0, r.stderr);
+  assert.equal(listJson(set).map((b) => b.name), [before[0].name, before[1].name]);
+  assert.not.ok(fs.existsSync(path.join(set, `${before[2].name}.pages`)), 'its page hashes went with it');
+  assert.ok(fs.existsSync(path.join(set, 'README')));
+  r = runCli(['prune', set]);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, 'prune needs at least one --keep-* rule');
+  // The differential left still restores.
+  const target = path.join(path.dirname(set), 't.db');
+  assert.is(runCli(['restore', '--db', target, set]).code, 0);
+  assert.is(fingerprint(target), fingerprint(db));
+});
+
+test('backup <set> --prune applies [backup.retention]; without a policy it is refused before anything', async () => {
+  const { d, db, set } = sample(100);
+  const toml = path.join(d, 'blufio.toml');
+  fs.writeFileSync(toml, `[storage]\ndatabase_path = "${db}"\n`);
+  let r = runCli(['backup', set, '--prune', '--config', toml]);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, '--prune needs a policy');
+  assert.is(listJson(set).length, 0);
+  fs.appendFileSync(toml, '[backup]\nfull_every_days = 30\n[backup.retention]\nkeep_last = 2\n');
+  for (let i = 0; i < 3; i++) {
+    r = runCli(['backup', set, '--prune', '--config', toml, '--full']);
+    assert.is(r.code, 0, r.stderr);
+    await nextSecond();
+  }
+  assert.is(listJson(set).length, 2);
+});
+
+test('kill -9 during a differential and during a prune leaves a set that lists, restores and prunes', async () => {
+  const { d, db, set } = sample(20_000);
+  assert.is(runCli(['backup', '--db', db, set]).code, 0);
+  await nextSecond();
+  sql(db, "UPDATE memory SET content = 'x' || content WHERE id % 3 = 0");
+  for (const delay of [50, 150, 300]) {
+    const child = spawn(process.execPath, [CLI, 'backup', '--db', db, set, '--quiet']);
+    await new Promise((r) => setTimeout(r, delay));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+  }
+  const list = listJson(set);
+  assert.ok(list.length >= 1);
+  const target = path.join(d, 'after-kill.db');
+  const r = runCli(['restore', '--db', target, set]);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(sql(target, 'PRAGMA integrity_check'), 'ok');
+  // A prune killed midway: whatever it removed, the rest still restores.
+  for (let i = 0; i < 3; i++) {
+    await nextSecond();
+    sql(db, `INSERT INTO sessions(name) VALUES ('k${i}')`);
+    assert.is(runCli(['backup', '--db', db, set, ...(i === 1 ? ['--full'] : [])]).code, 0);
+  }
+  const child = spawn(process.execPath, [CLI, 'prune', set, '--keep-last', '1', '--quiet']);
+  child.kill('SIGKILL');
+  await new Promise((r) => child.on('exit', r));
+  for (const b of listJson(set)) {
+    const v = runCli(['verify', path.join(set, b.name)]);
+    assert.is(v.code, 0, `${b.name}: ${v.stderr}`);
+  }
+  assert.is(runCli(['prune', set, '--keep-last', '1']).code, 0);
+  assert.is(runCli(['restore', '--db', target, set]).code, 0);
+  assert.is(fingerprint(target), fingerprint(db));
+});
+
+test('s3:// sets of encrypted differentials: .db.gz.age and .diff.gz.age go up, list, restore by time, prune', async () => {
+  const server: S3Server = await startS3Server();
+  try {
+    const { d, db } = sample(500);
+    // One home for every run: an encrypted set keeps its page hashes only on this machine.
+    const env = { ...s3Env(server), HOME: tmpdir('blufio-home-') };
+    execFileSync('age-keygen', ['-o', path.join(d, 'key.txt')], { stdio: 'ignore' });
+    const recipient = execFileSync('age-keygen', ['-y', path.join(d, 'key.txt')], { encoding: 'utf8' }).trim();
+    const set = 's3://backups/blufio/';
+    const states: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      sql(db, `INSERT INTO sessions(name) VALUES ('s${i}')`);
+      states.push(fingerprint(db));
+      const r = runCli(['backup', '--db', db, set, '--recipient', recipient], { env });
+      assert.is(r.code, 0, r.stderr);
+      await nextSecond();
+    }
+    const list = listJson(set, env);
+    assert.equal(list.map((b) => b.kind), ['diff', 'diff', 'full']);
+    assert.ok(list.every((b) => b.name.endsWith('.gz.age')));
+    const target = path.join(d, 't.db');
+    let r = runCli(['restore', '--db', target, set, '--at', list[1].time, '--identity', path.join(d, 'key.txt')], { env });
+    assert.is(r.code, 0, r.stderr);
+    assert.is(fingerprint(target), states[1]);
+    r = runCli(['verify', set, '--identity', path.join(d, 'key.txt')], { env });
+    assert.is(r.code, 0, r.stderr);
+    r = runCli(['restore', '--db', target, set], { env });
+    assert.is(r.code, 1);
+    assert.match(r.stderr, 'is encrypted (age); no identity was given');
+    r = runCli(['prune', set, '--keep-last', '1', '--json'], { env });
+    assert.is(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).removed.map((x: { name: string }) => x.name), [list[1].name]);
+    assert.equal(listJson(set, env).map((b) => b.name), [list[0].name, list[2].name]);
+  } finally {
+    await server.stop();
+  }
+});
+
+test.run();
