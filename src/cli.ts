@@ -67,6 +67,8 @@ interface CommonFlags {
   keepWeekly?: number;
   keepMonthly?: number;
   keepYearly?: number;
+  ping?: string;
+  ifMissing?: boolean;
 }
 
 function build(run: (name: CommandName, target: string, flags: CommonFlags) => Promise<void>): CAC {
@@ -92,6 +94,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .option('--gzip', 'Compress what "-" writes to stdout (a file\'s name says it: .gz)')
     .option('--full', 'In a set (a folder or s3:// prefix ending in /): a full backup, not a differential')
     .option('--prune', 'In a set: afterwards remove what [backup.retention] in blufio.toml does not keep')
+    .option('--ping <url>', 'Tell a monitor (healthchecks.io-style): GET <url> on success, <url>/fail on failure', { type: [String] })
     .example('blufio backup /var/backups/blufio-$(date +%F).db')
     .example('blufio backup /var/backups/blufio-$(date +%F).db.gz')
     .example('blufio backup /mnt/offsite/blufio-$(date +%F).db.gz.age --recipient age1…')
@@ -102,6 +105,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
   identity(common(cli.command('restore <path>', 'Replace the database with the backup at <path> or s3://BUCKET/KEY (keeps <db>.pre-restore); .gz and .age are read as they are')))
     .option('--dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing')
     .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601, UTC unless a zone is given)')
+    .option('--if-missing', 'Restore only when the database does not exist yet (a fresh container seeding itself); exit 0 either way')
     .example('blufio restore /var/backups/blufio-2026-11-24.db --dry-run')
     .example('blufio restore /var/backups/blufio-2026-11-24.db')
     .action((p: string, f: CommonFlags) => run('restore', p, f));
@@ -233,6 +237,24 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     const { resolveConfig } = await import('./config.ts');
     const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), db: pathFlag(f.db, '--db'), env: io.env });
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
+    if (name === 'backup' && f.ping !== undefined) {
+      const url = pathFlag(f.ping, '--ping')!;
+      if (!/^https?:\/\//i.test(url)) throw new BlufioError('E_USAGE', `--ping needs an http(s) URL, not "${url}"`, 'e.g. --ping https://hc-ping.com/<uuid>');
+      try {
+        await runCommand(name, target, { ...f, ping: undefined }, io, signal);
+      } catch (e) {
+        await ping(`${url.replace(/\/+$/, '')}/fail`, say);
+        throw e;
+      }
+      await ping(url, say);
+      return;
+    }
+    if (name === 'restore' && f.ifMissing && fs.existsSync(cfg.databasePath)) {
+      if (f.dryRun) say('Dry run: nothing was changed.');
+      say(`${cfg.databasePath} exists: nothing restored (--if-missing)`);
+      if (f.json) io.stdout(`${JSON.stringify({ ok: true, command: 'restore', database: cfg.databasePath, restored: false })}\n`);
+      return;
+    }
     if (name === 'backup') {
       const { backup, backupToStream } = await import('./backup.ts');
       if (f.gzip && !toStdout) throw new BlufioError('E_USAGE', '--gzip is for "-" (stdout): a file\'s name says whether it is compressed', `name it ${target}.gz instead`);
@@ -316,6 +338,21 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
   for (const p of r.problems.slice(0, 5)) say(`  ${p}`);
   if (r.problems.length > 5) say(`  … and ${r.problems.length - 5} more`);
   throw new Silent();
+}
+
+/**
+ * Tells a monitor how the run went (healthchecks.io's convention: GET the URL, or URL/fail).
+ * A monitor that cannot be reached never fails the backup: a warning, within 10 s.
+ */
+async function ping(url: string, say: (line: string) => void): Promise<void> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    await res.arrayBuffer().catch(() => {});
+    if (!res.ok) say(`Warning: the monitor at ${new URL(url).host} answered ${res.status}`);
+  } catch (e) {
+    // The host only: a monitor's URL often holds its secret.
+    say(`Warning: could not reach the monitor at ${new URL(url).host}: ${(e as Error).message}`);
+  }
 }
 
 /** --at, parsed (ISO 8601), or undefined. */

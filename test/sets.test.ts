@@ -313,4 +313,52 @@ test('s3:// sets of encrypted differentials: .db.gz.age and .diff.gz.age go up, 
   }
 });
 
+test('--ping tells a monitor: URL on success, URL/fail on failure, and an unreachable monitor never fails the backup', async () => {
+  const { d, db, set } = sample(100);
+  const hits: string[] = [];
+  const http = await import('node:http');
+  const server = http.createServer((req, res) => {
+    hits.push(req.url ?? '');
+    res.end('OK');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}/ping/abc`;
+  const run = (args: string[]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [CLI, ...args]);
+    let stderr = '';
+    c.stderr.on('data', (x) => (stderr += x));
+    c.on('exit', (code) => resolve({ code, stderr }));
+  });
+  try {
+    assert.is((await run(['backup', '--db', db, set, '--ping', url, '--quiet'])).code, 0);
+    assert.is((await run(['backup', '--db', path.join(d, 'missing.db'), set, '--ping', url, '--quiet'])).code, 1);
+    assert.equal(hits, ['/ping/abc', '/ping/abc/fail']);
+  } finally {
+    server.close();
+  }
+  const r = await run(['backup', '--db', db, path.join(d, 'x.db'), '--ping', 'http://127.0.0.1:9/nowhere']);
+  assert.is(r.code, 0);
+  assert.match(r.stderr, 'Warning: could not reach the monitor at 127.0.0.1:9');
+});
+
+test('restore --if-missing: seeds a missing database from the newest backup, leaves an existing one alone (exit 0 both)', async () => {
+  const { d, db, set } = sample(100);
+  assert.is(runCli(['backup', '--db', db, set]).code, 0);
+  const fresh = path.join(d, 'fresh', 'blufio.db');
+  fs.mkdirSync(path.dirname(fresh));
+  let r = runCli(['restore', '--db', fresh, set, '--if-missing']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(fingerprint(fresh), fingerprint(db));
+  sql(fresh, "INSERT INTO sessions(name) VALUES ('after seeding')");
+  const seeded = fingerprint(fresh);
+  r = runCli(['restore', '--db', fresh, set, '--if-missing', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(JSON.parse(r.stdout).restored, false);
+  r = runCli(['restore', '--db', fresh, set, '--if-missing']);
+  assert.is(r.code, 0);
+  assert.is(r.stderr, `${fresh} exists: nothing restored (--if-missing)\n`);
+  assert.is(fingerprint(fresh), seeded);
+  assert.not.ok(fs.existsSync(`${fresh}.pre-restore`));
+});
+
 test.run();
