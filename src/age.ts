@@ -109,8 +109,14 @@ function bech32Decode(text: string): { hrp: string; bytes: Uint8Array } | null {
 
 /** Parses one recipient (`age1…`); `where` names where it came from in the error. */
 export function parseRecipient(text: string, where = 'recipient'): Recipient {
-  const t = text.trim();
-  const shown = t.length > 80 ? `${t.slice(0, 77)}...` : t;
+  const t = text.trim().replace(/^\uFEFF/, '');
+  if (/^AGE-SECRET-KEY-/i.test(t)) {
+    // Never echoed: it would land in cron mail and logs.
+    throw new BlufioError('E_KEY', `${where} is a secret key (AGE-SECRET-KEY-…), not a public key; it was not printed, but keep it off this server`,
+      'give its public key instead (age-keygen -y <key file> prints it)');
+  }
+  // What does not look like a key is shown only in part: it may be something secret pasted by mistake.
+  const shown = t.startsWith('age1') || t.startsWith('ssh-') ? (t.length > 80 ? `${t.slice(0, 77)}...` : t) : `${t.slice(0, 6)}…`;
   if (/^age1pq1/i.test(t)) {
     throw new BlufioError('E_KEY', `${where} "${shown}" is a post-quantum age key, which age 1.1 and older cannot read`, 'use an X25519 key (age1…) from blufio keygen or age-keygen');
   }
@@ -537,32 +543,116 @@ export function decryptStream(identities: Identity[], name: string): Transform {
  */
 export function peekAgeFile(file: string, identities: Identity[], name: string): Uint8Array {
   const fd = fs.openSync(file, 'r');
+  let buf: Buffer;
   try {
-    const size = fs.fstatSync(fd).size;
-    const buf = Buffer.alloc(Math.min(size, MAX_HEADER + 16 + CHUNK + TAG));
+    // Armored files are ~4/3 bigger (plus line ends): read enough text for a header and a chunk.
+    const want = Math.ceil((MAX_HEADER + 16 + CHUNK + TAG) * 1.4) + 1024;
+    buf = Buffer.alloc(Math.min(fs.fstatSync(fd).size, want));
     let got = 0;
     while (got < buf.length) {
       const n = fs.readSync(fd, buf, got, buf.length - got, got);
       if (n === 0) break;
       got += n;
     }
-    const damaged = (why: string) => new BlufioError('E_CORRUPT', `${name} ${why}`, 'use another backup file; nothing was replaced');
-    const h = parseHeader(buf.subarray(0, got), name);
-    if (!h || got < h.end + 16) throw damaged('is cut off (truncated) inside its header');
-    const fileKey = unwrapFileKey(h.stanzas, identities, name);
-    if (!crypto.timingSafeEqual(hmac(hkdf(fileKey, new Uint8Array(0), 'header'), h.macInput), h.mac)) {
-      throw damaged('has a damaged or tampered header (its MAC does not match)');
+    buf = buf.subarray(0, got);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (isArmored(buf)) buf = dearmorPrefix(buf, name);
+  const damaged = (why: string) => new BlufioError('E_CORRUPT', `${name} ${why}`, 'use another backup file; nothing was replaced');
+  const h = parseHeader(buf, name);
+  if (!h || buf.length < h.end + 16) throw damaged('is cut off (truncated) inside its header');
+  const fileKey = unwrapFileKey(h.stanzas, identities, name);
+  if (!crypto.timingSafeEqual(hmac(hkdf(fileKey, new Uint8Array(0), 'header'), h.macInput), h.mac)) {
+    throw damaged('has a damaged or tampered header (its MAC does not match)');
+  }
+  const payloadKey = hkdf(fileKey, buf.subarray(h.end, h.end + 16), 'payload');
+  const first = buf.subarray(h.end + 16, h.end + 16 + CHUNK + TAG);
+  // The first chunk is the last one too when the file is small; the tag tells which it is.
+  const plain = aead.open(payloadKey, chunkNonce(0, false), first) ?? aead.open(payloadKey, chunkNonce(0, true), first);
+  if (!plain) {
+    throw damaged(first.length < CHUNK + TAG ? 'is cut off or damaged (chunk 1 fails its authentication)' : 'is damaged or was tampered with (chunk 1 fails its authentication)');
+  }
+  return plain;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ASCII armor (age -a): PEM-style base64 of the binary file, 64 columns.
+
+const ARMOR_BEGIN = '-----BEGIN AGE ENCRYPTED FILE-----';
+const ARMOR_END = '-----END AGE ENCRYPTED FILE-----';
+
+const isArmored = (b: Uint8Array) => Buffer.from(b.subarray(0, 200)).toString('latin1').trimStart().startsWith(ARMOR_BEGIN);
+
+/** Decodes as much of an armored file's beginning as `text` holds (whole lines only). */
+function dearmorPrefix(text: Buffer, name: string): Buffer {
+  const d = new Dearmor(name);
+  const out = d.push(text, false);
+  return Buffer.concat(out);
+}
+
+/** Line-by-line armor decoder: the BEGIN line, base64 lines, the END line, nothing after. */
+class Dearmor {
+  private rest = '';
+  private state: 'begin' | 'body' | 'end' = 'begin';
+  constructor(private readonly name: string) {}
+  private bad = (why: string) => new BlufioError('E_CORRUPT', `${this.name} is not a valid armored age file: ${why}`, 'use another backup file');
+  push(chunk: Buffer, final: boolean): Buffer[] {
+    this.rest += chunk.toString('latin1');
+    const lines = this.rest.split('\n');
+    this.rest = final ? '' : lines.pop()!;
+    const out: Buffer[] = [];
+    for (const raw of lines) {
+      const line = raw.replace(/\r$/, '').trim();
+      if (this.state === 'begin') {
+        if (line === '') continue;
+        if (line !== ARMOR_BEGIN) throw this.bad('it does not start with the BEGIN line');
+        this.state = 'body';
+      } else if (this.state === 'body') {
+        if (line === ARMOR_END) {
+          this.state = 'end';
+          continue;
+        }
+        if (line.length > 64 || !/^[A-Za-z0-9+/]*={0,2}$/.test(line)) throw this.bad('a line is not base64 of 64 columns');
+        out.push(Buffer.from(line, 'base64'));
+      } else if (line !== '') {
+        throw this.bad('there is more after the END line');
+      }
     }
-    const payloadKey = hkdf(fileKey, buf.subarray(h.end, h.end + 16), 'payload');
-    const payload = size - (h.end + 16);
-    const last = payload <= CHUNK + TAG;
-    const first = buf.subarray(h.end + 16, h.end + 16 + Math.min(payload, CHUNK + TAG));
-    const plain = aead.open(payloadKey, chunkNonce(0, last), first);
-    if (!plain) {
-      const cut = last && aead.open(payloadKey, chunkNonce(0, false), first) !== null;
-      throw damaged(cut ? 'is cut off (truncated): its last chunk is missing' : 'is damaged or was tampered with (chunk 1 fails its authentication)');
-    }
-    return plain;
+    if (final && this.state !== 'end') throw this.bad('it is cut off (no END line)');
+    return out;
+  }
+}
+
+/** A stream that turns an armored age file back into the binary one. */
+export function dearmorStream(name: string): Transform {
+  const d = new Dearmor(name);
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      try {
+        for (const b of d.push(chunk, false)) this.push(b);
+        done();
+      } catch (e) {
+        done(e as Error);
+      }
+    },
+    flush(done) {
+      try {
+        for (const b of d.push(Buffer.alloc(0), true)) this.push(b);
+        done();
+      } catch (e) {
+        done(e as Error);
+      }
+    },
+  });
+}
+
+/** True for an armored age file (age -a). */
+export function isArmoredAgeFile(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(200);
+    return isArmored(b.subarray(0, fs.readSync(fd, b, 0, b.length, 0)));
   } finally {
     fs.closeSync(fd);
   }

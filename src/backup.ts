@@ -207,7 +207,7 @@ export async function buildVerifiedCopy(src: string, out: string, opts: BackupOp
       const key = problems.join('\n');
       if (key === seen || copies === 3) {
         throw new BlufioError('E_INTEGRITY', `${what} of ${src} failed the integrity check: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`,
-          `the database itself may be damaged: check it with sqlite3 ${src} "PRAGMA integrity_check"`);
+          what === 'the backup' ? `the database itself may be damaged: check it with sqlite3 ${src} "PRAGMA integrity_check"` : 'this backup is damaged: use another one');
       }
       seen = key;
       copy = await copyDatabase(src, out, opts);

@@ -8,8 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cac, type CAC } from 'cac';
-import { parseRecipientsFile } from './age.ts';
+import { parseIdentityFile, parseRecipientsFile } from './age.ts';
 import type { StorageConfig } from './config.ts';
+import { throwIfAborted } from './core/backup-loop.ts';
 import { BlufioError, timeLimitError } from './errors.ts';
 import { formatMB, ProgressBar, wantsBar, type Progress } from './progress.ts';
 
@@ -115,6 +116,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601)')
     .option('--json', 'Print one JSON object with the report on stdout')
     .option('--quiet', 'Print nothing; the exit code tells')
+    .option('--timeout <seconds>', 'Give up after this long (a download, decrypting, the check)')
     .option('--work-dir <dir>', 'Where a .gz is decompressed to be checked (default: $TMPDIR; env BLUFIO_WORK_DIR)', { type: [String] })
     .example('blufio verify /var/backups/blufio-2026-11-24.db.gz')
     .action((p: string, f: CommonFlags) => run('verify', p, f));
@@ -192,8 +194,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   };
   if (name === 'keygen') return runKeygen(target, f, io, say);
   if (name === 'list') return runList(target, f, io, say);
-  if (name === 'prune') return runPrune(target, f, io, say);
-  if (name === 'verify') return runVerify(target, f, io, say);
+  if (name === 'prune') return runPrune(target, f, io, say, signal);
 
   // --timeout bounds the whole job: its abort signal ends the asynchronous steps, the deadline
   // the synchronous ones (the integrity check).
@@ -210,13 +211,14 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   const copyOpts = {
     pagesPerStep: f.pagesPerStep === undefined ? undefined : intFlag(f.pagesPerStep, '--pages-per-step', 1),
     sleepMs: f.sleepMs === undefined ? undefined : intFlag(f.sleepMs, '--sleep-ms', 0),
-    retries: intFlag(f.retries, '--retries', 1),
+    retries: intFlag(f.retries ?? 10, '--retries', 1),
     timeoutMs: limit === undefined ? undefined : limit * 1000,
     deadline: limit === undefined ? undefined : Date.now() + limit * 1000,
     force: !!f.force,
     workDir: workDir(f, io),
     signal,
   };
+  if (name === 'verify') return runVerify(target, f, io, say, signal, copyOpts.deadline);
   const toStdout = name === 'backup' && target === STDOUT;
   if (target === STDOUT && name !== 'backup') {
     throw new BlufioError('E_USAGE', `blufio ${name} reads a file, not "-"`, 'give the path of the file');
@@ -319,11 +321,14 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
 }
 
 /** `blufio verify`: a report for people (or JSON), exit 1 when the file is not sound. */
-async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
+async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: string) => void, signal: AbortSignal, deadline?: number): Promise<void> {
   const { inspect } = await import('./inspect.ts');
   const { resolveConfig } = await import('./config.ts');
   const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
-  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f) });
+  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), signal, deadline });
+  // A check is one synchronous call that a signal cannot cut short: an interruption that came
+  // meanwhile is honoured now, before a verdict is printed.
+  throwIfAborted(signal);
   if (f.json) io.stdout(`${JSON.stringify(r)}\n`);
   if (r.ok) {
     say(`${r.path}: OK, sound and ready to restore`);
@@ -379,7 +384,7 @@ async function runList(target: string, f: CommonFlags, io: Io, say: (line: strin
 }
 
 /** `blufio prune <set> --keep-…`: what goes and what stays (and why). */
-async function runPrune(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
+async function runPrune(target: string, f: CommonFlags, io: Io, say: (line: string) => void, signal: AbortSignal): Promise<void> {
   const { prune } = await import('./sets.ts');
   const { resolveConfig } = await import('./config.ts');
   const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
@@ -388,7 +393,7 @@ async function runPrune(target: string, f: CommonFlags, io: Io, say: (line: stri
     last: keep(f.keepLast, '--keep-last'), hourly: keep(f.keepHourly, '--keep-hourly'), daily: keep(f.keepDaily, '--keep-daily'),
     weekly: keep(f.keepWeekly, '--keep-weekly'), monthly: keep(f.keepMonthly, '--keep-monthly'), yearly: keep(f.keepYearly, '--keep-yearly'),
   };
-  const r = await prune(target, policy, { dryRun: !!f.dryRun, s3: cfg.backup.s3, env: io.env });
+  const r = await prune(target, policy, { dryRun: !!f.dryRun, s3: cfg.backup.s3, env: io.env, signal });
   if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
   for (const d of r.removed) say(`${r.dryRun ? 'would remove' : 'removed'}  ${d.name}`);
   for (const d of r.kept) say(`keep          ${d.name}  (${d.keptBecause.join(', ')})`);
@@ -404,7 +409,7 @@ async function runKeygen(target: string, f: CommonFlags, io: Io, say: (line: str
     if (f.json) throw new BlufioError('E_USAGE', '--json needs a file for the key: stdout would carry both', 'give the key file: blufio keygen <file> --json');
     io.stdout(key.file);
   } else {
-    publishText(target, key.file, 0o600, 'the key file');
+    publishText(target, key.file, 0o600, 'key file');
   }
   if (f.json) io.stdout(`${JSON.stringify({ ok: true, command: 'keygen', path: path.resolve(target), recipient: key.recipient })}\n`);
   if (!f.quiet) io.stderr(`Public key: ${key.recipient}\n`);
@@ -427,7 +432,7 @@ function recipientsFor(dest: string | null, f: CommonFlags, cfg: StorageConfig):
   const configured = [...cfg.backup.ageRecipients, ...(cfg.backup.ageRecipientsFile ? recipientsInFile(cfg.backup.ageRecipientsFile) : [])];
   if (configured.length > 0 && dest !== null && !dest.toLowerCase().endsWith('.age')) {
     throw new BlufioError('E_USAGE', `blufio.toml sets backup.age_recipients${cfg.backup.ageRecipientsFile ? '_file' : ''}, so backups are encrypted, but ${dest} does not end in .age`,
-      `name it ${dest}.age (or ${dest}.gz.age) to encrypt it`);
+      `name it ${dest}.age${dest.toLowerCase().endsWith('.gz') ? '' : ` (or ${dest}.gz.age)`} to encrypt it`);
   }
   return configured;
 }
@@ -448,8 +453,22 @@ function identitiesFor(f: CommonFlags, cfg: StorageConfig): string[] {
   const files = listFlag(f.identity, '--identity');
   return (files.length > 0 ? files : cfg.backup.ageIdentityFile ? [cfg.backup.ageIdentityFile] : []).map((file) => {
     try {
-      return fs.readFileSync(file, 'utf8');
+      const st = fs.statSync(file);
+      if (!st.isFile() && !st.isFIFO() && !st.isCharacterDevice()) throw Object.assign(new Error('it is not a file'), { code: 'ENOTFILE' });
+      // A key file is small: never read more than 64 KiB (/dev/zero given by mistake).
+      const fd = fs.openSync(file, 'r');
+      const buf = Buffer.alloc(65536);
+      let n = 0;
+      try {
+        for (let got; n < buf.length && (got = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += got;
+      } finally {
+        fs.closeSync(fd);
+      }
+      const text = buf.subarray(0, n).toString('utf8');
+      parseIdentityFile(text, file); // checked here, so that errors name the file
+      return text;
     } catch (e) {
+      if (e instanceof BlufioError) throw e;
       throw new BlufioError('E_KEY', `cannot read the identity file ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}`, 'check the path given to --identity (or backup.age_identity_file, BLUFIO_AGE_IDENTITY_FILE)');
     }
   });

@@ -35,3 +35,15 @@ export function fsError(err: unknown, path: string, doing: string): BlufioError 
       return new BlufioError('E_IO', `${doing}: ${e?.message ?? String(err)}`, undefined, { cause: err });
   }
 }
+
+/**
+ * True for a failure of the local file system (full, read-only, no permission) rather than of
+ * the data passing through: Node and Bun give such errors a syscall and a code, Deno sometimes
+ * only a message ("No space left on device (os error 28)").
+ */
+export function isFileSystemError(e: unknown): boolean {
+  const err = e as NodeJS.ErrnoException;
+  if (err?.syscall) return true;
+  if (['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENAMETOOLONG'].includes(err?.code ?? '')) return true;
+  return /No space left on device|Disk quota exceeded|Read-only file system|Permission denied|os error (28|30|13|122)\b/i.test(String(err?.message ?? ''));
+}

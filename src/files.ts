@@ -64,7 +64,17 @@ export function makeWorkDir(kind: string, base?: string): string {
   }
   for (const name of names) {
     const m = WORK_DIR_RE.exec(name);
-    if (m && !pidAlive(Number(m[1]))) fs.rmSync(path.join(parent, name), { recursive: true, force: true });
+    if (!m || pidAlive(Number(m[1]))) continue;
+    // Only our own user's (another user's cannot be removed, and is not ours to judge), never
+    // through a link; a directory that cannot be removed is left for its owner's next run.
+    const dir = path.join(parent, name);
+    const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+    if (!st?.isDirectory() || (process.getuid && st.uid !== process.getuid())) continue;
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // left for a later run
+    }
   }
   try {
     return fs.mkdtempSync(path.join(parent, `blufio-${kind}-${process.pid}-`));
@@ -173,7 +183,7 @@ export interface PublishOptions {
  */
 export function publishText(dest: string, text: string, mode: number, what: string): void {
   const abs = path.resolve(dest);
-  if (statOrNull(abs)) throw new BlufioError('E_DEST_EXISTS', `${abs} already exists`, `${what} is never written over another file: choose another path`);
+  if (fs.lstatSync(abs, { throwIfNoEntry: false })) throw new BlufioError('E_DEST_EXISTS', `${abs} already exists`, `a ${what} is never written over another file (or link): choose another path`);
   checkDestination(abs, false, what);
   const tmp = tempPathBeside(abs);
   try {

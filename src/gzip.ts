@@ -37,9 +37,10 @@ export function gunzipError(e: unknown, name: string): BlufioError {
  * Passes bytes through while they can be an SQLite database: the first 16 must be its magic, and
  * no more than the header's page size x in-header page count may follow (when the header says
  * its page count is valid: offset 92 equal to the change counter at 24, as in every backup
- * blufio writes).
+ * blufio writes); when it does not, no more than `room` (the free space where it goes, less a
+ * margin).
  */
-export function sqliteSizeGuard(src: string): Transform {
+export function sqliteSizeGuard(src: string, room = Infinity, roomWhere = ''): Transform {
   let seen = 0;
   let head = Buffer.alloc(0);
   let limit = Infinity;
@@ -49,11 +50,17 @@ export function sqliteSizeGuard(src: string): Transform {
         head = Buffer.concat([head, chunk.subarray(0, 100 - head.length)]);
         const magic = Buffer.from('SQLite format 3\0');
         if (head.length >= 16 && !head.subarray(0, 16).equals(magic)) {
-          return done(new BlufioError('E_NOT_SQLITE', `${src} does not hold an SQLite database (what it decompresses to has no SQLite header)`, 'use a backup file made by blufio backup'));
+          return done(new BlufioError('E_NOT_SQLITE', `${src} does not hold an SQLite database (what it unpacks to has no SQLite header)`, 'use a backup file made by blufio backup'));
         }
         if (head.length === 100) limit = declaredBytes(head) ?? Infinity;
       }
       seen += chunk.length;
+      // A header that does not declare its size (older SQLite, or crafted) is bounded by the room
+      // there is: a bomb never fills the disk the live database is on.
+      if (limit === Infinity && seen > room) {
+        return done(new BlufioError('E_IO', `${src}'s database header does not declare its size, and it unpacks to more than the free space${roomWhere ? ` in ${roomWhere}` : ''}; stopped, nothing was replaced`,
+          'free some space there, or pass --work-dir <directory> on a file system with room'));
+      }
       if (seen > limit) {
         return done(new BlufioError('E_CORRUPT', `${src} decompresses to more than the ${limit} bytes its database header declares; stopped`, 'the file is damaged or not a backup: use another backup file'));
       }

@@ -10,7 +10,7 @@ import { ensureRoom, makeWorkDir } from './files.ts';
 import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
-import { BlufioError } from './errors.ts';
+import { BlufioError, timeLimitError } from './errors.ts';
 import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url } from './s3.ts';
 import { isSet, withSetBackup, withSetFile, type SetEntry } from './sets.ts';
@@ -50,6 +50,10 @@ export interface InspectResult {
 export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectStorageOptions {
   /** For a set: check the newest backup at or before this time (default: the newest). */
   at?: Date;
+  /** Ends downloads, decrypting and decompressing (Ctrl-C, --timeout). */
+  signal?: AbortSignal;
+  /** When the check must end (ms since the epoch; --timeout). */
+  deadline?: number;
   /** integrity_check's quick form. */
   quick?: boolean;
   /** Where a .gz / .age is unpacked, or a live database copied, to be checked (default: the system's temporary directory). */
@@ -91,7 +95,7 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
     try {
       const plain = path.join(dir, 'backup.db');
       try {
-        await unpackFile(abs, plain, layers, opts);
+        await unpackFile(abs, plain, layers, opts, opts.signal);
       } catch (e) {
         // A full or read-only work directory says nothing about the backup: that is the error.
         if (e instanceof BlufioError && (e.code === 'E_IO' || e.code === 'E_ABORTED' || e.code === 'E_TIMEOUT')) {
@@ -167,7 +171,10 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
         snapshot.begin();
         db = openDb(sqlite3, view);
         db.exec('PRAGMA temp_store=MEMORY');
+        const deadline = opts.deadline;
+        if (deadline !== undefined) sqlite3.capi.sqlite3_progress_handler(db.pointer!, 10_000, () => (Date.now() > deadline ? 1 : 0), 0);
         problems = integrityOf(sqlite3, db, !!opts.quick);
+        pastDeadline(opts);
         for (const name of db.selectValues("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") as string[]) {
           let rows: number | null = null;
           try {
@@ -184,6 +191,8 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
           if (++moving >= 3) return { ...(await inspectCopy(abs, opts)), bytes: st.size };
           continue;
         }
+        // An interrupted check says nothing about the file: the time limit is the error.
+        pastDeadline(opts);
         // Our own errors other than "not SQLite" / "corrupt" are not about the file's content.
         if (e instanceof BlufioError && !['E_NOT_SQLITE', 'E_CORRUPT'].includes(e.code)) throw e;
         const err = e instanceof BlufioError ? e : fromSqliteException(sqlite3, e);
@@ -223,6 +232,10 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
   } finally {
     close();
   }
+}
+
+function pastDeadline(opts: InspectOptions): void {
+  if (opts.deadline !== undefined && Date.now() > opts.deadline) throw timeLimitError();
 }
 
 /** Checks a consistent copy of a live database (made as a backup is) instead of the database. */

@@ -9,11 +9,12 @@
  * decrypted, a `.gz` that is plain SQLite is read as is).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AGE_MAGIC, CHUNK_BYTES, decryptStream, Encryptor, encryptStream, isAgeFile, parseIdentityFile, parseRecipient, peekAgeFile, type Identity, type Recipient } from './age.ts';
+import { AGE_MAGIC, CHUNK_BYTES, dearmorStream, decryptStream, isArmoredAgeFile, Encryptor, encryptStream, isAgeFile, parseIdentityFile, parseRecipient, peekAgeFile, type Identity, type Recipient } from './age.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
-import { BlufioError, fsError } from './errors.ts';
+import { BlufioError, fsError, isFileSystemError } from './errors.ts';
 import { gunzipError, gunzipStream, gzipStream, isGzip, sqliteSizeGuard } from './gzip.ts';
 
 /** node's pipeline() over a list built at run time (its typings want a fixed shape). */
@@ -23,6 +24,8 @@ const run = pipeline as unknown as (streams: unknown[], options: { signal?: Abor
 export interface Layers {
   gzip: boolean;
   age: boolean;
+  /** An age file in ASCII armor (age -a): only ever read, never written. */
+  armor?: boolean;
 }
 
 /** The layers a backup path's name asks for: `.gz` compresses, `.age` (last) encrypts. */
@@ -155,14 +158,15 @@ function writeAll(fd: number, parts: Uint8Array[]): number {
  */
 export function layersOfFile(file: string, keys: KeyOptions): Layers {
   const size = fs.statSync(file).size;
-  if (size >= AGE_MAGIC.length && isAgeFile(file)) {
+  const armor = size > 0 && isArmoredAgeFile(file);
+  if (armor || (size >= AGE_MAGIC.length && isAgeFile(file))) {
     const ids = identitiesOf(keys);
     if (ids.length === 0) {
       throw new BlufioError('E_KEY', `${file} is encrypted (age); no identity was given to decrypt it`,
         'pass --identity <key file>, or set backup.age_identity_file in blufio.toml or BLUFIO_AGE_IDENTITY_FILE');
     }
     const first = peekAgeFile(file, ids, file);
-    return { age: true, gzip: first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b };
+    return { age: true, armor, gzip: first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b };
   }
   return { age: false, gzip: size >= 2 && isGzip(file) };
 }
@@ -173,8 +177,9 @@ export function layersOfFile(file: string, keys: KeyOptions): Layers {
  * comes out is what it should be (a gzip bomb never fills the disk). A damaged, cut-off or tampered file is E_CORRUPT, a problem writing
  * `dest` E_IO (not the file's fault). `dest` is complete only if this resolves.
  */
-export async function unpackFile(src: string, dest: string, layers: Layers, keys: KeyOptions, signal?: AbortSignal, guard: Transform = sqliteSizeGuard(src)): Promise<void> {
+export async function unpackFile(src: string, dest: string, layers: Layers, keys: KeyOptions, signal?: AbortSignal, guard: Transform = sqliteSizeGuard(src, roomIn(path.dirname(dest)), path.dirname(dest))): Promise<void> {
   const stages: Array<Transform> = [];
+  if (layers.armor) stages.push(dearmorStream(src));
   if (layers.age) stages.push(decryptStream(identitiesOf(keys), src));
   const gunzip = layers.gzip ? gunzipStream() : null;
   if (gunzip) stages.push(gunzip);
@@ -185,7 +190,23 @@ export async function unpackFile(src: string, dest: string, layers: Layers, keys
     throwIfAborted(signal);
     if (e instanceof BlufioError) throw e;
     // The disk we write to (full, read-only...) is not the backup file's fault.
-    if ((e as NodeJS.ErrnoException).syscall) throw fsError(e, dest, `cannot unpack ${src}`);
+    if (isFileSystemError(e)) throw fsError(Object.assign(e as object, { code: (e as NodeJS.ErrnoException).code ?? diskCode(e) }), dest, `cannot unpack ${src}`);
     throw gunzipError(e, src);
   }
+}
+
+/** Free bytes in `dir` less 64 MiB (the system's own margin); Infinity where it cannot be told. */
+function roomIn(dir: string): number {
+  try {
+    const st = fs.statfsSync(dir);
+    return Math.max(0, Number(st.bavail) * Number(st.bsize) - 64 * 2 ** 20);
+  } catch {
+    return Infinity;
+  }
+}
+
+/** The errno a message-only file-system error stands for (Deno), so that fsError names it. */
+function diskCode(e: unknown): string | undefined {
+  const m = String((e as Error)?.message ?? '');
+  return /No space left|os error 28/i.test(m) ? 'ENOSPC' : /Disk quota|os error 122/i.test(m) ? 'EDQUOT' : /Read-only|os error 30/i.test(m) ? 'EROFS' : /Permission denied|os error 13/i.test(m) ? 'EACCES' : undefined;
 }

@@ -16,7 +16,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BlufioError, fsError } from './errors.ts';
+import { throwIfAborted } from './core/backup-loop.ts';
+import { BlufioError, fsError, isFileSystemError } from './errors.ts';
 import { makeWorkDir, pidAlive } from './files.ts';
 import type { Recipient } from './age.ts';
 import type { ProgressCallback } from './core/progress.ts';
@@ -194,9 +195,10 @@ async function sendStream(client: S3Client, loc: S3Location, input: Readable, op
     if (failed) throw failed;
     await client.completeUpload(loc, uploadId, etags, noClobber);
   } catch (e) {
-    // Never leave a half-sent upload behind when we can help it (Ctrl-C included).
-    await new S3Client(client.config, { retries: 2 }).abortUpload(loc, uploadId).catch(() => {});
-    if (journal) fs.rmSync(journal, { force: true });
+    // Never leave a half-sent upload behind when we can help it (Ctrl-C included), but never
+    // wait long for it either: a few seconds, then the journal keeps it for the next run.
+    const aborted = await new S3Client(client.config, { retries: 1, requestTimeoutMs: 5_000 }).abortUpload(loc, uploadId).catch(() => false);
+    if (journal && aborted) fs.rmSync(journal, { force: true });
     throw e;
   }
   if (journal) fs.rmSync(journal, { force: true });
@@ -233,7 +235,8 @@ async function* cutParts(input: Readable, pool: Buffer[]): AsyncGenerator<Buffer
  * one PUT, or for a multipart upload S3's "<MD5 of the parts' MD5s>-<parts>" (some servers give
  * the whole object's MD5 instead: accepted too). An ETag of another form (SSE-KMS, providers
  * that hash otherwise) says nothing either way; each part's MD5 was checked by the server as it
- * arrived. A mismatch removes the object: what is at the key is not what was sent.
+ * arrived. A mismatch is an error, but the object is left alone: it may be another run's
+ * (two runs to one key at once), which must not be deleted by this one.
  */
 async function checkUploaded(client: S3Client, loc: S3Location, bytes: number, etags: string[], multipart: boolean): Promise<void> {
   const res = await client.send({ method: 'HEAD', loc });
@@ -242,9 +245,8 @@ async function checkUploaded(client: S3Client, loc: S3Location, bytes: number, e
   const got = res.headers.get('etag') ?? '';
   const comparable = !kms && (multipart ? /^"[0-9a-f]{32}-\d+"$/.test(got) : /^"[0-9a-f]{32}"$/.test(got));
   if (size !== bytes || (comparable && !etags.includes(got))) {
-    await client.delete(loc).catch(() => {});
-    throw new BlufioError('E_IO', `${s3Url(loc)} did not hold what was sent (${size} bytes, ETag ${got}; sent ${bytes} bytes, ETag ${etags[0]}); it was removed`,
-      'try again; if it repeats, check the storage provider (or a proxy) for changes it makes to uploads');
+    throw new BlufioError('E_IO', `${s3Url(loc)} does not hold what this run sent (${size} bytes, ETag ${got}; sent ${bytes} bytes, ETag ${etags[0]}): another run wrote it meanwhile, or the upload was changed on the way`,
+      'do not trust this object: run the backup again (one run at a time per key), then check it with blufio verify');
   }
 }
 
@@ -275,8 +277,8 @@ export async function download(client: S3Client, loc: S3Location, dest: string, 
       };
       await pipeline(body, count, fs.createWriteStream(dest, { mode: 0o600 }), { signal: opts.signal });
     } catch (e) {
-      opts.signal?.throwIfAborted();
-      if ((e as NodeJS.ErrnoException).syscall) throw fsError(e, dest, `cannot download ${s3Url(loc)}`);
+      throwIfAborted(opts.signal);
+      if (isFileSystemError(e)) throw fsError(e, dest, `cannot download ${s3Url(loc)}`);
       if (attempt < 3) continue;
       throw new BlufioError('E_IO', `the download of ${s3Url(loc)} was cut off after ${got} of ${total} bytes`, 'try again', { cause: e });
     }
@@ -300,7 +302,8 @@ export async function withDownloaded<T>(url: string, opts: ObjectStorageOptions 
   const client = clientFor(opts);
   const dir = makeWorkDir('download', opts.workDir);
   try {
-    const file = path.join(dir, path.basename(loc.key) || 'object');
+    // Not named after the key: a key's last part may be longer than a file name may be.
+    const file = path.join(dir, 'object');
     await download(client, loc, file, opts);
     try {
       return await fn(file);

@@ -168,13 +168,17 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     let source = from;
     if (compressed || encrypted) {
       ensureRoom(path.dirname(unpacked), fromStat.size, 'the unpacked backup (at least as big as the .gz / .age)', 'free some space there, or pass --work-dir <directory> on a file system with room');
-      await unpackFile(from, unpacked, { gzip: compressed, age: encrypted }, options, options.signal);
+      await unpackFile(from, unpacked, layersOfFile(from, options), options, options.signal);
       checkHeader(unpacked, fs.statSync(unpacked).size, from);
       source = unpacked;
     }
     // 1. Build and verify the new database; nothing of the target is touched before this passes.
     ensureRoom(path.dirname(db), sourceBytes(source), 'the restored database', 'free some space there first; nothing was changed');
-    const copy = await buildVerifiedCopy(source, tmp, { ...options, verify: true }, 'the backup file');
+    const copy = await buildVerifiedCopy(source, tmp, { ...options, verify: true }, 'the backup file').catch((e: unknown) => {
+      // Errors name the backup the user gave, never the private file it was unpacked into.
+      if (e instanceof BlufioError && source !== from) throw new BlufioError(e.code, e.message.replaceAll(source, from), e.hint?.replaceAll(source, from), { cause: e });
+      throw e;
+    });
     crashPoint('built');
 
     // 2. The new file takes the target's owner, group and mode (a restore as root must not lock

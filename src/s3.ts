@@ -21,6 +21,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Readable } from 'node:stream';
 import { AwsV4Signer } from 'aws4fetch';
+import { throwIfAborted } from './core/backup-loop.ts';
 import { BlufioError } from './errors.ts';
 
 /** Where an object is: `s3://bucket/key`. */
@@ -33,13 +34,21 @@ export const isS3Url = (s: string) => /^s3:\/\//i.test(s);
 
 /** Parses `s3://bucket/key` (`key` may be empty for a prefix: `s3://bucket/`). */
 export function parseS3Url(url: string, needKey = true): S3Location {
-  const m = /^s3:\/\/([^/]*)\/?(.*)$/i.exec(url);
+  const m = /^s3:\/\/([^/]*)\/?([\s\S]*)$/i.exec(url);
   const bucket = m?.[1] ?? '';
   if (!m || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || bucket.includes('..')) {
     throw new BlufioError('E_USAGE', `"${url}" is not an s3://BUCKET/KEY address (bucket names are 3–63 lower-case letters, digits, dots and hyphens)`, 'write it as s3://my-bucket/backups/blufio.db.gz');
   }
   if (needKey && (m[2] === '' || m[2].endsWith('/'))) {
-    throw new BlufioError('E_USAGE', `"${url}" names no object (it ends in /)`, `give the object's key: s3://${bucket}/${m[2]}blufio.db.gz`);
+    throw new BlufioError('E_USAGE', `"${url}" names no object${m[2] === '' ? '' : ' (it ends in /)'}`, `give the object's key: s3://${bucket}/${m[2]}blufio.db.gz`);
+  }
+  // HTTP clients resolve "." and ".." in a path (even as %2E): the request would go to another
+  // object, or another bucket. S3 allows such keys; we refuse them rather than write elsewhere.
+  if (m[2].split('/').some((seg) => seg === '.' || seg === '..')) {
+    throw new BlufioError('E_USAGE', `"${url}" has a "." or ".." segment, which HTTP would resolve to another key`, 'write the key without "." and ".." segments');
+  }
+  if (/[\x00-\x1f\x7f]/.test(m[2])) {
+    throw new BlufioError('E_USAGE', `"${url.replace(/[\x00-\x1f\x7f]/g, '?')}" has control characters (a line break?) in its key`, 'write the key on one line, without control characters');
   }
   return { bucket, key: m[2] };
 }
@@ -108,6 +117,11 @@ export function resolveS3(settings: S3Settings = {}, env: NodeJS.ProcessEnv = pr
   let secretAccessKey: string | undefined;
   let sessionToken: string | undefined;
   let credentialSource = '';
+  if (!!env.AWS_ACCESS_KEY_ID !== !!env.AWS_SECRET_ACCESS_KEY) {
+    // Half a pair is a mistake, never a reason to use other keys (a profile's) silently.
+    throw new BlufioError('E_CONFIG', `object storage needs credentials: ${env.AWS_ACCESS_KEY_ID ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID'} is not set, but ${env.AWS_ACCESS_KEY_ID ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY'} is`,
+      'set both, or neither (then ~/.aws/credentials is used)');
+  }
   if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
     accessKeyId = env.AWS_ACCESS_KEY_ID;
     secretAccessKey = env.AWS_SECRET_ACCESS_KEY;
@@ -133,10 +147,14 @@ export function resolveS3(settings: S3Settings = {}, env: NodeJS.ProcessEnv = pr
   const custom = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || pconf.endpoint_url || settings.endpoint;
   let endpoint = custom ?? `https://s3.${region}.amazonaws.com`;
   if (!/^https?:\/\//i.test(endpoint)) endpoint = `https://${endpoint}`;
+  let parsed: URL;
   try {
-    new URL(endpoint);
+    parsed = new URL(endpoint);
   } catch {
-    throw new BlufioError('E_CONFIG', `the S3 endpoint "${endpoint}" is not a URL`, 'set it as https://host[:port] (AWS_ENDPOINT_URL_S3, or endpoint in [backup.s3])');
+    throw new BlufioError('E_CONFIG', `the S3 endpoint "${endpoint.replace(/\/\/[^/@]*@/, '//…@')}" is not a URL`, 'set it as https://host[:port] (AWS_ENDPOINT_URL_S3, or endpoint in [backup.s3])');
+  }
+  if (parsed.username || parsed.password) {
+    throw new BlufioError('E_CONFIG', `the S3 endpoint ${parsed.protocol}//…@${parsed.host} has credentials in it`, 'keys do not go in the endpoint: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials), and the endpoint as https://host[:port]');
   }
   return {
     endpoint: endpoint.replace(/\/+$/, ''),
@@ -203,13 +221,13 @@ export class S3Client {
   async send(r: Req): Promise<Res> {
     const tries = Math.max(1, this.opts.retries ?? 5);
     for (let attempt = 1; ; attempt++) {
-      this.opts.signal?.throwIfAborted();
+      throwIfAborted(this.opts.signal);
       let res: Res;
       let timedOut = false;
       try {
         res = await this.once(r, () => (timedOut = true));
       } catch (e) {
-        if (this.opts.signal?.aborted) throw this.opts.signal.reason;
+        throwIfAborted(this.opts.signal);
         if ((timedOut || isDroppedConnection(e)) && attempt < tries) {
           await backoff(attempt, this.opts.signal);
           continue;
@@ -328,6 +346,10 @@ export class S3Client {
       if (res.status === 403) throw this.httpError(403, '', { method: 'HEAD', loc });
       return null;
     }
+    // Every S3 server gives an object an ETag; a captive portal or a web server does not.
+    if (!res.headers.get('etag')) {
+      throw new BlufioError('E_IO', `the endpoint ${this.config.endpoint} does not answer like an S3 server (a HEAD of ${s3Url(loc)} got 200 without an ETag)`, 'check the endpoint (AWS_ENDPOINT_URL_S3, or endpoint in [backup.s3])');
+    }
     return { size: Number(res.headers.get('content-length') ?? -1), etag: res.headers.get('etag') ?? '' };
   }
 
@@ -418,13 +440,14 @@ function isDroppedConnection(e: unknown): boolean {
 }
 
 /** Waits 0.2 s x 2^(attempt-1), at most 10 s, with full jitter. */
-function backoff(attempt: number, signal?: AbortSignal): Promise<void> {
+async function backoff(attempt: number, signal?: AbortSignal): Promise<void> {
   const ms = Math.random() * Math.min(10_000, 200 * 2 ** (attempt - 1));
-  return new Promise((resolve, reject) => {
+  await new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
     signal?.addEventListener('abort', () => {
       clearTimeout(t);
-      reject(signal.reason);
+      resolve();
     }, { once: true });
   });
+  throwIfAborted(signal);
 }

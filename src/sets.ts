@@ -151,8 +151,9 @@ class BucketStore implements SetStore {
       .filter((o) => !o.key.slice(this.prefix.length).includes('/'))
       .map((o) => ({ name: o.key.slice(this.prefix.length), bytes: o.size }));
   }
+  private fetched = 0;
   async fetch(name: string, workDir: string) {
-    const file = path.join(workDir, name);
+    const file = path.join(workDir, `object-${++this.fetched}`);
     await download(this.client, { bucket: this.bucket, key: this.prefix + name }, file, { signal: this.opts.signal });
     return file;
   }
@@ -340,10 +341,11 @@ function readDiffHeader(file: string, shown: string): { header: DiffHeader; offs
 
 /** The local, plain database of a set's entry in `work`: unpacked, and for a differential rebuilt from its base. */
 async function materialize(store: SetStore, entry: SetEntry, work: string, keys: KeyOptions, signal?: AbortSignal): Promise<string> {
+  let unpacked = 0;
   const plainOf = async (name: string): Promise<string> => {
     const packed = await store.fetch(name, work);
     const layers = layersOfFile(packed, keys);
-    const plain = path.join(work, `${name}.plain`);
+    const plain = path.join(work, `plain-${++unpacked}`);
     await unpackPlain(packed, plain, layers, keys, signal, parseName(name)?.kind === 'diff' ? diffSizeGuard(store.where(name)) : undefined);
     return plain;
   };
@@ -367,7 +369,7 @@ async function materialize(store: SetStore, entry: SetEntry, work: string, keys:
     throw new BlufioError('E_CORRUPT', `${store.where(header.base)} is not the base ${store.where(entry.name)} was made against (its SHA-256 differs)`, 'use another backup');
   }
   // Apply the pages, cut to the new size, and the result must be the database that was backed up.
-  const out = path.join(work, `${entry.name}.rebuilt.db`);
+  const out = path.join(work, 'rebuilt.db');
   fs.renameSync(basePlain, out);
   const fdIn = fs.openSync(diff, 'r');
   const fdOut = fs.openSync(out, 'r+');

@@ -150,6 +150,13 @@ export class SourceSnapshot implements VfsFile {
     // empty file (a database never checkpointed yet) says it too. A stale, empty -wal beside a
     // rollback-mode database does not: the rollback checks must apply there.
     this.mode = head[18] === 2 || (got === 0 && this.index0) ? 'wal' : 'rollback';
+    if (got === 0 && !this.index0) {
+      // A WAL with bytes in it that showed no commit (yet): look again rather than judge.
+      if ((statOrNull(`${this.dbPath}-wal`)?.size ?? 0) > 0) throw new RetryAttempt('an empty database file beside a WAL that showed no commit');
+      // SQLite would open an empty file as an empty database, and a backup of it would restore
+      // as one: almost always a wrong path, never something to keep as a backup.
+      throw new BlufioError('E_NOT_SQLITE', `${this.dbPath} is empty (0 bytes, and no WAL with committed data beside it)`, 'check the path: it must name an SQLite database file');
+    }
 
     if (this.mode === 'rollback') {
       // SQLite does not read a WAL beside a rollback-mode database: neither do we.

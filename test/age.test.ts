@@ -183,7 +183,7 @@ test('keygen: an age-keygen key file, 0600, never over another file; its public 
   assert.match(fs.readFileSync(keyFile, 'utf8'), new RegExp(`^# created: \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ\\n# public key: ${recipient}\\nAGE-SECRET-KEY-1[0-9A-Z]{58}\\n$`));
   const again = runCli(['keygen', keyFile]);
   assert.is(again.code, 1);
-  assert.is(again.stderr, `error: ${keyFile} already exists (the key file is never written over another file: choose another path)\n`);
+  assert.is(again.stderr, `error: ${keyFile} already exists (a key file is never written over another file (or link): choose another path)\n`);
   assert.is(execFileSync('age-keygen', ['-y', keyFile], { encoding: 'utf8' }).trim(), recipient);
   const toStdout = runCli(['keygen']);
   assert.is(toStdout.code, 0);
@@ -320,6 +320,33 @@ test('Ctrl-C during an encrypted backup: nothing at the destination, no staged p
   assert.is(next.code, 0, next.stderr);
   assert.equal(fs.readdirSync(work), []);
   assert.equal(fs.readdirSync(dest).filter((f) => !f.startsWith('.')), ['d.db.age']);
+});
+
+test('armored files (age -a) restore and verify; a secret key given as a recipient is never printed; identity errors name the file', () => {
+  const { d, db, key } = sample(300);
+  const copy = path.join(d, 'copy.db');
+  sql(db, `VACUUM INTO '${copy}'`);
+  const armored = path.join(d, 'armored.db.age');
+  execFileSync('age', ['-a', '-r', key.recipient, '-o', armored, copy]);
+  assert.match(fs.readFileSync(armored, 'utf8'), /^-----BEGIN AGE ENCRYPTED FILE-----\n/);
+  const target = path.join(d, 'target.db');
+  let r = runCli(['restore', '--db', target, armored, '--identity', key.file]);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(fingerprint(target), fingerprint(db));
+  const secret = key.text.split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-1'))!;
+  const list = path.join(d, 'recipients.txt');
+  fs.writeFileSync(list, `${secret}\n`);
+  for (const args of [['--recipient', secret], ['--recipients-file', list]]) {
+    r = runCli(['backup', '--db', db, path.join(d, 'x.db.age'), ...args, '--json']);
+    assert.is(r.code, 1);
+    assert.not.ok(r.stderr.includes(secret.slice(16)) || r.stdout.includes(secret.slice(16)), 'the secret key is not printed');
+    assert.match(r.stderr, 'is a secret key (AGE-SECRET-KEY-…), not a public key');
+  }
+  const garbage = path.join(d, 'garbage.txt');
+  fs.writeFileSync(garbage, '# a comment\nnot a key\n');
+  r = runCli(['verify', armored, '--identity', garbage]);
+  assert.is(r.code, 1);
+  assert.is(r.stderr, `error: ${garbage}:2: not an age secret key (AGE-SECRET-KEY-1…) (give the key file that blufio keygen or age-keygen wrote)\n`);
 });
 
 test.run();

@@ -26,13 +26,13 @@ test('creates a valid, self-contained database with everything in it', async () 
   assert.equal(fs.readdirSync(d).sort(), ['backup.db', 'blufio.db']);
 });
 
-test('an empty database backs up to an openable one', async () => {
+test('a 0-byte file is refused (a wrong path, not a database to keep); a database with no tables backs up', async () => {
   const d = tmpdir();
   const db = path.join(d, 'empty.db');
   fs.writeFileSync(db, '');
   const dest = path.join(d, 'b.db');
-  await backup(db, dest);
-  assert.is(sql(dest, 'PRAGMA integrity_check; SELECT count(*) FROM sqlite_schema;'), 'ok\n0');
+  await rejects(backup(db, dest), 'E_NOT_SQLITE', /is empty \(0 bytes/);
+  assert.not.ok(fs.existsSync(dest));
   const d2 = path.join(d, 'schema-less.db');
   sql(d2, 'PRAGMA user_version=7;');
   await backup(d2, path.join(d, 'b2.db'));
@@ -106,6 +106,11 @@ test('refuses bad sources with a clear error and leaves nothing behind', async (
   const truncated = path.join(d, 'truncated.db');
   fs.writeFileSync(truncated, fs.readFileSync(db).subarray(0, 4096 + 1000));
   await rejects(backup(truncated, dest), 'E_CORRUPT', /is truncated: its header declares/);
+  // An empty file would back up as an empty database: refused (a wrong path, almost always).
+  const empty = path.join(d, 'empty.db');
+  fs.writeFileSync(empty, '');
+  await rejects(backup(empty, dest), 'E_NOT_SQLITE', /is empty \(0 bytes/);
+  fs.rmSync(empty);
   assert.equal(fs.readdirSync(d).sort(), ['blufio.db', 'text.db', 'truncated.db']);
 });
 
@@ -156,7 +161,8 @@ test('refuses bad destinations', async () => {
   fs.linkSync(db, path.join(d, 'hard.db'));
   await rejects(backup(db, path.join(d, 'hard.db'), { force: true }), 'E_SAME_FILE');
   await rejects(backup(db, `${db}-wal`), 'E_SAME_FILE');
-  await rejects(backup(db, d), 'E_NOT_FILE', /is a directory/);
+  // An existing directory is a backup set: a timestamped backup goes into it.
+  assert.match((await backup(db, d)).path, /blufio-\d{8}T\d{6}Z\.db\.gz$/);
   await rejects(backup(db, path.join(d, 'no', 'such', 'dir', 'b.db')), 'E_DEST_DIR', /does not exist/);
   const existing = path.join(d, 'existing.db');
   fs.writeFileSync(existing, 'keep me');

@@ -117,6 +117,34 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
   });
 }
 
+test('keys with . or .. segments, credentials in the endpoint, half a key pair, and an endpoint that is not S3 are refused', async () => {
+  const { db } = sample(50);
+  let r = runCli(['backup', '--db', db, 's3://backups/sub/../top.db'], { env: env() });
+  assert.is(r.code, 2);
+  assert.match(r.stderr, 'has a "." or ".." segment');
+  r = runCli(['backup', '--db', db, 's3://backups/x.db'], { env: { ...env(), AWS_ENDPOINT_URL_S3: `http://AKID:SECRETPW@127.0.0.1:${server.port}` } });
+  assert.is(r.code, 1);
+  assert.not.match(r.stderr, 'SECRETPW');
+  assert.match(r.stderr, 'has credentials in it');
+  r = runCli(['backup', '--db', db, 's3://backups/x.db'], { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${server.port}` } });
+  assert.is(r.code, 1);
+  assert.match(r.stderr, 'AWS_SECRET_ACCESS_KEY is not set, but AWS_ACCESS_KEY_ID is');
+  // A web server that answers 200 to everything (a captive portal, a wrong URL).
+  const http = await import('node:http');
+  const web = http.createServer((_req, res) => res.end('<html>hello</html>'));
+  await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (web.address() as net.AddressInfo).port;
+    const child = spawn(process.execPath, [CLI, 'backup', '--db', db, 's3://backups/x.db'], { env: { ...process.env, ...env(), AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}` } });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    assert.is(await new Promise((resolve) => child.on('exit', resolve)), 1);
+    assert.match(stderr, 'does not answer like an S3 server');
+  } finally {
+    web.close();
+  }
+});
+
 test('secrets never appear in any output, --json or debug trace', () => {
   const { db } = sample(50);
   const secret = 'SECRET-never-shown-7d1e';

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup, restore } from '../src/index.ts';
-import { CLI, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+import { CLI, RUNTIMES, asNobody, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 
 const test = suite('work dir');
 const mounts: string[] = [];
@@ -101,6 +101,62 @@ test('verify x.gz with no room to decompress says so, and never calls the backup
   assert.not.match(r.stdout + r.stderr, /FAILED|do not restore/);
   assert.match(r.stderr, new RegExp(`^error: .*no space left on the device holding ${small}.*\\(the backup itself was not judged\\)`));
   assert.equal(fs.readdirSync(small), []);
+});
+
+test('no room to unpack an encrypted backup, under every runtime: never called damaged', async () => {
+  const small = smallDisk('2m');
+  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  const d = tmpdir();
+  const db = compressibleDb(d);
+  execFileSync('age-keygen', ['-o', path.join(d, 'key.txt')], { stdio: 'ignore' });
+  const recipient = execFileSync('age-keygen', ['-y', path.join(d, 'key.txt')], { encoding: 'utf8' }).trim();
+  const age = path.join(d, 'b.db.gz.age');
+  await backup(db, age, { recipients: [recipient] });
+  for (const runtime of Object.values(RUNTIMES)) {
+    const r = spawnSync(runtime[0], [...runtime.slice(1), CLI, 'verify', age, '--identity', path.join(d, 'key.txt'), '--work-dir', small], { encoding: 'utf8' });
+    assert.is(r.status, 1, runtime[0]);
+    assert.not.match(r.stdout + r.stderr, /FAILED|do not restore|damaged/, runtime[0]);
+    assert.match(r.stderr, /no space left on the device.*\(the backup itself was not judged\)/, runtime[0]);
+    assert.equal(fs.readdirSync(small), []);
+  }
+});
+
+test('a gzip bomb whose header does not declare its size stops at the free space, not at a full disk', async () => {
+  const small = smallDisk('40m');
+  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  const d = tmpdir();
+  const db = compressibleDb(d);
+  // A header whose page count is not marked valid (offset 92 differs from 24), then 200 MB of zeros.
+  const head = Buffer.from(fs.readFileSync(db).subarray(0, 4096));
+  head.writeUInt32BE(head.readUInt32BE(24) + 1, 92);
+  const bomb = path.join(d, 'bomb.db.gz');
+  execFileSync('bash', ['-c', `{ cat; head -c 200000000 /dev/zero; } | gzip -1 > "${bomb}"`], { input: head });
+  const target = path.join(small, 'live.db');
+  makeSampleDb(target, { rows: 10 });
+  const before = fingerprint(target);
+  const r = spawnSync(process.execPath, [CLI, 'restore', '--db', target, bomb], { encoding: 'utf8' });
+  assert.is(r.status, 1);
+  assert.match(r.stderr, 'header does not declare its size, and it unpacks to more than the free space');
+  assert.is(fingerprint(target), before);
+  assert.ok(Number(fs.statfsSync(small).bavail) * Number(fs.statfsSync(small).bsize) > 30 * 2 ** 20, 'the disk was not filled');
+});
+
+test('a stale staging directory of another user does not break a run (it is left to its owner)', async () => {
+  const nobody = asNobody(RUNTIMES.node);
+  if (!nobody) return console.log('  (skipped: not root)');
+  const base = tmpdir();
+  fs.chmodSync(base, 0o1777);
+  const stale = path.join(base, 'blufio-backup-99998-abcdef');
+  fs.mkdirSync(stale);
+  fs.writeFileSync(path.join(stale, 'f'), 'x');
+  const d = tmpdir();
+  fs.chmodSync(d, 0o777);
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 10 });
+  fs.chmodSync(db, 0o644);
+  const r = spawnSync(nobody.runtime[0], [...nobody.runtime.slice(1), nobody.cliPath, 'backup', '--db', db, path.join(d, 'b.db.gz'), '--work-dir', base], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.ok(fs.existsSync(path.join(stale, 'f')), 'another user\'s directory is left alone');
 });
 
 test('a missing --work-dir is a clear error', async () => {

@@ -43,7 +43,9 @@ export function fromSqliteException(sqlite3: Sqlite3, e: unknown, doing?: string
 export function integrityOf(sqlite3: Sqlite3, db: Database, quick = false, maxErrors = 20): string[] {
   try {
     const rows = db.selectValues(`PRAGMA ${quick ? 'quick_check' : 'integrity_check'}(${maxErrors})`) as string[];
-    return rows.length === 1 && rows[0] === 'ok' ? [] : rows.map(String);
+    if (rows.length === 1 && rows[0] === 'ok') return [];
+    // A row may hold several lines ("*** in database main ***\nTree 2 page 2 …"): one problem a line.
+    return rows.flatMap((r) => String(r).split('\n')).map((l) => l.trim()).filter((l) => l !== '' && !/^\*\*\* in database \w+ \*\*\*$/.test(l));
   } catch (e) {
     const err = fromSqliteException(sqlite3, e);
     if (err) return [err.message];
