@@ -196,10 +196,17 @@ export class SourceSnapshot implements VfsFile {
    */
   private checkWhole(head: Uint8Array, got: number): void {
     if (got === 0) return;
-    const size = this.dbStat!.size;
+    const size = fs.fstatSync(this.dbFd).size;
     const declared = declaredBytes(head);
     const cut = size < this.pageSize || (this.mode === 'rollback' && (size % this.pageSize !== 0 || (declared !== null && declared > size)));
     if (cut) {
+      // A live writer extends the file and rewrites page 1 in one commit: a header and a size
+      // read on either side of it disagree without anything being damaged (found by the live
+      // suite). Judged only when nothing changed since the header was read, and no commit is
+      // under way; otherwise looked at again.
+      if (this.dbStampKey() !== this.lastPre || this.journalIsHot() || writerActive(this.dbPath)) {
+        throw new RetryAttempt('the size and the header of the file disagree while it changes');
+      }
       throw new BlufioError('E_CORRUPT', `${this.dbPath} is truncated: ${declared !== null ? `its header declares ${declared} bytes` : `its pages are ${this.pageSize} bytes`}, the file holds ${size}`,
         'the file was cut short (an interrupted copy or download?); use another backup');
     }

@@ -175,7 +175,8 @@ test('bad backup files: clear error, target and directory untouched', async () =
   const { d, db, oldPrint } = await setup();
   const before = fs.readdirSync(d).sort();
   await rejects(restore(db, path.join(d, 'missing.db')), 'E_SOURCE_MISSING', /backup file not found/);
-  await rejects(restore(db, d), 'E_NOT_FILE');
+  // A directory is a backup set; this one holds none.
+  await rejects(restore(db, d), 'E_SOURCE_MISSING', /holds no backups/);
   const empty = path.join(d, 'empty.bak');
   fs.writeFileSync(empty, '');
   await rejects(restore(db, empty), 'E_NOT_SQLITE', /is empty/);
