@@ -70,6 +70,7 @@ interface CommonFlags {
   keepYearly?: number;
   ping?: string;
   ifMissing?: boolean;
+  series?: string[];
 }
 
 function build(run: (name: CommandName, target: string, flags: CommonFlags) => Promise<void>): CAC {
@@ -107,6 +108,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .option('--dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing')
     .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601, UTC unless a zone is given)')
     .option('--if-missing', 'Restore only when the database does not exist yet (a fresh container seeding itself); exit 0 either way')
+    .option('--series <name>', 'From a set: whose backups (default: the database\'s own file name without .db)', { type: [String] })
     .example('blufio restore /var/backups/blufio-2026-11-24.db --dry-run')
     .example('blufio restore /var/backups/blufio-2026-11-24.db')
     .action((p: string, f: CommonFlags) => run('restore', p, f));
@@ -114,6 +116,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
     .option('--quick', 'Run quick_check instead of the full integrity_check')
     .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601)')
+    .option('--series <name>', 'From a set holding several databases\' backups: whose', { type: [String] })
     .option('--json', 'Print one JSON object with the report on stdout')
     .option('--quiet', 'Print nothing; the exit code tells')
     .option('--timeout <seconds>', 'Give up after this long (a download, decrypting, the check)')
@@ -293,7 +296,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       // A set's backup or a differential is rebuilt, an object downloaded, to be planned on:
       // what they hold is only known from their bytes.
       const { fromStat: _s, target: _t, ...plan } = isSet(target)
-        ? await withSetBackup(target, { ...remote, at: await atFlag(f), stem: stemOf(cfg.databasePath) }, planOn)
+        ? await withSetBackup(target, { ...remote, at: await atFlag(f), stem: pathFlag(f.series, '--series') ?? stemOf(cfg.databasePath) }, planOn)
         : (await withSetFile(target, remote, planOn)) ?? (target.startsWith('s3://')
           ? { ...(await withDownloaded(target, remote, async (file) => planRestore(cfg.databasePath, file, planOpts))), path: target }
           : planRestore(cfg.databasePath, target, planOpts));
@@ -310,7 +313,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (refused) throw new Silent();
     } else {
       const { restore } = await import('./restore.ts');
-      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f) });
+      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series') });
       bar?.done();
       say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
@@ -325,7 +328,7 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
   const { inspect } = await import('./inspect.ts');
   const { resolveConfig } = await import('./config.ts');
   const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
-  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), signal, deadline });
+  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series'), signal, deadline });
   // A check is one synchronous call that a signal cannot cut short: an interruption that came
   // meanwhile is honoured now, before a verdict is printed.
   throwIfAborted(signal);
@@ -505,7 +508,8 @@ function pathFlag(v: unknown, name: string): string | undefined {
 }
 
 function intFlag(v: unknown, name: string, min: number): number {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  // Digits only: Number() would also take "0x10", "1e3" and " 7 ".
+  const n = typeof v === 'string' ? (/^\d+$/.test(v) ? Number(v) : NaN) : v;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min) {
     throw new BlufioError('E_USAGE', `${name} must be a whole number of at least ${min}, not "${String(v)}"`, `run blufio --help`);
   }

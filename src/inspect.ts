@@ -50,6 +50,8 @@ export interface InspectResult {
 export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectStorageOptions {
   /** For a set: check the newest backup at or before this time (default: the newest). */
   at?: Date;
+  /** For a set holding several databases' backups: whose (the series name). */
+  series?: string;
   /** Ends downloads, decrypting and decompressing (Ctrl-C, --timeout). */
   signal?: AbortSignal;
   /** When the check must end (ms since the epoch; --timeout). */
@@ -67,7 +69,7 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
     const r = await inspect(local, { ...opts, at: undefined });
     return { ...r, path: where, bytes: e.bytes, compressed: true, encrypted: e.encrypted, problems: r.problems.map((p) => p.replaceAll(local, where)) };
   };
-  if (isSet(file)) return withSetBackup(file, opts, rebuilt);
+  if (isSet(file)) return withSetBackup(file, { ...opts, stem: opts.series }, rebuilt);
   if (opts.at) throw new BlufioError('E_USAGE', '--at picks a backup from a set (a folder or an s3:// prefix ending in /), not from one file', 'give the set instead of the file, or leave --at out');
   const diff = await withSetFile(file, opts, rebuilt);
   if (diff) return diff;

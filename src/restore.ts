@@ -35,6 +35,8 @@ import { readFully, writeFully } from './vfs/disk-file.ts';
 export interface RestoreOptions extends Omit<BackupOptions, 'verify' | 'mode' | 'recipients' | 'gzip'> {
   /** From a set: the newest backup at or before this time (default: the newest). */
   at?: Date;
+  /** From a set: whose backups (the series: a database file's name without .db; default: the database's own). */
+  series?: string;
   /** Journal mode of the restored database: WAL (blufio's default, storage.wal_mode) or rollback. */
   walMode?: boolean;
   /** Called with each notice a person should see (safety copy, in-use check unavailable). */
@@ -134,7 +136,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   // A set (a folder or an s3:// prefix): the newest backup at or before options.at; a
   // differential (alone, or picked from a set) is rebuilt on its base first.
   if (isSet(fromPath)) {
-    const r = await withSetBackup(fromPath, { ...options, stem: stemOf(dbPath) }, async (file, _e, where) => ({ result: await restore(dbPath, file, { ...options, at: undefined }), where }));
+    const r = await withSetBackup(fromPath, { ...options, stem: options.series ?? stemOf(dbPath) }, async (file, _e, where) => ({ result: await restore(dbPath, file, { ...options, at: undefined }), where }));
     return { ...r.result, path: r.where };
   }
   if (options.at) throw new BlufioError('E_USAGE', '--at picks a backup from a set (a folder or an s3:// prefix ending in /), not from one file', 'give the set instead of the file, or leave --at out');

@@ -119,7 +119,9 @@ class FolderStore implements SetStore {
     });
   }
   async fetch(name: string) {
-    return this.where(name);
+    const file = this.where(name);
+    if (!statOrNull(file)?.isFile()) throw new BlufioError('E_SOURCE_MISSING', `${file} does not exist`, 'check the set (blufio list shows what is there)');
+    return file;
   }
   async put(file: string, name: string, layers: Layers, keys: KeyOptions) {
     const dest = this.where(name);
@@ -179,9 +181,8 @@ function openStore(set: string, opts: ObjectStorageOptions & { signal?: AbortSig
   }
   const dir = path.resolve(set);
   const st = statOrNull(dir);
-  if (!st?.isDirectory()) {
-    throw new BlufioError('E_DEST_DIR', `the backup set ${dir} is not a directory`, `create it first (mkdir -p ${dir})`);
-  }
+  if (!st) throw new BlufioError('E_DEST_DIR', `the backup set ${dir} does not exist`, `create it first (mkdir -p ${dir})`);
+  if (!st.isDirectory()) throw new BlufioError('E_NOT_FILE', `${dir} is a file, not a backup set (a directory)`, 'give the directory that holds the backups, or the file itself without a trailing /');
   return new FolderStore(dir);
 }
 
@@ -212,6 +213,10 @@ interface PageHashes {
   /** SHA-256 of the whole database file, hex. */
   sha256: string;
   hashes: Buffer;
+  /** The published backup these hashes describe: its size (a base swapped or rewritten since is not used). */
+  bytes?: number;
+  /** Who it was encrypted to (a fingerprint of the sorted recipients): a new key means a new full backup. */
+  recipients?: string;
 }
 
 /** Hashes a database file page by page, and as a whole. */
@@ -247,16 +252,18 @@ function readAt(fd: number, buf: Buffer, len: number, at: number): void {
 const PAGES_MAGIC = 'blufio-pages 1\n';
 
 function encodePages(h: PageHashes): Buffer {
-  return Buffer.concat([Buffer.from(PAGES_MAGIC), Buffer.from(`${JSON.stringify({ pageSize: h.pageSize, pages: h.pages, sha256: h.sha256 })}\n`), h.hashes]);
+  return Buffer.concat([Buffer.from(PAGES_MAGIC), Buffer.from(`${JSON.stringify({ pageSize: h.pageSize, pages: h.pages, sha256: h.sha256, bytes: h.bytes, recipients: h.recipients })}\n`), h.hashes]);
 }
+
+const recipientsKey = (recipients: string[]) => (recipients.length ? createHash('sha256').update([...recipients].sort().join('\n')).digest('hex').slice(0, 32) : '');
 
 function decodePages(b: Buffer): PageHashes | null {
   if (!b.subarray(0, PAGES_MAGIC.length).equals(Buffer.from(PAGES_MAGIC))) return null;
   const nl = b.indexOf(0x0a, PAGES_MAGIC.length);
   try {
-    const meta = JSON.parse(b.subarray(PAGES_MAGIC.length, nl).toString('utf8')) as { pageSize: number; pages: number; sha256: string };
+    const meta = JSON.parse(b.subarray(PAGES_MAGIC.length, nl).toString('utf8')) as { pageSize: number; pages: number; sha256: string; bytes?: number; recipients?: string };
     const hashes = b.subarray(nl + 1);
-    if (hashes.length !== meta.pages * HASH_BYTES) return null;
+    if (!validGeometry(meta.pageSize, meta.pages) || typeof meta.sha256 !== 'string' || hashes.length !== meta.pages * HASH_BYTES) return null;
     return { ...meta, hashes };
   } catch {
     return null;
@@ -272,7 +279,14 @@ function decodePages(b: Buffer): PageHashes | null {
 function hashCacheDir(set: string, opts: ObjectStorageOptions): string {
   const env = opts.env ?? process.env;
   const state = opts.stateDir ?? path.join(env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : path.join(os.homedir(), '.local', 'state'), 'blufio');
-  const id = createHash('sha256').update(isS3Url(set) ? set.replace(/\/?$/, '/') : path.resolve(set)).digest('hex').slice(0, 16);
+  // One set, one id, however it is spelled (a link, a relative path, a trailing slash).
+  let where = isS3Url(set) ? set.replace(/\/?$/, '/') : path.resolve(set);
+  try {
+    if (!isS3Url(set)) where = fs.realpathSync(where);
+  } catch {
+    // not there: its spelling will do
+  }
+  const id = createHash('sha256').update(where).digest('hex').slice(0, 16);
   return path.join(state, 'sets', id);
 }
 
@@ -280,6 +294,10 @@ function hashCacheDir(set: string, opts: ObjectStorageOptions): string {
 // Differentials.
 
 const DIFF_MAGIC = 'blufio-diff 1\n';
+
+/** A page size SQLite can have and a page count it can reach. */
+const validGeometry = (pageSize: unknown, pages: unknown) =>
+  typeof pageSize === 'number' && pageSize >= 512 && pageSize <= 65536 && (pageSize & (pageSize - 1)) === 0 && typeof pages === 'number' && Number.isInteger(pages) && pages >= 0 && pages < 2 ** 32;
 
 interface DiffHeader {
   /** The base's name. */
@@ -329,7 +347,8 @@ function readDiffHeader(file: string, shown: string): { header: DiffHeader; offs
       throw new BlufioError('E_CORRUPT', `${shown} is not a blufio differential (no header)`, 'use another backup');
     }
     const header = JSON.parse(buf.subarray(DIFF_MAGIC.length, nl).toString('utf8')) as DiffHeader;
-    if (!(header.pageSize >= 512) || !(header.pages >= 0) || typeof header.sha256 !== 'string' || typeof header.base !== 'string') throw new Error('bad header');
+    if (!validGeometry(header.pageSize, header.pages) || !Number.isInteger(header.changed) || header.changed < 0 || header.changed > header.pages
+      || typeof header.sha256 !== 'string' || typeof header.baseSha256 !== 'string' || typeof header.base !== 'string') throw new Error('bad header');
     return { header, offset: nl + 1 };
   } catch (e) {
     if (e instanceof BlufioError) throw e;
@@ -457,6 +476,49 @@ export interface SetBackupResult extends BackupResult {
 }
 
 const DAY = 86_400_000;
+/** How far ahead of this machine's clock a backup's name may be before it counts as "in the future". */
+const FUTURE_SLACK = 5 * 60_000;
+
+/**
+ * One series per database: the first backup of a stem into a set records the database's path
+ * (`<stem>.series`); a backup of another database with the same file name (another directory,
+ * app.db beside app.sqlite) is refused instead of mixing into its series (force: adopt the
+ * series, e.g. after moving the server).
+ */
+async function claimSeries(store: SetStore, files: Array<{ name: string }>, stem: string, db: string, opts: SetBackupOptions): Promise<void> {
+  const marker = `${stem}.series`;
+  let real = db;
+  try {
+    real = fs.realpathSync(db);
+  } catch {
+    // kept as given
+  }
+  if (files.some((f) => f.name === marker)) {
+    const work = makeWorkDir('set', opts.workDir);
+    try {
+      const recorded = (JSON.parse(fs.readFileSync(await store.fetch(marker, work), 'utf8')) as { database?: string }).database;
+      if (recorded === real) return;
+      if (!opts.force) {
+        throw new BlufioError('E_DEST_EXISTS', `${store.where('')} holds the series "${stem}" of another database (${recorded}); this is ${real}`,
+          'back it up into another set, or add --force if this is the same database moved to a new place');
+      }
+    } catch (e) {
+      if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') throw e;
+      // An unreadable marker is rewritten below.
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+    await store.remove(marker);
+  }
+  const work = makeWorkDir('set', opts.workDir);
+  try {
+    const tmp = path.join(work, 'series');
+    fs.writeFileSync(tmp, `${JSON.stringify({ database: real })}\n`, { mode: 0o600 });
+    await store.put(tmp, marker, { gzip: false, age: false }, {});
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
 
 /**
  * Backs up `db` into the set `set`: a differential against the newest full backup of its series
@@ -473,13 +535,21 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
   const layers: Layers = { gzip: true, age: recipients.length > 0 };
   const store = openStore(set, opts);
   const stem = stemOf(db);
-  const before = entriesOf(await store.list(), stem);
+  const files = await store.list();
+  const before = entriesOf(files, stem);
+  await claimSeries(store, files, stem, db, opts);
+  // Encryption never turns off by a forgotten option: a plain backup into a set whose newest
+  // backup is encrypted is refused (force: on purpose).
+  if (!layers.age && before[0]?.encrypted && !opts.force) {
+    throw new BlufioError('E_USAGE', `the newest backup in ${store.where('')} (${before[0].name}) is encrypted, and no recipient was given for this one`,
+      'give --recipient (or backup.age_recipients in blufio.toml), or add --force to write an unencrypted backup there on purpose');
+  }
   const work = makeWorkDir('set', opts.workDir);
   try {
     ensureRoom(work, sourceBytes(db) * 2, 'the copy staged before it is packed', 'free some space there, or pass --work-dir <directory> on a file system with room');
     const plain = path.join(work, 'backup.db');
     const copy = await buildVerifiedCopy(db, plain, opts, 'the backup');
-    const now = hashPages(plain, copy.pageSize);
+    const now: PageHashes = { ...hashPages(plain, copy.pageSize), recipients: recipientsKey(opts.recipients ?? []) };
     const cacheDir = hashCacheDir(set, opts);
 
     // A differential, if it may and pays.
@@ -492,29 +562,38 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
       changed = writeDiff(plain, now, decision.base.hashes, decision.base.entry.name, diffFile);
       if (changed * now.pageSize * 2 > now.pages * now.pageSize) {
         decision.fullBecause = `${Math.round((100 * changed) / Math.max(1, now.pages))} % of the pages changed (a differential pays below 50 %)`;
-        fs.rmSync(diffFile);
         changed = now.pages;
       } else {
         kind = 'diff';
         file = diffFile;
       }
     }
-    // Published under the time the state was taken; a name already there (another run in the
-    // same second) is never replaced: the next number is taken.
-    let name = '';
-    let bytes = 0;
-    for (let seq = 0; ; seq++) {
-      name = nameFor(stem, new Date(copy.takenAt), seq, kind, layers, kind === 'diff' ? decision.base!.entry : undefined);
-      const r = await store.put(file, name, layers, opts);
-      if (r.published) {
-        bytes = r.bytes;
-        break;
+    // Named after the time the state was taken, rounded up to the second (the state is never
+    // newer than its name); a name already there (another run in the same second) is never
+    // replaced: the next number is taken.
+    const taken = new Date(Math.ceil(copy.takenAt / 1000) * 1000);
+    const publishAs = async (k: 'full' | 'diff', f: string) => {
+      for (let seq = 0; ; seq++) {
+        const n = nameFor(stem, taken, seq, k, layers, k === 'diff' ? decision.base!.entry : undefined);
+        const r = await store.put(f, n, layers, opts);
+        if (r.published) return { name: n, bytes: r.bytes };
+        if (seq === 99) throw new BlufioError('E_DEST_EXISTS', `${store.where(n)} and 99 others of the same second exist`, 'try again in a second');
       }
-      if (seq === 99) throw new BlufioError('E_DEST_EXISTS', `${store.where(name)} and 99 others of the same second exist`, 'try again in a second');
+    };
+    let { name, bytes } = await publishAs(kind, file);
+    if (kind === 'diff' && !(await store.list()).some((f) => f.name === decision.base!.entry.name)) {
+      // Its base went while it was made (a prune beside a newer full backup): a differential
+      // without a base restores nothing, so this backup becomes a full one.
+      await store.remove(name);
+      decision.fullBecause = `its base ${decision.base!.entry.name} was removed while it was made`;
+      kind = 'full';
+      changed = now.pages;
+      ({ name, bytes } = await publishAs('full', plain));
     }
     if (kind === 'full') {
-      // Its page hashes: here for the next differential, and in a plain set beside it too.
-      const pages = encodePages(now);
+      // Its page hashes: here for the next differential, and in a plain set beside it too. A
+      // failure here costs the next backup a differential, never this backup.
+      const pages = encodePages({ ...now, bytes });
       try {
         fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
         fs.writeFileSync(path.join(cacheDir, `${name}.pages`), pages, { mode: 0o600 });
@@ -522,9 +601,13 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
         // No state directory: differentials then need the set's copy (plain sets) or wait for one.
       }
       if (!layers.age) {
-        const tmp = path.join(work, 'pages');
-        fs.writeFileSync(tmp, pages, { mode: 0o600 });
-        await store.put(tmp, `${name}.pages`, { gzip: false, age: false }, {});
+        try {
+          const tmp = path.join(work, 'pages');
+          fs.writeFileSync(tmp, pages, { mode: 0o600 });
+          await store.put(tmp, `${name}.pages`, { gzip: false, age: false }, {});
+        } catch (e) {
+          if (!(e instanceof BlufioError)) throw e;
+        }
       }
     }
     return {
@@ -543,9 +626,10 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
 async function chooseBase(store: SetStore, entries: SetEntry[], now: PageHashes, layers: Layers, opts: SetBackupOptions, cacheDir: string, work: string): Promise<{ base: { entry: SetEntry; hashes: PageHashes } | null; fullBecause: string | null }> {
   const none = (why: string | null) => ({ base: null, fullBecause: why });
   if (opts.full) return none(null);
-  const newestFull = entries.find((e) => e.kind === 'full');
+  // A full backup named in the future (a clock that jumped ahead) is never a base.
+  const newestFull = entries.find((e) => e.kind === 'full' && e.time.getTime() <= Date.now() + FUTURE_SLACK);
   if (!newestFull) return none(null);
-  if (newestFull.encrypted !== layers.age) return none(`the newest full backup is ${newestFull.encrypted ? '' : 'not '}encrypted and this one is ${layers.age ? '' : 'not'}`);
+  if (newestFull.encrypted !== layers.age) return none(`the newest full backup is ${newestFull.encrypted ? 'encrypted and this one is not' : 'not encrypted and this one is'}`);
   const maxAge = opts.fullEveryMs ?? 7 * DAY;
   if (Date.now() - newestFull.time.getTime() > maxAge) return none(`the newest full backup is older than ${Math.round(maxAge / DAY * 10) / 10} days`);
   let hashes: PageHashes | null = null;
@@ -560,6 +644,8 @@ async function chooseBase(store: SetStore, entries: SetEntry[], now: PageHashes,
   }
   if (!hashes) return none(`the page hashes of ${newestFull.name} are not on this machine${newestFull.encrypted ? ' (an encrypted set keeps them only where its full backups were made)' : ''}`);
   if (hashes.pageSize !== now.pageSize) return none('the page size changed');
+  if ((hashes.recipients ?? '') !== (now.recipients ?? '') && newestFull.encrypted) return none('the recipients changed (a differential must open with the same keys as its base)');
+  if (hashes.bytes !== undefined && hashes.bytes !== newestFull.bytes) return none(`${newestFull.name} is not the file its page hashes were taken from (its size changed)`);
   return { base: { entry: newestFull, hashes }, fullBecause: null };
 }
 
@@ -569,10 +655,13 @@ async function chooseBase(store: SetStore, entries: SetEntry[], now: PageHashes,
 /** The newest backup at or before `at` (default: the newest), or an error saying what there is. */
 export function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
   if (entries.length === 0) throw new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups`, 'check the path (blufio list shows what is there)');
-  const pick = at ? entries.find((e) => e.time.getTime() <= at.getTime()) : entries[0];
+  // By default the newest that is not named in the future (a clock that jumped ahead).
+  const limit = at ? at.getTime() : Date.now() + FUTURE_SLACK;
+  const pick = entries.find((e) => e.time.getTime() <= limit);
   if (!pick) {
     const oldest = entries[entries.length - 1];
-    throw new BlufioError('E_SOURCE_MISSING', `no backup in ${set} is at or before ${at!.toISOString()} (the oldest is from ${oldest.time.toISOString()})`, 'give a later --at, or leave it out for the newest');
+    throw new BlufioError('E_SOURCE_MISSING', `no backup in ${set} is at or before ${new Date(limit).toISOString()} (the oldest is from ${oldest.time.toISOString()})`,
+      at ? 'give a later --at, or leave it out for the newest' : 'every backup there is named in the future (a clock that jumped ahead?): give --at to pick one');
   }
   return pick;
 }
@@ -584,11 +673,16 @@ export function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry
  */
 export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions & KeyOptions & { at?: Date; stem?: string; workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string) => Promise<T>): Promise<T> {
   const store = openStore(set, opts);
-  let entries = entriesOf(await store.list(), opts.stem);
-  if (opts.stem !== undefined && entries.length === 0) entries = entriesOf(await store.list());
-  const stems = new Set(entries.map((e) => e.stem));
-  if (stems.size > 1) {
-    throw new BlufioError('E_USAGE', `the backup set ${set} holds backups of several databases (${[...stems].join(', ')})`, 'give the file of one backup instead (blufio list shows them)');
+  const all = entriesOf(await store.list());
+  const entries = opts.stem === undefined ? all : all.filter((e) => e.stem === opts.stem);
+  const stems = new Set(all.map((e) => e.stem));
+  if (opts.stem !== undefined && entries.length === 0 && stems.size > 0) {
+    // Never another database's backups in place of this one's.
+    throw new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups of "${opts.stem}" (it holds ${[...stems].map((x) => `"${x}"`).join(', ')})`,
+      `if you mean to, say whose: --series ${[...stems][0]} (blufio list shows them)`);
+  }
+  if (opts.stem === undefined && stems.size > 1) {
+    throw new BlufioError('E_USAGE', `the backup set ${set} holds backups of several databases (${[...stems].join(', ')})`, `say whose: --series ${[...stems][0]}`);
   }
   const entry = pickEntry(entries, set, opts.at);
   const work = makeWorkDir('set', opts.workDir);
@@ -632,12 +726,16 @@ export async function withSetFile<T>(file: string, opts: ObjectStorageOptions & 
 /** Parses --at: ISO 8601 (a date alone is its midnight UTC; no zone means UTC). */
 export function parseAt(text: string): Date {
   const t = text.trim();
-  const iso = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/.test(t);
-  const d = new Date(iso && !/Z|[+-]\d{2}:?\d{2}$/.test(t) ? `${t.replace(' ', 'T')}${t.length === 10 ? 'T00:00:00' : ''}Z` : t.replace(' ', 'T'));
-  if (!iso || Number.isNaN(d.getTime())) {
-    throw new BlufioError('E_USAGE', `--at "${text}" is not a time`, 'write it in ISO 8601, e.g. --at 2026-11-24T08:00Z (UTC unless a zone is given)');
-  }
-  return d;
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/.exec(t);
+  const bad = () => new BlufioError('E_USAGE', `--at "${text}" is not a time`, 'write it in ISO 8601, e.g. --at 2026-11-24T08:00Z (UTC unless a zone is given)');
+  if (!m) throw bad();
+  const [, y, mo, d, h = '0', mi = '0', sec = '0'] = m;
+  // Each field in its range (JavaScript would roll February 30 over into March).
+  const days = new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate();
+  if (Number(mo) < 1 || Number(mo) > 12 || Number(d) < 1 || Number(d) > days || Number(h) > 23 || Number(mi) > 59 || Number(sec) > 59) throw bad();
+  const date = new Date(m[7] ? t.replace(' ', 'T') : `${t.replace(' ', 'T')}${m[4] === undefined ? 'T00:00:00' : ''}Z`);
+  if (Number.isNaN(date.getTime())) throw bad();
+  return date;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -733,6 +831,12 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
   const store = openStore(set, opts);
   const files = await store.list();
   const all = entriesOf(files, opts.stem);
+  const future = all.filter((e) => e.time.getTime() > Date.now() + FUTURE_SLACK);
+  if (future.length > 0) {
+    // Rules count periods back from the newest backup: one named in the future would push the real ones out.
+    throw new BlufioError('E_USAGE', `${store.where(future[0].name)}${future.length > 1 ? ` and ${future.length - 1} more` : ''} is named after now (a clock that jumped ahead?); pruning would count from it`,
+      'check this machine\'s clock, and rename or remove that backup first');
+  }
   const decisions: PruneDecision[] = [];
   for (const stem of new Set(all.map((e) => e.stem))) decisions.push(...planPrune(all.filter((e) => e.stem === stem), policy));
   const removed = decisions.filter((d) => d.keptBecause.length === 0);
@@ -744,6 +848,12 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
     for (const d of removed) {
       await store.remove(d.name);
       if (names.has(`${d.name}.pages`)) await store.remove(`${d.name}.pages`);
+    }
+    // Page hashes whose backup is gone (a prune killed between the two removals).
+    const kept = new Set(entriesOf(files).map((e) => e.name));
+    for (const f of files) {
+      const p = parseName(f.name);
+      if (p?.pages && !kept.has(f.name.slice(0, -'.pages'.length)) && (opts.stem === undefined || p.stem === opts.stem)) await store.remove(f.name);
     }
   }
   return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, kept: decisions.filter((d) => d.keptBecause.length > 0), removed };

@@ -58,7 +58,7 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
     for (let i = 2; i >= 0; i--) {
       const target = path.join(d, `restored-${i}.db`);
       const at = i === 2 ? [] : ['--at', list[2 - i].time];
-      const r = cli(['restore', '--db', target, set, ...at]);
+      const r = cli(['restore', '--db', target, set, '--series', 'blufio', ...at]);
       assert.is(r.code, 0, r.stderr);
       assert.is(fingerprint(target), states[i], `state ${i}`);
       assert.is(sql(target, 'PRAGMA integrity_check'), 'ok');
@@ -99,11 +99,11 @@ test('--at before the oldest backup: exit 1, nothing changed; --at on a file is 
   const target = path.join(d, 'target.db');
   makeSampleDb(target, { rows: 10 });
   const before = fingerprint(target);
-  let r = runCli(['restore', '--db', target, set, '--at', '2020-01-01T00:00Z']);
+  let r = runCli(['restore', '--db', target, set, '--series', 'blufio', '--at', '2020-01-01T00:00Z']);
   assert.is(r.code, 1);
   assert.match(r.stderr, /^error: no backup in .* is at or before 2020-01-01T00:00:00.000Z \(the oldest is from /);
   assert.is(fingerprint(target), before);
-  r = runCli(['restore', '--db', target, set, '--at', 'yesterday']);
+  r = runCli(['restore', '--db', target, set, '--series', 'blufio', '--at', 'yesterday']);
   assert.is(r.code, 2);
   assert.match(r.stderr, '--at "yesterday" is not a time');
   r = runCli(['restore', '--db', target, path.join(set, listJson(set)[0].name), '--at', '2030-01-01']);
@@ -128,7 +128,7 @@ test('a small change on a 100 MB database: the differential is under 10 % of the
   const [diff, full] = listJson(set);
   assert.ok(diff.bytes < full.bytes * 0.1, `${diff.bytes} vs ${full.bytes}`);
   const target = path.join(d, 'restored.db');
-  assert.is(runCli(['restore', '--db', target, set]).code, 0);
+  assert.is(runCli(['restore', '--db', target, set, '--series', 'blufio']).code, 0);
   const q = 'SELECT count(*), sum(length(content)), hex(substr(content, 1, 16)) FROM memory WHERE id % 97 = 0';
   assert.is(sql(target, q), sql(db, q));
   // Most of the database changed (a VACUUM-like churn): a full backup instead, saying why.
@@ -219,7 +219,7 @@ test('prune on disk: --dry-run removes nothing; differentials keep their base; f
   assert.match(r.stderr, 'prune needs at least one --keep-* rule');
   // The differential left still restores.
   const target = path.join(path.dirname(set), 't.db');
-  assert.is(runCli(['restore', '--db', target, set]).code, 0);
+  assert.is(runCli(['restore', '--db', target, set, '--series', 'blufio']).code, 0);
   assert.is(fingerprint(target), fingerprint(db));
 });
 
@@ -254,7 +254,7 @@ test('kill -9 during a differential and during a prune leaves a set that lists, 
   const list = listJson(set);
   assert.ok(list.length >= 1);
   const target = path.join(d, 'after-kill.db');
-  const r = runCli(['restore', '--db', target, set]);
+  const r = runCli(['restore', '--db', target, set, '--series', 'blufio']);
   assert.is(r.code, 0, r.stderr);
   assert.is(sql(target, 'PRAGMA integrity_check'), 'ok');
   // A prune killed midway: whatever it removed, the rest still restores.
@@ -271,7 +271,7 @@ test('kill -9 during a differential and during a prune leaves a set that lists, 
     assert.is(v.code, 0, `${b.name}: ${v.stderr}`);
   }
   assert.is(runCli(['prune', set, '--keep-last', '1']).code, 0);
-  assert.is(runCli(['restore', '--db', target, set]).code, 0);
+  assert.is(runCli(['restore', '--db', target, set, '--series', 'blufio']).code, 0);
   assert.is(fingerprint(target), fingerprint(db));
 });
 
@@ -296,12 +296,12 @@ test('s3:// sets of encrypted differentials: .db.gz.age and .diff.gz.age go up, 
     assert.equal(list.map((b) => b.kind), ['diff', 'diff', 'full']);
     assert.ok(list.every((b) => b.name.endsWith('.gz.age')));
     const target = path.join(d, 't.db');
-    let r = runCli(['restore', '--db', target, set, '--at', list[1].time, '--identity', path.join(d, 'key.txt')], { env });
+    let r = runCli(['restore', '--db', target, set, '--series', 'blufio', '--at', list[1].time, '--identity', path.join(d, 'key.txt')], { env });
     assert.is(r.code, 0, r.stderr);
     assert.is(fingerprint(target), states[1]);
     r = runCli(['verify', set, '--identity', path.join(d, 'key.txt')], { env });
     assert.is(r.code, 0, r.stderr);
-    r = runCli(['restore', '--db', target, set], { env });
+    r = runCli(['restore', '--db', target, set, '--series', 'blufio'], { env });
     assert.is(r.code, 1);
     assert.match(r.stderr, 'is encrypted (age); no identity was given');
     r = runCli(['prune', set, '--keep-last', '1', '--json'], { env });
@@ -359,6 +359,83 @@ test('restore --if-missing: seeds a missing database from the newest backup, lea
   assert.is(r.stderr, `${fresh} exists: nothing restored (--if-missing)\n`);
   assert.is(fingerprint(fresh), seeded);
   assert.not.ok(fs.existsSync(`${fresh}.pre-restore`));
+});
+
+test('one series per database: another database of the same name is refused, a set of another database never restores into this one', () => {
+  const { d, db, set } = sample(100);
+  const other = path.join(d, 'elsewhere', 'blufio.db');
+  fs.mkdirSync(path.dirname(other));
+  makeSampleDb(other, { rows: 20 });
+  assert.is(runCli(['backup', '--db', db, set]).code, 0);
+  let r = runCli(['backup', '--db', other, set]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, `holds the series "blufio" of another database (${fs.realpathSync(db)})`);
+  assert.is(listJson(set).length, 1);
+  // A database of another name finds none of its own backups: refused, not given blufio's.
+  const users = path.join(d, 'users.db');
+  makeSampleDb(users, { rows: 5 });
+  const before = fingerprint(users);
+  r = runCli(['restore', '--db', users, set]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, 'holds no backups of "users" (it holds "blufio")');
+  assert.is(fingerprint(users), before);
+  r = runCli(['restore', '--db', path.join(d, 'fresh.db'), set, '--if-missing']);
+  assert.is(r.code, 1);
+  assert.not.ok(fs.existsSync(path.join(d, 'fresh.db')));
+  // --force adopts the series (the same database moved).
+  assert.is(runCli(['backup', '--db', other, set, '--force']).code, 0);
+});
+
+test('encrypted sets: a new key means a full backup; a plain backup into one is refused; a missing base is a clear error', async () => {
+  const { d, db, set } = sample(200);
+  const keys = [1, 2].map((i) => {
+    execFileSync('age-keygen', ['-o', path.join(d, `k${i}.txt`)], { stdio: 'ignore' });
+    return execFileSync('age-keygen', ['-y', path.join(d, `k${i}.txt`)], { encoding: 'utf8' }).trim();
+  });
+  const env = { HOME: tmpdir('blufio-home-') };
+  assert.is(runCli(['backup', '--db', db, set, '--recipient', keys[0]], { env }).code, 0);
+  await nextSecond();
+  sql(db, "INSERT INTO sessions(name) VALUES ('rotated')");
+  let r = runCli(['backup', '--db', db, set, '--recipient', keys[1], '--json'], { env });
+  assert.is(r.code, 0, r.stderr);
+  assert.is(JSON.parse(r.stdout).kind, 'full');
+  assert.match(JSON.parse(r.stdout).fullBecause, 'the recipients changed');
+  const target = path.join(d, 't.db');
+  r = runCli(['restore', '--db', target, set, '--series', 'blufio', '--identity', path.join(d, 'k2.txt')], { env });
+  assert.is(r.code, 0, r.stderr);
+  assert.is(fingerprint(target), fingerprint(db));
+  r = runCli(['backup', '--db', db, set], { env });
+  assert.is(r.code, 2);
+  assert.match(r.stderr, 'is encrypted, and no recipient was given for this one');
+  await nextSecond();
+  assert.is(runCli(['backup', '--db', db, set, '--recipient', keys[1]], { env }).code, 0);
+  const [diff, base] = listJson(set);
+  assert.is(diff.kind, 'diff');
+  fs.rmSync(path.join(set, base.name));
+  r = runCli(['verify', set, '--identity', path.join(d, 'k2.txt')], { env });
+  assert.is(r.code, 1);
+  assert.match(r.stderr, `error: the base of ${path.join(set, diff.name)}, ${path.join(set, base.name)}, is missing`);
+});
+
+test('a backup named in the future (a clock that jumped ahead) is not restored by default, not a base, and stops prune', async () => {
+  const { d, db, set } = sample(100);
+  assert.is(runCli(['backup', '--db', db, set]).code, 0);
+  const [first] = listJson(set);
+  fs.renameSync(path.join(set, first.name), path.join(set, 'blufio-20991231T000000Z.db.gz'));
+  await nextSecond();
+  sql(db, "INSERT INTO sessions(name) VALUES ('now')");
+  const r = runCli(['backup', '--db', db, set, '--json']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(JSON.parse(r.stdout).kind, 'full');
+  const target = path.join(d, 't.db');
+  assert.is(runCli(['restore', '--db', target, set, '--series', 'blufio']).code, 0);
+  assert.is(fingerprint(target), fingerprint(db));
+  const p = runCli(['prune', set, '--keep-last', '1']);
+  assert.is(p.code, 2);
+  assert.match(p.stderr, 'is named after now (a clock that jumped ahead?)');
+  assert.is(listJson(set).length, 2);
+  assert.is(runCli(['restore', '--db', target, set, '--series', 'blufio', '--at', '2026-02-30']).code, 2);
+  assert.is(runCli(['prune', set, '--keep-last', '0x10']).code, 2);
 });
 
 test.run();
