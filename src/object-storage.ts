@@ -138,12 +138,16 @@ export interface UploadOptions extends ObjectStorageOptions {
 export async function uploadPacked(client: S3Client, loc: S3Location, src: string, layers: Layers, recipients: Recipient[], opts: UploadOptions): Promise<number> {
   await abortAbandonedUploads(client, loc, opts);
   const total = fs.statSync(src).size;
+  const pool: Buffer[] = [];
+  const progress = (done: number) => opts.onProgress?.({ phase: 'upload', totalPages: total, remainingPages: total - done, attempt: 1, pageSize: 1 });
+  // Nothing to add: the parts are read from the file straight into the pooled buffers (no
+  // stream chunks: 1 MiB of garbage per MiB sent kept ~20 MiB more resident, measured).
+  if (!layers.gzip && !layers.age) return sendParts(client, loc, fileParts(src, pool, progress, opts.signal), pool, opts);
   const packed = new PassThrough({ highWaterMark: 1 << 20 });
-  const producing = packFile(src, packed, layers, recipients, opts.signal, (done) =>
-    opts.onProgress?.({ phase: 'upload', totalPages: total, remainingPages: total - done, attempt: 1, pageSize: 1 }));
+  const producing = packFile(src, packed, layers, recipients, opts.signal, progress);
   producing.then(() => packed.end(), (e) => packed.destroy(e));
   try {
-    return await sendStream(client, loc, packed, opts);
+    return await sendParts(client, loc, cutParts(packed, pool), pool, opts);
   } catch (e) {
     packed.destroy();
     await producing.catch(() => {});
@@ -153,9 +157,7 @@ export async function uploadPacked(client: S3Client, loc: S3Location, src: strin
   }
 }
 
-async function sendStream(client: S3Client, loc: S3Location, input: Readable, opts: UploadOptions): Promise<number> {
-  const pool: Buffer[] = [];
-  const parts = cutParts(input, pool);
+async function sendParts(client: S3Client, loc: S3Location, parts: AsyncGenerator<Buffer>, pool: Buffer[], opts: UploadOptions): Promise<number> {
   const first = await parts.next();
   const noClobber = !opts.force;
   if (first.done || (first.value as Buffer).length < PART_BYTES) {
@@ -204,6 +206,26 @@ async function sendStream(client: S3Client, loc: S3Location, input: Readable, op
   if (journal) fs.rmSync(journal, { force: true });
   await checkUploaded(client, loc, bytes, [expectedEtag(md5s, true), `"${whole.digest('hex')}"`], true);
   return bytes;
+}
+
+/** The file's bytes as PART_BYTES parts, read into buffers from `pool` (see cutParts). */
+async function* fileParts(src: string, pool: Buffer[], progress: (done: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const fd = fs.openSync(src, 'r');
+  try {
+    for (let at = 0; ; ) {
+      throwIfAborted(signal);
+      const part = pool.pop() ?? Buffer.allocUnsafe(PART_BYTES);
+      let filled = 0;
+      for (let n; filled < PART_BYTES && (n = fs.readSync(fd, part, filled, PART_BYTES - filled, at + filled)) > 0; ) filled += n;
+      at += filled;
+      progress(at);
+      if (filled === 0) return;
+      yield filled === PART_BYTES ? part : part.subarray(0, filled);
+      if (filled < PART_BYTES) return;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
