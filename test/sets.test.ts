@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseName, planPrune, type SetEntry } from '../src/sets.ts';
-import { CLI, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, s3Env, sql, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+import { CLI, ROOT, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, s3Env, sql, startS3Server, tmpdir, type S3Server } from './helpers.ts';
 
 const test = suite('sets');
 test.after.each(cleanup);
@@ -436,6 +436,52 @@ test('a backup named in the future (a clock that jumped ahead) is not restored b
   assert.is(listJson(set).length, 2);
   assert.is(runCli(['restore', '--db', target, set, '--series', 'blufio', '--at', '2026-02-30']).code, 2);
   assert.is(runCli(['prune', set, '--keep-last', '0x10']).code, 2);
+});
+
+test('the crontab line and the systemd ExecStart of docs/sets.md, run as written (bucket, monitor and blufio pointed at the test ones)', async () => {
+  const doc = fs.readFileSync(path.join(ROOT, 'docs', 'sets.md'), 'utf8');
+  const cron = /^0 \* \* \* \* {2}(blufio .*)$/m.exec(doc)![1];
+  const exec = /^ExecStart=\/usr\/bin\/(blufio .*)$/m.exec(doc)![1];
+  const server = await startS3Server();
+  const hits: string[] = [];
+  const http = await import('node:http');
+  const monitor = http.createServer((req, res) => {
+    hits.push(req.url ?? '');
+    res.end('OK');
+  });
+  await new Promise<void>((r) => monitor.listen(0, '127.0.0.1', r));
+  try {
+    const { d, db } = sample(200);
+    const bin = path.join(d, 'bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'blufio'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
+    const toml = path.join(d, 'blufio.toml');
+    fs.writeFileSync(toml, `[storage]\ndatabase_path = "${db}"\n[backup.retention]\nkeep_last = 1\n`);
+    const port = (monitor.address() as import('node:net').AddressInfo).port;
+    const run = (line: string) => {
+      const cmd = line.replace('s3://my-bucket/', 's3://backups/').replace('https://hc-ping.com/<uuid>', `http://127.0.0.1:${port}/uuid`);
+      return spawn('sh', ['-c', cmd], { cwd: d, env: { ...process.env, ...s3Env(server), PATH: `${bin}:${process.env.PATH}`, HOME: d } });
+    };
+    for (const line of [cron, exec, cron]) {
+      const child = run(line);
+      let stderr = '';
+      child.stderr.on('data', (c) => (stderr += c));
+      assert.is(await new Promise((r) => child.on('exit', r)), 0, `${line}: ${stderr}`);
+      assert.is(stderr, '', 'quiet: nothing for cron to mail');
+      await nextSecond();
+    }
+    assert.equal(hits, ['/uuid', '/uuid']);
+    const list = listJson('s3://backups/blufio/', { ...s3Env(server), HOME: d });
+    // keep_last = 1: the newest differential and its base stay, the one between them went.
+    assert.equal(list.map((b) => b.kind), ['diff', 'full'], 'keep_last = 1 applied by --prune');
+    const target = path.join(d, 'restored.db');
+    const r = runCli(['restore', '--db', target, 's3://backups/blufio/', '--series', 'blufio'], { env: s3Env(server) });
+    assert.is(r.code, 0, r.stderr);
+    assert.is(fingerprint(target), fingerprint(db));
+  } finally {
+    monitor.close();
+    await server.stop();
+  }
 });
 
 test.run();
