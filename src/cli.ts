@@ -89,7 +89,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
       .option('--work-dir <dir>', 'Where a whole uncompressed copy is staged for .gz and - (default: beside the file, or $TMPDIR for -; env BLUFIO_WORK_DIR)', { type: [String] });
   const identity = (c: ReturnType<CAC['command']>) =>
     c.option('--identity <file>', 'Decrypt an .age backup with this age key file (repeatable; default: backup.age_identity_file, env BLUFIO_AGE_IDENTITY_FILE)', { type: [String] });
-  common(cli.command('backup <path>', 'Back up the database to <path> or s3://BUCKET/KEY (a consistent copy, even while blufio runs); .gz compresses, .age encrypts, - writes to stdout'))
+  common(cli.command('backup <path>', 'Back up the database to <path>, s3://BUCKET/KEY, or a set (a folder or prefix ending in /: timestamped, differential); .gz compresses, .age encrypts, - writes to stdout'))
     .option('--no-verify', 'Skip the integrity check of the finished backup')
     .option('--recipient <age1…>', 'Encrypt an .age backup to this age public key (repeatable; default: backup.age_recipients)', { type: [String] })
     .option('--recipients-file <file>', 'Encrypt an .age backup to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', { type: [String] })
@@ -104,7 +104,7 @@ function build(run: (name: CommandName, target: string, flags: CommonFlags) => P
     .example('blufio backup /var/backups/blufio/ --prune   # a set: timestamped, differential')
     .example('blufio backup - | ssh backup-host "cat > blufio.db"')
     .action((p: string, f: CommonFlags) => run('backup', p, f));
-  identity(common(cli.command('restore <path>', 'Replace the database with the backup at <path> or s3://BUCKET/KEY (keeps <db>.pre-restore); .gz and .age are read as they are')))
+  identity(common(cli.command('restore <path>', 'Replace the database with the backup at <path>, s3://BUCKET/KEY, or the newest in a set (--at: as of a time); keeps <db>.pre-restore')))
     .option('--dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing')
     .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601, UTC unless a zone is given)')
     .option('--if-missing', 'Restore only when the database does not exist yet (a fresh container seeding itself); exit 0 either way')
