@@ -346,6 +346,21 @@ function parseHeader(buf: Buffer, name: string): { stanzas: Stanza[]; macInput: 
   }
 }
 
+/**
+ * Opens the header at the start of `buf` with one of `identities`: the file key unwrapped, the
+ * header's MAC checked, the payload key derived. null while `buf` does not yet hold the header and
+ * the payload nonce; an E_KEY error for the wrong keys, E_CORRUPT for a damaged header.
+ */
+function openHeader(buf: Buffer, identities: Identity[], name: string): { payloadKey: Uint8Array; payloadStart: number } | null {
+  const h = parseHeader(buf, name);
+  if (!h || buf.length < h.end + 16) return null;
+  const fileKey = unwrapFileKey(h.stanzas, identities, name);
+  if (!crypto.timingSafeEqual(hmac(hkdf(fileKey, new Uint8Array(0), 'header'), h.macInput), h.mac)) {
+    throw new BlufioError('E_CORRUPT', `${name} has a damaged or tampered header (its MAC does not match)`, 'use another backup file; nothing was replaced');
+  }
+  return { payloadKey: hkdf(fileKey, buf.subarray(h.end, h.end + 16), 'payload'), payloadStart: h.end + 16 };
+}
+
 /** The file key, unwrapped with one of `identities`; an E_KEY error saying why not. */
 function unwrapFileKey(stanzas: Stanza[], identities: Identity[], name: string): Uint8Array {
   if (stanzas.some((s) => s.type === 'scrypt')) {
@@ -501,14 +516,10 @@ export function decryptStream(identities: Identity[], name: string): Transform {
       try {
         if (header) {
           header = Buffer.concat([header, chunk]);
-          const h = parseHeader(header, name);
-          if (!h || header.length < h.end + 16) return done();
-          const fileKey = unwrapFileKey(h.stanzas, identities, name);
-          if (!crypto.timingSafeEqual(hmac(hkdf(fileKey, new Uint8Array(0), 'header'), h.macInput), h.mac)) {
-            throw damaged('has a damaged or tampered header (its MAC does not match)');
-          }
-          payloadKey = hkdf(fileKey, header.subarray(h.end, h.end + 16), 'payload');
-          chunk = header.subarray(h.end + 16);
+          const opened = openHeader(header, identities, name);
+          if (!opened) return done();
+          payloadKey = opened.payloadKey;
+          chunk = header.subarray(opened.payloadStart);
           header = null;
         }
         records.add(chunk);
@@ -565,14 +576,10 @@ export function peekAgeFile(file: string, identities: Identity[], name: string):
   }
   if (isArmored(buf)) buf = dearmorPrefix(buf, name);
   const damaged = (why: string) => new BlufioError('E_CORRUPT', `${name} ${why}`, 'use another backup file; nothing was replaced');
-  const h = parseHeader(buf, name);
-  if (!h || buf.length < h.end + 16) throw damaged('is cut off (truncated) inside its header');
-  const fileKey = unwrapFileKey(h.stanzas, identities, name);
-  if (!crypto.timingSafeEqual(hmac(hkdf(fileKey, new Uint8Array(0), 'header'), h.macInput), h.mac)) {
-    throw damaged('has a damaged or tampered header (its MAC does not match)');
-  }
-  const payloadKey = hkdf(fileKey, buf.subarray(h.end, h.end + 16), 'payload');
-  const first = buf.subarray(h.end + 16, h.end + 16 + CHUNK + TAG);
+  const opened = openHeader(buf, identities, name);
+  if (!opened) throw damaged('is cut off (truncated) inside its header');
+  const { payloadKey, payloadStart } = opened;
+  const first = buf.subarray(payloadStart, payloadStart + CHUNK + TAG);
   // The first chunk is the last one too when the file is small; the tag tells which it is.
   const plain = aead.open(payloadKey, chunkNonce(0, false), first) ?? aead.open(payloadKey, chunkNonce(0, true), first);
   if (!plain) {

@@ -8,7 +8,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cac, type CAC } from 'cac';
-import { parseIdentityFile, parseRecipientsFile } from './age.ts';
 import type { StorageConfig } from './config.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import { BlufioError, timeLimitError } from './errors.ts';
@@ -270,7 +269,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
         throw new BlufioError('E_USAGE', '--prune needs a policy: [backup.retention] in blufio.toml has no keep_* rule', 'add e.g. keep_daily = 7 and keep_weekly = 4 under [backup.retention], or run blufio prune with --keep-* rules');
       }
       const opts = {
-        ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: recipientsFor(toStdout || toSet ? null : target, f, cfg), s3: cfg.backup.s3, env: io.env,
+        ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: await recipientsFor(toStdout || toSet ? null : target, f, cfg), s3: cfg.backup.s3, env: io.env,
         full: !!f.full, fullEveryMs: cfg.backup.fullEveryDays === undefined ? undefined : cfg.backup.fullEveryDays * 86_400_000,
       };
       const r = toStdout ? await backupToStream(cfg.databasePath, io.stdoutStream, opts) : await backup(cfg.databasePath, target, opts);
@@ -290,12 +289,12 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       const { planRestore } = await import('./restore.ts');
       const { withDownloaded } = await import('./object-storage.ts');
       const { isSet, withSetBackup, withSetFile, stemOf } = await import('./sets.ts');
-      const planOpts = { walMode: cfg.walMode, identities: identitiesFor(f, cfg) };
+      const planOpts = { walMode: cfg.walMode, identities: await identitiesFor(f, cfg) };
       const remote = { ...copyOpts, ...planOpts, s3: cfg.backup.s3, env: io.env };
       const planOn = async (file: string, _e: unknown, where: string) => ({ ...planRestore(cfg.databasePath, file, planOpts), path: where });
       // A set's backup or a differential is rebuilt, an object downloaded, to be planned on:
       // what they hold is only known from their bytes.
-      const { fromStat: _s, target: _t, ...plan } = isSet(target)
+      const { fromStat: _s, target: _t, layers: _l, ...plan } = isSet(target)
         ? await withSetBackup(target, { ...remote, at: await atFlag(f), stem: pathFlag(f.series, '--series') ?? stemOf(cfg.databasePath) }, planOn)
         : (await withSetFile(target, remote, planOn)) ?? (target.startsWith('s3://')
           ? { ...(await withDownloaded(target, remote, async (file) => planRestore(cfg.databasePath, file, planOpts))), path: target }
@@ -313,7 +312,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (refused) throw new Silent();
     } else {
       const { restore } = await import('./restore.ts');
-      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series') });
+      const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: await identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series') });
       bar?.done();
       say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
       if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
@@ -328,7 +327,7 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
   const { inspect } = await import('./inspect.ts');
   const { resolveConfig } = await import('./config.ts');
   const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
-  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series'), signal, deadline });
+  const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: await identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series'), signal, deadline });
   // A check is one synchronous call that a signal cannot cut short: an interruption that came
   // meanwhile is honoured now, before a verdict is printed.
   throwIfAborted(signal);
@@ -426,7 +425,10 @@ async function runKeygen(target: string, f: CommonFlags, io: Io, say: (line: str
  * destination whose name does not end in .age gets none from blufio.toml: it is refused there,
  * naming the setting (backups are meant to be encrypted; a plain file would silently not be).
  */
-function recipientsFor(dest: string | null, f: CommonFlags, cfg: StorageConfig): string[] {
+async function recipientsFor(dest: string | null, f: CommonFlags, cfg: StorageConfig): Promise<string[]> {
+  // Loaded here, not at start-up: most commands never need the age code.
+  const { parseRecipientsFile } = await import('./age.ts');
+  const recipientsInFile = (file: string) => readRecipientsFile(file, parseRecipientsFile);
   const fromFlags = [...listFlag(f.recipient, '--recipient'), ...listFlag(f.recipientsFile, '--recipients-file').flatMap((file) => recipientsInFile(file))];
   if (fromFlags.length > 0 || f.recipient !== undefined || f.recipientsFile !== undefined) {
     if (fromFlags.length === 0) throw new BlufioError('E_KEY', 'the recipients files given hold no recipient', 'add age1… lines to them');
@@ -441,7 +443,7 @@ function recipientsFor(dest: string | null, f: CommonFlags, cfg: StorageConfig):
 }
 
 /** The recipients in an age recipients file, each checked (a bad line is named with its number). */
-function recipientsInFile(file: string): string[] {
+function readRecipientsFile(file: string, parseRecipientsFile: typeof import('./age.ts').parseRecipientsFile): string[] {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -452,7 +454,8 @@ function recipientsInFile(file: string): string[] {
 }
 
 /** The texts of the identity files to decrypt with: --identity, else blufio.toml / BLUFIO_AGE_IDENTITY_FILE. */
-function identitiesFor(f: CommonFlags, cfg: StorageConfig): string[] {
+async function identitiesFor(f: CommonFlags, cfg: StorageConfig): Promise<string[]> {
+  const { parseIdentityFile } = await import('./age.ts');
   const files = listFlag(f.identity, '--identity');
   return (files.length > 0 ? files : cfg.backup.ageIdentityFile ? [cfg.backup.ageIdentityFile] : []).map((file) => {
     try {

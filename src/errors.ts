@@ -47,3 +47,12 @@ export function isFileSystemError(e: unknown): boolean {
   if (['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENAMETOOLONG'].includes(err?.code ?? '')) return true;
   return /No space left on device|Disk quota exceeded|Read-only file system|Permission denied|os error (28|30|13|122)\b/i.test(String(err?.message ?? ''));
 }
+
+/**
+ * `e`, naming `shown` wherever it named `local`: errors about a private copy (a download, an
+ * unpacked or rebuilt file) name what the user gave instead. Anything not ours passes unchanged.
+ */
+export function renamed(e: unknown, local: string, shown: string): unknown {
+  if (!(e instanceof BlufioError) || local === shown) return e;
+  return new BlufioError(e.code, e.message.replaceAll(local, shown), e.hint?.replaceAll(local, shown), { cause: e });
+}

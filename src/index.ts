@@ -4,7 +4,8 @@
  *   import { backup, restore } from 'blufio-backup';
  *   const r = await backup('/var/lib/blufio/blufio.db', '/backups/b.db', { onProgress, signal });
  */
-export { backup, type BackupOptions, type BackupResult } from './backup.ts';
+export { backup } from './backup.ts';
+export type { BackupOptions, BackupResult } from './build.ts';
 export { planRestore, restore, type RestoreOptions, type RestorePlan, type RestoreResult } from './restore.ts';
 export { inspect, type InspectResult, type TableInfo } from './inspect.ts';
 export { BlufioError, type ErrorCode } from './errors.ts';

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkSource, sourceBytes } from './backup.ts';
+import { checkSource, sourceBytes } from './build.ts';
 import { ensureRoom, makeWorkDir } from './files.ts';
 import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { copyDatabase } from './copy.ts';

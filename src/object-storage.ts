@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { throwIfAborted } from './core/backup-loop.ts';
-import { BlufioError, fsError, isFileSystemError } from './errors.ts';
+import { BlufioError, fsError, renamed, isFileSystemError } from './errors.ts';
 import { makeWorkDir, pidAlive } from './files.ts';
 import type { Recipient } from './age.ts';
 import type { ProgressCallback } from './core/progress.ts';
@@ -68,7 +68,8 @@ interface JournalEntry {
   pid: number;
 }
 
-function stateDir(opts: ObjectStorageOptions): string {
+/** blufio's state directory: $XDG_STATE_HOME/blufio, or ~/.local/state/blufio (opts.stateDir first). */
+export function stateDir(opts: ObjectStorageOptions): string {
   const env = opts.env ?? process.env;
   return opts.stateDir ?? path.join(env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : path.join(os.homedir(), '.local', 'state'), 'blufio');
 }
@@ -331,8 +332,7 @@ export async function withDownloaded<T>(url: string, opts: ObjectStorageOptions 
       return await fn(file);
     } catch (e) {
       // Messages name the object, not the private copy of it.
-      if (e instanceof BlufioError) throw new BlufioError(e.code, e.message.replaceAll(file, url), e.hint?.replaceAll(file, url), { cause: e });
-      throw e;
+      throw renamed(e, file, url);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

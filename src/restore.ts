@@ -18,11 +18,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { buildVerifiedCopy, checkSource, sourceBytes, type BackupOptions } from './backup.ts';
-import { BlufioError, fsError } from './errors.ts';
+import { buildVerifiedCopy, checkSource, sourceBytes, type BackupOptions } from './build.ts';
+import { BlufioError, fsError, renamed } from './errors.ts';
 import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleClaims, type Claim } from './claim.ts';
 import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
-import { layersOfFile, unpackFile } from './layers.ts';
+import { layersOfFile, unpackFile, type Layers } from './layers.ts';
 import { withDownloaded } from './object-storage.ts';
 import { isSet, stemOf, withSetBackup, withSetFile } from './sets.ts';
 import { isS3Url } from './s3.ts';
@@ -93,7 +93,7 @@ export interface RestorePlan {
 }
 
 /** Checks everything a restore checks before it changes anything, and says what it would do. */
-export function planRestore(dbPath: string, fromPath: string, options: Pick<RestoreOptions, 'walMode' | 'identities'> = {}): RestorePlan & { fromStat: fs.Stats; target: fs.Stats | null } {
+export function planRestore(dbPath: string, fromPath: string, options: Pick<RestoreOptions, 'walMode' | 'identities'> = {}): RestorePlan & { fromStat: fs.Stats; target: fs.Stats | null; layers: Layers } {
   const db = realPath(path.resolve(dbPath));
   const from = path.resolve(fromPath);
   // What a killed restore left closed is opened again first (or, if that cannot be done here, refused).
@@ -125,6 +125,7 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
     inUseBy: target ? holders(db) : [],
     fromStat,
     target,
+    layers,
   };
 }
 
@@ -149,7 +150,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   const started = performance.now();
   const notice = options.onNotice ?? (() => {});
   const plan = planRestore(dbPath, fromPath, options);
-  const { database: db, path: from, compressed, encrypted, fromStat } = plan;
+  const { database: db, path: from, compressed, encrypted, fromStat, layers } = plan;
   const force = options.force ?? false;
   const inUseCheck = checkNotInUse(db, plan.inUseBy, force, notice);
   const claim = await claimForRestore(db);
@@ -170,7 +171,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     let source = from;
     if (compressed || encrypted) {
       ensureRoom(path.dirname(unpacked), fromStat.size, 'the unpacked backup (at least as big as the .gz / .age)', 'free some space there, or pass --work-dir <directory> on a file system with room');
-      await unpackFile(from, unpacked, layersOfFile(from, options), options, options.signal);
+      await unpackFile(from, unpacked, layers, options, options.signal);
       checkHeader(unpacked, fs.statSync(unpacked).size, from);
       source = unpacked;
     }
@@ -178,8 +179,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     ensureRoom(path.dirname(db), sourceBytes(source), 'the restored database', 'free some space there first; nothing was changed');
     const copy = await buildVerifiedCopy(source, tmp, { ...options, verify: true }, 'the backup file').catch((e: unknown) => {
       // Errors name the backup the user gave, never the private file it was unpacked into.
-      if (e instanceof BlufioError && source !== from) throw new BlufioError(e.code, e.message.replaceAll(source, from), e.hint?.replaceAll(source, from), { cause: e });
-      throw e;
+      throw renamed(e, source, from);
     });
     crashPoint('built');
 

@@ -19,15 +19,14 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Transform } from 'node:stream';
-import { buildVerifiedCopy, checkSource, result, sourceBytes, type BackupOptions, type BackupResult } from './backup.ts';
+import { buildVerifiedCopy, checkSource, result, sourceBytes, type BackupOptions, type BackupResult } from './build.ts';
 import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
-import { BlufioError, fsError } from './errors.ts';
+import { BlufioError, fsError, renamed } from './errors.ts';
 import { ensureRoom, makeWorkDir, publish, removeStaleTemps, statOrNull, tempPathBeside } from './files.ts';
 import { layersOfFile, packFile, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
-import { clientFor, download, uploadPacked, type ObjectStorageOptions } from './object-storage.ts';
+import { clientFor, download, stateDir, uploadPacked, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url, parseS3Url, type S3Client } from './s3.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -277,8 +276,6 @@ function decodePages(b: Buffer): PageHashes | null {
  * their backup (`<name>.pages`), so that another machine can go on making differentials.
  */
 function hashCacheDir(set: string, opts: ObjectStorageOptions): string {
-  const env = opts.env ?? process.env;
-  const state = opts.stateDir ?? path.join(env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : path.join(os.homedir(), '.local', 'state'), 'blufio');
   // One set, one id, however it is spelled (a link, a relative path, a trailing slash).
   let where = isS3Url(set) ? set.replace(/\/?$/, '/') : path.resolve(set);
   try {
@@ -287,7 +284,7 @@ function hashCacheDir(set: string, opts: ObjectStorageOptions): string {
     // not there: its spelling will do
   }
   const id = createHash('sha256').update(where).digest('hex').slice(0, 16);
-  return path.join(state, 'sets', id);
+  return path.join(stateDir(opts), 'sets', id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,8 +689,7 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
     try {
       return await fn(file, entry, where);
     } catch (e) {
-      if (e instanceof BlufioError) throw new BlufioError(e.code, e.message.replaceAll(file, where), e.hint?.replaceAll(file, where), { cause: e });
-      throw e;
+      throw renamed(e, file, where);
     }
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
