@@ -10,8 +10,9 @@ import { throwIfAborted } from './core/backup-loop.ts';
 import type { ObjectStorageOptions } from './object-storage.ts';
 import type { KeyOptions, Layers } from './layers.ts';
 import { statOrNull } from './files.ts';
-import type { JournalMode } from './snapshot.ts';
+import type { JournalMode } from './snapshot/snapshot.ts';
 import { integrityProblems } from './verify.ts';
+import { integrityError } from './core/sqlite-errors.ts';
 
 export interface BackupOptions extends CopyOptions, KeyOptions, ObjectStorageOptions {
   /** Run PRAGMA integrity_check on the copy before publishing it (default true). */
@@ -98,7 +99,7 @@ export async function buildVerifiedCopy(src: string, out: string, opts: BackupOp
       if (problems.length === 0) break;
       const key = problems.join('\n');
       if (key === seen || copies === 3) {
-        throw new BlufioError('E_INTEGRITY', `${what} of ${src} failed the integrity check: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`,
+        throw integrityError(`${what} of ${src}`, problems,
           what === 'the backup' ? `the database itself may be damaged: check it with sqlite3 ${src} "PRAGMA integrity_check"` : 'this backup is damaged: use another one');
       }
       seen = key;

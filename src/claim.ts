@@ -16,7 +16,7 @@
  * pid is gone.
  */
 import * as fs from 'node:fs';
-import { SQLITE_HEADER } from './core/header.ts';
+import { hasSqliteMagic } from './core/header.ts';
 import * as path from 'node:path';
 import { BlufioError, fsError } from './errors.ts';
 import { fsyncDir, pidAlive } from './files.ts';
@@ -171,7 +171,7 @@ export function lockedByKilledRestore(file: string): boolean {
     const fd = fs.openSync(file, 'r');
     try {
       const b = Buffer.alloc(20);
-      return fs.readSync(fd, b, 0, 20, 0) === 20 && b.toString('latin1', 0, 16) === SQLITE_HEADER && b[19] === LOCKED_READ_VERSION;
+      return fs.readSync(fd, b, 0, 20, 0) === 20 && hasSqliteMagic(b) && b[19] === LOCKED_READ_VERSION;
     } finally {
       fs.closeSync(fd);
     }

@@ -10,11 +10,10 @@ import type { ProgressCallback } from './progress.ts';
 import { statOrNull } from './files.ts';
 import { holdersSoon } from './locks.ts';
 import { RetryAttempt } from './retry.ts';
-import { openSnapshotView, type JournalMode, type SourceSnapshot } from './snapshot.ts';
+import { openSnapshotView, type JournalMode, type SourceSnapshot } from './snapshot/snapshot.ts';
 import { runBackupLoop, throwIfAborted } from './core/backup-loop.ts';
 import { fromSqliteException } from './core/sqlite-errors.ts';
-import { loadSqlite, openDb, type Database, type Sqlite3 } from './sqlite.ts';
-import { takeLastVfsError } from './vfs/node-vfs.ts';
+import { loadSqlite, openDb, vfsOf, type Database, type Sqlite3 } from './sqlite.ts';
 
 export interface CopyOptions {
   /** Pages copied per backup step (default 100; 1000 when there is no pause between steps). */
@@ -69,7 +68,8 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
   // Who has the source open is asked while SQLite loads: the answer costs the kernel a few ms.
   const [sqlite3, initialThrottle] = await Promise.all([loadSqlite(statOrNull(srcPath)?.size), opts.sleepMs ?? defaultSleep(srcPath)]);
   let throttle = initialThrottle;
-  const view = openSnapshotView(srcPath);
+  const vfs = vfsOf(sqlite3);
+  const view = openSnapshotView(vfs, srcPath);
   const { snapshot, name: viewName } = view;
   const reasons: string[] = [];
   try {
@@ -155,7 +155,7 @@ async function copyAttempt(sqlite3: Sqlite3, snapshot: SourceSnapshot, viewName:
       signal: p.opts.signal,
       onProgress: p.opts.onProgress,
       source: snapshot.dbPath,
-      lastError: takeLastVfsError,
+      lastError: () => vfsOf(sqlite3).takeLastError(),
       // A live WAL is looked at every WATCH_MS while pausing: a busy writer can restart it every
       // few ms, and each generation's frames must be read before the next overwrites them.
       watchMs: WATCH_MS,

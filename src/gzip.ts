@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { Transform } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
-import { declaredBytes } from './core/header.ts';
+import { declaredBytes, hasSqliteMagic } from './core/header.ts';
 import { BlufioError } from './errors.ts';
 
 /** A file starting with gzip's magic bytes (1f 8b). */
@@ -48,8 +48,7 @@ export function sqliteSizeGuard(src: string, room = Infinity, roomWhere = ''): T
     transform(chunk: Buffer, _enc, done) {
       if (head.length < 100) {
         head = Buffer.concat([head, chunk.subarray(0, 100 - head.length)]);
-        const magic = Buffer.from('SQLite format 3\0');
-        if (head.length >= 16 && !head.subarray(0, 16).equals(magic)) {
+        if (head.length >= 16 && !hasSqliteMagic(head)) {
           return done(new BlufioError('E_NOT_SQLITE', `${src} does not hold an SQLite database (what it unpacks to has no SQLite header)`, 'use a backup file made by blufio backup'));
         }
         if (head.length === 100) limit = declaredBytes(head) ?? Infinity;

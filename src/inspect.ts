@@ -10,14 +10,15 @@ import { ensureRoom, makeWorkDir } from './files.ts';
 import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
+import { journalModeOf } from './core/header.ts';
 import { BlufioError, timeLimitError } from './errors.ts';
 import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url } from './s3.ts';
 import { isSet, withSetBackup, withSetFile, type SetEntry } from './sets.ts';
 import { layersOfFile, unpackFile, type KeyOptions, type Layers } from './layers.ts';
 import { RetryAttempt } from './retry.ts';
-import { openSnapshotView } from './snapshot.ts';
-import { loadSqlite, openDb } from './sqlite.ts';
+import { openSnapshotView } from './snapshot/snapshot.ts';
+import { loadSqlite, openDb, vfsOf } from './sqlite.ts';
 
 export interface TableInfo {
   name: string;
@@ -160,7 +161,7 @@ const INSPECT_ATTEMPTS = 10;
 async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectResult> {
   const st = fs.statSync(abs);
   const sqlite3 = await loadSqlite(st.size);
-  const { snapshot, name: view, close } = openSnapshotView(abs);
+  const { snapshot, name: view, close } = openSnapshotView(vfsOf(sqlite3), abs);
   const check = opts.quick ? 'quick_check' : 'integrity_check';
   let seen: string[] | null = null;
   let moving = 0;
@@ -225,7 +226,7 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
         bytes: st.size,
         pageSize: snapshot.pageSize,
         pages: snapshot.nPages,
-        journalMode: head[18] === 2 ? 'wal' : 'rollback',
+        journalMode: journalModeOf(head),
         sqliteVersion: head.length >= 100 ? versionString(new DataView(head.buffer, head.byteOffset).getUint32(96)) : 'unknown',
         tables,
       };

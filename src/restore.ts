@@ -27,7 +27,7 @@ import { withDownloaded } from './object-storage.ts';
 import { isSet, stemOf, withSetBackup, withSetFile } from './sets.ts';
 import { isS3Url } from './s3.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
-import { declaredBytes, SQLITE_HEADER } from './core/header.ts';
+import { checkBackupHeader, HEADER_BYTES, setJournalMode } from './core/header.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 import { formatMB } from './progress.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
@@ -186,7 +186,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     // 2. The new file takes the target's owner, group and mode (a restore as root must not lock
     //    the server, running as its own user, out of its database) and the configured journal mode.
     //    The header first: a read-only mode (0440) would keep even the owner from writing it.
-    setJournalMode(tmp, options.walMode ?? true);
+    setFileJournalMode(tmp, options.walMode ?? true);
     fs.chmodSync(tmp, target ? target.mode & 0o777 : 0o600);
     takeOwner(tmp, db, target);
     // Made durable now, not at the swap: an fsync there (tens of ms for a big file) would widen
@@ -492,24 +492,17 @@ function realPath(p: string): string {
   }
 }
 
-/**
- * A file too short for a header, or without SQLite's, is refused before anything else. Returns
- * the size of the database its header declares (page size x page count), or its size.
- */
+/** The first look at a backup file (core/header.ts): SQLite's header, not empty, a page at least. */
 function checkHeader(file: string, size: number, shownAs = file): number {
-  const head = new Uint8Array(100);
+  const head = new Uint8Array(HEADER_BYTES);
   const fd = fs.openSync(file, 'r');
   try {
     readFully(fd, head, 0);
   } finally {
     fs.closeSync(fd);
   }
-  if (size === 0) throw new BlufioError('E_NOT_SQLITE', `the backup file ${shownAs} is empty`, 'use another backup file');
-  if (new TextDecoder().decode(head.subarray(0, 16)) !== SQLITE_HEADER) {
-    throw new BlufioError('E_NOT_SQLITE', `${shownAs} is not an SQLite database (no SQLite header)`, 'give the path of a file made by blufio backup');
-  }
-  if (size < 512) throw new BlufioError('E_CORRUPT', `the backup file ${shownAs} is truncated (${size} bytes)`, 'use another backup file');
-  return declaredBytes(head) ?? size;
+  return checkBackupHeader(head, size, `the backup file ${shownAs}`,
+    { notBackup: 'give the path of a file made by blufio backup', damaged: 'use another backup file' });
 }
 
 /** Refuses while another process has the database open, unless forced; says when it can't tell. */
@@ -601,14 +594,13 @@ function linkOrCopy(from: string, to: string, mustLink = false): void {
   }
 }
 
-/** Header bytes 18 and 19: 2 = WAL, 1 = rollback journal. Set on the private temp file. */
-function setJournalMode(file: string, wal: boolean): void {
+/** Header bytes 18 and 19 (core/header.ts) set on the private temp file. */
+function setFileJournalMode(file: string, wal: boolean): void {
   const fd = fs.openSync(file, 'r+');
   try {
-    const b = new Uint8Array(2);
-    readFully(fd, b, 18);
-    b.fill(wal ? 2 : 1);
-    writeFully(fd, b, 18);
+    const head = new Uint8Array(HEADER_BYTES);
+    readFully(fd, head, 0);
+    writeFully(fd, setJournalMode(head, wal).subarray(18, 20), 18);
   } finally {
     fs.closeSync(fd);
   }

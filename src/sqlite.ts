@@ -4,7 +4,7 @@
  * with setWasmLoader(); in development the package finds sqlite3.wasm beside itself.
  */
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
-import { installNodeVfs, VFS_NAME } from './vfs/node-vfs.ts';
+import { NodeVfs, VFS_NAME } from './vfs/node-vfs.ts';
 
 import type { Database, Sqlite3 } from './core/types.ts';
 export type { Database, Sqlite3 };
@@ -14,6 +14,7 @@ export type WasmLoader = (workBytes: number | undefined) => Promise<Uint8Array>;
 
 let wasmLoader: WasmLoader | undefined;
 let loading: Promise<Sqlite3> | undefined;
+const vfsOfModule = new WeakMap<Sqlite3, NodeVfs>();
 
 /** Used by the bundle entry: the .wasm bytes are embedded in the one file. */
 export function setWasmLoader(load: WasmLoader): void {
@@ -33,10 +34,17 @@ export function loadSqlite(workBytes?: number): Promise<Sqlite3> {
     const moduleArg: Record<string, unknown> = { print: () => {}, printErr: () => {} };
     if (wasmLoader) moduleArg.wasmBinary = await wasmLoader(workBytes);
     const sqlite3 = await (sqlite3InitModule as (arg: unknown) => Promise<Sqlite3>)(moduleArg);
-    installNodeVfs(sqlite3);
+    vfsOfModule.set(sqlite3, new NodeVfs(sqlite3));
     return sqlite3;
   })();
   return loading;
+}
+
+/** The node:fs VFS registered with this loaded module: its views, protected paths, last error. */
+export function vfsOf(sqlite3: Sqlite3): NodeVfs {
+  const vfs = vfsOfModule.get(sqlite3);
+  if (!vfs) throw new Error('this SQLite module was not loaded by loadSqlite()');
+  return vfs;
 }
 
 export interface OpenOptions {

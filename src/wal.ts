@@ -5,6 +5,8 @@
  * Format: https://www.sqlite.org/fileformat2.html#walformat
  */
 
+import { validPageSize } from './core/header.ts';
+
 export const WAL_HEADER_SIZE = 32;
 export const WAL_FRAME_HEADER_SIZE = 24;
 const WAL_MAGIC = 0x377f0682;
@@ -31,7 +33,7 @@ export function parseWalHeader(raw: Uint8Array): WalHeader | null {
   if ((magic & 0xfffffffe) !== WAL_MAGIC) return null;
   if (dv.getUint32(4) !== WAL_VERSION) return null;
   const pageSize = dv.getUint32(8) === 1 ? 65536 : dv.getUint32(8);
-  if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) return null;
+  if (!validPageSize(pageSize)) return null;
   const bigEndCksum = (magic & 1) === 1;
   const [c1, c2] = walChecksum(raw.subarray(0, 24), bigEndCksum, 0, 0);
   if (c1 !== dv.getUint32(24) || c2 !== dv.getUint32(28)) return null;

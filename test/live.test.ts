@@ -7,8 +7,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup, BlufioError } from '../src/index.ts';
-import { loadSqlite, openDb } from '../src/sqlite.ts';
-import { protect } from '../src/vfs/node-vfs.ts';
+import { loadSqlite, openDb, vfsOf } from '../src/sqlite.ts';
 import { cleanup, sql, tmpdir } from './helpers.ts';
 import { createLiveDb, invariantHolds, startWriter, type WriterOptions } from './writer.ts';
 
@@ -76,7 +75,7 @@ test('the VFS refuses to open or delete any source file for writing while it is 
   sql(db, 'CREATE TABLE t(x); INSERT INTO t VALUES (1);');
   const before = fs.readFileSync(db);
   const sqlite3 = await loadSqlite();
-  const unprotect = protect([db, `${db}-wal`, `${db}-journal`, `${db}-shm`]);
+  const unprotect = vfsOf(sqlite3).protect([db, `${db}-wal`, `${db}-journal`, `${db}-shm`]);
   try {
     assert.throws(() => openDb(sqlite3, db, { readonly: false }), /unable to open/);
     const ro = openDb(sqlite3, db);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadSqlite, openDb } from '../src/sqlite.ts';
+import { loadSqlite, openDb, vfsOf } from '../src/sqlite.ts';
 import { DiskFile, IO_CHUNK, ReadAhead } from '../src/vfs/disk-file.ts';
 import { cleanup, sql, tmpdir } from './helpers.ts';
 
@@ -109,6 +109,25 @@ test('SQLite through the VFS: a database round-trips, and a file cut mid-page is
     }
   })();
   assert.is.not(native, 'ok', 'native SQLite agrees the cut file is damaged');
+});
+
+test('the VFS is an object: a failure leaves its message, and the next call that can fail clears it (never attached to a later failure)', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'x.db');
+  sql(db, 'CREATE TABLE t(x)');
+  const sqlite3 = await loadSqlite();
+  const vfs = vfsOf(sqlite3);
+  const unprotect = vfs.protect([db]);
+  assert.ok(vfs.isProtected(path.join(d, '.', 'x.db')));
+  assert.throws(() => openDb(sqlite3, db, { readonly: false }));
+  assert.match(vfs.takeLastError() ?? '', /refusing to open .*x\.db for writing/);
+  assert.throws(() => openDb(sqlite3, db, { readonly: false }));
+  unprotect();
+  assert.not.ok(vfs.isProtected(db));
+  const ok = openDb(sqlite3, db);
+  assert.is(ok.selectValue('SELECT count(*) FROM t'), 0);
+  ok.close();
+  assert.is(vfs.takeLastError(), undefined, 'the earlier failure\'s message is gone');
 });
 
 test.run();

@@ -13,9 +13,9 @@
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
 import wasmBinary from '@sqlite.org/sqlite-wasm/sqlite3.wasm';
 import { runBackupLoop, throwIfAborted } from '../core/backup-loop.ts';
-import { fromSqliteException, integrityOf } from '../core/sqlite-errors.ts';
+import { fromSqliteException, integrityError, integrityOf } from '../core/sqlite-errors.ts';
 import type { Database, Sqlite3 } from '../core/types.ts';
-import { SQLITE_HEADER } from '../core/header.ts';
+import { checkBackupHeader, HEADER_BYTES, setJournalMode } from '../core/header.ts';
 import { BlufioError } from '../core/errors.ts';
 import type { ProgressCallback } from '../core/progress.ts';
 
@@ -183,15 +183,10 @@ abstract class StoreBase implements OpfsStore {
 
   async importDatabase(name: string, bytes: Uint8Array, opts: OpfsCopyOptions = {}) {
     const started = performance.now();
-    if (bytes.length === 0) throw new BlufioError('E_NOT_SQLITE', 'the file is empty', 'choose a file made by blufio backup');
-    if (new TextDecoder().decode(bytes.subarray(0, 16)) !== SQLITE_HEADER) {
-      throw new BlufioError('E_NOT_SQLITE', 'the file is not an SQLite database (no SQLite header)', 'choose a file made by blufio backup');
-    }
-    if (bytes.length < 512) throw new BlufioError('E_CORRUPT', `the file is truncated (${bytes.length} bytes)`, 'choose another backup file');
-    const copy = Uint8Array.from(bytes);
+    checkBackupHeader(bytes.subarray(0, HEADER_BYTES), bytes.length, 'the file',
+      { notBackup: 'choose a file made by blufio backup', damaged: 'choose another backup file' });
     // A file exported by a WAL-mode database says so in bytes 18/19; in the store it is one file.
-    copy[18] = 1;
-    copy[19] = 1;
+    const copy = setJournalMode(Uint8Array.from(bytes), false);
     const staged = await this.tempName();
     try {
       await this.writeWhole(staged, copy);
@@ -277,7 +272,7 @@ abstract class StoreBase implements OpfsStore {
       db?.close();
     }
     if (problems.length > 0) {
-      throw new BlufioError('E_INTEGRITY', `${what} failed the integrity check: ${problems[0]}`, 'choose another backup file');
+      throw integrityError(what, problems, 'choose another backup file');
     }
   }
 

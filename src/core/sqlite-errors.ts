@@ -52,3 +52,13 @@ export function integrityOf(sqlite3: Sqlite3, db: Database, quick = false, maxEr
     throw e;
   }
 }
+
+/**
+ * The verdict on a check that found problems, the same words on every path (Node and browsers):
+ * "<what> failed the integrity check: <first problem> (and N more)". The problems stay available
+ * on the error for reports that list them all.
+ */
+export function integrityError(what: string, problems: string[], hint: string): BlufioError & { problems: string[] } {
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+  return Object.assign(new BlufioError('E_INTEGRITY', `${what} failed the integrity check: ${problems[0]}${more}`, hint), { problems });
+}
