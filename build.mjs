@@ -31,12 +31,12 @@ chmodSync('dist/blufio.mjs', 0o755);
 // The library for embedding in the blufio server: dist/index.mjs (+ types in dist/types).
 await build({ ...common, entryPoints: ['src/lib.ts'], outfile: 'dist/index.mjs' });
 
-// Browsers: the library (blufio-backup/browser) and the OPFS demo page, in dist/browser.
+// Browsers: the library (blufio-backup/browser) and the OPFS demo page (examples/browser/), in dist/browser.
 const browser = { bundle: true, platform: 'browser', format: 'esm', target: 'es2022', loader: { '.wasm': 'binary' }, legalComments: 'none', logLevel: 'warning' };
 await build({ ...browser, entryPoints: ['src/browser/index.ts'], outfile: 'dist/browser/blufio-browser.mjs' });
-await build({ ...browser, entryPoints: ['src/browser/demo-worker.ts'], outfile: 'dist/browser/demo-worker.js' });
-await build({ ...browser, entryPoints: ['src/browser/demo-page.ts'], outfile: 'dist/browser/demo.js' });
+await build({ ...browser, entryPoints: ['examples/browser/demo-worker.ts'], outfile: 'dist/browser/demo-worker.js' });
+await build({ ...browser, entryPoints: ['examples/browser/demo-page.ts'], outfile: 'dist/browser/demo.js' });
 mkdirSync('dist/browser', { recursive: true });
-copyFileSync('browser/demo.html', 'dist/browser/index.html');
+copyFileSync('examples/browser/demo.html', 'dist/browser/index.html');
 // The "opfs" VFS runs its file I/O in this worker, which sqlite-wasm loads from beside the bundle.
 copyFileSync('node_modules/@sqlite.org/sqlite-wasm/dist/sqlite3-opfs-async-proxy.js', 'dist/browser/sqlite3-opfs-async-proxy.js');

@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { backup, BlufioError } from '../src/index.ts';
-import { sql } from '../test/helpers.ts';
-import { createLiveDb, invariantHolds, startWriter, type WriterOptions } from '../test/writer.ts';
+import { sql } from '../testkit/native.ts';
+import { createLiveDb, invariantHolds, startWriter, type WriterOptions } from '../testkit/writer.ts';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 4 : 20;
@@ -123,7 +123,7 @@ ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem
 native sqlite3 ${sqliteVersion} (writer and oracle), blufio with SQLite ${'3.54.1'} (WASM).
 
 A native \`sqlite3\` process writes transactions that keep an invariant across three tables
-(test/writer.ts); ${N} backups per scenario for blufio (default settings: 100 pages per step,
+(testkit/writer.ts); ${N} backups per scenario for blufio (default settings: 100 pages per step,
 10 ms pause, 10 attempts, 30 s limit), ${Math.min(N, 5)} for native \`.backup\` (30 s limit each).
 Every finished backup is checked with native sqlite3: \`integrity_check\` and the invariant.
 "Inconsistent" counts finished backups that failed either check.

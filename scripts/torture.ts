@@ -1,6 +1,6 @@
 /**
  * Torture run of the lock-free consistency proof: native writers (Python's sqlite3 module,
- * test/pywriter.py) in every pattern a server uses, and as many blufio backups and verifies as fit
+ * testkit/pywriter.py) in every pattern a server uses, and as many blufio backups and verifies as fit
  * in the time, each checked with native sqlite3 (integrity_check and the writer's invariant).
  *
  *   npm run torture -- --minutes 10 [--only TEXT] [--big] [--no-verify] [--write-docs]
@@ -19,8 +19,8 @@ import { fileURLToPath } from 'node:url';
 import { backup, backupToStream } from '../src/backup.ts';
 import { BlufioError } from '../src/errors.ts';
 import { inspect } from '../src/inspect.ts';
-import { sql } from '../test/helpers.ts';
-import { createLiveDb, invariantHolds } from '../test/writer.ts';
+import { sql } from '../testkit/native.ts';
+import { createLiveDb, invariantHolds } from '../testkit/writer.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -99,7 +99,7 @@ export interface Row {
 }
 
 function startWriter(db: string, w: WriterPattern): { proc: ChildProcess; stop: () => Promise<number> } {
-  const proc = spawn('python3', [path.join(ROOT, 'test', 'pywriter.py'), db, JSON.stringify(w)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn('python3', [path.join(ROOT, 'testkit', 'pywriter.py'), db, JSON.stringify(w)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d) => (out += d));

@@ -176,8 +176,6 @@ export function generateIdentity(now = new Date()): { file: string; recipient: s
 }
 
 /** The public key (`age1…`) of each identity in an identity file's text. */
-export const recipientOf = (id: Identity) => bech32Encode('age', id.publicKey);
-
 // ---------------------------------------------------------------------------------------------
 // Primitives: X25519, HKDF and HMAC from node:crypto; ChaCha20-Poly1305 from it when it has it.
 
@@ -254,8 +252,6 @@ const aead: Aead = (() => {
 })();
 
 /** Which cipher implementation this runtime uses (for the benchmark and docs). */
-export const cipherImplementation = aead === nodeAead ? 'node:crypto' : '@noble/ciphers';
-
 // ---------------------------------------------------------------------------------------------
 // Header.
 

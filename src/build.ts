@@ -11,7 +11,7 @@ import type { ObjectStorageOptions } from './object-storage.ts';
 import type { KeyOptions, Layers } from './layers.ts';
 import { statOrNull } from './files.ts';
 import type { JournalMode } from './snapshot/snapshot.ts';
-import { integrityProblems } from './verify.ts';
+import { integrityProblems } from './integrity.ts';
 import { integrityError } from './core/sqlite-errors.ts';
 
 export interface BackupOptions extends CopyOptions, KeyOptions, ObjectStorageOptions {

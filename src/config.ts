@@ -47,7 +47,7 @@ export interface ConfigInput {
 }
 
 /** Per-user data and config directories, as Rust's `dirs` crate (which blufio uses) has them. */
-export function platformDirs(platform: NodeJS.Platform, env: NodeJS.ProcessEnv, home: string): { data: string; config: string } {
+function platformDirs(platform: NodeJS.Platform, env: NodeJS.ProcessEnv, home: string): { data: string; config: string } {
   if (platform === 'darwin') {
     const d = path.join(home, 'Library', 'Application Support');
     return { data: d, config: d };

@@ -8,6 +8,7 @@ export { backup } from './backup.ts';
 export type { BackupOptions, BackupResult } from './build.ts';
 export { planRestore, restore, type RestoreOptions, type RestorePlan, type RestoreResult } from './restore.ts';
 export { inspect, type InspectResult, type TableInfo } from './inspect.ts';
+export { offThread } from './worker.ts';
 export { BlufioError, type ErrorCode } from './errors.ts';
 export { resolveConfig, type StorageConfig, type ConfigInput } from './config.ts';
 export type { Progress, ProgressCallback } from './progress.ts';

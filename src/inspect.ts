@@ -264,7 +264,7 @@ async function inspectCopy(abs: string, opts: InspectOptions): Promise<InspectRe
 }
 
 /** 3040001 -> "3.40.1" */
-export function versionString(n: number): string {
+function versionString(n: number): string {
   if (!n) return 'unknown';
   return `${Math.floor(n / 1000000)}.${Math.floor(n / 1000) % 1000}.${n % 1000}`;
 }

@@ -8,9 +8,8 @@ import * as fs from 'node:fs';
 
 /** SQLite's lock bytes in the database file (src/os.h). */
 export const PENDING_BYTE = 0x40000000;
-export const RESERVED_BYTE = PENDING_BYTE + 1;
-export const SHARED_FIRST = PENDING_BYTE + 2;
-export const SHARED_SIZE = 510;
+const SHARED_FIRST = PENDING_BYTE + 2;
+const SHARED_SIZE = 510;
 
 export interface FileLock {
   pid: number;

@@ -25,7 +25,7 @@ import { packFile, type Layers } from './layers.ts';
 import { expectedEtag, md5, parseS3Url, resolveS3, S3Client, s3Url, type S3Location, type S3Settings } from './s3.ts';
 
 /** Parts of a multipart upload: S3 wants at least 5 MiB; 8 MiB is what the AWS CLI uses. */
-export const PART_BYTES = 8 * 1024 * 1024;
+const PART_BYTES = 8 * 1024 * 1024;
 /** Parts in flight at once: 2 x 8 MiB (+ the one being filled) keeps a 100 MiB upload near 128 MiB peak RSS (4 in flight: 163 MiB, measured; no faster to a local server). */
 const IN_FLIGHT = 2;
 
@@ -92,7 +92,7 @@ function journalUpload(opts: ObjectStorageOptions, e: JournalEntry): string | nu
  * Aborts the multipart uploads that killed runs started on this endpoint and bucket under the
  * same prefix (the key's "directory"), and forgets them. Returns how many were aborted.
  */
-export async function abortAbandonedUploads(client: S3Client, loc: S3Location, opts: ObjectStorageOptions): Promise<number> {
+async function abortAbandonedUploads(client: S3Client, loc: S3Location, opts: ObjectStorageOptions): Promise<number> {
   const dir = path.join(stateDir(opts), 'uploads');
   let names: string[];
   try {

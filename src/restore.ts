@@ -420,7 +420,7 @@ function publishFresh(tmp: string, db: string): void {
 }
 
 /** `<db>.pre-restore` and the dated ones earlier restores moved aside, newest first. */
-export function listSafetyCopies(db: string): Array<{ path: string; bytes: number }> {
+function listSafetyCopies(db: string): Array<{ path: string; bytes: number }> {
   const base = path.basename(db);
   const re = /^\.pre-restore(?:-(\d{8}T\d{6}Z)(?:-(\d+))?)?$/;
   const found: Array<{ path: string; bytes: number; key: string }> = [];

@@ -650,7 +650,7 @@ async function chooseBase(store: SetStore, entries: SetEntry[], now: PageHashes,
 // Restore and verify from a set.
 
 /** The newest backup at or before `at` (default: the newest), or an error saying what there is. */
-export function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
+function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
   if (entries.length === 0) throw new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups`, 'check the path (blufio list shows what is there)');
   // By default the newest that is not named in the future (a clock that jumped ahead).
   const limit = at ? at.getTime() : Date.now() + FUTURE_SLACK;

@@ -282,7 +282,7 @@ function readHeader(r: WalReader): Uint8Array {
 }
 
 /** The 24-byte header of frame `index`, or null if the file ends before the whole frame. */
-export function readFrameHeader(r: WalReader, index: number, pageSize: number): Uint8Array | null {
+function readFrameHeader(r: WalReader, index: number, pageSize: number): Uint8Array | null {
   const buf = new Uint8Array(WAL_FRAME_HEADER_SIZE + pageSize);
   const got = r.read(buf, frameOffset(index, pageSize));
   return got === buf.length ? buf.subarray(0, WAL_FRAME_HEADER_SIZE) : null;

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { BlufioError } from '../src/errors.ts';
 import { backup } from '../src/index.ts';
 
+import { sql } from '../testkit/native.ts';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
 
@@ -29,10 +30,7 @@ export function cleanup(): void {
   for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 }
 
-/** Runs SQL with the native sqlite3 program; returns its stdout trimmed. */
-export function sql(db: string, script: string): string {
-  return execFileSync('sqlite3', ['-batch', db], { input: script, encoding: 'utf8', maxBuffer: 1 << 28 }).trim();
-}
+export { sql };
 
 /** A sample blufio-like database: sessions, memory (FTS-less), a vault of random blobs, and schema objects. */
 export function makeSampleDb(db: string, opts: { wal?: boolean; rows?: number } = {}): void {

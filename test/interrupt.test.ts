@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { integrityProblems } from '../src/verify.ts';
+import { integrityProblems } from '../src/integrity.ts';
 import { CLI, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 
 const test = suite('interrupt');

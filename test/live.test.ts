@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { backup, BlufioError } from '../src/index.ts';
 import { loadSqlite, openDb, vfsOf } from '../src/sqlite.ts';
 import { cleanup, sql, tmpdir } from './helpers.ts';
-import { createLiveDb, invariantHolds, startWriter, type WriterOptions } from './writer.ts';
+import { createLiveDb, invariantHolds, startWriter, type WriterOptions } from '../testkit/writer.ts';
 
 const test = suite('live');
 test.after.each(cleanup);

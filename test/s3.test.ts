@@ -13,7 +13,7 @@ import { AwsClient } from 'aws4fetch';
 import { backup, inspect, restore } from '../src/index.ts';
 import { resolveS3 } from '../src/s3.ts';
 import { CLI, RUNTIMES, cleanup, s3Env, startS3Server as startServer, type S3Server as Server, cli as runCli, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
-import { createLiveDb, invariantHolds, startWriter } from './writer.ts';
+import { createLiveDb, invariantHolds, startWriter } from '../testkit/writer.ts';
 
 const test = suite('s3');
 

@@ -10,21 +10,21 @@ export function check(sqlite3: Sqlite3, db: Database, rc: number, doing: string)
 }
 
 /** Maps an SQLite result code to the error kind a user can act on. */
-export function sqliteError(sqlite3: Sqlite3, rc: number, text: string): BlufioError {
+function sqliteError(sqlite3: Sqlite3, rc: number, text: string, cause?: unknown): BlufioError {
   const { capi } = sqlite3;
   // The WASM build prefixes its messages with "SQLITE_CORRUPT: sqlite3 result code 11: ".
   const message = text.replace(/SQLITE_[A-Z_]+: sqlite3 result code \d+: /g, '');
   switch (rc & 0xff) {
     case capi.SQLITE_NOTADB:
-      return new BlufioError('E_NOT_SQLITE', message, 'make sure the file is an SQLite database');
+      return new BlufioError('E_NOT_SQLITE', message, 'make sure the file is an SQLite database', { cause });
     case capi.SQLITE_CORRUPT:
-      return new BlufioError('E_CORRUPT', message, 'the file is damaged: check it with sqlite3 <file> "PRAGMA integrity_check", or use another copy');
+      return new BlufioError('E_CORRUPT', message, 'the file is damaged: check it with sqlite3 <file> "PRAGMA integrity_check", or use another copy', { cause });
     case capi.SQLITE_CANTOPEN:
-      return new BlufioError('E_IO', message, 'check that the file exists and is readable');
+      return new BlufioError('E_IO', message, 'check that the file exists and is readable', { cause });
     case capi.SQLITE_FULL:
-      return new BlufioError('E_IO', message, 'free some disk space and try again');
+      return new BlufioError('E_IO', message, 'free some disk space and try again', { cause });
     default:
-      return new BlufioError('E_IO', message);
+      return new BlufioError('E_IO', message, undefined, { cause });
   }
 }
 
@@ -36,7 +36,7 @@ export function fromSqliteException(sqlite3: Sqlite3, e: unknown, doing?: string
   const rc = (e as { resultCode?: unknown })?.resultCode;
   if (typeof rc !== 'number') return null;
   const msg = (e as Error).message;
-  return sqliteError(sqlite3, rc, doing ? `${doing}: ${msg}` : msg);
+  return sqliteError(sqlite3, rc, doing ? `${doing}: ${msg}` : msg, e);
 }
 
 /** The problems PRAGMA integrity_check (or quick_check) reports; empty when the database is sound. */

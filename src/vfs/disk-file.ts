@@ -11,7 +11,7 @@ export const IO_CHUNK = 1 << 20;
 /** What a random read fetches: the aligned block around the bytes asked for. */
 const RANDOM_BLOCK = 64 << 10;
 /** After this many bytes written, start writing them to the disk in the background. */
-export const EARLY_SYNC_BYTES = 32 << 20;
+const EARLY_SYNC_BYTES = 32 << 20;
 
 /** A span of the file held in memory. */
 class Window {

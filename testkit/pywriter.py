@@ -3,7 +3,7 @@ A native writer for live tests and the torture script: Python's sqlite3 module (
 in every pattern a real server might use. Each transaction keeps the invariant of test/writer.ts
 (money moves between two accounts far apart in the file; a ledger and its running totals agree).
 
-  python3 test/pywriter.py DB '{"tps": 30, "checkpoint": "TRUNCATE", "every": 1, ...}'
+  python3 testkit/pywriter.py DB '{"tps": 30, "checkpoint": "TRUNCATE", "every": 1, ...}'
 
 Options (JSON): tps (number, 0 = no pause), checkpoint (PASSIVE|FULL|RESTART|TRUNCATE|null) run
 after every `every` commits, connPerTx (open and close a connection for each transaction),

@@ -1,4 +1,4 @@
-/** Integrity checks of finished copies, through SQLite itself. */
+/** The integrity check of a finished file, through SQLite itself (blufio verify is inspect.ts). */
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 import { throwIfAborted } from './core/backup-loop.ts';

@@ -5,7 +5,7 @@
  * and every 20th deletes a slice of the ledger (freed pages get reused), so pages move around.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { sql } from './helpers.ts';
+import { sql } from './native.ts';
 
 export const INVARIANT = `SELECT (SELECT sum(balance) FROM accounts) = 100000
   AND (SELECT n FROM totals) = (SELECT count(*) FROM ledger)

@@ -2,7 +2,7 @@
  * The demo page's worker: owns the OPFS store and answers the page's requests. Messages in:
  * { id, op, ...args }; out: { id, ok, result | error } and { op: 'progress', ... } while copying.
  */
-import { BlufioError, openOpfsStore, type OpfsStore } from './index.ts';
+import { BlufioError, openOpfsStore, type OpfsStore } from '../../src/browser/index.ts';
 
 const DB = 'blufio.db';
 const BACKUP = 'backup.db';
