@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the uvu suites (TypeScript through tsx) and ends with one plain line, "N passed, N failed",
-// that any CI can read. The exit code is uvu's.
+// Runs the uvu suites (TypeScript through tsx) and ends with one plain line, "N passed, N failed,
+// N skipped", that any CI can read (a skipped test says "SKIPPED: why", test/helpers.ts skip()).
+// The exit code is uvu's.
 import { spawn } from 'node:child_process';
 
 const child = spawn(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', 'test', process.argv[2] ?? '\\.test\\.ts$'], {
@@ -15,7 +16,8 @@ child.stdout.on('data', (d) => {
 child.on('exit', (code, signal) => {
   const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const passed = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  console.log(`\n${passed} passed, ${total - passed} failed`);
+  const skipped = [...out.matchAll(/SKIPPED: (.*)/g)].map((m) => m[1]);
+  console.log(`\n${passed} passed, ${total - passed} failed, ${skipped.length} skipped${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
   process.exit(code ?? (signal ? 1 : 0));
 });
 

@@ -74,7 +74,7 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
     const copy = await buildVerifiedCopy(db, tmp, options, 'the backup');
     let bytes: number;
     try {
-      bytes = await packFile(tmp, out, layers, recipients, options.signal);
+      bytes = await packFile(tmp, out, layers, recipients, options.signal, packing(tmp, layers, options));
     } catch (e) {
       if (options.signal?.aborted) {
         // Part of the database may already be with the reader: say so, never "nothing was written".
@@ -160,7 +160,7 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
       ? await worker.done.catch((e: NodeJS.ErrnoException) => {
         throw e.code && e.code !== 'ECHANGED' ? fsError(e, tmpOut, 'cannot write the backup') : new BlufioError('E_IO', `cannot encrypt the backup: ${e.message}`, 'try again');
       })
-      : await packFile(tmp, tmpOut, layers, recipientsOf(opts), opts.signal);
+      : await packFile(tmp, tmpOut, layers, recipientsOf(opts), opts.signal, packing(tmp, layers, opts));
     throwIfAborted(opts.signal);
     fs.chmodSync(tmpOut, opts.mode ?? 0o600);
     // Without --force a file that appeared at dest meanwhile is never replaced.
@@ -187,3 +187,12 @@ async function backupToPlainFile(src: string, dest: string, opts: BackupOptions)
   }
 }
 
+
+/** Progress of packing the verified copy `file` into its layers: the bytes of it read so far. */
+function packing(file: string, layers: Layers, opts: BackupOptions): ((read: number) => void) | undefined {
+  if (!opts.onProgress) return undefined;
+  const total = fs.statSync(file).size;
+  const phase = layers.gzip ? 'compress' : 'encrypt';
+  opts.onProgress({ phase, totalPages: total, remainingPages: total, attempt: 1, pageSize: 1 });
+  return (read) => opts.onProgress?.({ phase, totalPages: total, remainingPages: Math.max(0, total - read), attempt: 1, pageSize: 1 });
+}

@@ -95,7 +95,7 @@ export async function buildVerifiedCopy(src: string, out: string, opts: BackupOp
     let seen: string | null = null;
     for (let copies = 1; ; copies++) {
       opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: copy.pages, attempt: copy.attempts, pageSize: copy.pageSize });
-      const problems = await integrityProblems(out, false, 20, opts.signal, opts.deadline);
+      const problems = await integrityProblems(out, false, 20, opts.signal, opts.deadline, opts.interrupted);
       if (problems.length === 0) break;
       const key = problems.join('\n');
       if (key === seen || copies === 3) {
@@ -109,6 +109,7 @@ export async function buildVerifiedCopy(src: string, out: string, opts: BackupOp
     }
     opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: 0, attempt: copy.attempts, pageSize: copy.pageSize });
   }
+  opts.interrupted?.();
   throwIfAborted(opts.signal);
   fs.chmodSync(out, opts.mode ?? 0o600);
   return { ...copy, databaseBytes: fs.statSync(out).size };

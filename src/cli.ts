@@ -7,11 +7,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cac, type CAC } from 'cac';
+import { helpText, parseArgs, type CommandSpec, type OptionSpec } from './args.ts';
 import type { StorageConfig } from './config.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import { BlufioError, timeLimitError } from './errors.ts';
-import { formatMB, ProgressBar, wantsBar, type Progress } from './progress.ts';
+import { formatMB, ProgressBar, ProgressLines, progressMode, type Progress } from './progress.ts';
 
 declare const __BLUFIO_VERSION__: string | undefined;
 export const VERSION = typeof __BLUFIO_VERSION__ === 'string' ? __BLUFIO_VERSION__ : '0.0.0-dev';
@@ -23,6 +23,10 @@ export interface Io {
   /** Where `blufio backup -` streams the backup. */
   stdoutStream: NodeJS.WritableStream & { isTTY?: boolean };
   stderrIsTTY: boolean;
+  /** The terminal's width, for --help (undefined: not a terminal). */
+  columns?: number;
+  /** stderr's width now (it follows a resize), for the progress bar. */
+  stderrColumns?: () => number | undefined;
 }
 
 const defaultIo: Io = {
@@ -31,14 +35,14 @@ const defaultIo: Io = {
   env: process.env,
   stdoutStream: process.stdout,
   stderrIsTTY: !!process.stderr.isTTY,
+  columns: process.stdout.columns,
+  stderrColumns: () => process.stderr.columns,
 };
 
 type CommandName = 'backup' | 'restore' | 'verify' | 'keygen' | 'list' | 'prune';
 const STDOUT = '\0stdout';
 /** Timers hold at most 2^31 - 1 ms. */
 const MAX_TIMEOUT_S = 2_073_600;
-/** An empty argument, carried through mri (which turns "" into 0) as a name no path can have. */
-const EMPTY = '\u0000(empty)';
 
 interface CommonFlags {
   db?: string;
@@ -69,86 +73,103 @@ interface CommonFlags {
   keepYearly?: number;
   ping?: string;
   ifMissing?: boolean;
+  progress?: boolean;
   series?: string[];
 }
 
-function build(run: (name: CommandName, target: string, flags: CommonFlags) => Promise<void>): CAC {
-  const cli = cac('blufio');
-  const common = (c: ReturnType<CAC['command']>) =>
-    c
-      .option('--db <path>', 'Database path (overrides storage.database_path)', { type: [String] })
-      .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
-      .option('--force', 'Replace an existing file / restore while the database is in use (its user\'s later writes then go to <db>.pre-restore)')
-      .option('--quiet', 'Print nothing but errors')
-      .option('--json', 'Print one JSON object with the result on stdout')
-      .option('--pages-per-step <n>', 'Pages copied per step of the backup API (default: 100, or 1000 with no pause)')
-      .option('--sleep-ms <n>', 'Pause between steps in ms (default: 10 while another process has the database open, else 0)')
-      .option('--retries <n>', 'Most attempts when a live database keeps changing', { default: 10 })
-      .option('--timeout <seconds>', 'Give up on the whole job after this long, leaving nothing behind (default: no limit; retries stop after 60 s)')
-      .option('--work-dir <dir>', 'Where a whole uncompressed copy is staged for .gz and - (default: beside the file, or $TMPDIR for -; env BLUFIO_WORK_DIR)', { type: [String] });
-  const identity = (c: ReturnType<CAC['command']>) =>
-    c.option('--identity <file>', 'Decrypt an .age backup with this age key file (repeatable; default: backup.age_identity_file, env BLUFIO_AGE_IDENTITY_FILE)', { type: [String] });
-  common(cli.command('backup <path>', 'Back up the database to <path>, s3://BUCKET/KEY, or a set (a folder or prefix ending in /: timestamped, differential); .gz compresses, .age encrypts, - writes to stdout'))
-    .option('--no-verify', 'Skip the integrity check of the finished backup')
-    .option('--recipient <age1…>', 'Encrypt an .age backup to this age public key (repeatable; default: backup.age_recipients)', { type: [String] })
-    .option('--recipients-file <file>', 'Encrypt an .age backup to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', { type: [String] })
-    .option('--gzip', 'Compress what "-" writes to stdout (a file\'s name says it: .gz)')
-    .option('--full', 'In a set (a folder or s3:// prefix ending in /): a full backup, not a differential')
-    .option('--prune', 'In a set: afterwards remove what [backup.retention] in blufio.toml does not keep')
-    .option('--ping <url>', 'Tell a monitor (healthchecks.io-style): GET <url> on success, <url>/fail on failure', { type: [String] })
-    .example('blufio backup /var/backups/blufio-$(date +%F).db')
-    .example('blufio backup /var/backups/blufio-$(date +%F).db.gz')
-    .example('blufio backup /mnt/offsite/blufio-$(date +%F).db.gz.age --recipient age1…')
-    .example('blufio backup s3://my-bucket/blufio/blufio-$(date +%F).db.gz')
-    .example('blufio backup /var/backups/blufio/ --prune   # a set: timestamped, differential')
-    .example('blufio backup - | ssh backup-host "cat > blufio.db"')
-    .action((p: string, f: CommonFlags) => run('backup', p, f));
-  identity(common(cli.command('restore <path>', 'Replace the database with the backup at <path>, s3://BUCKET/KEY, or the newest in a set (--at: as of a time); keeps <db>.pre-restore')))
-    .option('--dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing')
-    .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601, UTC unless a zone is given)')
-    .option('--if-missing', 'Restore only when the database does not exist yet (a fresh container seeding itself); exit 0 either way')
-    .option('--series <name>', 'From a set: whose backups (default: the database\'s own file name without .db)', { type: [String] })
-    .example('blufio restore /var/backups/blufio-2026-11-24.db --dry-run')
-    .example('blufio restore /var/backups/blufio-2026-11-24.db')
-    .action((p: string, f: CommonFlags) => run('restore', p, f));
-  identity(cli.command('verify <path>', 'Check a backup (or any database file) and report what it holds; exit 0 if it is sound'))
-    .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
-    .option('--quick', 'Run quick_check instead of the full integrity_check')
-    .option('--at <time>', 'From a set: the newest backup at or before this time (ISO 8601)')
-    .option('--series <name>', 'From a set holding several databases\' backups: whose', { type: [String] })
-    .option('--json', 'Print one JSON object with the report on stdout')
-    .option('--quiet', 'Print nothing; the exit code tells')
-    .option('--timeout <seconds>', 'Give up after this long (a download, decrypting, the check)')
-    .option('--work-dir <dir>', 'Where a .gz is decompressed to be checked (default: $TMPDIR; env BLUFIO_WORK_DIR)', { type: [String] })
-    .example('blufio verify /var/backups/blufio-2026-11-24.db.gz')
-    .action((p: string, f: CommonFlags) => run('verify', p, f));
-  cli.command('list <set>', 'List the backups of a set (a folder or an s3:// prefix), newest first')
-    .option('--json', 'Print one JSON object with the backups on stdout')
-    .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
-    .example('blufio list /var/backups/blufio/')
-    .action((p: string, f: CommonFlags) => run('list', p, f));
-  cli.command('prune <set>', 'Remove the backups of a set that no --keep-* rule keeps (restic\'s forget, in UTC)')
-    .option('--keep-last <n>', 'Keep the n newest')
-    .option('--keep-hourly <n>', 'Keep the newest of each of the n most recent hours that have one')
-    .option('--keep-daily <n>', 'Same, days')
-    .option('--keep-weekly <n>', 'Same, ISO weeks')
-    .option('--keep-monthly <n>', 'Same, months')
-    .option('--keep-yearly <n>', 'Same, years')
-    .option('--dry-run', 'Say what would be removed; remove nothing')
-    .option('--json', 'Print one JSON object with what was kept (and why) and removed')
-    .option('--quiet', 'Print nothing but errors')
-    .option('--config <file>', 'Read this blufio.toml instead of the usual ones', { type: [String] })
-    .example('blufio prune /var/backups/blufio/ --keep-daily 7 --keep-weekly 4 --keep-monthly 12')
-    .action((p: string, f: CommonFlags) => run('prune', p, f));
-  cli.command('keygen [file]', 'Make an age key for encrypted backups: writes the private key to [file] (or stdout), prints its public key')
-    .option('--json', 'Print one JSON object with the result on stdout')
-    .option('--quiet', 'Print nothing but errors')
-    .example('blufio keygen ~/blufio-backup-key.txt')
-    .action((p: string | undefined, f: CommonFlags) => run('keygen', p ?? STDOUT, f));
-  cli.help();
-  cli.version(VERSION);
-  return cli;
-}
+const opt = (name: string, help: string, value?: string, repeatable?: boolean): OptionSpec => ({ name, help, value, repeatable });
+const DB = opt('db', 'Database path (overrides storage.database_path in blufio.toml)', '<path>');
+const CONFIG = opt('config', 'Read this blufio.toml instead of the usual ones', '<file>');
+const QUIET = opt('quiet', 'Print nothing but errors');
+const JSON_OUT = opt('json', 'Print one JSON object with the result on stdout');
+const TIMEOUT = opt('timeout', 'Give up on the whole job after this long, leaving nothing behind (default: no limit; a live database\'s retries stop after 60 s)', '<seconds>');
+const WORK_DIR = opt('work-dir', 'Where a whole uncompressed copy is staged for .gz, .age and - (default: beside the file, or $TMPDIR for -; env BLUFIO_WORK_DIR)', '<dir>');
+const IDENTITY = opt('identity', 'Decrypt an .age backup with this age key file (repeatable; default: backup.age_identity_file, env BLUFIO_AGE_IDENTITY_FILE)', '<file>', true);
+const PROGRESS = opt('progress', 'Show progress even when stderr is not a terminal: a plain line every 5 s, for logs (or BLUFIO_PROGRESS=lines; =none: never)');
+const SLEEP = opt('sleep-ms', 'Pause between copy steps in ms (default: 10 while another process has the database open, else 0)', '<n>');
+const AT = opt('at', 'From a set: the newest backup at or before this time (ISO 8601, UTC unless a zone is given)', '<time>');
+const SERIES = opt('series', 'From a set holding several databases\' backups: whose (default: the database file\'s name without .db)', '<name>');
+
+/** Every command, its argument and the options that mean something for it (help is made from this). */
+const COMMANDS: CommandSpec[] = [
+  {
+    name: 'backup', arg: '<path>',
+    summary: 'Back up the database to <path>, s3://BUCKET/KEY, or a set (a folder or prefix ending in /: timestamped, differential). .gz compresses, .age encrypts, - writes to stdout.',
+    options: [
+      DB, CONFIG,
+      opt('force', 'Replace an existing file at <path>'),
+      opt('no-verify', 'Skip the integrity check of the finished backup (it is checked unless this is given)'),
+      opt('recipient', 'Encrypt an .age backup to this age public key (repeatable; default: backup.age_recipients)', '<age1…>', true),
+      opt('recipients-file', 'Encrypt an .age backup to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', '<file>', true),
+      opt('gzip', 'Compress what "-" writes to stdout (a file\'s name says it: .gz)'),
+      opt('full', 'In a set: a full backup, not a differential'),
+      opt('prune', 'In a set: afterwards remove what [backup.retention] in blufio.toml does not keep'),
+      opt('ping', 'Tell a monitor (healthchecks.io-style): GET <url> on success, <url>/fail on failure', '<url>'),
+      QUIET, JSON_OUT, PROGRESS,
+      opt('pages-per-step', 'Pages copied per step of SQLite\'s backup API (default: 100, or 1000 with no pause)', '<n>'),
+      SLEEP,
+      opt('retries', 'Most copy attempts while a live database keeps changing (default: 10)', '<n>'),
+      TIMEOUT, WORK_DIR,
+    ],
+    examples: [
+      'blufio backup /var/backups/blufio-$(date +%F).db',
+      'blufio backup /var/backups/blufio-$(date +%F).db.gz',
+      'blufio backup /mnt/offsite/blufio-$(date +%F).db.gz.age --recipient age1…',
+      'blufio backup s3://my-bucket/blufio/blufio-$(date +%F).db.gz',
+      'blufio backup /var/backups/blufio/ --prune   # a set: timestamped, differential',
+      'blufio backup - | ssh backup-host "cat > blufio.db"',
+    ],
+  },
+  {
+    name: 'restore', arg: '<path>',
+    summary: 'Replace the database with the backup at <path>, s3://BUCKET/KEY, or the newest in a set (--at: as of a time). The current database is kept as <db>.pre-restore.',
+    options: [
+      DB, CONFIG,
+      opt('dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing'),
+      AT, SERIES, IDENTITY,
+      opt('if-missing', 'Restore only when the database does not exist yet (a fresh container seeding itself); exit 0 either way'),
+      opt('force', 'Restore while another process has the database open (its later writes then go to <db>.pre-restore)'),
+      QUIET, JSON_OUT, PROGRESS, SLEEP, TIMEOUT, WORK_DIR,
+    ],
+    examples: ['blufio restore /var/backups/blufio-2026-11-24.db --dry-run', 'blufio restore /var/backups/blufio-2026-11-24.db', 'blufio restore /var/backups/blufio/ --at 2026-11-24T08:00Z'],
+  },
+  {
+    name: 'verify', arg: '<path>',
+    summary: 'Check a backup (or any database file) and report what it holds; exit 0 if it is sound.',
+    options: [
+      CONFIG, opt('quick', 'Run quick_check instead of the full integrity_check'), AT, SERIES, IDENTITY,
+      opt('quiet', 'Print nothing; the exit code tells'), JSON_OUT,
+      opt('timeout', 'Give up after this long (a download, decrypting, the check)', '<seconds>'),
+      opt('work-dir', 'Where a .gz or .age is unpacked to be checked (default: $TMPDIR; env BLUFIO_WORK_DIR)', '<dir>'),
+    ],
+    examples: ['blufio verify /var/backups/blufio-2026-11-24.db.gz'],
+  },
+  {
+    name: 'list', arg: '<set>',
+    summary: 'List the backups of a set (a folder or an s3:// prefix), newest first.',
+    options: [CONFIG, JSON_OUT],
+    examples: ['blufio list /var/backups/blufio/'],
+  },
+  {
+    name: 'prune', arg: '<set>',
+    summary: 'Remove the backups of a set that no --keep-* rule keeps (restic\'s forget, in UTC).',
+    options: [
+      opt('keep-last', 'Keep the n newest', '<n>'),
+      opt('keep-hourly', 'Keep the newest of each of the n most recent hours that have one', '<n>'),
+      opt('keep-daily', 'Same, days', '<n>'), opt('keep-weekly', 'Same, ISO weeks', '<n>'),
+      opt('keep-monthly', 'Same, months', '<n>'), opt('keep-yearly', 'Same, years', '<n>'),
+      opt('dry-run', 'Say what would be removed; remove nothing'),
+      QUIET, opt('json', 'Print one JSON object with what was kept (and why) and removed'), CONFIG,
+    ],
+    examples: ['blufio prune /var/backups/blufio/ --keep-daily 7 --keep-weekly 4 --keep-monthly 12'],
+  },
+  {
+    name: 'keygen', arg: '[file]',
+    summary: 'Make an age key for encrypted backups: writes the private key to [file] (or stdout), prints its public key.',
+    options: [JSON_OUT, QUIET],
+    examples: ['blufio keygen ~/blufio-backup-key.txt'],
+  },
+];
 
 /** Runs the CLI on `argv` (without node and script) and resolves to the exit code. */
 export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
@@ -157,28 +178,28 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   const controller = new AbortController();
   const onSigint = () => controller.abort(new Error('interrupted'));
   try {
-    let job: Promise<void> | undefined;
-    const cli = build((name, target, flags) => {
-      json = !!flags.json;
-      command = name;
-      job = runCommand(name, target, flags, io, controller.signal);
-      return job;
-    });
-    // mri, under cac, drops a lone "-" and turns "" into 0: carry both through as names no path
-    // can have.
-    const carried = argv.map((a) => (a === '-' ? STDOUT : a === '' ? EMPTY : /^--[\w-]+=$/.test(a) ? a + EMPTY : a));
-    const parsed = cli.parse(['node', 'blufio', ...carried], { run: false });
-    if (parsed.options.help || parsed.options.version) return 0;
-    if (!cli.matchedCommand) {
-      const what = cli.args.length ? `unknown command "${cli.args[0]}"` : 'no command given';
-      throw new BlufioError('E_USAGE', what, 'run blufio --help to see the commands');
+    const parsed = parseArgs(COMMANDS, argv);
+    if (parsed.kind === 'version') {
+      io.stdout(`blufio ${VERSION}\n`);
+      return 0;
     }
+    if (parsed.kind === 'help') {
+      io.stdout(helpText(COMMANDS, VERSION, parsed.command, io.columns));
+      return 0;
+    }
+    const flags = parsed.flags as unknown as CommonFlags;
+    command = parsed.command.name;
+    json = !!flags.json;
+    const target = parsed.arg === undefined ? (command === 'keygen' ? STDOUT : '') : parsed.arg === '-' ? STDOUT : parsed.arg;
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigint);
-    await cli.runMatchedCommand();
-    await job;
+    await runCommand(command as CommandName, target, flags, io, controller.signal);
     return 0;
   } catch (e) {
+    // A usage error is found before the flags are known: --json anywhere still asks for JSON.
+    const named = COMMANDS.find((c) => c.name === argv[0]);
+    if (command === 'blufio' && named) command = named.name;
+    if (!json && argv.slice(0, argv.indexOf('--') >>> 0).includes('--json')) json = true;
     return report(e, command, json, io);
   } finally {
     process.off('SIGINT', onSigint);
@@ -188,7 +209,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
 
 async function runCommand(name: CommandName, target: string, f: CommonFlags, io: Io, signal: AbortSignal): Promise<void> {
   const limitController = new AbortController();
-  if (typeof target !== 'string' || target === '' || target === EMPTY) {
+  if (target === '') {
     throw new BlufioError('E_USAGE', `blufio ${name} needs a path`, `run blufio ${name} --help`);
   }
   const say = (line: string) => {
@@ -229,17 +250,16 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     throw new BlufioError('E_USAGE', 'refusing to write a database to the terminal', 'redirect or pipe it: blufio backup - > backup.db');
   }
   if (toStdout && f.json) throw new BlufioError('E_USAGE', '--json cannot be used with "-": stdout carries the backup', 'drop --json');
-  const bar = wantsBar({ isTTY: io.stderrIsTTY }, io.env, !!f.quiet || !!f.json)
-    ? new ProgressBar(io.stderr, name === 'backup' ? 'Backing up' : 'Restoring')
-    : null;
+  const mode = progressMode({ isTTY: io.stderrIsTTY }, io.env, !!f.quiet || !!f.json, !!f.progress);
+  const label = name === 'backup' ? 'Backing up' : 'Restoring';
+  const bar = mode === 'bar' ? new ProgressBar(io.stderr, label, () => io.stderrColumns?.() ?? io.columns) : mode === 'lines' ? new ProgressLines(io.stderr, label) : null;
   const notice = (line: string) => {
     bar?.done();
     say(line);
   };
   try {
     // Loaded here, not at start-up: --help and --version never load SQLite.
-    const { resolveConfig } = await import('./config.ts');
-    const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), db: pathFlag(f.db, '--db'), env: io.env });
+    const cfg = await loadConfig(f, io, say, pathFlag(f.db, '--db'));
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
     if (name === 'backup' && f.ping !== undefined) {
       const url = pathFlag(f.ping, '--ping')!;
@@ -256,7 +276,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     if (name === 'restore' && f.ifMissing && fs.existsSync(cfg.databasePath)) {
       if (f.dryRun) say('Dry run: nothing was changed.');
       say(`${cfg.databasePath} exists: nothing restored (--if-missing)`);
-      if (f.json) io.stdout(`${JSON.stringify({ ok: true, command: 'restore', database: cfg.databasePath, restored: false })}\n`);
+      if (f.json) emit(io, 'restore', { ok: true, database: cfg.databasePath, restored: false, dryRun: !!f.dryRun, skipped: 'the database exists (--if-missing)' });
       return;
     }
     if (name === 'backup') {
@@ -284,7 +304,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
         pruned = { removed: p.removed.map((d) => d.name), kept: p.kept.length };
         say(p.removed.length ? `Pruned ${p.removed.length} backup(s): ${p.removed.map((d) => d.name).join(', ')}` : 'Pruned nothing: every backup is kept by the policy');
       }
-      if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r, ...(pruned ? { pruned } : {}) })}\n`);
+      if (f.json) emit(io, 'backup', { ok: true, ...r, ...(pruned ? { pruned } : {}) });
     } else if (f.dryRun) {
       const { planRestore } = await import('./restore.ts');
       const { withDownloaded } = await import('./object-storage.ts');
@@ -300,7 +320,8 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
           ? { ...(await withDownloaded(target, remote, async (file) => planRestore(cfg.databasePath, file, planOpts))), path: target }
           : planRestore(cfg.databasePath, target, planOpts));
       const refused = plan.inUseBy !== null && plan.inUseBy.length > 0 && !f.force;
-      if (f.json) io.stdout(`${JSON.stringify({ ok: true, dryRun: true, wouldBeRefused: refused, ...plan })}\n`);
+      const { database, ...rest } = plan;
+      if (f.json) emit(io, 'restore', { ok: true, database, restored: false, dryRun: true, wouldBeRefused: refused, ...rest });
       say('Dry run: nothing was changed.');
       const size = plan.databaseBytes === null ? [plan.compressed && 'compressed', plan.encrypted && 'encrypted'].filter(Boolean).join(', ') : formatMB(plan.databaseBytes);
       say(`Would restore ${plan.path} (${size}) into ${plan.database} (${plan.journalMode === 'wal' ? 'WAL' : 'rollback-journal'} mode)`);
@@ -315,7 +336,8 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       const r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: await identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series') });
       bar?.done();
       say(`Restore complete: ${formatMB(r.bytes)} restored from ${r.path}`);
-      if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+      const { database, ...rest } = r;
+      if (f.json) emit(io, 'restore', { ok: true, database, restored: true, dryRun: false, ...rest });
     }
   } finally {
     bar?.done();
@@ -325,20 +347,21 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
 /** `blufio verify`: a report for people (or JSON), exit 1 when the file is not sound. */
 async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: string) => void, signal: AbortSignal, deadline?: number): Promise<void> {
   const { inspect } = await import('./inspect.ts');
-  const { resolveConfig } = await import('./config.ts');
-  const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
+  const cfg = await loadConfig(f, io, say);
   const r = await inspect(target, { quick: !!f.quick, workDir: workDir(f, io), identities: await identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series'), signal, deadline });
   // A check is one synchronous call that a signal cannot cut short: an interruption that came
   // meanwhile is honoured now, before a verdict is printed.
   throwIfAborted(signal);
-  if (f.json) io.stdout(`${JSON.stringify(r)}\n`);
+  if (f.json) emit(io, 'verify', r);
   if (r.ok) {
-    say(`${r.path}: OK, sound and ready to restore`);
+    const empty = r.tables.length === 0;
+    say(`${r.path}: OK, ${empty ? 'sound, but an empty database (no tables)' : 'sound and ready to restore'}`);
     say(`  integrity     ok (${r.check})`);
     say(`  size          ${formatMB(r.bytes)}${r.compressed ? ' compressed' : ''}${r.encrypted ? ' encrypted' : ''}, ${r.pages} pages of ${r.pageSize} bytes`);
     say(`  journal mode  ${r.journalMode === 'wal' ? 'WAL (needs its -wal file beside it)' : 'rollback journal (self-contained)'}`);
     say(`  written by    SQLite ${r.sqliteVersion}`);
     say(`  tables        ${r.tables.length ? r.tables.map((t) => `${t.name} ${t.rows ?? '?'}`).join(', ') : '(none)'}`);
+    for (const w of r.warnings) if (!(empty && w.startsWith('empty database'))) say(`  note          ${w}`);
     return;
   }
   say(`${r.path}: FAILED, do not restore from this file`);
@@ -362,21 +385,28 @@ async function ping(url: string, say: (line: string) => void): Promise<void> {
   }
 }
 
+/** blufio.toml and the environment (config.ts), its warnings said (loaded only when needed). */
+async function loadConfig(f: CommonFlags, io: Io, say: (line: string) => void, db?: string): Promise<StorageConfig> {
+  const { resolveConfig } = await import('./config.ts');
+  const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), db, env: io.env });
+  for (const w of cfg.warnings) say(`Warning: ${w}`);
+  return cfg;
+}
+
 /** --at, parsed (ISO 8601), or undefined. */
 async function atFlag(f: CommonFlags): Promise<Date | undefined> {
   if (f.at === undefined) return undefined;
-  if (typeof f.at !== 'string' || f.at === EMPTY) throw new BlufioError('E_USAGE', '--at needs a time', 'e.g. --at 2026-11-24T08:00Z');
+  if (typeof f.at !== 'string' || f.at.trim() === '') throw new BlufioError('E_USAGE', '--at needs a time', 'e.g. --at 2026-11-24T08:00Z');
   return (await import('./sets.ts')).parseAt(f.at);
 }
 
 /** `blufio list <set>`: newest first, one line each; --json for scripts. */
 async function runList(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
   const { listSet } = await import('./sets.ts');
-  const { resolveConfig } = await import('./config.ts');
-  const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
+  const cfg = await loadConfig(f, io, say);
   const entries = await listSet(target === STDOUT ? '-' : target, { s3: cfg.backup.s3, env: io.env });
   if (f.json) {
-    io.stdout(`${JSON.stringify({ ok: true, command: 'list', backups: entries.map((e) => ({ name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}) })) })}\n`);
+    emit(io, 'list', { ok: true, backups: entries.map((e) => ({ name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}) })) });
     return;
   }
   if (entries.length === 0) say(`${target}: no backups`);
@@ -388,15 +418,14 @@ async function runList(target: string, f: CommonFlags, io: Io, say: (line: strin
 /** `blufio prune <set> --keep-…`: what goes and what stays (and why). */
 async function runPrune(target: string, f: CommonFlags, io: Io, say: (line: string) => void, signal: AbortSignal): Promise<void> {
   const { prune } = await import('./sets.ts');
-  const { resolveConfig } = await import('./config.ts');
-  const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), env: io.env });
+  const cfg = await loadConfig(f, io, say);
   const keep = (v: unknown, name: string) => (v === undefined ? undefined : intFlag(v, name, 0));
   const policy = {
     last: keep(f.keepLast, '--keep-last'), hourly: keep(f.keepHourly, '--keep-hourly'), daily: keep(f.keepDaily, '--keep-daily'),
     weekly: keep(f.keepWeekly, '--keep-weekly'), monthly: keep(f.keepMonthly, '--keep-monthly'), yearly: keep(f.keepYearly, '--keep-yearly'),
   };
   const r = await prune(target, policy, { dryRun: !!f.dryRun, s3: cfg.backup.s3, env: io.env, signal });
-  if (f.json) io.stdout(`${JSON.stringify({ ok: true, ...r })}\n`);
+  if (f.json) emit(io, 'prune', { ok: true, ...r });
   for (const d of r.removed) say(`${r.dryRun ? 'would remove' : 'removed'}  ${d.name}`);
   for (const d of r.kept) say(`keep          ${d.name}  (${d.keptBecause.join(', ')})`);
   say(`${r.dryRun ? 'Dry run: would remove' : 'Removed'} ${r.removed.length} backup(s), kept ${r.kept.length}`);
@@ -413,7 +442,7 @@ async function runKeygen(target: string, f: CommonFlags, io: Io, say: (line: str
   } else {
     publishText(target, key.file, 0o600, 'key file');
   }
-  if (f.json) io.stdout(`${JSON.stringify({ ok: true, command: 'keygen', path: path.resolve(target), recipient: key.recipient })}\n`);
+  if (f.json) emit(io, 'keygen', { ok: true, path: path.resolve(target), recipient: key.recipient });
   if (!f.quiet) io.stderr(`Public key: ${key.recipient}\n`);
   say(`Encrypt backups to it: blufio backup <path>.db.gz.age --recipient ${key.recipient}`);
   say(`  (or in blufio.toml: [backup] age_recipients = ["${key.recipient}"])`);
@@ -484,9 +513,18 @@ async function identitiesFor(f: CommonFlags, cfg: StorageConfig): Promise<string
 function listFlag(v: unknown, name: string): string[] {
   const all = Array.isArray(v) ? v : v === undefined ? [] : [v];
   return all.map((x) => {
-    if (typeof x === 'boolean' || String(x).trim() === '' || x === EMPTY) throw new BlufioError('E_USAGE', `${name} needs a value`, 'run blufio --help');
+    if (typeof x === 'boolean' || String(x).trim() === '') throw new BlufioError('E_USAGE', `${name} needs a value`, 'run blufio --help');
     return String(x);
   });
+}
+
+/**
+ * The one JSON object a command prints with --json (docs/json-schema.json): `ok` and `command`
+ * first, then the command's own fields, or `error` ({code, message, hint}) when it could not run.
+ */
+function emit<T extends { ok: boolean; command?: string }>(io: Io, command: string, fields: T): void {
+  const { ok, command: _c, ...rest } = fields;
+  io.stdout(`${JSON.stringify({ ok, command, ...rest })}\n`);
 }
 
 /** A failure already reported in full: exit 1, print nothing more. */
@@ -499,12 +537,11 @@ function workDir(f: CommonFlags, io: Io): string | undefined {
 
 /** A path option: absent, or one non-empty path (given twice or empty is a usage error, never ignored). */
 function pathFlag(v: unknown, name: string): string | undefined {
-  // Declared with type [String]: cac then keeps the text as typed ("" and "0" stay strings) in a list.
   const all = Array.isArray(v) ? v : v === undefined ? [] : [v];
   if (all.length === 0) return undefined;
   if (all.length > 1) throw new BlufioError('E_USAGE', `${name} was given ${all.length} times`, `give ${name} once`);
   v = all[0];
-  if (typeof v === 'boolean' || String(v).trim() === '' || v === EMPTY) {
+  if (typeof v === 'boolean' || String(v).trim() === '') {
     throw new BlufioError('E_USAGE', `${name} needs a path`, `give ${name} <path>, or leave it out to use blufio.toml`);
   }
   return String(v);
@@ -521,11 +558,14 @@ function intFlag(v: unknown, name: string, min: number): number {
 
 function report(e: unknown, command: string, json: boolean, io: Io): number {
   if (e instanceof Silent) return 1;
-  const usage = (e as Error)?.name === 'CACError' || (e instanceof BlufioError && e.code === 'E_USAGE');
+  const usage = e instanceof BlufioError && e.code === 'E_USAGE';
   // A stream ended by Ctrl-C rejects with the runtime's AbortError: an interruption, not a bug.
   const aborted = (e as Error)?.name === 'AbortError';
   const err = e instanceof BlufioError
     ? e
+    : denoDenied(e)
+      ? new BlufioError('E_USAGE', `Deno did not grant a permission blufio needs: ${lowerFirst(String((e as Error).message).replace(/, run again with.*$/, ''))}`,
+        'run it with deno run -A, or grant --allow-read --allow-write --allow-env --allow-sys --allow-net --allow-run')
     : aborted
       ? new BlufioError('E_ABORTED', 'interrupted; nothing was written')
       : usage
@@ -533,15 +573,27 @@ function report(e: unknown, command: string, json: boolean, io: Io): number {
       : null;
   if (!err) {
     io.stderr(`error: unexpected failure (a bug in blufio; please report it): ${(e as Error)?.stack ?? String(e)}\n`);
-    if (json) io.stdout(`${JSON.stringify({ ok: false, command, error: { code: 'E_BUG', message: String((e as Error)?.message ?? e) } })}\n`);
+    if (json) emit(io, command, { ok: false, error: { code: 'E_BUG', message: String((e as Error)?.message ?? e) } });
     return 1;
   }
   io.stderr(`error: ${err.message}${err.hint ? ` (${err.hint})` : ''}\n`);
-  if (io.env.BLUFIO_DEBUG === '1' && err.stack) io.stderr(`${err.stack}\n`);
-  if (json) io.stdout(`${JSON.stringify({ ok: false, command, error: { code: err.code, message: err.message, hint: err.hint } })}\n`);
+  if (debugging(io) && err.stack) io.stderr(`${err.stack}\n`);
+  if (json) emit(io, command, { ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
   if (err.code === 'E_USAGE') return 2;
   if (err.code === 'E_ABORTED') return 130;
   return 1;
+}
+
+/** Deno refusing an operation it was not granted (NotCapable since Deno 2, PermissionDenied before). */
+const denoDenied = (e: unknown) => ['NotCapable', 'PermissionDenied'].includes((e as Error)?.name) && typeof (globalThis as { Deno?: unknown }).Deno !== 'undefined';
+
+/** BLUFIO_DEBUG=1, asked safely: under Deno without --allow-env the question itself throws. */
+function debugging(io: Io): boolean {
+  try {
+    return io.env.BLUFIO_DEBUG === '1';
+  } catch {
+    return false;
+  }
 }
 
 const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);

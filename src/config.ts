@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { BlufioError } from './errors.ts';
+import { nearest } from './typos.ts';
 import type { S3Settings } from './s3.ts';
 
 export interface StorageConfig {
@@ -18,6 +19,8 @@ export interface StorageConfig {
   backup: BackupConfig;
   /** The configuration files that were read, in order (for `--json` and error messages). */
   files: string[];
+  /** Keys blufio's backup reads nothing from, each "file:line: …" (the CLI prints them). */
+  warnings: string[];
 }
 
 export interface BackupConfig {
@@ -75,7 +78,7 @@ export function resolveConfig(input: ConfigInput = {}): StorageConfig {
   const home = input.home ?? os.homedir();
   const cwd = input.cwd ?? process.cwd();
   const dirs = platformDirs(input.platform ?? process.platform, env, home);
-  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {}, retention: {} }, files: [] };
+  const cfg: StorageConfig = { databasePath: path.join(dirs.data, 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {}, retention: {} }, files: [], warnings: [] };
 
   let candidates: string[];
   if (input.configFile) {
@@ -88,7 +91,7 @@ export function resolveConfig(input: ConfigInput = {}): StorageConfig {
     candidates = configFiles(input).filter((f) => fs.existsSync(f));
   }
   for (const file of candidates) {
-    applyFile(cfg, file, home, cwd);
+    applyFile(cfg, file, home);
     cfg.files.push(file);
   }
 
@@ -101,7 +104,7 @@ export function resolveConfig(input: ConfigInput = {}): StorageConfig {
   return cfg;
 }
 
-function applyFile(cfg: StorageConfig, file: string, home: string, cwd: string): void {
+function applyFile(cfg: StorageConfig, file: string, home: string): void {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -116,6 +119,7 @@ function applyFile(cfg: StorageConfig, file: string, home: string, cwd: string):
     const first = err.message.split('\n')[0].replace(/^Invalid TOML document: /, '');
     throw new BlufioError('E_CONFIG', `${file}:${err.line ?? '?'}: invalid TOML: ${first}`, 'fix that line of the file');
   }
+  checkKeys(cfg, doc, file, text);
   applyBackup(cfg, doc.backup, file, home);
   const storage = doc.storage;
   if (storage === undefined) return;
@@ -127,7 +131,8 @@ function applyFile(cfg: StorageConfig, file: string, home: string, cwd: string):
     if (typeof s.database_path !== 'string' || s.database_path === '') {
       throw new BlufioError('E_CONFIG', `${file}: storage.database_path must be a non-empty string`, 'fix the file');
     }
-    cfg.databasePath = expandPath(s.database_path, home, cwd);
+    // Relative to the file that says it, as every path in the file: cron runs from /.
+    cfg.databasePath = expandPath(s.database_path, home, path.dirname(file));
   }
   if (s.wal_mode !== undefined) {
     if (typeof s.wal_mode !== 'boolean') {
@@ -188,6 +193,66 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
     if (typeof b[key] !== 'string' || b[key] === '') throw new BlufioError('E_CONFIG', `${file}: backup.${key} must be a non-empty string (a path)`, 'fix the file');
     cfg.backup[field] = expandPath(b[key] as string, home, here);
   }
+}
+
+/** The keys blufio's backup reads, by table ("" is the top level: only tables there). */
+const KNOWN: Record<string, string[]> = {
+  storage: ['database_path', 'wal_mode'],
+  backup: ['age_recipients', 'age_recipients_file', 'age_identity_file', 'full_every_days', 's3', 'retention'],
+};
+
+/**
+ * Keys that are not read. blufio.toml is the blufio server's file too: its other tables ([agent],
+ * …) are not ours to judge. But a table or key that is a misspelling of one we read is an error
+ * (a `database_pth` would otherwise back up the default database and exit 0), and any other
+ * unknown key in [storage] or [backup], or a bare key at the top level, is named in a warning.
+ * ([backup.s3] and [backup.retention] refuse unknown keys outright: applyBackup.)
+ */
+function checkKeys(cfg: StorageConfig, doc: Record<string, unknown>, file: string, text: string): void {
+  const at = (table: string, key: string) => `${file}:${lineOf(text, table, key) ?? '?'}`;
+  for (const [key, v] of Object.entries(doc)) {
+    if (key in KNOWN) continue;
+    const isTable = typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+    const near = closeTo(key, Object.keys(KNOWN));
+    if (isTable && near) throw new BlufioError('E_CONFIG', `${at('', key)}: unknown table [${key}]`, `did you mean [${near}]?`);
+    if (isTable) continue;
+    const owner = Object.keys(KNOWN).find((t) => KNOWN[t].includes(key));
+    if (owner) throw new BlufioError('E_CONFIG', `${at('', key)}: ${key} is outside any table, so it is not read`, `put it under [${owner}]`);
+    cfg.warnings.push(`${at('', key)}: ${key} at the top level is not read by blufio backup`);
+  }
+  for (const [table, keys] of Object.entries(KNOWN)) {
+    const t = doc[table];
+    if (typeof t !== 'object' || t === null || Array.isArray(t)) continue;
+    for (const key of Object.keys(t)) {
+      if (keys.includes(key)) continue;
+      const near = closeTo(key, keys);
+      if (near) throw new BlufioError('E_CONFIG', `${at(table, key)}: unknown key ${table}.${key}`, `did you mean ${table}.${near}?`);
+      cfg.warnings.push(`${at(table, key)}: unknown key ${table}.${key} is ignored (blufio backup reads ${table}.${keys.join(`, ${table}.`)})`);
+    }
+  }
+}
+
+/** The line where `key` is set in `table` ("" for the top level, or [key] itself), by a plain scan. */
+function lineOf(text: string, table: string, key: string): number | undefined {
+  let current = '';
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    const header = /^\[\s*([^\]]+?)\s*\]/.exec(line);
+    if (header) {
+      current = header[1].replace(/\s+/g, '');
+      if (table === '' && current === key) return i + 1;
+      continue;
+    }
+    if (current === table && new RegExp(`^["']?${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}["']?\\s*=`).test(line)) return i + 1;
+  }
+  return undefined;
+}
+
+/** A known name `typed` is a misspelling of (two edits at most, one for short names), if any. */
+function closeTo(typed: string, known: string[]): string | undefined {
+  const t = typed.toLowerCase().replace(/-/g, '_');
+  return known.find((k) => k === t) ?? nearest(t, known, t.length > 6 ? 2 : 1);
 }
 
 function expandPath(p: string, home: string, cwd: string): string {

@@ -32,6 +32,11 @@ export interface CopyOptions {
    * the asynchronous steps; this ends the long synchronous ones (the integrity check) too.
    */
   deadline?: number;
+  /**
+   * True once the job must stop, read inside SQLite's long synchronous calls (the integrity
+   * check), where an AbortSignal cannot flip: offThread sets it from the calling thread.
+   */
+  interrupted?: () => boolean;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
   /**
@@ -116,9 +121,14 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
     const last = reasons[reasons.length - 1] ?? 'the source kept changing';
     throw new BlufioError('E_TOO_BUSY',
       `gave up after ${reasons.length} attempt${reasons.length === 1 ? '' : 's'}: ${last} (${snapshot.mode === 'wal' ? 'WAL' : 'rollback-journal'} mode)`,
-      snapshot.mode === 'wal'
-        ? 'try again when the server is less busy, or raise --retries / --timeout, or use --sleep-ms 0 to copy faster'
-        : 'the database is in rollback-journal mode and written without pause: switch blufio to WAL mode (storage.wal_mode = true), or raise --retries / --timeout');
+      busyHint(snapshot.mode));
+  } catch (e) {
+    if (e instanceof BlufioError && e.code === 'E_TIMEOUT' && reasons.length > 0) {
+      // The limit ran out while a writer kept tearing the attempts: say that, and what helps.
+      throw new BlufioError('E_TIMEOUT', `gave up: the time limit (--timeout) ran out after ${reasons.length + 1} attempts; the database kept changing (${reasons[reasons.length - 1]}); nothing was written`,
+        busyHint(snapshot.mode), { cause: e });
+    }
+    throw e;
   } finally {
     view.close();
   }
@@ -176,3 +186,10 @@ async function defaultSleep(srcPath: string): Promise<number> {
   return pids !== null && pids.length === 0 ? 0 : COPY_DEFAULTS.sleepMs;
 }
 
+
+/** What helps when a writer keeps changing the database under the copy. */
+function busyHint(mode: JournalMode): string {
+  return mode === 'wal'
+    ? 'try again when the server is less busy, or raise --retries / --timeout, or use --sleep-ms 0 to copy faster'
+    : 'the database is in rollback-journal mode and written without pause: switch blufio to WAL mode (storage.wal_mode = true), or raise --retries / --timeout';
+}

@@ -11,7 +11,9 @@ import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { journalModeOf } from './core/header.ts';
-import { BlufioError, timeLimitError } from './errors.ts';
+import { throwIfAborted } from './core/backup-loop.ts';
+import { stopWhen, stopped } from './integrity.ts';
+import { BlufioError } from './errors.ts';
 import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url } from './s3.ts';
 import { isSet, withSetBackup, withSetFile, type SetEntry } from './sets.ts';
@@ -46,6 +48,8 @@ export interface InspectResult {
   /** The SQLite version that last wrote the file (header offset 96). */
   sqliteVersion: string;
   tables: TableInfo[];
+  /** Things to know about a sound file: "empty database (no tables)", a WAL-mode file without its -wal. */
+  warnings: string[];
 }
 
 export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectStorageOptions {
@@ -57,6 +61,8 @@ export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectSt
   signal?: AbortSignal;
   /** When the check must end (ms since the epoch; --timeout). */
   deadline?: number;
+  /** True once the job must stop (see CopyOptions.interrupted). */
+  interrupted?: () => boolean;
   /** integrity_check's quick form. */
   quick?: boolean;
   /** Where a .gz / .age is unpacked, or a live database copied, to be checked (default: the system's temporary directory). */
@@ -65,6 +71,8 @@ export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectSt
 
 /** Checks a file, or an s3://BUCKET/KEY object (downloaded to a private work directory first). */
 export async function inspect(file: string, opts: InspectOptions = {}): Promise<InspectResult> {
+  if (typeof file !== 'string' || file === '') throw new BlufioError('E_USAGE', 'inspect() needs the path of a file', 'pass a path (a string)');
+  throwIfAborted(opts.signal);
   // A set: its newest backup (or the one at opts.at); a differential: rebuilt on its base.
   const rebuilt = async (local: string, e: SetEntry, where: string) => {
     const r = await inspect(local, { ...opts, at: undefined });
@@ -112,7 +120,11 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
-  return verdict(abs, opts);
+  const r = await verdict(abs, opts);
+  if (r.ok && r.journalMode === 'wal' && !fs.existsSync(`${abs}-wal`)) {
+    r.warnings.push('a WAL-mode file with no -wal beside it: it holds what was checkpointed into it; commits still in a -wal elsewhere (a file copied from a live server without its -wal) are not in it');
+  }
+  return r;
 }
 
 /** inspectFile(), with the failures a damaged file causes turned into a verdict. */
@@ -120,7 +132,8 @@ async function verdict(abs: string, opts: InspectOptions): Promise<InspectResult
   const size = fs.statSync(abs).size;
   try {
     const r = await inspectFile(abs, opts);
-    if (r.ok && size < 512) return { ...r, ok: false, problems: [`the file is truncated (${size} bytes)`] };
+    if (r.ok && size < 512) return { ...r, ok: false, integrity: 'failed', problems: [`the file is truncated (${size} bytes)`] };
+    if (r.ok && r.tables.length === 0) r.warnings.push('empty database (no tables): check that this is the file you meant');
     return r;
   } catch (e) {
     // A damaged file shows as our "not SQLite" / "corrupt" errors, or as any SQLite error.
@@ -131,21 +144,23 @@ async function verdict(abs: string, opts: InspectOptions): Promise<InspectResult
 }
 
 function failedVerdict(abs: string, bytes: number, layers: Layers, opts: InspectOptions, e: unknown): InspectResult {
+  // The same keys, in the same order, as a verdict on a file that could be read (inspectFile).
   return {
     command: 'verify',
     path: abs,
+    compressed: layers.gzip,
+    encrypted: layers.age,
     ok: false,
     integrity: 'failed',
     check: opts.quick ? 'quick_check' : 'integrity_check',
     problems: [(e as Error).message],
     bytes,
-    compressed: layers.gzip,
-    encrypted: layers.age,
     pageSize: 0,
     pages: 0,
     journalMode: 'rollback',
     sqliteVersion: 'unknown',
     tables: [],
+    warnings: [],
   };
 }
 
@@ -174,8 +189,7 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
         snapshot.begin();
         db = openDb(sqlite3, view);
         db.exec('PRAGMA temp_store=MEMORY');
-        const deadline = opts.deadline;
-        if (deadline !== undefined) sqlite3.capi.sqlite3_progress_handler(db.pointer!, 10_000, () => (Date.now() > deadline ? 1 : 0), 0);
+        stopWhen(sqlite3, db, opts.deadline, opts.interrupted);
         problems = integrityOf(sqlite3, db, !!opts.quick);
         pastDeadline(opts);
         for (const name of db.selectValues("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") as string[]) {
@@ -229,6 +243,7 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
         journalMode: journalModeOf(head),
         sqliteVersion: head.length >= 100 ? versionString(new DataView(head.buffer, head.byteOffset).getUint32(96)) : 'unknown',
         tables,
+        warnings: [],
       };
     }
     throw new BlufioError('E_TOO_BUSY', `${abs} kept changing while it was checked`, 'try again when the server is less busy');
@@ -238,7 +253,7 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
 }
 
 function pastDeadline(opts: InspectOptions): void {
-  if (opts.deadline !== undefined && Date.now() > opts.deadline) throw timeLimitError();
+  stopped(opts.signal, opts.deadline, opts.interrupted);
 }
 
 /** Checks a consistent copy of a live database (made as a backup is) instead of the database. */

@@ -318,4 +318,14 @@ test('a temp file left by a killed run is cleaned up and does not confuse the ne
   assert.is(sql(path.join(d, 'b.db'), 'PRAGMA integrity_check'), 'ok');
 });
 
+test('the library\'s errors name its options, not the command line\'s (force: true, not --force)', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 's.db');
+  sql(db, 'CREATE TABLE t(x)');
+  await backup(db, path.join(d, 'b.db'));
+  const e = await rejects(backup(db, path.join(d, 'b.db')), 'E_DEST_EXISTS');
+  assert.match(e.hint ?? '', /pass force: true/);
+  assert.not.match(`${e.message} ${e.hint}`, /--/);
+});
+
 test.run();

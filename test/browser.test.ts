@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { serveBrowserDemo } from '../scripts/serve-browser.mjs';
-import { ROOT, sql, tmpdir, cleanup } from './helpers.ts';
+import { ROOT, sql, tmpdir, cleanup, skip } from './helpers.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.join(ROOT, 'test-output');
@@ -18,7 +18,7 @@ const SHOTS = path.join(ROOT, 'test-output');
 if (!fs.existsSync(CHROMIUM)) {
   // CI installs chromium (.ci/run); on a developer's machine without it, say so loudly.
   if (process.env.CI) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
-  console.warn(`\n  browser tests SKIPPED: ${CHROMIUM} not found (apt-get install -y chromium)\n`);
+  skip(`browser tests: ${CHROMIUM} not found (apt-get install -y chromium)`);
 } else {
   const { chromium } = await import('playwright-core');
   for (const vfs of ['opfs-sahpool', 'opfs']) {
@@ -86,6 +86,11 @@ if (!fs.existsSync(CHROMIUM)) {
     await page.waitForFunction(() => /^Imported|failed/.test(document.querySelector('#status')!.textContent ?? '') && !document.querySelector('button')!.disabled, null, { timeout: 60_000 });
     assert.is(await page.textContent('#status'), 'Imported other.db as blufio.db: vault 1; previous kept as blufio.db.pre-restore');
     assert.match((await page.textContent('#current')) ?? '', /^blufio\.db: vault 1 · backup\.db: memory 4000/, await page.textContent('#current') ?? '');
+    // A second import keeps the first safety copy under a dated name: never overwritten.
+    await page.setInputFiles('#import', []);
+    await page.setInputFiles('#import', other);
+    await page.waitForFunction(() => /^Imported .*the one before|failed/.test(document.querySelector('#status')!.textContent ?? '') && !document.querySelector('button')!.disabled, null, { timeout: 60_000 });
+    assert.match((await page.textContent('#status')) ?? '', /^Imported other\.db as blufio\.db: vault 1; previous kept as blufio\.db\.pre-restore \(the one before as blufio\.db\.pre-restore-\d{8}T\d{6}Z\)$/);
     await page.screenshot({ path: path.join(SHOTS, `browser-${vfs}-import.png`) });
   });
 

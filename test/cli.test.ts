@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CLI, RUNTIMES, asNobody, cleanup, cli as runCli, fingerprint, holdOpen, makeSampleDb, sql, tmpdir, type Run } from './helpers.ts';
+import { CLI, RUNTIMES, asNobody, cleanup, cli as runCli, fingerprint, holdOpen, makeSampleDb, sql, tmpdir, type Run, skip } from './helpers.ts';
 
 for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
 const test = suite(`cli (${runtimeName})`);
@@ -151,7 +151,7 @@ test('--help and --version exit 0', () => {
   assert.is(h.code, 0);
   assert.match(h.stdout, 'backup <path>');
   assert.match(h.stdout, 'restore <path>');
-  assert.match(cli(['backup', '--help']).stdout, '--sleep-ms');
+  assert.match(cli(['backup', '--help']).stdout, '--sleep-ms <n>');
   const v = cli(['--version']);
   assert.is(v.code, 0);
   assert.match(v.stdout, JSON.parse(fs.readFileSync(path.join(CLI, '..', '..', 'package.json'), 'utf8')).version);
@@ -189,7 +189,7 @@ test('an unreadable database or backup file: permission error', () => {
   fs.chmodSync(bak, 0o000);
   // Root reads anything: run as nobody then, from wherever the checkout is.
   const nobody = asNobody(runtime);
-  if (process.getuid?.() === 0 && !nobody) return console.log('  (skipped: no runtime can run as nobody here)');
+  if (process.getuid?.() === 0 && !nobody) return skip('no runtime can run as nobody here');
   const asUser = nobody ?? { runtime };
   const r1 = cli(['backup', path.join(home, 'x.db')], { env, ...asUser });
   assert.is(r1.code, 1);

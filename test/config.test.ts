@@ -23,7 +23,7 @@ function write(file: string, text: string): string {
 
 test('defaults follow the platform data directory', () => {
   const { home, cwd, env } = layout();
-  assert.equal(resolveConfig({ home, cwd, env, platform: 'linux' }), { databasePath: path.join(home, 'data', 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {}, retention: {} }, files: [] });
+  assert.equal(resolveConfig({ home, cwd, env, platform: 'linux' }), { databasePath: path.join(home, 'data', 'blufio', 'blufio.db'), walMode: true, backup: { ageRecipients: [], s3: {}, retention: {} }, files: [], warnings: [] });
   assert.is(resolveConfig({ home, cwd, env: {}, platform: 'linux' }).databasePath, path.join(home, '.local', 'share', 'blufio', 'blufio.db'));
   assert.is(resolveConfig({ home, cwd, env: {}, platform: 'darwin' }).databasePath, path.join(home, 'Library', 'Application Support', 'blufio', 'blufio.db'));
   assert.is(resolveConfig({ home, cwd, env: { APPDATA: '/appdata' }, platform: 'win32' }).databasePath, path.join('/appdata', 'blufio', 'blufio.db'));
@@ -38,7 +38,7 @@ test('later files win: user config over /etc, ./blufio.toml over user config; en
   assert.ok(c.files.includes(user));
   write(path.join(cwd, 'blufio.toml'), '[storage]\ndatabase_path = "local.db"\n');
   c = resolveConfig({ home, cwd, env, platform: 'linux' });
-  assert.is(c.databasePath, path.join(cwd, 'local.db'), 'relative paths resolve against the working directory');
+  assert.is(c.databasePath, path.join(cwd, 'local.db'), 'relative paths resolve against the directory of the file (here the working directory)');
   assert.is(c.walMode, false, 'keys a later file does not set keep their earlier value');
   c = resolveConfig({ home, cwd, env: { ...env, BLUFIO_STORAGE_DATABASE_PATH: '~/env.db', BLUFIO_STORAGE_WAL_MODE: 'true' }, platform: 'linux' });
   assert.is(c.databasePath, path.join(home, 'env.db'));
@@ -75,6 +75,43 @@ test('broken or ill-typed configuration names the file and the line', () => {
   assert.throws(() => resolveConfig({ home, cwd, env, platform: 'linux' }), /storage must be a table/);
   fs.rmSync(bad);
   assert.throws(() => resolveConfig({ home, cwd, env: { ...env, BLUFIO_STORAGE_WAL_MODE: 'perhaps' } }), /BLUFIO_STORAGE_WAL_MODE must be true or false/);
+});
+
+test('a relative database_path is from the file that sets it (cron runs from /); env and --db from the working directory', () => {
+  const { home, cwd, env } = layout();
+  const etc = tmpdir();
+  const file = write(path.join(etc, 'blufio.toml'), '[storage]\ndatabase_path = "data/blufio.db"\n');
+  assert.is(resolveConfig({ home, cwd, env, configFile: file }).databasePath, path.join(etc, 'data', 'blufio.db'));
+  assert.is(resolveConfig({ home, cwd, env, configFile: file, db: 'x.db' }).databasePath, path.join(cwd, 'x.db'));
+});
+
+test('misspelt keys and tables are errors naming file and line; other unknown keys in our tables are warnings; the server\'s tables are not ours', () => {
+  const { home, cwd, env } = layout();
+  const cfg = (text: string) => resolveConfig({ home, cwd, env, configFile: write(path.join(cwd, 'b.toml'), text) });
+  const fails = (text: string, message: RegExp, hint: RegExp) => {
+    try {
+      cfg(text);
+    } catch (e) {
+      assert.instance(e, BlufioError);
+      assert.is((e as BlufioError).code, 'E_CONFIG');
+      assert.match((e as BlufioError).message, message);
+      assert.match((e as BlufioError).hint ?? '', hint);
+      return;
+    }
+    assert.unreachable(text);
+  };
+  const f = path.join(cwd, 'b.toml');
+  fails('[agent]\nname = "x"\n\n[storage]\ndatabase_pth = "/x.db"\n', new RegExp(`^${f}:5: unknown key storage.database_pth$`), /did you mean storage.database_path\?/);
+  fails('[storage]\nWAL_mode = true\n', /:2: unknown key storage.WAL_mode$/, /storage.wal_mode/);
+  fails('[storge]\ndatabase_path = "/x.db"\n', /:1: unknown table \[storge\]$/, /did you mean \[storage\]\?/);
+  fails('database_path = "/x.db"\n', /:1: database_path is outside any table, so it is not read$/, /put it under \[storage\]/);
+  fails('[backup]\nage_recipient = ["age1x"]\n', /:2: unknown key backup.age_recipient$/, /backup.age_recipients/);
+  const c = cfg('title = "mine"\n[agent]\nmodel = "x"\n[storage]\ndatabase_path = "/x.db"\npool_size = 4\n');
+  assert.equal(c.warnings, [
+    `${f}:1: title at the top level is not read by blufio backup`,
+    `${f}:6: unknown key storage.pool_size is ignored (blufio backup reads storage.database_path, storage.wal_mode)`,
+  ]);
+  assert.is(c.databasePath, '/x.db');
 });
 
 test.run();

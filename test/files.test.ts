@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { claimForRestore, lockedByKilledRestore, ownerAlive, restoresRunning, sweepStaleClaims } from '../src/claim.ts';
 import { canonicalPath, databaseFiles, ensureRoom, makeWorkDir, publish, removeStaleTemps, tempPathBeside } from '../src/files.ts';
 import { locksOn, PENDING_BYTE, writerActive } from '../src/locks.ts';
-import { cleanup, rejects, tmpdir } from './helpers.ts';
+import { cleanup, rejects, tmpdir, skip } from './helpers.ts';
 
 const test = suite('files, locks, claims');
 test.after.each(cleanup);
@@ -153,7 +153,7 @@ test('restore claims: one holder at a time; a dead or reused pid\'s claim is sta
 });
 
 test('a forged claim cannot make a repair change another user\'s file (nor set setuid bits)', () => {
-  if (process.getuid?.() !== 0) return console.log('  (skipped: needs root to own files as another user)');
+  if (process.getuid?.() !== 0) return skip('needs root to own files as another user');
   const d = tmpdir();
   fs.chmodSync(d, 0o1777);
   const victim = path.join(d, 'victim.db');
@@ -175,7 +175,7 @@ test('a forged claim cannot make a repair change another user\'s file (nor set s
 });
 
 test('claims planted by another user: a FIFO does not hang, a link is not followed, a live-looking one does not block', async () => {
-  if (process.getuid?.() !== 0) return console.log('  (skipped: needs root to own files as another user)');
+  if (process.getuid?.() !== 0) return skip('needs root to own files as another user');
   const d = tmpdir();
   fs.chmodSync(d, 0o1777);
   const db = path.join(d, 'x.db');

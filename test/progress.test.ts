@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { formatMB, ProgressBar, wantsBar } from '../src/progress.ts';
+import { formatMB, ProgressBar, ProgressLines, progressMode } from '../src/progress.ts';
 
 const test = suite('progress');
 
@@ -10,14 +10,52 @@ test('formatMB: 2^20 bytes, one decimal', () => {
   assert.is(formatMB(5 * 1048576), '5.0 MB');
 });
 
-test('wantsBar: only for a terminal, and not when plain output is asked for', () => {
-  assert.is(wantsBar({ isTTY: true }, {}, false), true);
-  assert.is(wantsBar({ isTTY: false }, {}, false), false);
-  assert.is(wantsBar({}, {}, false), false);
-  assert.is(wantsBar({ isTTY: true }, {}, true), false, '--quiet or --json');
-  assert.is(wantsBar({ isTTY: true }, { NO_COLOR: '1' }, false), false);
-  assert.is(wantsBar({ isTTY: true }, { NO_COLOR: '' }, false), true, 'an empty NO_COLOR does not count');
-  assert.is(wantsBar({ isTTY: true }, { TERM: 'dumb' }, false), false);
+test('progressMode: a bar at a terminal; lines when asked (--progress, BLUFIO_PROGRESS=lines); NO_COLOR only removes colour', () => {
+  assert.is(progressMode({ isTTY: true }, {}, false), 'bar');
+  assert.is(progressMode({ isTTY: false }, {}, false), null);
+  assert.is(progressMode({}, {}, false), null);
+  assert.is(progressMode({ isTTY: true }, {}, true), null, '--quiet or --json');
+  assert.is(progressMode({ isTTY: true }, { NO_COLOR: '1' }, false), 'bar', 'NO_COLOR asks for no colour, not for no progress');
+  assert.is(progressMode({ isTTY: true }, { TERM: 'dumb' }, false), null);
+  assert.is(progressMode({ isTTY: false }, {}, false, true), 'lines', '--progress into a log');
+  assert.is(progressMode({ isTTY: false }, { BLUFIO_PROGRESS: 'lines' }, false), 'lines');
+  assert.is(progressMode({ isTTY: true }, { BLUFIO_PROGRESS: 'lines' }, false), 'lines');
+  assert.is(progressMode({ isTTY: true }, { BLUFIO_PROGRESS: 'none' }, false, true), null);
+  assert.is(progressMode({ isTTY: false }, { BLUFIO_PROGRESS: 'lines' }, true), null, '--quiet wins');
+});
+
+test('the bar fits the terminal: fields are dropped as it narrows, never wrapped; a resize is followed', () => {
+  let width = 120;
+  let out = '';
+  const bar = new ProgressBar((s) => (out = s), 'Backing up', () => width);
+  const at = (remaining: number, phase: 'copy' | 'compress' = 'copy') => bar.update({ phase, totalPages: 1000, remainingPages: remaining, attempt: 1, pageSize: 4096 });
+  const shown = () => out.replace(/^\r/, '').replace(/\x1b\[K$/, '');
+  at(500);
+  assert.match(shown(), /MB\/s/);
+  for (const w of [100, 72, 60, 50, 40, 30, 20]) {
+    width = w;
+    at(0); // the last step is always drawn
+    assert.ok(shown().length <= w - 1, `${w}: ${JSON.stringify(shown())}`);
+    assert.match(shown(), /^Backing up/);
+  }
+  width = 50;
+  at(0);
+  assert.match(shown(), /100%/);
+  assert.not.match(shown(), /MB\/s/, 'the rate goes first');
+  width = 120;
+  at(0, 'compress');
+  assert.match(shown(), /^Compressing \[/, 'each phase has its own label');
+});
+
+test('progress lines for logs: one when each phase begins, then at most one every few seconds', () => {
+  const lines: string[] = [];
+  const view = new ProgressLines((s) => lines.push(s), 'Backing up', 60_000);
+  view.update({ phase: 'copy', totalPages: 1000, remainingPages: 1000, attempt: 1, pageSize: 4096 });
+  view.update({ phase: 'copy', totalPages: 1000, remainingPages: 500, attempt: 1, pageSize: 4096 });
+  view.update({ phase: 'verify', totalPages: 1000, remainingPages: 1000, attempt: 1, pageSize: 4096 });
+  view.update({ phase: 'compress', totalPages: 4096000, remainingPages: 0, attempt: 1, pageSize: 1 });
+  assert.equal(lines.map((l) => l.replace(/, [\d.]+ MB\/s.*/, '')), ['Backing up: 0% (0.0/3.9 MB)\n', 'Verifying integrity…\n', 'Compressing: 100% (3.9/3.9 MB)\n']);
+  assert.ok(lines.every((l) => !l.includes('\r') && !l.includes('\x1b')), 'plain text');
 });
 
 test('the bar: percent, MB of total, rate, time left; the attempt when retrying; erased at the end', () => {

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup, restore } from '../src/index.ts';
-import { CLI, RUNTIMES, asNobody, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+import { CLI, RUNTIMES, asNobody, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir, skip } from './helpers.ts';
 
 const test = suite('work dir');
 const mounts: string[] = [];
@@ -46,7 +46,7 @@ function deadPid(): number {
 
 test('a backup that cannot fit is refused before it starts, naming the file system; nothing is left', async () => {
   const small = smallDisk('2m');
-  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  if (!small) return skip('cannot mount a tmpfs');
   const db = compressibleDb(tmpdir());
   const dest = path.join(small, 'b.db');
   await rejects(backup(db, dest), 'E_IO', new RegExp(`not enough free space on the file system holding ${small}: .* needs about \\d+\\.\\d MB, 2\\.\\d MB are free`));
@@ -55,12 +55,13 @@ test('a backup that cannot fit is refused before it starts, naming the file syst
 
 test('.gz backup: the uncompressed copy is staged in --work-dir, so a result that fits is made', async () => {
   const small = smallDisk('3m');
-  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  if (!small) return skip('cannot mount a tmpfs');
   const db = compressibleDb(tmpdir());
   const dest = path.join(small, 'b.db.gz');
-  // Staged beside it by default: refused up front, saying where to stage instead.
+  // Staged beside it by default: refused up front, saying where to stage instead (in the
+  // library's words: its option workDir; the command line says --work-dir).
   const e = await rejects(backup(db, dest), 'E_IO', /the uncompressed copy staged before compressing/);
-  assert.match(e.hint ?? '', /--work-dir/);
+  assert.match(e.hint ?? '', /workDir/);
   assert.equal(fs.readdirSync(small), []);
   const work = tmpdir();
   const r = spawnSync(process.execPath, [CLI, 'backup', dest, '--db', db, '--work-dir', work, '--quiet']);
@@ -92,7 +93,7 @@ test('restore of a .gz: decompressed in --work-dir; the target\'s file system is
 
 test('verify x.gz with no room to decompress says so, and never calls the backup damaged', async () => {
   const small = smallDisk('2m');
-  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  if (!small) return skip('cannot mount a tmpfs');
   const db = compressibleDb(tmpdir());
   const gz = path.join(tmpdir(), 'b.db.gz');
   await backup(db, gz);
@@ -105,7 +106,7 @@ test('verify x.gz with no room to decompress says so, and never calls the backup
 
 test('no room to unpack an encrypted backup, under every runtime: never called damaged', async () => {
   const small = smallDisk('2m');
-  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  if (!small) return skip('cannot mount a tmpfs');
   const d = tmpdir();
   const db = compressibleDb(d);
   execFileSync('age-keygen', ['-o', path.join(d, 'key.txt')], { stdio: 'ignore' });
@@ -123,7 +124,7 @@ test('no room to unpack an encrypted backup, under every runtime: never called d
 
 test('a gzip bomb whose header does not declare its size stops at the free space, not at a full disk', async () => {
   const small = smallDisk('40m');
-  if (!small) return console.log('  (skipped: cannot mount a tmpfs)');
+  if (!small) return skip('cannot mount a tmpfs');
   const d = tmpdir();
   const db = compressibleDb(d);
   // A header whose page count is not marked valid (offset 92 differs from 24), then 200 MB of zeros.
@@ -143,7 +144,7 @@ test('a gzip bomb whose header does not declare its size stops at the free space
 
 test('a stale staging directory of another user does not break a run (it is left to its owner)', async () => {
   const nobody = asNobody(RUNTIMES.node);
-  if (!nobody) return console.log('  (skipped: not root)');
+  if (!nobody) return skip('not root');
   const base = tmpdir();
   fs.chmodSync(base, 0o1777);
   const stale = path.join(base, 'blufio-backup-99998-abcdef');

@@ -59,4 +59,33 @@ test('errors come back as BlufioErrors with their code and hint; an abort stops 
   assert.equal(fs.readdirSync(d).sort(), ['src.db']);
 });
 
+test('a hook that throws ends the job with its error; an abort during the check stops it before anything is published; test hooks are refused', async () => {
+  const { offThread } = await lib();
+  const d = tmpdir();
+  const db = path.join(d, 'src.db');
+  // Big enough that the integrity check runs for a while after its progress event is sent.
+  sql(db, 'CREATE TABLE t(x); CREATE INDEX tx ON t(x); INSERT INTO t SELECT randomblob(800) FROM generate_series(1, 40000);');
+  try {
+    await offThread.backup(db, path.join(d, 'a.db'), { onProgress: () => { throw new Error('the caller\'s own failure'); } });
+    assert.unreachable();
+  } catch (e) {
+    assert.is((e as Error).message, 'the caller\'s own failure');
+  }
+  const ac = new AbortController();
+  try {
+    await offThread.backup(db, path.join(d, 'b.db'), { signal: ac.signal, onProgress: (p) => p.phase === 'verify' && ac.abort() });
+    assert.unreachable();
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'E_ABORTED');
+  }
+  assert.equal(fs.readdirSync(d), ['src.db'], 'no backup and no temporary file left');
+  try {
+    await offThread.restore(path.join(d, 'r.db'), db, { beforeSwap: () => {} } as object);
+    assert.unreachable();
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'E_USAGE');
+    assert.match((e as Error).message, /cannot carry the option beforeSwap/);
+  }
+});
+
 test.run();

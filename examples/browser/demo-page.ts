@@ -94,7 +94,7 @@ $<HTMLInputElement>('import').onchange = (ev) => {
   run('import', async () => {
     const bytes = new Uint8Array(await file.arrayBuffer());
     const r = await ask('import', { bytes }, [bytes.buffer]);
-    return `Imported ${file.name} as blufio.db: ${show(r.stats)}${r.safetyCopy ? `; previous kept as ${r.safetyCopy}` : ''}`;
+    return `Imported ${file.name} as blufio.db: ${show(r.stats)}${r.safetyCopy ? `; previous kept as ${r.safetyCopy}` : ''}${r.earlierSafetyCopy ? ` (the one before as ${r.earlierSafetyCopy})` : ''}`;
   });
   (ev.target as HTMLInputElement).value = '';
 };

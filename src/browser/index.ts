@@ -57,7 +57,7 @@ export interface OpfsStore {
    * Replaces (or creates) `name` with the database in `bytes`: checked for the SQLite header and
    * with integrity_check first; the current database is kept as `<name>.pre-restore`.
    */
-  importDatabase(name: string, bytes: Uint8Array, opts?: OpfsCopyOptions): Promise<OpfsCopyResult & { safetyCopy: string | null }>;
+  importDatabase(name: string, bytes: Uint8Array, opts?: OpfsCopyOptions): Promise<OpfsCopyResult & { safetyCopy: string | null; earlierSafetyCopy: string | null }>;
   remove(name: string): Promise<void>;
 }
 
@@ -196,12 +196,15 @@ abstract class StoreBase implements OpfsStore {
     try {
       this.assertSound(staged, 'the imported file');
       let safetyCopy: string | null = null;
+      let earlierSafetyCopy: string | null = null;
       if (await this.exists(name)) {
         safetyCopy = `${name}.pre-restore`;
+        // An earlier safety copy is kept under a dated name, never overwritten (as on Node).
+        if (await this.exists(safetyCopy)) earlierSafetyCopy = await this.keepEarlier(safetyCopy);
         await this.backup(name, safetyCopy, opts);
       }
       const r = await this.replaceWith(name, staged, opts);
-      return { ...r, source: 'imported file', destination: name, durationMs: Math.round(performance.now() - started), safetyCopy };
+      return { ...r, source: 'imported file', destination: name, durationMs: Math.round(performance.now() - started), safetyCopy, earlierSafetyCopy };
     } finally {
       await this.unlink(staged);
     }
@@ -274,6 +277,15 @@ abstract class StoreBase implements OpfsStore {
     if (problems.length > 0) {
       throw integrityError(what, problems, 'choose another backup file');
     }
+  }
+
+  /** Copies `safetyCopy`, byte for byte, to `<safetyCopy>-<YYYYMMDDTHHMMSSZ>` (-2, -3… if taken); returns that name. */
+  private async keepEarlier(safetyCopy: string): Promise<string> {
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    let to = `${safetyCopy}-${stamp}`;
+    for (let n = 2; await this.exists(to); n++) to = `${safetyCopy}-${stamp}-${n}`;
+    await this.writeWhole(to, await this.readWhole(safetyCopy));
+    return to;
   }
 
   /** A fresh name for a temporary database, with room in the store for it. */

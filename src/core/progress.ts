@@ -1,11 +1,12 @@
 /** Progress events for long work, shared by Node and browsers. */
 export interface Progress {
   /**
-   * 'copy' while pages are copied; 'verify' while the copy is checked; 'upload' / 'download'
-   * while a backup goes to or comes from object storage (then pageSize is 1: pages are bytes;
-   * an upload counts the database's bytes read into the compressing/encrypting stream).
+   * 'copy' while pages are copied; 'verify' while the copy is checked; 'compress' / 'encrypt'
+   * while a finished copy is packed into a .gz / .age file; 'upload' / 'download' while a backup
+   * goes to or comes from object storage. In all but copy and verify, pageSize is 1: the "pages"
+   * are bytes (of the database read into the packing streams, for compress, encrypt and upload).
    */
-  phase: 'copy' | 'verify' | 'upload' | 'download';
+  phase: 'copy' | 'verify' | 'compress' | 'encrypt' | 'upload' | 'download';
   totalPages: number;
   remainingPages: number;
   /** 1 for the first try; higher when a live source changed and the copy started over. */

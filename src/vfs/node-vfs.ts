@@ -12,9 +12,11 @@
  * - Its state (views, protected paths, open files, the last error) belongs to the NodeVfs object,
  *   which src/sqlite.ts creates once for the SQLite module it loads (a VFS is registered with
  *   one module, by name); nothing is held at module level.
- * - Locks are no-ops: every real file SQLite opens through this VFS is private to this process
- *   (a temporary destination or a file under verification). Consistency against other processes
- *   is the snapshot's job, not SQLite's locking (see docs/consistency.md).
+ * - Locks are no-ops: almost every real file SQLite opens through this VFS is private to this
+ *   process (a temporary destination or a file under verification). Consistency against other
+ *   processes is the snapshot's job, not SQLite's locking (see docs/consistency.md). The exception
+ *   is restore's settle step (an old database opened read-write to be checkpointed): restore looks
+ *   for other users right before and after it (src/restore.ts).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
