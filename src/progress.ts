@@ -90,7 +90,9 @@ export class ProgressBar extends ProgressView {
     if (this.drawn && !last && !fresh && now - this.lastDraw < REDRAW_MS) return;
     this.lastDraw = now;
     this.drawn = true;
-    this.write(`\r${this.line(p, now, (this.columns() ?? 80) - 1)}\x1b[K`);
+    // A terminal that does not say its width (0, as under script(1)) is taken as 80 columns.
+    const cols = this.columns();
+    this.write(`\r${this.line(p, now, (cols && cols > 0 ? cols : 80) - 1)}\x1b[K`);
   }
 
   /** Erases the bar so the next line starts clean. */

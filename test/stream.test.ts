@@ -63,18 +63,28 @@ test('on a terminal: a progress bar redrawn in place, then the complete line', (
   assert.is(sql(dest, 'SELECT count(*) FROM b'), '2500');
 });
 
-test('no bar and no control characters: not a terminal, --quiet, --json, NO_COLOR, TERM=dumb', () => {
+test('no bar and no control characters: not a terminal, --quiet, --json, TERM=dumb, BLUFIO_PROGRESS=none; NO_COLOR keeps it (it has no colour)', () => {
   const { d, db } = bigDb();
   const plain = cli(['backup', path.join(d, 'p.db'), '--db', db, '--sleep-ms', '1']);
   assert.is(plain.code, 0);
   assert.not.match(plain.stderr, /[\r\x1b]/);
   assert.match(plain.stderr, /^Backup complete: /);
-  for (const [args, env] of [[['--quiet'], {}], [['--json'], {}], [[], { NO_COLOR: '1' }], [[], { TERM: 'dumb' }]] as const) {
+  for (const [args, env] of [[['--quiet'], {}], [['--json'], {}], [[], { TERM: 'dumb' }], [[], { BLUFIO_PROGRESS: 'none' }]] as const) {
     const out = path.join(d, `t${Math.random()}.db`);
     const t = underTty(['backup', out, '--db', db, '--sleep-ms', '1', ...args], env);
     assert.is(t.code, 0, t.screen);
     assert.not.match(t.screen, /\x1b|Backing up/, `${args.join(' ')} ${JSON.stringify(env)}`);
   }
+  const noColor = underTty(['backup', path.join(d, 'nc.db'), '--db', db, '--sleep-ms', '1'], { NO_COLOR: '1' });
+  assert.match(noColor.screen, /\rBacking up \[/);
+  assert.not.match(noColor.screen, /\x1b\[[0-9;]*m/, 'no colour codes');
+  // For logs: --progress without a terminal prints plain lines, one per phase at least.
+  const logged = cli(['backup', path.join(d, 'l.db.gz'), '--db', db, '--progress']);
+  assert.is(logged.code, 0, logged.stderr);
+  assert.not.match(logged.stderr, /[\r\x1b]/);
+  assert.match(logged.stderr, /^Backing up: \d+% \([\d.]+\/[\d.]+ MB\)/m);
+  assert.match(logged.stderr, /^Verifying integrity…$/m);
+  assert.match(logged.stderr, /^Compressing: \d+% /m);
 });
 
 test('restore shows the bar too, and the safety-copy line on its own line', () => {

@@ -110,4 +110,24 @@ test('a live WAL database held open: verified through the same read-only view, f
   assert.equal(fs.readFileSync(db), before);
 });
 
+test('verify says what a bare OK would hide: an empty database, a WAL-mode file without its -wal', async () => {
+  const d = tmpdir();
+  const empty = path.join(d, 'empty.db');
+  sql(empty, 'PRAGMA user_version = 1');
+  const r = cli(['verify', empty]);
+  assert.is(r.code, 0);
+  assert.match(r.stderr, new RegExp(`^${empty}: OK, sound, but an empty database \\(no tables\\)\n`));
+  assert.match((await inspect(empty)).warnings.join(), /^empty database \(no tables\)/);
+  const wal = path.join(d, 'wal.db');
+  sql(wal, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);');
+  assert.not.ok(fs.existsSync(`${wal}-wal`));
+  const w = cli(['verify', wal]);
+  assert.is(w.code, 0);
+  assert.match(w.stderr, /OK, sound and ready to restore\n[\s\S]*\n  note          a WAL-mode file with no -wal beside it/);
+  // A backup made by blufio is self-contained (rollback journal): nothing to warn about.
+  const b = path.join(d, 'b.db');
+  assert.is(cli(['backup', '--db', wal, b, '--quiet']).code, 0);
+  assert.equal((await inspect(b)).warnings, []);
+});
+
 test.run();
