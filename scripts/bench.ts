@@ -5,6 +5,7 @@
  * about time, but every result file is checked for correctness with native sqlite3.
  *
  *   --sizes 100M,2G   databases to generate (cached in $TMPDIR/blufio-bench)
+ *   --shaped-sizes 200M,2G  blufio-shaped databases (indexes, FTS5, a blob key; issue 12), default 200M
  *   --runs N          timed runs per command (after one warm-up), default 5
  *   --huge            also back up and restore a database larger than 4 GiB (correctness + time)
  *   --only <text>     only the groups whose title contains <text> (exploring; docs/ is still written)
@@ -55,6 +56,43 @@ function database(bytes: number): string {
   fs.renameSync(tmp, file);
   return file;
 }
+
+/**
+ * A database shaped like blufio's, of about `bytes` (issue 12): sessions with a composite index,
+ * memory rows with text, a 768-byte embedding and an index, an FTS5 index over the text, a vault
+ * of blobs (WITHOUT ROWID: an index on a blob key). Made once with native sqlite3, WAL mode.
+ */
+function shapedDatabase(bytes: number): string {
+  const file = path.join(CACHE, `shaped-${bytes}.db`);
+  if (fs.existsSync(file)) return file;
+  const rows = Math.ceil(bytes / 1240); // ~1.24 KB a memory row with its indexes and FTS entries
+  console.error(`generating a blufio-shaped ${label(bytes)} (${rows} memory rows)…`);
+  const tmp = `${file}.partial`;
+  for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) fs.rmSync(f, { force: true });
+  execFileSync('sqlite3', [tmp], {
+    input: `PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA cache_size=-200000;
+      CREATE TABLE sessions(id INTEGER PRIMARY KEY, user TEXT, started INTEGER, title TEXT);
+      CREATE INDEX sessions_user_started ON sessions(user, started);
+      CREATE TABLE memory(id INTEGER PRIMARY KEY, session INTEGER, created INTEGER, content TEXT, embedding BLOB);
+      CREATE INDEX memory_session_created ON memory(session, created);
+      CREATE VIRTUAL TABLE memory_fts USING fts5(content, content='memory', content_rowid='id');
+      CREATE TABLE vault(name TEXT PRIMARY KEY, secret BLOB) WITHOUT ROWID;
+      INSERT INTO sessions SELECT value, 'user' || (value % 97), 1700000000 + value * 13, 'session ' || value FROM generate_series(1, ${Math.ceil(rows / 9)});
+      WITH words(w) AS (VALUES ('agent'),('memory'),('tool'),('call'),('result'),('user'),('asked'),('about'),('the'),('weather'),('database'),('backup'),('restore'),('vault'),('secret'),('session'),('plan'),('task'),('done'),('error'))
+      INSERT INTO memory(id, session, created, content, embedding)
+        SELECT value, value % ${Math.ceil(rows / 9)}, 1700000000 + value,
+          (SELECT group_concat(w, ' ') FROM (SELECT w FROM words ORDER BY random() LIMIT 12)) || ' ' || hex(randomblob(40)), randomblob(768)
+        FROM generate_series(1, ${rows});
+      INSERT INTO memory_fts(memory_fts) VALUES ('rebuild');
+      INSERT INTO vault SELECT 'key-' || value, randomblob(2000 + value % 3000) FROM generate_series(1, 2000);
+      PRAGMA wal_checkpoint(TRUNCATE);`,
+  });
+  fs.renameSync(tmp, file);
+  return file;
+}
+
+/** What native SQLite 3.40 needs to do the checks blufio's integrity_check (SQLite 3.54) does: FTS5's own check too. */
+const NATIVE_CHECKS = "PRAGMA integrity_check; INSERT INTO memory_fts(memory_fts, rank) VALUES('integrity-check', 1);";
 
 interface Sample {
   ms: number;
@@ -183,6 +221,32 @@ const groups: Array<{ title: string; commands: Command[]; backupFirst?: boolean 
   },
 ];
 
+/** The same work on blufio-shaped databases (indexes, FTS5, a blob key): issue 12's goals. */
+const shapedGroups: typeof groups = [
+  {
+    title: 'blufio-shaped: backup, verified',
+    commands: [
+      { name: 'sqlite3 .backup + integrity_check + FTS5 check', make: (s, d) => [['sqlite3', s, `.backup ${d}`], ['sqlite3', d, NATIVE_CHECKS]], check: sameRows },
+      { name: 'blufio backup (default)', make: (s, d) => [[node, CLI, 'backup', d, '--db', s, '--quiet']], check: sameRows },
+    ],
+  },
+  {
+    title: 'blufio-shaped: verify',
+    commands: [
+      { name: 'sqlite3 integrity_check + FTS5 check', make: (s) => [['sqlite3', s, NATIVE_CHECKS]] },
+      { name: 'blufio verify', make: (s) => [[node, CLI, 'verify', s, '--quiet']] },
+    ],
+  },
+  {
+    title: 'blufio-shaped: restore',
+    commands: [
+      { name: 'sqlite3 .restore + integrity_check + FTS5 check', make: (s, d) => [['sqlite3', d, `.restore ${s}`], ['sqlite3', d, NATIVE_CHECKS]], check: (s, d) => sameRows(s, d) },
+      { name: 'blufio restore', make: (s, d) => [[node, CLI, 'restore', s, '--db', d, '--quiet']], check: (s, d) => sameRows(s, d) },
+    ],
+  },
+];
+const shapedSizes = (smoke ? '8M' : value('shaped-sizes', '200M')).split(',').map(parseSize);
+
 /** A database of the same size at `d`, to be replaced (made outside the timing). */
 function existing(s: string, d: string): void {
   fs.copyFileSync(s, d);
@@ -223,13 +287,17 @@ function rotation(n: number, r: number): number[] {
   return r % 2 ? order.reverse() : order;
 }
 
-for (const size of sizes) {
-  const src = database(size);
-  for (const g of groups.filter((x) => x.title.includes(value('only', '')))) {
-    // The restore group restores from a backup file made by blufio.
+const runs_: Array<[number, string, typeof groups]> = [
+  ...sizes.map((size) => [size, 'plain', groups] as [number, string, typeof groups]),
+  ...shapedSizes.map((size) => [size, 'shaped', shapedGroups] as [number, string, typeof groups]),
+];
+for (const [size, shape, list] of runs_) {
+  const src = shape === 'shaped' ? shapedDatabase(size) : database(size);
+  for (const g of list.filter((x) => x.title.includes(value('only', '')))) {
+    // The restore groups restore from a backup file made by blufio.
     let source = src;
-    if (g.title.startsWith('restore')) {
-      source = path.join(CACHE, `backup-${size}.db`);
+    if (g.title.includes('restore')) {
+      source = path.join(CACHE, `backup-${shape}-${size}.db`);
       if (!fs.existsSync(source)) execFileSync(node, [CLI, 'backup', source, '--db', src, '--quiet', '--sleep-ms', '0']);
     }
     const rows = g.commands.map((c) => ({ size, group: g.title, name: c.name, ms: [] as number[], rss: [] as number[], ratio: [] as number[] }));

@@ -360,7 +360,7 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
     say(`  size          ${formatMB(r.bytes)}${r.compressed ? ' compressed' : ''}${r.encrypted ? ' encrypted' : ''}, ${r.pages} pages of ${r.pageSize} bytes`);
     say(`  journal mode  ${r.journalMode === 'wal' ? 'WAL (needs its -wal file beside it)' : 'rollback journal (self-contained)'}`);
     say(`  written by    SQLite ${r.sqliteVersion}`);
-    say(`  tables        ${r.tables.length ? r.tables.map((t) => `${t.name} ${t.rows ?? '?'}`).join(', ') : '(none)'}`);
+    say(`  tables        ${r.tables.length ? r.tables.map((t) => `${t.name} ${t.virtual ? '(virtual)' : (t.rows ?? '?')}`).join(', ') : '(none)'}`);
     for (const w of r.warnings) if (!(empty && w.startsWith('empty database'))) say(`  note          ${w}`);
     return;
   }
