@@ -47,12 +47,18 @@ export function parseArgs(commands: CommandSpec[], argv: string[]): Parsed {
   if (first === '-h' || first === '--help') return { kind: 'help' };
   if (first === '-v' || first === '--version') return { kind: 'version' };
   const command = commands.find((c) => c.name === first);
+  if (!command && first.startsWith('-')) {
+    throw new BlufioError('E_USAGE', `${first} before a command`, 'the command comes first: blufio <command> [options] (blufio --help lists the commands)');
+  }
   if (!command) {
     const near = closest(first, commands.map((c) => c.name));
     throw new BlufioError('E_USAGE', `unknown command "${first}"`, near ? `did you mean blufio ${near}? blufio --help lists the commands` : 'run blufio --help to see the commands');
   }
   const flags: Record<string, string | string[] | boolean> = {};
   const args: string[] = [];
+  // Help is asked for whatever else is wrong on the line (a typo is what one wants help with).
+  const end = argv.indexOf('--') < 0 ? argv.length : argv.indexOf('--');
+  if (argv.slice(1, end).some((a) => a === '-h' || a === '--help')) return { kind: 'help', command };
   let wantsHelp = false;
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i];
@@ -142,7 +148,7 @@ function wrap(text: string, width: number, indent: number): string {
 
 /** The help text: the list of commands, or one command's options and examples. */
 export function helpText(commands: CommandSpec[], version: string, command?: CommandSpec, columns = 100): string {
-  const width = Math.max(60, Math.min(columns, 120));
+  const width = Math.max(40, Math.min(columns, 120));
   const table = (rows: Array<[string, string]>) => {
     const left = Math.min(28, Math.max(...rows.map(([l]) => l.length)) + 2);
     return rows.map(([l, r]) => `  ${l.padEnd(left)}${wrap(r, width, left + 2)}`).join('\n');

@@ -16,6 +16,7 @@ import { encryptFileInWorker } from './age.ts';
 import { checkKeysFor, layersOfName, packFile, recipientsOf, type Layers } from './layers.ts';
 import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
+import { describePid, holders } from './locks.ts';
 import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 
 /** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
@@ -48,6 +49,7 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   const layers = layersOfName(dest);
   const recipients = recipientsOf(options);
   checkKeysFor(dest, layers, recipients);
+  refuseLiveDatabase(dest);
   checkDestination(dest, options.force ?? false, 'backup', !layers.gzip && !layers.age);
   const copy = await backupToFile(db, dest, options, layers);
   return result(db, dest, copy, layers, options, started);
@@ -195,4 +197,22 @@ function packing(file: string, layers: Layers, opts: BackupOptions): ((read: num
   const phase = layers.gzip ? 'compress' : 'encrypt';
   opts.onProgress({ phase, totalPages: total, remainingPages: total, attempt: 1, pageSize: 1 });
   return (read) => opts.onProgress?.({ phase, totalPages: total, remainingPages: Math.max(0, total - read), attempt: 1, pageSize: 1 });
+}
+
+/**
+ * A backup never replaces a database someone is using, --force or not: a file another process
+ * has open or locked, or one with committed data still in its -wal (or a hot -journal). Replacing
+ * it deleted those commits (found by an operator-style attack run: the destination given where
+ * the source was meant).
+ */
+function refuseLiveDatabase(dest: string): void {
+  const st = statOrNull(dest);
+  if (!st?.isFile()) return;
+  const users = holders(dest) ?? [];
+  const wal = statOrNull(`${dest}-wal`)?.size ?? 0;
+  const journal = statOrNull(`${dest}-journal`)?.size ?? 0;
+  if (users.length === 0 && wal === 0 && journal === 0) return;
+  const why = users.length > 0 ? `in use by process ${users.map(describePid).join(', ')}` : `holding data in ${dest}${wal > 0 ? '-wal' : '-journal'} that is not in the file yet`;
+  throw new BlufioError('E_IN_USE', `${dest} is a live database (${why}): a backup never replaces one`,
+    'choose another backup path; if it is the database you meant to back up, pass it with --db; to replace a database, use blufio restore, which keeps a .pre-restore copy');
 }

@@ -6,6 +6,7 @@
  * line, `error: <what happened> (<what to do>)`; anything else is a bug and prints its stack.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { helpText, parseArgs, type CommandSpec, type OptionSpec } from './args.ts';
 import type { StorageConfig } from './config.ts';
@@ -29,8 +30,31 @@ export interface Io {
   stderrColumns?: () => number | undefined;
 }
 
+/**
+ * What the CLI prints on stdout (JSON, help, a key) is written synchronously, so that a failure
+ * (a reader that went away, a full disk, a closed stdout) is an error here, reported in one line,
+ * and never an uncaught stream error after the fact. A non-blocking pipe that is full is waited on.
+ */
+function writeStdout(s: string): void {
+  const bytes = Buffer.from(s);
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  for (let off = 0; off < bytes.length; ) {
+    try {
+      off += fs.writeSync(1, bytes, off, bytes.length - off);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') {
+        Atomics.wait(wait, 0, 0, 5);
+        continue;
+      }
+      const why = code === 'EPIPE' ? 'its reader closed it' : code === 'ENOSPC' ? 'no space left on the device' : code === 'EBADF' ? 'it is closed' : (e as Error).message;
+      throw new BlufioError('E_IO', `cannot write to stdout: ${why}`, 'check where stdout goes (a full disk, a closed pipe)', { cause: e });
+    }
+  }
+}
+
 const defaultIo: Io = {
-  stdout: (s) => process.stdout.write(s),
+  stdout: (s) => writeStdout(s),
   stderr: (s) => process.stderr.write(s),
   env: process.env,
   stdoutStream: process.stdout,
@@ -184,7 +208,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       return 0;
     }
     if (parsed.kind === 'help') {
-      io.stdout(helpText(COMMANDS, VERSION, parsed.command, io.columns));
+      io.stdout(helpText(COMMANDS, VERSION, parsed.command, io.columns || Number(io.env.COLUMNS) || undefined));
       return 0;
     }
     const flags = parsed.flags as unknown as CommonFlags;
@@ -199,7 +223,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     // A usage error is found before the flags are known: --json anywhere still asks for JSON.
     const named = COMMANDS.find((c) => c.name === argv[0]);
     if (command === 'blufio' && named) command = named.name;
-    if (!json && argv.slice(0, argv.indexOf('--') >>> 0).includes('--json')) json = true;
+    if (!json && argv.slice(0, argv.indexOf('--') >>> 0).some((a) => a === '--json' || a.startsWith('--json='))) json = true;
     return report(e, command, json, io);
   } finally {
     process.off('SIGINT', onSigint);
@@ -209,7 +233,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
 
 async function runCommand(name: CommandName, target: string, f: CommonFlags, io: Io, signal: AbortSignal): Promise<void> {
   const limitController = new AbortController();
-  if (target === '') {
+  if (target.trim() === '' || /[\n\r]/.test(target)) {
     throw new BlufioError('E_USAGE', `blufio ${name} needs a path`, `run blufio ${name} --help`);
   }
   const say = (line: string) => {
@@ -252,7 +276,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   if (toStdout && f.json) throw new BlufioError('E_USAGE', '--json cannot be used with "-": stdout carries the backup', 'drop --json');
   const mode = progressMode({ isTTY: io.stderrIsTTY }, io.env, !!f.quiet || !!f.json, !!f.progress);
   const label = name === 'backup' ? 'Backing up' : 'Restoring';
-  const bar = mode === 'bar' ? new ProgressBar(io.stderr, label, () => io.stderrColumns?.() ?? io.columns) : mode === 'lines' ? new ProgressLines(io.stderr, label) : null;
+  const bar = mode === 'bar' ? new ProgressBar(io.stderr, label, () => io.stderrColumns?.() || Number(io.env.COLUMNS) || io.columns) : mode === 'lines' ? new ProgressLines(io.stderr, label) : null;
   const notice = (line: string) => {
     bar?.done();
     say(line);
@@ -263,7 +287,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     const onProgress = bar ? (p: Progress) => bar.update(p) : undefined;
     if (name === 'backup' && f.ping !== undefined) {
       const url = pathFlag(f.ping, '--ping')!;
-      if (!/^https?:\/\//i.test(url)) throw new BlufioError('E_USAGE', `--ping needs an http(s) URL, not "${url}"`, 'e.g. --ping https://hc-ping.com/<uuid>');
+      if (!/^https?:\/\//i.test(url) || !URL.canParse(url)) throw new BlufioError('E_USAGE', `--ping needs an http(s) URL, not "${url}"`, 'e.g. --ping https://hc-ping.com/<uuid>');
       try {
         await runCommand(name, target, { ...f, ping: undefined }, io, signal);
       } catch (e) {
@@ -273,7 +297,13 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       await ping(url, say);
       return;
     }
-    if (name === 'restore' && f.ifMissing && fs.existsSync(cfg.databasePath)) {
+    const present = name === 'restore' && f.ifMissing ? statOrNullSync(cfg.databasePath) : null;
+    if (present?.isDirectory()) {
+      // Docker makes a directory where a bind-mounted file is missing: not a database to keep.
+      throw new BlufioError('E_NOT_FILE', `${cfg.databasePath} is a directory, not a database`, 'remove it (a bind mount of a missing file?) or point storage.database_path at a file');
+    }
+    // A 0-byte file holds no database (SQLite makes one on first open): restored over like a missing one.
+    if (present && present.size > 0) {
       if (f.dryRun) say('Dry run: nothing was changed.');
       say(`${cfg.databasePath} exists: nothing restored (--if-missing)`);
       if (f.json) emit(io, 'restore', { ok: true, database: cfg.databasePath, restored: false, dryRun: !!f.dryRun, skipped: 'the database exists (--if-missing)' });
@@ -321,7 +351,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
           : planRestore(cfg.databasePath, target, planOpts));
       const refused = plan.inUseBy !== null && plan.inUseBy.length > 0 && !f.force;
       const { database, ...rest } = plan;
-      if (f.json) emit(io, 'restore', { ok: true, database, restored: false, dryRun: true, wouldBeRefused: refused, ...rest });
+      if (f.json) emit(io, 'restore', { ok: !refused, database, restored: false, dryRun: true, wouldBeRefused: refused, ...rest });
       say('Dry run: nothing was changed.');
       const size = plan.databaseBytes === null ? [plan.compressed && 'compressed', plan.encrypted && 'encrypted'].filter(Boolean).join(', ') : formatMB(plan.databaseBytes);
       say(`Would restore ${plan.path} (${size}) into ${plan.database} (${plan.journalMode === 'wal' ? 'WAL' : 'rollback-journal'} mode)`);
@@ -357,7 +387,7 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
     const empty = r.tables.length === 0;
     say(`${r.path}: OK, ${empty ? 'sound, but an empty database (no tables)' : 'sound and ready to restore'}`);
     say(`  integrity     ok (${r.check})`);
-    say(`  size          ${formatMB(r.bytes)}${r.compressed ? ' compressed' : ''}${r.encrypted ? ' encrypted' : ''}, ${r.pages} pages of ${r.pageSize} bytes`);
+    say(`  size          ${formatMB(r.bytes)}${r.compressed ? ' compressed' : ''}${r.encrypted ? ' encrypted' : ''}, ${r.pages} page${r.pages === 1 ? '' : 's'} of ${r.pageSize} bytes`);
     say(`  journal mode  ${r.journalMode === 'wal' ? 'WAL (needs its -wal file beside it)' : 'rollback journal (self-contained)'}`);
     say(`  written by    SQLite ${r.sqliteVersion}`);
     say(`  tables        ${r.tables.length ? r.tables.map((t) => `${t.name} ${t.virtual ? '(virtual)' : (t.rows ?? '?')}`).join(', ') : '(none)'}`);
@@ -378,18 +408,42 @@ async function ping(url: string, say: (line: string) => void): Promise<void> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
     await res.arrayBuffer().catch(() => {});
-    if (!res.ok) say(`Warning: the monitor at ${new URL(url).host} answered ${res.status}`);
+    if (!res.ok) say(`Warning: the monitor at ${hostOf(url)} answered ${res.status}`);
   } catch (e) {
     // The host only: a monitor's URL often holds its secret.
-    say(`Warning: could not reach the monitor at ${new URL(url).host}: ${(e as Error).message}`);
+    say(`Warning: could not reach the monitor at ${hostOf(url)}: ${(e as Error).message}`);
   }
 }
+
+/** True when stdout is /dev/null (Node opens it there for a closed stdout). */
+function stdoutIsDevNull(): boolean {
+  try {
+    const out = fs.fstatSync(1);
+    const nul = fs.statSync('/dev/null');
+    return out.isCharacterDevice() && out.rdev === nul.rdev;
+  } catch {
+    return false;
+  }
+}
+
+function statOrNullSync(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return null;
+  }
+}
+
+const hostOf = (url: string) => (URL.canParse(url) ? new URL(url).host : 'the --ping URL');
 
 /** blufio.toml and the environment (config.ts), its warnings said (loaded only when needed). */
 async function loadConfig(f: CommonFlags, io: Io, say: (line: string) => void, db?: string): Promise<StorageConfig> {
   const { resolveConfig } = await import('./config.ts');
   const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), db, env: io.env });
-  for (const w of cfg.warnings) say(`Warning: ${w}`);
+  // Printed even with --quiet: a key that is not read can mean another database is backed up.
+  // With --json they go in the object instead (configWarnings).
+  if (!f.json) for (const w of cfg.warnings) io.stderr(`Warning: ${w}\n`);
+  configWarnings.push(...cfg.warnings);
   return cfg;
 }
 
@@ -438,6 +492,7 @@ async function runKeygen(target: string, f: CommonFlags, io: Io, say: (line: str
   const key = generateIdentity();
   if (target === STDOUT) {
     if (f.json) throw new BlufioError('E_USAGE', '--json needs a file for the key: stdout would carry both', 'give the key file: blufio keygen <file> --json');
+    if (stdoutIsDevNull()) throw new BlufioError('E_USAGE', 'stdout goes nowhere (/dev/null, or it was closed): the private key would be lost', 'give the key file: blufio keygen <file>');
     io.stdout(key.file);
   } else {
     publishText(target, key.file, 0o600, 'key file');
@@ -458,7 +513,7 @@ async function recipientsFor(dest: string | null, f: CommonFlags, cfg: StorageCo
   // Loaded here, not at start-up: most commands never need the age code.
   const { parseRecipientsFile } = await import('./age.ts');
   const recipientsInFile = (file: string) => readRecipientsFile(file, parseRecipientsFile);
-  const fromFlags = [...listFlag(f.recipient, '--recipient'), ...listFlag(f.recipientsFile, '--recipients-file').flatMap((file) => recipientsInFile(file))];
+  const fromFlags = [...listFlag(f.recipient, '--recipient'), ...listFlag(f.recipientsFile, '--recipients-file').flatMap((file) => recipientsInFile(home(file)))];
   if (fromFlags.length > 0 || f.recipient !== undefined || f.recipientsFile !== undefined) {
     if (fromFlags.length === 0) throw new BlufioError('E_KEY', 'the recipients files given hold no recipient', 'add age1… lines to them');
     return fromFlags;
@@ -485,7 +540,7 @@ function readRecipientsFile(file: string, parseRecipientsFile: typeof import('./
 /** The texts of the identity files to decrypt with: --identity, else blufio.toml / BLUFIO_AGE_IDENTITY_FILE. */
 async function identitiesFor(f: CommonFlags, cfg: StorageConfig): Promise<string[]> {
   const { parseIdentityFile } = await import('./age.ts');
-  const files = listFlag(f.identity, '--identity');
+  const files = listFlag(f.identity, '--identity').map(home);
   return (files.length > 0 ? files : cfg.backup.ageIdentityFile ? [cfg.backup.ageIdentityFile] : []).map((file) => {
     try {
       const st = fs.statSync(file);
@@ -509,6 +564,11 @@ async function identitiesFor(f: CommonFlags, cfg: StorageConfig): Promise<string
   });
 }
 
+/** `~` and `~/…` as the shell would have expanded them (it does not after `--opt=`). */
+function home(p: string): string {
+  return p === '~' || p.startsWith('~/') ? path.join(os.homedir(), p.slice(1)) : p;
+}
+
 /** A repeatable option: each value given, none empty. */
 function listFlag(v: unknown, name: string): string[] {
   const all = Array.isArray(v) ? v : v === undefined ? [] : [v];
@@ -524,8 +584,12 @@ function listFlag(v: unknown, name: string): string[] {
  */
 function emit<T extends { ok: boolean; command?: string }>(io: Io, command: string, fields: T): void {
   const { ok, command: _c, ...rest } = fields;
-  io.stdout(`${JSON.stringify({ ok, command, ...rest })}\n`);
+  const warned = configWarnings.length > 0 ? { configWarnings: [...configWarnings] } : {};
+  io.stdout(`${JSON.stringify({ ok, command, ...rest, ...warned })}\n`);
 }
+
+/** What blufio.toml set that is not read (config.ts), for the JSON object of this run. */
+const configWarnings: string[] = [];
 
 /** A failure already reported in full: exit 1, print nothing more. */
 class Silent extends Error {}
@@ -544,7 +608,7 @@ function pathFlag(v: unknown, name: string): string | undefined {
   if (typeof v === 'boolean' || String(v).trim() === '') {
     throw new BlufioError('E_USAGE', `${name} needs a path`, `give ${name} <path>, or leave it out to use blufio.toml`);
   }
-  return String(v);
+  return home(String(v));
 }
 
 function intFlag(v: unknown, name: string, min: number): number {
@@ -573,12 +637,24 @@ function report(e: unknown, command: string, json: boolean, io: Io): number {
       : null;
   if (!err) {
     io.stderr(`error: unexpected failure (a bug in blufio; please report it): ${(e as Error)?.stack ?? String(e)}\n`);
-    if (json) emit(io, command, { ok: false, error: { code: 'E_BUG', message: String((e as Error)?.message ?? e) } });
+    if (json) {
+      try {
+        emit(io, command, { ok: false, error: { code: 'E_BUG', message: String((e as Error)?.message ?? e) } });
+      } catch {
+        // stdout failed too
+      }
+    }
     return 1;
   }
   io.stderr(`error: ${err.message}${err.hint ? ` (${err.hint})` : ''}\n`);
   if (debugging(io) && err.stack) io.stderr(`${err.stack}\n`);
-  if (json) emit(io, command, { ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
+  if (json) {
+    try {
+      emit(io, command, { ok: false, error: { code: err.code, message: err.message, hint: err.hint } });
+    } catch {
+      // stdout itself is what failed: the line on stderr above is all there is.
+    }
+  }
   if (err.code === 'E_USAGE') return 2;
   if (err.code === 'E_ABORTED') return 130;
   return 1;

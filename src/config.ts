@@ -109,6 +109,7 @@ function applyFile(cfg: StorageConfig, file: string, home: string): void {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new BlufioError('E_CONFIG', `the config file ${file} is a directory`, 'remove it or give --config the path of a blufio.toml file');
     throw new BlufioError('E_CONFIG', `cannot read config file ${file}: ${(e as Error).message}`, 'fix its permissions, or pass --config <file>');
   }
   let doc: Record<string, unknown>;
@@ -225,7 +226,7 @@ function checkKeys(cfg: StorageConfig, doc: Record<string, unknown>, file: strin
     if (typeof t !== 'object' || t === null || Array.isArray(t)) continue;
     for (const key of Object.keys(t)) {
       if (keys.includes(key)) continue;
-      const near = closeTo(key, keys);
+      const near = closeTo(key, keys) ?? (table === 'storage' && /path|file|db|database|dir/i.test(key) ? 'database_path' : undefined);
       if (near) throw new BlufioError('E_CONFIG', `${at(table, key)}: unknown key ${table}.${key}`, `did you mean ${table}.${near}?`);
       cfg.warnings.push(`${at(table, key)}: unknown key ${table}.${key} is ignored (blufio backup reads ${table}.${keys.join(`, ${table}.`)})`);
     }
@@ -246,7 +247,13 @@ function lineOf(text: string, table: string, key: string): number | undefined {
     }
     if (current === table && new RegExp(`^["']?${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}["']?\\s*=`).test(line)) return i + 1;
   }
-  return undefined;
+  // A table of its own ([backup.retension]) or a dotted key (storage.database_pth = …).
+  const dotted = table ? `${table}.${key}` : key;
+  const found = lines.findIndex((l) => {
+    const t = l.trim();
+    return t.replace(/\s+/g, '') === `[${dotted}]` || t.startsWith(`${dotted} `) || t.startsWith(`${dotted}=`) || (table === '' && t.startsWith(`${key}.`));
+  });
+  return found >= 0 ? found + 1 : undefined;
 }
 
 /** A known name `typed` is a misspelling of (two edits at most, one for short names), if any. */

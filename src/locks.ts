@@ -110,7 +110,7 @@ export async function holdersSoon(dbPath: string): Promise<number[] | null> {
 export function describePid(pid: number): string {
   try {
     const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    const shown = args.slice(0, 3).map((a, i) => (i === 0 || a.length > 40 ? a.split('/').pop()! : a)).join(' ');
+    const shown = args.slice(0, 3).map((a, i) => (i === 0 || a.length > 40 ? a.split('/').pop()! : a)).join(' ').replace(/[\s\x00-\x1f]+/g, ' ').trim();
     return shown ? `${pid} (${shown.slice(0, 60)}${args.length > 3 ? ' …' : ''})` : String(pid);
   } catch {
     return String(pid);

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ROOT, cleanup, cli, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { spawnSync } from 'node:child_process';
+import { CLI, ROOT, cleanup, cli, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
 
 const test = suite('command line');
 test.after.each(cleanup);
@@ -80,6 +81,70 @@ test('Deno without the permissions it needs: one line saying which to grant, no 
     assert.match(r.stderr, what);
     assert.equal(fs.readdirSync(d), ['src.db']);
   }
+});
+
+test('operator mistakes found by an attack run: a live database as the destination, a bad --ping, stdout that goes nowhere, help with a typo', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'src.db');
+  makeSampleDb(db);
+  // The destination is another process's live WAL database: never replaced, --force or not.
+  const other = path.join(d, 'other.db');
+  const holder = await holdOpen(other, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE precious(x); INSERT INTO precious VALUES ('irreplaceable');");
+  try {
+    const r = cli(['backup', other, '--db', db, '--force']);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^error: .*other\.db is a live database \(in use by process \d+/);
+    assert.is(r.stderr.split('\n').length, 2);
+  } finally {
+    await holder.stop();
+  }
+  // Killed holder: its commits are still in other.db-wal, which a replacement would have deleted.
+  assert.ok(fs.statSync(`${other}-wal`).size > 0);
+  assert.match(cli(['backup', other, '--db', db, '--force']).stderr, /holding data in .*other\.db-wal that is not in the file yet/);
+  assert.is(sql(other, 'SELECT x FROM precious'), 'irreplaceable');
+
+  const ping = cli(['backup', path.join(d, 'p.db'), '--db', db, '--ping', 'http://exa mple.com']);
+  assert.equal([ping.code, ping.stderr], [2, 'error: --ping needs an http(s) URL, not "http://exa mple.com" (e.g. --ping https://hc-ping.com/<uuid>)\n']);
+  assert.not.ok(fs.existsSync(path.join(d, 'p.db')));
+
+  const full = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" keygen > /dev/full`], { encoding: 'utf8' });
+  assert.equal([full.status, full.stderr], [1, 'error: cannot write to stdout: no space left on the device (check where stdout goes (a full disk, a closed pipe))\n'], 'no public key announced for a key never saved');
+  const nowhere = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" keygen >&-`], { encoding: 'utf8' });
+  assert.is(nowhere.status, 2);
+  assert.match(nowhere.stderr, /^error: stdout goes nowhere/);
+  const jsonFull = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" verify "${db}" --json > /dev/full`], { encoding: 'utf8' });
+  assert.is(jsonFull.status, 1);
+  assert.match(jsonFull.stderr, /^error: cannot write to stdout/);
+  assert.not.match(jsonFull.stderr, /\n\s+at /, 'no stack');
+
+  const help = cli(['backup', '--frce', '--help']);
+  assert.equal([help.code, help.stdout.split('\n')[0]], [0, 'Usage: blufio backup <path> [options]']);
+  const early = cli(['--json', 'backup', 'x.db']);
+  assert.is(early.code, 2);
+  assert.is(JSON.parse(early.stdout).error.message, '--json before a command');
+});
+
+test('config mistakes: a path-like unknown [storage] key is an error, not another database backed up; warnings survive --quiet and go in --json', () => {
+  const d = tmpdir();
+  const db = path.join(d, 'src.db');
+  makeSampleDb(db);
+  const bad = path.join(d, 'bad.toml');
+  fs.writeFileSync(bad, '[storage]\ndatabase = "data.db"\n');
+  const r = cli(['backup', path.join(d, 'b.db'), '--config', bad, '--quiet']);
+  assert.equal([r.code, r.stderr], [1, `error: ${bad}:2: unknown key storage.database (did you mean storage.database_path?)\n`]);
+  const sub = path.join(d, 'sub.toml');
+  fs.writeFileSync(sub, '[backup.retension]\nkeep_last = 1\n');
+  assert.match(cli(['backup', path.join(d, 'b.db'), '--config', sub]).stderr, new RegExp(`^error: ${sub}:1: unknown key backup.retension`));
+  const odd = path.join(d, 'odd.toml');
+  fs.writeFileSync(odd, `[storage]\ndatabase_path = "${db}"\npool_size = 4\n`);
+  const quiet = cli(['backup', path.join(d, 'q.db'), '--config', odd, '--quiet']);
+  assert.equal([quiet.code, quiet.stderr], [0, `Warning: ${odd}:3: unknown key storage.pool_size is ignored (blufio backup reads storage.database_path, storage.wal_mode)\n`]);
+  const json = cli(['backup', path.join(d, 'j.db'), '--config', odd, '--json']);
+  assert.equal([json.stderr, JSON.parse(json.stdout).configWarnings.length], ['', 1]);
+  const dir = path.join(d, 'adir');
+  fs.mkdirSync(dir);
+  const seeded = cli(['restore', path.join(d, 'q.db'), '--db', dir, '--if-missing']);
+  assert.equal([seeded.code, seeded.stderr.startsWith(`error: ${dir} is a directory, not a database`)], [1, true]);
 });
 
 test.run();
