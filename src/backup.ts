@@ -17,6 +17,8 @@ import { checkKeysFor, layersOfName, packFile, recipientsOf, type Layers } from 
 import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { describePid, holders } from './locks.ts';
+import { journalIsHot } from './snapshot/source-file.ts';
+import { parseWalHeader, WAL_HEADER_SIZE } from './wal.ts';
 import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 
 /** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
@@ -209,10 +211,24 @@ function refuseLiveDatabase(dest: string): void {
   const st = statOrNull(dest);
   if (!st?.isFile()) return;
   const users = holders(dest) ?? [];
-  const wal = statOrNull(`${dest}-wal`)?.size ?? 0;
-  const journal = statOrNull(`${dest}-journal`)?.size ?? 0;
-  if (users.length === 0 && wal === 0 && journal === 0) return;
-  const why = users.length > 0 ? `in use by process ${users.map(describePid).join(', ')}` : `holding data in ${dest}${wal > 0 ? '-wal' : '-journal'} that is not in the file yet`;
+  const wal = walHoldsFrames(`${dest}-wal`);
+  const journal = journalIsHot(`${dest}-journal`);
+  if (users.length === 0 && !wal && !journal) return;
+  const why = users.length > 0 ? `in use by process ${users.map(describePid).join(', ')}` : `holding data in ${dest}${wal ? '-wal' : '-journal'} that is not in the file yet`;
   throw new BlufioError('E_IN_USE', `${dest} is a live database (${why}): a backup never replaces one`,
     'choose another backup path; if it is the database you meant to back up, pass it with --db; to replace a database, use blufio restore, which keeps a .pre-restore copy');
+}
+
+/** A WAL file with a valid header and at least one frame after it. */
+function walHoldsFrames(walPath: string): boolean {
+  const st = statOrNull(walPath);
+  if (!st?.isFile() || st.size <= WAL_HEADER_SIZE) return false;
+  const head = new Uint8Array(WAL_HEADER_SIZE);
+  const fd = fs.openSync(walPath, 'r');
+  try {
+    fs.readSync(fd, head, 0, WAL_HEADER_SIZE, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return parseWalHeader(head) !== null;
 }

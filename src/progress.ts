@@ -1,4 +1,5 @@
 /** What the CLI shows of progress events: a bar on a terminal, or plain lines for logs. */
+import { BlufioError } from './core/errors.ts';
 import type { Progress } from './core/progress.ts';
 
 export type { Progress, ProgressCallback } from './core/progress.ts';
@@ -15,6 +16,11 @@ export function formatMB(bytes: number): string {
  * off: it asks for no colour, and the bar has none.
  */
 export function progressMode(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv, quiet: boolean, asked = false): 'bar' | 'lines' | null {
+  const setting = env.BLUFIO_PROGRESS?.trim().toLowerCase();
+  if (setting && !['bar', 'lines', 'none'].includes(setting)) {
+    throw new BlufioError('E_USAGE', `BLUFIO_PROGRESS is "${env.BLUFIO_PROGRESS}"`, 'set it to bar, lines or none, or unset it');
+  }
+  env = { ...env, BLUFIO_PROGRESS: setting };
   if (quiet || env.BLUFIO_PROGRESS === 'none') return null;
   if (asked || env.BLUFIO_PROGRESS === 'lines') return stream.isTTY && env.BLUFIO_PROGRESS !== 'lines' && env.TERM !== 'dumb' ? 'bar' : 'lines';
   if (!stream.isTTY || env.TERM === 'dumb') return null;

@@ -822,7 +822,9 @@ export interface PruneResult {
 /** Applies `policy` to every series in the set; removes what no rule keeps (not with dryRun). */
 export async function prune(set: string, policy: RetentionPolicy, opts: ObjectStorageOptions & { dryRun?: boolean; signal?: AbortSignal; stem?: string } = {}): Promise<PruneResult> {
   if (!Object.values(policy).some((n) => typeof n === 'number' && n > 0)) {
-    throw new BlufioError('E_USAGE', 'prune needs at least one --keep-* rule', 'e.g. blufio prune <set> --keep-daily 7 --keep-weekly 4');
+    const zeros = Object.values(policy).some((n) => n === 0);
+    throw new BlufioError('E_USAGE', zeros ? 'every --keep-* rule given is 0: nothing would be kept, so nothing is pruned' : 'prune needs at least one --keep-* rule',
+      'e.g. blufio prune <set> --keep-daily 7 --keep-weekly 4 (at least one rule above 0)');
   }
   const store = openStore(set, opts);
   const files = await store.list();

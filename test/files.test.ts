@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { claimForRestore, lockedByKilledRestore, ownerAlive, restoresRunning, sweepStaleClaims } from '../src/claim.ts';
-import { canonicalPath, databaseFiles, ensureRoom, makeWorkDir, publish, removeStaleTemps, tempPathBeside } from '../src/files.ts';
+import { canonicalPath, checkDestination, databaseFiles, ensureRoom, makeWorkDir, publish, removeStaleTemps, tempPathBeside } from '../src/files.ts';
 import { locksOn, PENDING_BYTE, writerActive } from '../src/locks.ts';
 import { cleanup, rejects, tmpdir, skip } from './helpers.ts';
 
@@ -196,6 +196,14 @@ test('claims planted by another user: a FIFO does not hang, a link is not follow
   fs.lchownSync(live, 65534, 65534);
   (await claimForRestore(db)).release();
   assert.ok(fs.existsSync(live), 'another user\'s claim is neither obeyed nor removed');
+});
+
+test('a symbolic link to nothing is refused as a destination, naming where it points', () => {
+  const d = tmpdir();
+  const link = path.join(d, 'dl.db');
+  fs.symlinkSync(path.join(d, 'nowhere.db'), link);
+  assert.throws(() => checkDestination(link, true, 'database'), (e: Error) => (e as { code?: string }).code === 'E_NOT_FILE' && /is a symbolic link to a missing file \(.*nowhere\.db\)/.test(e.message));
+  assert.not.ok(fs.existsSync(path.join(d, 'nowhere.db')));
 });
 
 test.run();

@@ -22,6 +22,8 @@ test('progressMode: a bar at a terminal; lines when asked (--progress, BLUFIO_PR
   assert.is(progressMode({ isTTY: true }, { BLUFIO_PROGRESS: 'lines' }, false), 'lines');
   assert.is(progressMode({ isTTY: true }, { BLUFIO_PROGRESS: 'none' }, false, true), null);
   assert.is(progressMode({ isTTY: false }, { BLUFIO_PROGRESS: 'lines' }, true), null, '--quiet wins');
+  assert.is(progressMode({ isTTY: false }, { BLUFIO_PROGRESS: 'LINES' }, false), 'lines', 'any case');
+  assert.throws(() => progressMode({ isTTY: true }, { BLUFIO_PROGRESS: 'off' }, false), /BLUFIO_PROGRESS is "off"/);
 });
 
 test('the bar fits the terminal: fields are dropped as it narrows, never wrapped; a resize is followed', () => {
