@@ -142,7 +142,7 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
   try {
     ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${layers.age ? 'encrypting' : 'compressing'}`, STAGING_HINT);
     // Encryption alone runs in a worker thread while the copy is checked (the two cores of a
-    // small server each do half: 1.75x an unencrypted backup became ~1.2x, docs/encryption.md);
+    // small server each do half: 1.75x an unencrypted backup became ~1.6x, docs/encryption.md);
     // started again if the copy is made again, and nothing of it is used unless the check passes.
     let encrypting: Awaited<ReturnType<typeof encryptFileInWorker>> = null;
     const startEncrypting = layers.age && !layers.gzip
