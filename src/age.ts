@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import { Transform } from 'node:stream';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { BlufioError } from './errors.ts';
+import { readFully } from './vfs/disk-file.ts';
 
 const MAGIC = 'age-encryption.org/v1';
 /** What every age file starts with. */
@@ -560,13 +561,7 @@ export function peekAgeFile(file: string, identities: Identity[], name: string):
     // Armored files are ~4/3 bigger (plus line ends): read enough text for a header and a chunk.
     const want = Math.ceil((MAX_HEADER + 16 + CHUNK + TAG) * 1.4) + 1024;
     buf = Buffer.alloc(Math.min(fs.fstatSync(fd).size, want));
-    let got = 0;
-    while (got < buf.length) {
-      const n = fs.readSync(fd, buf, got, buf.length - got, got);
-      if (n === 0) break;
-      got += n;
-    }
-    buf = buf.subarray(0, got);
+    buf = buf.subarray(0, readFully(fd, buf, 0));
   } finally {
     fs.closeSync(fd);
   }

@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError } from './errors.ts';
 import { buildVerifiedCopy, checkSource, result, sourceBytes, STAGING_HINT, type BackupOptions, type BackupResult, type BuiltCopy } from './build.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
@@ -226,9 +227,8 @@ function walHoldsFrames(walPath: string): boolean {
   const head = new Uint8Array(WAL_HEADER_SIZE);
   const fd = fs.openSync(walPath, 'r');
   try {
-    fs.readSync(fd, head, 0, WAL_HEADER_SIZE, 0);
+    return readFully(fd, head, 0) === WAL_HEADER_SIZE && parseWalHeader(head) !== null;
   } finally {
     fs.closeSync(fd);
   }
-  return parseWalHeader(head) !== null;
 }

@@ -297,7 +297,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       await ping(url, say);
       return;
     }
-    const present = name === 'restore' && f.ifMissing ? statOrNullSync(cfg.databasePath) : null;
+    const present = name === 'restore' && f.ifMissing ? (await import('./files.ts')).statOrNull(cfg.databasePath) : null;
     if (present?.isDirectory()) {
       // Docker makes a directory where a bind-mounted file is missing: not a database to keep.
       throw new BlufioError('E_NOT_FILE', `${cfg.databasePath} is a directory, not a database`, 'remove it (a bind mount of a missing file?) or point storage.database_path at a file');
@@ -423,14 +423,6 @@ function stdoutIsDevNull(): boolean {
     return out.isCharacterDevice() && out.rdev === nul.rdev;
   } catch {
     return false;
-  }
-}
-
-function statOrNullSync(p: string): fs.Stats | null {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return null;
   }
 }
 

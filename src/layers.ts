@@ -14,6 +14,7 @@ import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AGE_MAGIC, CHUNK_BYTES, dearmorStream, decryptStream, isArmoredAgeFile, Encryptor, encryptStream, isAgeFile, parseIdentityFile, parseRecipient, peekAgeFile, type Identity, type Recipient } from './age.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
+import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError, isFileSystemError } from './errors.ts';
 import { gunzipError, gunzipStream, gzipStream, isGzip, sqliteSizeGuard } from './gzip.ts';
 
@@ -118,7 +119,7 @@ async function encryptFile(src: string, out: string, recipients: Recipient[], si
     const buf = Buffer.allocUnsafe(CHUNK_BYTES);
     for (let i = 0; i < chunks; i++) {
       const want = Math.min(CHUNK_BYTES, size - i * CHUNK_BYTES);
-      const n = readFull(fdIn, buf, want, i * CHUNK_BYTES);
+      const n = readFully(fdIn, buf.subarray(0, want), i * CHUNK_BYTES);
       if (n !== want) throw new BlufioError('E_IO', `${src} changed size while it was encrypted`, 'try again');
       bytes += writeAll(fdOut, enc.sealChunk(buf.subarray(0, n), i === chunks - 1));
       if (i % 256 === 255) {
@@ -135,12 +136,6 @@ async function encryptFile(src: string, out: string, recipients: Recipient[], si
     if (fdIn !== undefined) fs.closeSync(fdIn);
     if (fdOut !== undefined) fs.closeSync(fdOut);
   }
-}
-
-function readFull(fd: number, buf: Buffer, want: number, at: number): number {
-  let got = 0;
-  for (let n; got < want && (n = fs.readSync(fd, buf, got, want - got, at + got)) > 0; ) got += n;
-  return got;
 }
 
 function writeAll(fd: number, parts: Uint8Array[]): number {

@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { throwIfAborted } from './core/backup-loop.ts';
+import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError, renamed, isFileSystemError } from './errors.ts';
 import { makeWorkDir, pidAlive } from './files.ts';
 import type { Recipient } from './age.ts';
@@ -216,8 +217,7 @@ async function* fileParts(src: string, pool: Buffer[], progress: (done: number) 
     for (let at = 0; ; ) {
       throwIfAborted(signal);
       const part = pool.pop() ?? Buffer.allocUnsafe(PART_BYTES);
-      let filled = 0;
-      for (let n; filled < PART_BYTES && (n = fs.readSync(fd, part, filled, PART_BYTES - filled, at + filled)) > 0; ) filled += n;
+      const filled = readFully(fd, part, at);
       at += filled;
       progress(at);
       if (filled === 0) return;

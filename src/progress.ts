@@ -20,9 +20,9 @@ export function progressMode(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv
   if (setting && !['bar', 'lines', 'none'].includes(setting)) {
     throw new BlufioError('E_USAGE', `BLUFIO_PROGRESS is "${env.BLUFIO_PROGRESS}"`, 'set it to bar, lines or none, or unset it');
   }
-  env = { ...env, BLUFIO_PROGRESS: setting };
-  if (quiet || env.BLUFIO_PROGRESS === 'none') return null;
-  if (asked || env.BLUFIO_PROGRESS === 'lines') return stream.isTTY && env.BLUFIO_PROGRESS !== 'lines' && env.TERM !== 'dumb' ? 'bar' : 'lines';
+  if (quiet || setting === 'none') return null;
+  if (setting === 'lines') return 'lines';
+  if (asked) return stream.isTTY && env.TERM !== 'dumb' ? 'bar' : 'lines';
   if (!stream.isTTY || env.TERM === 'dumb') return null;
   return 'bar';
 }

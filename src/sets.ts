@@ -23,6 +23,7 @@ import * as path from 'node:path';
 import { Transform } from 'node:stream';
 import { buildVerifiedCopy, checkSource, result, sourceBytes, type BackupOptions, type BackupResult } from './build.ts';
 import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
+import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError, renamed } from './errors.ts';
 import { ensureRoom, makeWorkDir, publish, removeStaleTemps, statOrNull, tempPathBeside } from './files.ts';
 import { layersOfFile, packFile, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
@@ -241,11 +242,7 @@ function hashPages(file: string, pageSize: number): PageHashes {
 }
 
 function readAt(fd: number, buf: Buffer, len: number, at: number): void {
-  for (let got = 0; got < len; ) {
-    const n = fs.readSync(fd, buf, got, len - got, at + got);
-    if (n === 0) throw new BlufioError('E_IO', 'a file changed size while it was read', 'try again');
-    got += n;
-  }
+  if (readFully(fd, buf.subarray(0, len), at) !== len) throw new BlufioError('E_IO', 'a file changed size while it was read', 'try again');
 }
 
 const PAGES_MAGIC = 'blufio-pages 1\n';

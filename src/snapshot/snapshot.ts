@@ -84,7 +84,6 @@ export class SourceSnapshot extends ReadOnlyFile {
   begin(): void {
     this.release();
     const src = (this.src = SourceFile.open(this.dbPath));
-    this.openedStamp = src.stamp();
     this.guard = null;
     this.view = null;
     let head: Uint8Array;
@@ -94,6 +93,7 @@ export class SourceSnapshot extends ReadOnlyFile {
       // checkpoint wrote the file before the WAL was read, header and WAL may not describe one
       // state: read both again (cheap), a few times, before the attempt is given up.
       lastPre = src.stamp();
+      if (tries === 1) this.openedStamp = lastPre;
       head = src.header();
       if (head.length > 0 && (head.length < HEADER_BYTES || !hasSqliteMagic(head))) {
         throw new BlufioError('E_NOT_SQLITE', `${this.dbPath} is not an SQLite database (no SQLite header)`,

@@ -128,9 +128,11 @@ export class NodeVfs {
     const { capi, wasm } = this.sqlite3;
     const heap = (p: number, n: number) => (wasm as Heap).heap8u().subarray(p, p + n);
     const str = (p: number): string => (p ? (wasm.cstrToJs(p as never) ?? '') : '');
-    const putCString = (pOut: number, nOut: number, s: string): boolean => {
-      const bytes = new TextEncoder().encode(s).subarray(0, Math.max(0, nOut - 1));
-      if (nOut <= 0) return false;
+    /** Writes `s` as a C string into nOut bytes at pOut, cut to fit unless `whole`; false if it did not fit. */
+    const putCString = (pOut: number, nOut: number, s: string, whole = false): boolean => {
+      const all = new TextEncoder().encode(s);
+      if (nOut <= 0 || (whole && all.length + 1 > nOut)) return false;
+      const bytes = all.subarray(0, nOut - 1);
       const out = heap(Number(pOut), bytes.length + 1);
       out.set(bytes);
       out[bytes.length] = 0;
@@ -220,9 +222,7 @@ export class NodeVfs {
       xFullPathname: g(capi.SQLITE_CANTOPEN, (_pVfs: number, zName: number, nOut: number, pOut: number) => {
         const name = str(zName);
         const full = this.views.has(name) || this.isViewSidecar(name) ? name : path.resolve(name);
-        if (new TextEncoder().encode(full).length + 1 > nOut) return capi.SQLITE_CANTOPEN;
-        putCString(pOut, nOut, full);
-        return 0;
+        return putCString(pOut, nOut, full, true) ? 0 : capi.SQLITE_CANTOPEN;
       }),
       xGetLastError: (_pVfs: number, nOut: number, pOut: number): number => {
         const e = this.lastError;
