@@ -12,7 +12,7 @@ import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { journalModeOf } from './core/header.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
-import { stopWhen, stopped } from './integrity.ts';
+import { prepareCheck, stopWhen, stopped } from './integrity.ts';
 import { BlufioError } from './errors.ts';
 import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url } from './s3.ts';
@@ -197,7 +197,7 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
       try {
         snapshot.begin();
         db = openDb(sqlite3, view);
-        db.exec('PRAGMA temp_store=MEMORY');
+        prepareCheck(db);
         stopWhen(sqlite3, db, opts.deadline, opts.interrupted);
         problems = integrityOf(sqlite3, db, !!opts.quick);
         pastDeadline(opts);
