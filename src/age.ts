@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import { Transform } from 'node:stream';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { BlufioError } from './errors.ts';
-import { readFully } from './vfs/disk-file.ts';
+import { readFully, writeFully } from './vfs/disk-file.ts';
 
 const MAGIC = 'age-encryption.org/v1';
 /** What every age file starts with. */
@@ -672,89 +672,174 @@ export function isAgeFile(file: string): boolean {
   }
 }
 
-/**
- * The payload loop of a file of known size, as the source of a worker thread (no imports but
- * node's own): the same 64 KiB chunks, nonces and tags as Encryptor.sealChunk. The header is
- * written by the caller. Posts the bytes written, or an error message with its code.
- */
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const crypto = require('node:crypto');
-const { src, out, head, key } = workerData;
-// Each chunk's ciphertext is a new buffer outside V8's heap, which V8 collects only once some
-// 64 MiB of it has piled up: collected every 4 MiB here instead (peak RSS, issue 14).
-let gc = null;
-try {
-  require('node:v8').setFlagsFromString('--expose-gc');
-  gc = require('node:vm').runInNewContext('gc');
-} catch {}
-let fdIn, fdOut;
-try {
-  fdIn = fs.openSync(src, 'r');
-  fdOut = fs.openSync(out, 'wx', 0o600);
-  fs.writeSync(fdOut, head);
-  let bytes = head.length;
-  const size = fs.fstatSync(fdIn).size;
-  const chunks = Math.max(1, Math.ceil(size / 65536));
-  const buf = Buffer.allocUnsafe(65536);
-  const nonce = Buffer.alloc(12);
-  for (let i = 0; i < chunks; i++) {
-    const want = Math.min(65536, size - i * 65536);
-    let got = 0;
-    for (let n; got < want && (n = fs.readSync(fdIn, buf, got, want - got, i * 65536 + got)) > 0; ) got += n;
-    if (got !== want) throw Object.assign(new Error('the copy changed size while it was encrypted'), { code: 'ECHANGED' });
-    nonce.fill(0);
-    let c = i;
-    for (let j = 10; j >= 0 && c > 0; j--) { nonce[j] = c % 256; c = Math.floor(c / 256); }
-    nonce[11] = i === chunks - 1 ? 1 : 0;
-    const cipher = crypto.createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
-    const body = cipher.update(buf.subarray(0, got));
-    cipher.final();
-    for (const part of [body, cipher.getAuthTag()]) {
-      for (let off = 0; off < part.length; ) off += fs.writeSync(fdOut, part, off, part.length - off);
-      bytes += part.length;
-    }
-    if (gc && i % 64 === 63) gc();
-  }
-  fs.fsyncSync(fdOut);
-  parentPort.postMessage({ bytes });
-} catch (e) {
-  parentPort.postMessage({ error: String(e && e.message), code: e && e.code });
-} finally {
-  if (fdIn !== undefined) fs.closeSync(fdIn);
-  if (fdOut !== undefined) fs.closeSync(fdOut);
-}`;
+/** Chunks a worker takes at a time: 1 MiB read, sealed and written with one call each. */
+const GROUP = 16;
 
 /**
- * Encrypts the file `src` (of known size, not changing) into `out` in a worker thread, so that
- * it runs beside work on the main thread (the integrity check of the same copy: ~0.5 s of a
- * 100 MiB backup). null where that cannot be done (no node:crypto ChaCha20 — Bun — or no
- * worker threads): the caller then encrypts on the main thread. `stop()` ends it.
+ * The payload loop of a file of known size, as the source of a worker thread (no imports but
+ * node's own): the same 64 KiB chunks, nonces and tags as Encryptor.sealChunk. Every chunk's
+ * place in the output is known in advance (header + i × (64 KiB + tag)), so any number of
+ * workers can seal groups of chunks, each taking the next group from a shared counter and
+ * writing it at its place. The header is written by the caller. Posts { done: true } or an
+ * error message with its code (and then makes the others stop: the counter jumps past the end).
  */
-export async function encryptFileInWorker(src: string, out: string, recipients: Recipient[]): Promise<{ done: Promise<number>; stop: () => Promise<void> } | null> {
-  if (aead !== nodeAead) return null;
-  let Worker: typeof import('node:worker_threads').Worker;
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
+const crypto = require('node:crypto');
+// Each chunk's ciphertext is a new buffer outside V8's heap, which V8 collects only once some
+// 64 MiB of it has piled up: collected every 8 MiB here instead (peak RSS, issue 14; every 4 MiB
+// was slower, docs/encryption.md).
+// (Not named gc: once a thread has set the flag, later threads have a global gc.)
+let collect = null;
+try {
+  require('node:v8').setFlagsFromString('--expose-gc');
+  collect = require('node:vm').runInNewContext('gc');
+} catch {}
+parentPort.once('message', ({ src, out, headBytes, key, counter }) => {
+  const next = new Int32Array(counter);
+  let fdIn, fdOut;
   try {
-    ({ Worker } = await import('node:worker_threads'));
-  } catch {
-    return null;
+    fdIn = fs.openSync(src, 'r');
+    fdOut = fs.openSync(out, 'r+');
+    const size = fs.fstatSync(fdIn).size;
+    const chunks = Math.max(1, Math.ceil(size / ${CHUNK}));
+    const buf = Buffer.allocUnsafe(${CHUNK * GROUP});
+    const sealed = Buffer.allocUnsafe(${(CHUNK + TAG) * GROUP});
+    const nonce = Buffer.alloc(12);
+    let sealedChunks = 0, unsynced = 0;
+    for (let g; (g = Atomics.add(next, 0, 1) * ${GROUP}) < chunks; ) {
+      const n = Math.min(${GROUP}, chunks - g);
+      const want = Math.min(n * ${CHUNK}, size - g * ${CHUNK});
+      let got = 0;
+      for (let r; got < want && (r = fs.readSync(fdIn, buf, got, want - got, g * ${CHUNK} + got)) > 0; ) got += r;
+      if (got !== want) throw Object.assign(new Error('the copy changed size while it was encrypted'), { code: 'ECHANGED' });
+      let len = 0;
+      for (let k = 0; k < n; k++) {
+        const i = g + k;
+        nonce.fill(0);
+        for (let c = i, j = 10; j >= 0 && c > 0; j--) { nonce[j] = c % 256; c = Math.floor(c / 256); }
+        nonce[11] = i === chunks - 1 ? 1 : 0;
+        const cipher = crypto.createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+        len += cipher.update(buf.subarray(k * ${CHUNK}, Math.min(got, (k + 1) * ${CHUNK}))).copy(sealed, len);
+        cipher.final();
+        len += cipher.getAuthTag().copy(sealed, len);
+      }
+      for (let off = 0; off < len; ) off += fs.writeSync(fdOut, sealed, off, len - off, headBytes + g * ${CHUNK + TAG} + off);
+      // The disk writes while we seal (the caller's fsync then has little left to do).
+      unsynced += len;
+      if (unsynced >= ${32 << 20}) { unsynced = 0; fs.fdatasync(fdOut, () => {}); }
+      sealedChunks += n;
+      if (collect && sealedChunks % 128 < ${GROUP}) collect();
+    }
+    parentPort.postMessage({ done: true });
+  } catch (e) {
+    Atomics.store(next, 0, 0x3fffffff);
+    parentPort.postMessage({ error: String(e && e.message), code: e && e.code });
+  } finally {
+    if (fdIn !== undefined) fs.closeSync(fdIn);
+    if (fdOut !== undefined) fs.closeSync(fdOut);
   }
-  const enc = new Encryptor(recipients);
-  let worker: import('node:worker_threads').Worker;
-  try {
-    worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { src, out, head: enc.head, key: enc.payloadKeyForWorker() } });
-  } catch {
-    return null;
+});`;
+
+type NodeWorker = import('node:worker_threads').Worker;
+
+/**
+ * Encrypts a file of known size that does not change (a verified copy) in worker threads, for
+ * the cores the main thread is not using. Made before the file exists, so that starting the
+ * first thread (~50 ms) overlaps the copy; `start()` sets it sealing (beside the integrity check
+ * on the main thread), `join()` adds a second once the main thread is free (started then: a
+ * second thread started early was no faster and cost ~8 MiB; docs/encryption.md),
+ * `finish()` waits for both. null where that cannot be done (no
+ * node:crypto ChaCha20 — Bun — or no worker threads): the caller then encrypts on the main thread.
+ */
+export class ParallelEncryption {
+  private job: { out: string; done: Promise<void>[]; message: object } | null = null;
+  private idle: NodeWorker[];
+  private running: NodeWorker[] = [];
+
+  private constructor(private readonly WorkerClass: typeof import('node:worker_threads').Worker, private readonly recipients: Recipient[]) {
+    this.idle = [this.spawn()];
   }
-  const done = new Promise<number>((resolve, reject) => {
-    worker.once('message', (m: { bytes?: number; error?: string; code?: string }) => {
-      if (m.bytes !== undefined) resolve(m.bytes);
-      else reject(Object.assign(new Error(m.error ?? 'encryption failed'), { code: m.code }));
-    });
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`the encrypting thread stopped (${code})`)));
-  });
-  done.catch(() => {});
-  return { done, stop: async () => void (await worker.terminate()) };
+
+  static async create(recipients: Recipient[]): Promise<ParallelEncryption | null> {
+    if (aead !== nodeAead) return null;
+    try {
+      const { Worker } = await import('node:worker_threads');
+      return new ParallelEncryption(Worker, recipients);
+    } catch {
+      return null;
+    }
+  }
+
+  private spawn(): NodeWorker {
+    const w = new this.WorkerClass(WORKER_SOURCE, { eval: true });
+    w.unref();
+    w.on('error', () => {}); // reported through the job's promise
+    return w;
+  }
+
+  private run(w: NodeWorker): void {
+    const job = this.job!;
+    w.ref();
+    this.running.push(w);
+    job.done.push(new Promise<void>((resolve, reject) => {
+      w.once('message', (m: { done?: boolean; error?: string; code?: string }) => {
+        if (m.done) resolve();
+        else reject(Object.assign(new Error(m.error ?? 'encryption failed'), { code: m.code }));
+      });
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`the encrypting thread stopped (${code})`)));
+    }));
+    job.done.at(-1)!.catch(() => {});
+    w.postMessage(job.message);
+  }
+
+  /** Starts encrypting the file `src` into `out` (created here, 0600, never over a file). */
+  async start(src: string, out: string): Promise<void> {
+    await this.abandon();
+    const enc = new Encryptor(this.recipients);
+    const fd = fs.openSync(out, 'wx', 0o600);
+    try {
+      writeFully(fd, enc.head, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const counter = new SharedArrayBuffer(4);
+    this.job = { out, done: [], message: { src, out, headBytes: enc.head.length, key: enc.payloadKeyForWorker(), counter } };
+    this.run(this.idle.shift() ?? this.spawn());
+  }
+
+  /** Adds the second thread to the running job. */
+  join(): void {
+    if (this.job && this.job.done.length < 2) this.run(this.idle.shift() ?? this.spawn());
+  }
+
+  /** Waits for the job and returns the file's size in bytes (publishing it makes it durable). */
+  async finish(): Promise<number> {
+    const job = this.job;
+    if (!job) throw new Error('nothing is being encrypted');
+    try {
+      await Promise.all(job.done);
+    } finally {
+      await this.stop();
+    }
+    return fs.statSync(job.out).size;
+  }
+
+  /** Ends the job in progress, if any (its output is the caller's to remove). */
+  private async abandon(): Promise<void> {
+    const running = this.running;
+    this.running = [];
+    this.job = null;
+    await Promise.all(running.map((w) => w.terminate()));
+  }
+
+  /** Ends the threads, and a job in progress (its output is the caller's to remove). */
+  async stop(): Promise<void> {
+    await this.abandon();
+    const idle = this.idle;
+    this.idle = [];
+    await Promise.all(idle.map((w) => w.terminate()));
+  }
 }

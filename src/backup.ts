@@ -13,7 +13,7 @@ import { buildVerifiedCopy, checkSource, result, sourceBytes, STAGING_HINT, type
 import { throwIfAborted } from './core/backup-loop.ts';
 import { checkObjectDestination, clientFor, uploadPacked } from './object-storage.ts';
 import { isS3Url, parseS3Url } from './s3.ts';
-import { encryptFileInWorker } from './age.ts';
+import { ParallelEncryption } from './age.ts';
 import { checkKeysFor, layersOfName, packFile, recipientsOf, type Layers } from './layers.ts';
 import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
@@ -76,7 +76,7 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
   const tmp = path.join(dir, 'backup.db');
   try {
     ensureRoom(dir, sourceBytes(db), 'the copy staged before it is streamed', STAGING_HINT);
-    const copy = await buildVerifiedCopy(db, tmp, options, 'the backup');
+    const copy = await buildVerifiedCopy(db, tmp, options, 'the backup', { staging: true });
     let bytes: number;
     try {
       bytes = await packFile(tmp, out, layers, recipients, options.signal, packing(tmp, layers, options));
@@ -117,7 +117,7 @@ async function backupToObject(dbPath: string, url: string, options: BackupOption
   try {
     ensureRoom(dir, sourceBytes(db), 'the copy staged before it is uploaded', STAGING_HINT);
     const tmp = path.join(dir, 'backup.db');
-    const copy = await buildVerifiedCopy(db, tmp, options, 'the backup');
+    const copy = await buildVerifiedCopy(db, tmp, options, 'the backup', { staging: true });
     const bytes = await uploadPacked(client, loc, tmp, layers, recipients, options);
     return result(db, url, { ...copy, bytes }, layers, options, started);
   } finally {
@@ -142,30 +142,31 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
   const tmpOut = `${tempPathBeside(dest)}.gz`;
   try {
     ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${layers.age ? 'encrypting' : 'compressing'}`, STAGING_HINT);
-    // Encryption alone runs in a worker thread while the copy is checked (the two cores of a
-    // small server each do half: 1.75x an unencrypted backup became ~1.6x, docs/encryption.md);
-    // started again if the copy is made again, and nothing of it is used unless the check passes.
-    let encrypting: Awaited<ReturnType<typeof encryptFileInWorker>> = null;
-    const startEncrypting = layers.age && !layers.gzip
-      ? async () => {
-        await encrypting?.stop();
-        fs.rmSync(tmpOut, { force: true });
-        encrypting = await encryptFileInWorker(tmp, tmpOut, recipientsOf(opts));
-      }
-      : undefined;
+    // Encryption alone runs in two worker threads: the first seals the copy while the main
+    // thread checks it, the second joins once the check is done (docs/encryption.md). Started
+    // again if the copy is made again; nothing of it is used unless the check passes.
+    const encryption = layers.age && !layers.gzip ? await ParallelEncryption.create(recipientsOf(opts)) : null;
+    let bytes: number;
     let copy: BuiltCopy;
     try {
-      copy = await buildVerifiedCopy(src, tmp, opts, 'the backup', startEncrypting);
-    } catch (e) {
-      await (encrypting as { stop: () => Promise<void> } | null)?.stop();
-      throw e;
+      const startEncrypting = encryption
+        ? async () => {
+          fs.rmSync(tmpOut, { force: true });
+          await encryption.start(tmp, tmpOut);
+        }
+        : undefined;
+      copy = await buildVerifiedCopy(src, tmp, opts, 'the backup', { onCopied: startEncrypting, staging: true });
+      if (encryption) {
+        encryption.join();
+        bytes = await encryption.finish().catch((e: NodeJS.ErrnoException) => {
+          throw e instanceof BlufioError ? e : e.code && e.code !== 'ECHANGED' ? fsError(e, tmpOut, 'cannot write the backup') : new BlufioError('E_IO', `cannot encrypt the backup: ${e.message}`, 'try again');
+        });
+      } else {
+        bytes = await packFile(tmp, tmpOut, layers, recipientsOf(opts), opts.signal, packing(tmp, layers, opts));
+      }
+    } finally {
+      await encryption?.stop();
     }
-    const worker = encrypting as { done: Promise<number>; stop: () => Promise<void> } | null;
-    const bytes = worker
-      ? await worker.done.catch((e: NodeJS.ErrnoException) => {
-        throw e.code && e.code !== 'ECHANGED' ? fsError(e, tmpOut, 'cannot write the backup') : new BlufioError('E_IO', `cannot encrypt the backup: ${e.message}`, 'try again');
-      })
-      : await packFile(tmp, tmpOut, layers, recipientsOf(opts), opts.signal, packing(tmp, layers, opts));
     throwIfAborted(opts.signal);
     fs.chmodSync(tmpOut, opts.mode ?? 0o600);
     // Without --force a file that appeared at dest meanwhile is never replaced.

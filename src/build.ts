@@ -78,14 +78,22 @@ export function result(db: string, where: string, copy: BuiltCopy & { bytes: num
 /** What building a verified copy found: the copy's own facts, and its size on disk. */
 export type BuiltCopy = Awaited<ReturnType<typeof copyDatabase>> & { databaseBytes: number };
 
+export interface CopyExtras {
+  /** Called each time a copy is made, before it is checked (encryption starts beside the check). */
+  onCopied?: () => Promise<void>;
+  /** The copy is a staging file, read back at once and removed: not written to the disk early. */
+  staging?: boolean;
+}
+
 /**
  * Builds a verified copy of `src` at `out`, a private path the caller owns (a temporary file, or
  * a file in a private directory): copy, verify (unless opts.verify is false), set the mode. What
  * happens to it then is the caller's: publish it as a file, compress it, stream it, swap it in for
  * a database. This is the seam every destination and transform plugs into.
  */
-export async function buildVerifiedCopy(src: string, out: string, opts: BackupOptions, what: string, onCopied?: () => Promise<void>): Promise<BuiltCopy> {
-  let copy = await copyDatabase(src, out, opts);
+export async function buildVerifiedCopy(src: string, out: string, opts: BackupOptions, what: string, extra: CopyExtras = {}): Promise<BuiltCopy> {
+  const { onCopied, staging } = extra;
+  let copy = await copyDatabase(src, out, opts, staging);
   throwIfAborted(opts.signal);
   await onCopied?.();
   if (opts.verify !== false) {
@@ -103,7 +111,7 @@ export async function buildVerifiedCopy(src: string, out: string, opts: BackupOp
           what === 'the backup' ? `the database itself may be damaged: check it with sqlite3 ${src} "PRAGMA integrity_check"` : 'this backup is damaged: use another one');
       }
       seen = key;
-      copy = await copyDatabase(src, out, opts);
+      copy = await copyDatabase(src, out, opts, staging);
       throwIfAborted(opts.signal);
       await onCopied?.();
     }

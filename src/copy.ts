@@ -63,8 +63,9 @@ const WATCH_MS = 2;
 /**
  * Copies the database at `srcPath` into `destPath` (created or overwritten, mode 0600) as one
  * committed state of the source, in rollback-journal mode. Never writes any of the source's files.
+ * `staging`: the copy is read back at once and removed (not written to the disk early).
  */
-export async function copyDatabase(srcPath: string, destPath: string, opts: CopyOptions = {}): Promise<CopyResult> {
+export async function copyDatabase(srcPath: string, destPath: string, opts: CopyOptions = {}, staging = false): Promise<CopyResult> {
   // Without a pause, small steps only add per-step work (a transaction each, a look at the
   // source): 1000 pages still leave a live WAL looked at every few milliseconds.
   const stepFor = (sleep: number) => opts.pagesPerStep ?? (sleep > 0 ? COPY_DEFAULTS.pagesPerStep : COPY_DEFAULTS.fullSpeedPagesPerStep);
@@ -77,6 +78,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
   const view = openSnapshotView(vfs, srcPath);
   const { snapshot, name: viewName } = view;
   const reasons: string[] = [];
+  const unscratch = staging ? vfs.scratch(destPath) : () => {};
   try {
     for (let attempt = 1; attempt <= retries; attempt++) {
       throwIfAborted(opts.signal);
@@ -130,6 +132,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
     }
     throw e;
   } finally {
+    unscratch();
     view.close();
   }
 }

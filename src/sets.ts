@@ -542,7 +542,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
   try {
     ensureRoom(work, sourceBytes(db) * 2, 'the copy staged before it is packed', 'free some space there, or pass --work-dir <directory> on a file system with room');
     const plain = path.join(work, 'backup.db');
-    const copy = await buildVerifiedCopy(db, plain, opts, 'the backup');
+    const copy = await buildVerifiedCopy(db, plain, opts, 'the backup', { staging: true });
     const now: PageHashes = { ...hashPages(plain, copy.pageSize), recipients: recipientsKey(opts.recipients ?? []) };
     const cacheDir = hashCacheDir(set, opts);
 

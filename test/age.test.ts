@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Decrypter, identityToRecipient } from 'age-encryption';
 import { backup, inspect, restore } from '../src/index.ts';
+import { ParallelEncryption, parseRecipient } from '../src/age.ts';
 import { CLI, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 
 const test = suite('age');
@@ -126,6 +127,48 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
     assert.ok(fs.readdirSync(d).every((n) => !n.startsWith('.')), fs.readdirSync(d).join(' '));
   });
 }
+
+test('parallel encryption: any size, two threads sharing the chunks, a second job and a second encrypter in one process; the age CLI reads each', async () => {
+  const d = tmpdir();
+  const key = ageKey(d);
+  const recipients = [parseRecipient(key.recipient)];
+  // Empty, one byte, exactly one chunk, one chunk and a byte, exactly one group of 16 chunks,
+  // a group and a chunk and some: the last chunk's flag and every offset.
+  const sizes = [0, 1, 65536, 65537, (1 << 20), (1 << 20) + 65536 + 123, 5 * (1 << 20) + 7];
+  for (const [i, size] of sizes.entries()) {
+    const src = path.join(d, `plain-${i}`);
+    fs.writeFileSync(src, Buffer.from(Array.from({ length: size }, (_, k) => (k * 7 + i) & 255)));
+    // A new encrypter each time after the first: later threads start after the first one set
+    // V8's flags (a thread once failed there: "Identifier 'gc' has already been declared").
+    const enc = await ParallelEncryption.create(recipients);
+    assert.ok(enc, 'node:crypto has ChaCha20-Poly1305 and worker threads under Node');
+    const out = path.join(d, `enc-${i}.age`);
+    try {
+      if (i === 2) {
+        // A job abandoned (the copy is made again) and started afresh on the same encrypter.
+        await enc.start(src, out);
+        fs.rmSync(out, { force: true });
+      }
+      await enc.start(src, out);
+      if (i % 2 === 0) enc.join();
+      const bytes = await enc.finish();
+      assert.is(bytes, fs.statSync(out).size);
+    } finally {
+      await enc.stop();
+    }
+    assert.is(fs.statSync(out).mode & 0o777, 0o600);
+    const back = execFileSync('age', ['-d', '-i', key.file, out], { maxBuffer: 1 << 26 });
+    assert.ok(back.equals(fs.readFileSync(src)), `size ${size} round trip`);
+  }
+  // Never over a file that is there.
+  const enc = await ParallelEncryption.create(recipients);
+  const out = path.join(d, 'never.age');
+  fs.writeFileSync(out, 'x');
+  const err = await enc!.start(path.join(d, 'plain-1'), out).then(() => null, (e: NodeJS.ErrnoException) => e);
+  await enc!.stop();
+  assert.is(err?.code, 'EEXIST');
+  assert.is(fs.readFileSync(out, 'utf8'), 'x');
+});
 
 test('two recipients: each identity decrypts; a recipients file with comments and blank lines', () => {
   const { d, db, key } = sample(200);

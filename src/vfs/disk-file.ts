@@ -125,6 +125,8 @@ export class DiskFile implements VfsFile {
     readonly path: string,
     readonly readOnly: boolean,
     private readonly deleteOnClose = false,
+    /** Write back early (see syncFd); false for a staging copy that is read back and removed. */
+    private readonly earlySync = true,
   ) {
     this.ahead = new ReadAhead(fd);
     this.wbuf = readOnly ? new Uint8Array(0) : new Uint8Array(IO_CHUNK);
@@ -160,7 +162,7 @@ export class DiskFile implements VfsFile {
     this.wLen = 0;
     writeFully(this.fd, this.wbuf.subarray(0, len), this.wStart);
     this.unsynced += len;
-    if (this.unsynced >= EARLY_SYNC_BYTES) this.syncInBackground();
+    if (this.earlySync && this.unsynced >= EARLY_SYNC_BYTES) this.syncInBackground();
   }
 
   private syncInBackground(): void {

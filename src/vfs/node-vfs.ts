@@ -36,6 +36,8 @@ export class NodeVfs {
   private readonly views = new Map<string, VfsFile>();
   /** Absolute paths that must never be opened writable or deleted (the source's files), counted. */
   private readonly protectedPaths = new Map<string, number>();
+  /** Absolute paths of staging copies: read once and removed, never worth writing back early. */
+  private readonly scratchPaths = new Set<string>();
   /** Open files by their sqlite3_file pointer. */
   private readonly files = new Map<number, VfsFile>();
   private lastError: { message: string; rc: number } | undefined;
@@ -66,6 +68,17 @@ export class NodeVfs {
         else this.protectedPaths.set(p, n);
       }
     };
+  }
+
+  /**
+   * Marks `p` as a staging copy until the returned function is called: a file that is read back
+   * at once and removed (the plaintext of an encrypted backup, say) is not written to the disk
+   * early (DiskFile's early write-back); the kernel may never need to write it at all.
+   */
+  scratch(p: string): () => void {
+    const abs = path.resolve(p);
+    this.scratchPaths.add(abs);
+    return () => void this.scratchPaths.delete(abs);
   }
 
   isProtected(p: string): boolean {
@@ -121,7 +134,7 @@ export class NodeVfs {
     if (flags & capi.SQLITE_OPEN_EXCLUSIVE) oflags |= fs.constants.O_EXCL;
     const fd = fs.openSync(file, oflags, 0o600);
     const deleteOnClose = tempName || (flags & capi.SQLITE_OPEN_DELETEONCLOSE) !== 0;
-    return new DiskFile(fd, file, !writable, deleteOnClose);
+    return new DiskFile(fd, file, !writable, deleteOnClose, !this.scratchPaths.has(path.resolve(file)));
   }
 
   private install(): void {
