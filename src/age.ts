@@ -696,6 +696,11 @@ try {
   require('node:v8').setFlagsFromString('--expose-gc');
   collect = require('node:vm').runInNewContext('gc');
 } catch {}
+// Made and warmed while the thread waits for its job (the cipher's first use costs).
+const buf = Buffer.alloc(${CHUNK * GROUP});
+const sealed = Buffer.alloc(${(CHUNK + TAG) * GROUP});
+const nonce = Buffer.alloc(12);
+for (let k = 0; k < ${GROUP}; k++) crypto.createCipheriv('chacha20-poly1305', Buffer.alloc(32), nonce, { authTagLength: 16 }).update(buf.subarray(0, ${CHUNK}));
 parentPort.once('message', ({ src, out, headBytes, key, counter }) => {
   const next = new Int32Array(counter);
   let fdIn, fdOut;
@@ -704,9 +709,6 @@ parentPort.once('message', ({ src, out, headBytes, key, counter }) => {
     fdOut = fs.openSync(out, 'r+');
     const size = fs.fstatSync(fdIn).size;
     const chunks = Math.max(1, Math.ceil(size / ${CHUNK}));
-    const buf = Buffer.allocUnsafe(${CHUNK * GROUP});
-    const sealed = Buffer.allocUnsafe(${(CHUNK + TAG) * GROUP});
-    const nonce = Buffer.alloc(12);
     let sealedChunks = 0, unsynced = 0;
     for (let g; (g = Atomics.add(next, 0, 1) * ${GROUP}) < chunks; ) {
       const n = Math.min(${GROUP}, chunks - g);
