@@ -463,7 +463,7 @@ export class Encryptor {
     return aead.seal(this.payloadKey, chunkNonce(this.counter++, last), plain);
   }
 
-  /** What a worker thread needs to seal the payload itself (see encryptFileInWorker). */
+  /** What a worker thread needs to seal the payload itself (see ParallelEncryption). */
   payloadKeyForWorker(): Uint8Array {
     return this.payloadKey;
   }
