@@ -463,7 +463,7 @@ export class Encryptor {
     return aead.seal(this.payloadKey, chunkNonce(this.counter++, last), plain);
   }
 
-  /** What a worker thread needs to seal the payload itself (see ParallelEncryption). */
+  /** What a worker thread needs to seal the payload itself (see EncryptionThread). */
   payloadKeyForWorker(): Uint8Array {
     return this.payloadKey;
   }
@@ -677,11 +677,9 @@ const GROUP = 16;
 
 /**
  * The payload loop of a file of known size, as the source of a worker thread (no imports but
- * node's own): the same 64 KiB chunks, nonces and tags as Encryptor.sealChunk. Every chunk's
- * place in the output is known in advance (header + i × (64 KiB + tag)), so any number of
- * workers can seal groups of chunks, each taking the next group from a shared counter and
- * writing it at its place. The header is written by the caller. Posts { done: true } or an
- * error message with its code (and then makes the others stop: the counter jumps past the end).
+ * node's own): the same 64 KiB chunks, nonces and tags as Encryptor.sealChunk, read, sealed and
+ * written 16 at a time, each group at its place in the output (header + i × (64 KiB + tag)). The
+ * header is written by the caller. Posts { done: true } or an error message with its code.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
@@ -701,8 +699,7 @@ const buf = Buffer.alloc(${CHUNK * GROUP});
 const sealed = Buffer.alloc(${(CHUNK + TAG) * GROUP});
 const nonce = Buffer.alloc(12);
 for (let k = 0; k < ${GROUP}; k++) crypto.createCipheriv('chacha20-poly1305', Buffer.alloc(32), nonce, { authTagLength: 16 }).update(buf.subarray(0, ${CHUNK}));
-parentPort.once('message', ({ src, out, headBytes, key, counter }) => {
-  const next = new Int32Array(counter);
+parentPort.once('message', ({ src, out, headBytes, key }) => {
   let fdIn, fdOut;
   try {
     fdIn = fs.openSync(src, 'r');
@@ -710,7 +707,7 @@ parentPort.once('message', ({ src, out, headBytes, key, counter }) => {
     const size = fs.fstatSync(fdIn).size;
     const chunks = Math.max(1, Math.ceil(size / ${CHUNK}));
     let sealedChunks = 0, unsynced = 0;
-    for (let g; (g = Atomics.add(next, 0, 1) * ${GROUP}) < chunks; ) {
+    for (let g = 0; g < chunks; g += ${GROUP}) {
       const n = Math.min(${GROUP}, chunks - g);
       const want = Math.min(n * ${CHUNK}, size - g * ${CHUNK});
       let got = 0;
@@ -736,7 +733,6 @@ parentPort.once('message', ({ src, out, headBytes, key, counter }) => {
     }
     parentPort.postMessage({ done: true });
   } catch (e) {
-    Atomics.store(next, 0, 0x3fffffff);
     parentPort.postMessage({ error: String(e && e.message), code: e && e.code });
   } finally {
     if (fdIn !== undefined) fs.closeSync(fdIn);
@@ -747,28 +743,28 @@ parentPort.once('message', ({ src, out, headBytes, key, counter }) => {
 type NodeWorker = import('node:worker_threads').Worker;
 
 /**
- * Encrypts a file of known size that does not change (a verified copy) in worker threads, for
- * the cores the main thread is not using. Made before the file exists, so that starting the
- * first thread (~50 ms) overlaps the copy; `start()` sets it sealing (beside the integrity check
- * on the main thread), `join()` adds a second once the main thread is free (started then: a
- * second thread started early was no faster and cost ~8 MiB; docs/encryption.md),
- * `finish()` waits for both. null where that cannot be done (no
- * node:crypto ChaCha20 — Bun — or no worker threads): the caller then encrypts on the main thread.
+ * Encrypts a file of known size that does not change (a verified copy) in a worker thread, on
+ * the core the main thread is not using. Made before the file exists, so that starting the thread
+ * (~50–100 ms) overlaps the copy; `start()` sets it sealing beside the integrity check on the main
+ * thread; `finish()` waits for it. One thread: a second one joining after the check was slower
+ * on two cores (its start costs about what it saves; docs/encryption.md). null where that cannot
+ * be done (no node:crypto ChaCha20 — Bun — or no worker threads): the caller then encrypts on the
+ * main thread.
  */
-export class ParallelEncryption {
-  private job: { out: string; done: Promise<void>[]; message: object } | null = null;
-  private idle: NodeWorker[];
-  private running: NodeWorker[] = [];
+export class EncryptionThread {
+  private job: { out: string; done: Promise<void> } | null = null;
+  private idle: NodeWorker | null;
+  private running: NodeWorker | null = null;
 
   private constructor(private readonly WorkerClass: typeof import('node:worker_threads').Worker, private readonly recipients: Recipient[]) {
-    this.idle = [this.spawn()];
+    this.idle = this.spawn();
   }
 
-  static async create(recipients: Recipient[]): Promise<ParallelEncryption | null> {
+  static async create(recipients: Recipient[]): Promise<EncryptionThread | null> {
     if (aead !== nodeAead) return null;
     try {
       const { Worker } = await import('node:worker_threads');
-      return new ParallelEncryption(Worker, recipients);
+      return new EncryptionThread(Worker, recipients);
     } catch {
       return null;
     }
@@ -781,22 +777,6 @@ export class ParallelEncryption {
     return w;
   }
 
-  private run(w: NodeWorker): void {
-    const job = this.job!;
-    w.ref();
-    this.running.push(w);
-    job.done.push(new Promise<void>((resolve, reject) => {
-      w.once('message', (m: { done?: boolean; error?: string; code?: string }) => {
-        if (m.done) resolve();
-        else reject(Object.assign(new Error(m.error ?? 'encryption failed'), { code: m.code }));
-      });
-      w.once('error', reject);
-      w.once('exit', (code) => reject(new Error(`the encrypting thread stopped (${code})`)));
-    }));
-    job.done.at(-1)!.catch(() => {});
-    w.postMessage(job.message);
-  }
-
   /** Starts encrypting the file `src` into `out` (created here, 0600, never over a file). */
   async start(src: string, out: string): Promise<void> {
     await this.abandon();
@@ -807,14 +787,21 @@ export class ParallelEncryption {
     } finally {
       fs.closeSync(fd);
     }
-    const counter = new SharedArrayBuffer(4);
-    this.job = { out, done: [], message: { src, out, headBytes: enc.head.length, key: enc.payloadKeyForWorker(), counter } };
-    this.run(this.idle.shift() ?? this.spawn());
-  }
-
-  /** Adds the second thread to the running job. */
-  join(): void {
-    if (this.job && this.job.done.length < 2) this.run(this.idle.shift() ?? this.spawn());
+    const w = this.idle ?? this.spawn();
+    this.idle = null;
+    w.ref();
+    this.running = w;
+    const done = new Promise<void>((resolve, reject) => {
+      w.once('message', (m: { done?: boolean; error?: string; code?: string }) => {
+        if (m.done) resolve();
+        else reject(Object.assign(new Error(m.error ?? 'encryption failed'), { code: m.code }));
+      });
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`the encrypting thread stopped (${code})`)));
+    });
+    done.catch(() => {});
+    this.job = { out, done };
+    w.postMessage({ src, out, headBytes: enc.head.length, key: enc.payloadKeyForWorker() });
   }
 
   /** Waits for the job and returns the file's size in bytes (publishing it makes it durable). */
@@ -822,7 +809,7 @@ export class ParallelEncryption {
     const job = this.job;
     if (!job) throw new Error('nothing is being encrypted');
     try {
-      await Promise.all(job.done);
+      await job.done;
     } finally {
       await this.stop();
     }
@@ -832,16 +819,16 @@ export class ParallelEncryption {
   /** Ends the job in progress, if any (its output is the caller's to remove). */
   private async abandon(): Promise<void> {
     const running = this.running;
-    this.running = [];
+    this.running = null;
     this.job = null;
-    await Promise.all(running.map((w) => w.terminate()));
+    await running?.terminate();
   }
 
-  /** Ends the threads, and a job in progress (its output is the caller's to remove). */
+  /** Ends the thread, and a job in progress (its output is the caller's to remove). */
   async stop(): Promise<void> {
     await this.abandon();
     const idle = this.idle;
-    this.idle = [];
-    await Promise.all(idle.map((w) => w.terminate()));
+    this.idle = null;
+    await idle?.terminate();
   }
 }

@@ -13,7 +13,7 @@ import { buildVerifiedCopy, checkSource, result, sourceBytes, STAGING_HINT, type
 import { throwIfAborted } from './core/backup-loop.ts';
 import { checkObjectDestination, clientFor, uploadPacked } from './object-storage.ts';
 import { isS3Url, parseS3Url } from './s3.ts';
-import { ParallelEncryption } from './age.ts';
+import { EncryptionThread } from './age.ts';
 import { checkKeysFor, layersOfName, packFile, recipientsOf, type Layers } from './layers.ts';
 import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
@@ -142,10 +142,10 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
   const tmpOut = `${tempPathBeside(dest)}.gz`;
   try {
     ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${layers.age ? 'encrypting' : 'compressing'}`, STAGING_HINT);
-    // Encryption alone runs in two worker threads: the first seals the copy while the main
-    // thread checks it, the second joins once the check is done (docs/encryption.md). Started
-    // again if the copy is made again; nothing of it is used unless the check passes.
-    const encryption = layers.age && !layers.gzip ? await ParallelEncryption.create(recipientsOf(opts)) : null;
+    // Encryption alone runs in a worker thread (made now: its start overlaps the copy) that seals
+    // the copy while the main thread checks it (docs/encryption.md). Started again if the copy
+    // is made again; nothing of it is used unless the check passes.
+    const encryption = layers.age && !layers.gzip ? await EncryptionThread.create(recipientsOf(opts)) : null;
     let bytes: number;
     let copy: BuiltCopy;
     try {
@@ -157,7 +157,6 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
         : undefined;
       copy = await buildVerifiedCopy(src, tmp, opts, 'the backup', { onCopied: startEncrypting, staging: true });
       if (encryption) {
-        encryption.join();
         bytes = await encryption.finish().catch((e: NodeJS.ErrnoException) => {
           throw e instanceof BlufioError ? e : e.code && e.code !== 'ECHANGED' ? fsError(e, tmpOut, 'cannot write the backup') : new BlufioError('E_IO', `cannot encrypt the backup: ${e.message}`, 'try again');
         });
