@@ -20,10 +20,11 @@ import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.t
 import { describePid, holders } from './locks.ts';
 import { journalIsHot } from './snapshot/source-file.ts';
 import { parseWalHeader, WAL_HEADER_SIZE } from './wal.ts';
-import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
+import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, sweepWorkDirs, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 
 /** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
 export async function backup(dbPath: string, destPath: string, options: BackupOptions = {}): Promise<BackupResult> {
+  sweepWorkDirs(options.workDir);
   // A set (an existing folder, or a path or s3:// prefix ending in /): timestamped, differential.
   if (isSet(destPath)) return backupToSet(dbPath, destPath, options);
   if (isS3Url(destPath)) return backupToObject(dbPath, destPath, options);
@@ -139,7 +140,7 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
   const staged = privateDir ? path.join(privateDir, 'backup.db') : opts.workDir ? path.join(workDirPath(opts.workDir), path.basename(dest)) : dest;
   removeStaleTemps(dest, staged);
   const tmp = privateDir ? staged : tempPathBeside(staged);
-  const tmpOut = `${tempPathBeside(dest)}.gz`;
+  const tmpOut = `${tempPathBeside(dest)}.out`;
   try {
     ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${layers.age ? 'encrypting' : 'compressing'}`, STAGING_HINT);
     // Encryption alone runs in a worker thread (made now: its start overlaps the copy) that seals

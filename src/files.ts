@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { BlufioError, fsError } from './errors.ts';
 
-const TEMP_RE = /^\.(.+)\.blufio-(\d+)-[0-9a-f]+\.tmp(?:\.gz|\.src)?$/;
+const TEMP_RE = /^\.(.+)\.blufio-(\d+)-[0-9a-f]+\.tmp(?:\.out|\.gz|\.src)?$/;
 
 /**
  * A temporary path beside `target` (same directory, so the final rename is atomic), hidden and
@@ -50,23 +50,21 @@ export function workDirPath(dir: string): string {
 }
 
 /**
- * A private directory (mode 0700: what is staged there holds the vault) for staging a whole
- * database, in `base` (--work-dir) or the system's temporary directory, named after our pid.
- * Directories that killed runs left there are removed first (their pid is gone).
+ * Removes the private work directories that killed runs left in `parent` (their pid is gone):
+ * what they hold is a whole plaintext copy of a database. Only our own user's (another user's
+ * cannot be removed, and is not ours to judge), never through a link; a directory that cannot be
+ * removed is left for its owner's next run.
  */
-export function makeWorkDir(kind: string, base?: string): string {
-  const parent = base ? workDirPath(base) : os.tmpdir();
+function sweepWorkDirsIn(parent: string): void {
   let names: string[] = [];
   try {
     names = fs.readdirSync(parent);
   } catch {
-    // not listable: nothing to clean
+    return; // not listable: nothing to clean
   }
   for (const name of names) {
     const m = WORK_DIR_RE.exec(name);
     if (!m || pidAlive(Number(m[1]))) continue;
-    // Only our own user's (another user's cannot be removed, and is not ours to judge), never
-    // through a link; a directory that cannot be removed is left for its owner's next run.
     const dir = path.join(parent, name);
     const st = fs.lstatSync(dir, { throwIfNoEntry: false });
     if (!st?.isDirectory() || (process.getuid && st.uid !== process.getuid())) continue;
@@ -76,6 +74,26 @@ export function makeWorkDir(kind: string, base?: string): string {
       // left for a later run
     }
   }
+}
+
+/**
+ * Every backup, restore and verify starts by removing what killed runs left in the system's
+ * temporary directory and in `workDir` (a run that stages nothing itself too: a plaintext copy
+ * must not wait for the next encrypted backup to be removed).
+ */
+export function sweepWorkDirs(workDir?: string): void {
+  sweepWorkDirsIn(os.tmpdir());
+  if (workDir && statOrNull(path.resolve(workDir))?.isDirectory()) sweepWorkDirsIn(path.resolve(workDir));
+}
+
+/**
+ * A private directory (mode 0700: what is staged there holds the vault) for staging a whole
+ * database, in `base` (--work-dir) or the system's temporary directory, named after our pid.
+ * Directories that killed runs left there are removed first (their pid is gone).
+ */
+export function makeWorkDir(kind: string, base?: string): string {
+  const parent = base ? workDirPath(base) : os.tmpdir();
+  sweepWorkDirsIn(parent);
   try {
     return fs.mkdtempSync(path.join(parent, `blufio-${kind}-${process.pid}-`));
   } catch (e) {

@@ -6,13 +6,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkSource, sourceBytes } from './build.ts';
-import { ensureRoom, makeWorkDir } from './files.ts';
+import { ensureRoom, makeWorkDir, sweepWorkDirs } from './files.ts';
 import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { journalModeOf } from './core/header.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
-import { prepareCheck, stopWhen, stopped } from './integrity.ts';
+import { afterCheck, prepareCheck, stopWhen, stopped } from './integrity.ts';
 import { BlufioError } from './errors.ts';
 import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url } from './s3.ts';
@@ -75,6 +75,7 @@ export interface InspectOptions extends Pick<KeyOptions, 'identities'>, ObjectSt
 export async function inspect(file: string, opts: InspectOptions = {}): Promise<InspectResult> {
   if (typeof file !== 'string' || file === '') throw new BlufioError('E_USAGE', 'inspect() needs the path of a file', 'pass a path (a string)');
   throwIfAborted(opts.signal);
+  sweepWorkDirs(opts.workDir);
   // A set: its newest backup (or the one at opts.at); a differential: rebuilt on its base.
   const rebuilt = async (local: string, e: SetEntry, where: string) => {
     const r = await inspect(local, { ...opts, at: undefined });
@@ -242,6 +243,7 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
         seen = problems;
         continue;
       }
+      await afterCheck(opts.signal);
       const head = snapshot.fileHeader();
       return {
         command: 'verify',

@@ -49,6 +49,16 @@ export function stopWhen(sqlite3: Sqlite3, db: Database, deadline?: number, inte
   sqlite3.capi.sqlite3_progress_handler(db.pointer!, 10_000, () => ((deadline !== undefined && Date.now() > deadline) || interrupted?.() ? 1 : 0), 0);
 }
 
+/**
+ * The check is one long synchronous call: a signal that arrives meanwhile (Ctrl-C, SIGTERM) waits
+ * for it, since its handler runs only between turns of the event loop. One turn after the check
+ * lets the handler run, so that an interrupted job stops here, before anything is published.
+ */
+export async function afterCheck(signal?: AbortSignal): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+  throwIfAborted(signal);
+}
+
 /** A check ended by an interruption or the time limit says nothing about the file: that is the error. */
 export function stopped(signal?: AbortSignal, deadline?: number, interrupted?: () => boolean): void {
   interrupted?.();

@@ -146,6 +146,8 @@ export class ProgressLines extends ProgressView {
   update(p: Progress): void {
     const now = performance.now();
     const fresh = this.turn(p, now);
+    // The check reports only its start and its end: said once.
+    if (p.phase === 'verify' && !fresh) return;
     if (!fresh && now - this.lastLine < this.everyMs) return;
     this.lastLine = now;
     const retry = this.attempt > 1 ? ` (attempt ${this.attempt})` : '';

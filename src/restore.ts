@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import { buildVerifiedCopy, checkSource, sourceBytes, type BackupOptions } from './build.ts';
 import { BlufioError, fsError, renamed } from './errors.ts';
 import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleClaims, type Claim } from './claim.ts';
-import { appliedCompanions, checkDestination, statOrNull, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
+import { appliedCompanions, checkDestination, statOrNull, sweepWorkDirs, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { layersOfFile, unpackFile, type Layers } from './layers.ts';
 import { withDownloaded } from './object-storage.ts';
 import { isSet, stemOf, withSetBackup, withSetFile } from './sets.ts';
@@ -134,6 +134,7 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
  * object: downloaded whole to a private work directory first, then restored like a file).
  */
 export async function restore(dbPath: string, fromPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+  sweepWorkDirs(options.workDir);
   // A set (a folder or an s3:// prefix): the newest backup at or before options.at; a
   // differential (alone, or picked from a set) is rebuilt on its base first.
   if (isSet(fromPath)) {

@@ -127,7 +127,7 @@ class FolderStore implements SetStore {
     const dest = this.where(name);
     if (statOrNull(dest)) return { published: false, bytes: 0 };
     removeStaleTemps(dest);
-    const tmp = `${tempPathBeside(dest)}.gz`;
+    const tmp = `${tempPathBeside(dest)}.out`;
     try {
       const bytes = await packFile(file, tmp, layers, recipientsOf(keys));
       fs.chmodSync(tmp, 0o600);

@@ -58,6 +58,12 @@ test('progress lines for logs: one when each phase begins, then at most one ever
   view.update({ phase: 'compress', totalPages: 4096000, remainingPages: 0, attempt: 1, pageSize: 1 });
   assert.equal(lines.map((l) => l.replace(/, [\d.]+ MB\/s.*/, '')), ['Backing up: 0% (0.0/3.9 MB)\n', 'Verifying integrity…\n', 'Compressing: 100% (3.9/3.9 MB)\n']);
   assert.ok(lines.every((l) => !l.includes('\r') && !l.includes('\x1b')), 'plain text');
+  // Lines every 0 ms: the copy repeats its line, the check (start and end) says itself once.
+  const every: string[] = [];
+  const often = new ProgressLines((s) => every.push(s), 'Backing up', 0);
+  for (const remaining of [1000, 500]) often.update({ phase: 'copy', totalPages: 1000, remainingPages: remaining, attempt: 1, pageSize: 4096 });
+  for (const remaining of [1000, 0]) often.update({ phase: 'verify', totalPages: 1000, remainingPages: remaining, attempt: 1, pageSize: 4096 });
+  assert.equal(every.map((l) => l.replace(/:.*/s, '')), ['Backing up', 'Backing up', 'Verifying integrity…\n']);
 });
 
 test('the bar: percent, MB of total, rate, time left; the attempt when retrying; erased at the end', () => {

@@ -195,6 +195,17 @@ test('staging directories of killed runs in $TMPDIR are removed by the next run;
   const v = spawnSync(process.execPath, [CLI, 'verify', gz, '--quiet'], { env: { ...process.env, TMPDIR: tmp } });
   assert.is(v.status, 0, String(v.stderr));
   assert.equal(fs.readdirSync(tmp), []);
+  // Runs that stage nothing themselves remove them too: a plaintext copy left by a killed
+  // encrypted backup does not wait for the next encrypted one (in $TMPDIR or --work-dir).
+  const work = tmpdir();
+  for (const [args, where] of [[['backup', path.join(tmpdir(), 'plain.db'), '--db', db], tmp], [['verify', db], tmp], [['backup', path.join(tmpdir(), 'plain2.db'), '--db', db, '--work-dir', work], work]] as const) {
+    const left = path.join(where, `blufio-backup-${deadPid()}-Pl41nT`);
+    fs.mkdirSync(left);
+    fs.writeFileSync(path.join(left, 'backup.db'), 'a full plaintext copy');
+    const p = spawnSync(process.execPath, [CLI, ...args, '--quiet'], { env: { ...process.env, TMPDIR: tmp } });
+    assert.is(p.status, 0, String(p.stderr));
+    assert.equal(fs.readdirSync(where), [], args.join(' '));
+  }
 });
 
 test.run();
