@@ -176,7 +176,6 @@ export function generateIdentity(now = new Date()): { file: string; recipient: s
   };
 }
 
-/** The public key (`age1…`) of each identity in an identity file's text. */
 // ---------------------------------------------------------------------------------------------
 // Primitives: X25519, HKDF and HMAC from node:crypto; ChaCha20-Poly1305 from it when it has it.
 
@@ -252,7 +251,6 @@ const aead: Aead = (() => {
   }
 })();
 
-/** Which cipher implementation this runtime uses (for the benchmark and docs). */
 // ---------------------------------------------------------------------------------------------
 // Header.
 
@@ -808,11 +806,7 @@ export class EncryptionThread {
   async finish(): Promise<number> {
     const job = this.job;
     if (!job) throw new Error('nothing is being encrypted');
-    try {
-      await job.done;
-    } finally {
-      await this.stop();
-    }
+    await job.done;
     return fs.statSync(job.out).size;
   }
 

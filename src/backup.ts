@@ -7,7 +7,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError } from './errors.ts';
 import { buildVerifiedCopy, checkSource, result, sourceBytes, STAGING_HINT, type BackupOptions, type BackupResult, type BuiltCopy } from './build.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
@@ -18,8 +17,7 @@ import { checkKeysFor, layersOfName, packFile, recipientsOf, type Layers } from 
 import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { describePid, holders } from './locks.ts';
-import { journalIsHot } from './snapshot/source-file.ts';
-import { parseWalHeader, WAL_HEADER_SIZE } from './wal.ts';
+import { journalIsHot, walHoldsFrames } from './snapshot/source-file.ts';
 import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, sweepWorkDirs, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 
 /** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
@@ -221,15 +219,3 @@ function refuseLiveDatabase(dest: string): void {
     'choose another backup path; if it is the database you meant to back up, pass it with --db; to replace a database, use blufio restore, which keeps a .pre-restore copy');
 }
 
-/** A WAL file with a valid header and at least one frame after it. */
-function walHoldsFrames(walPath: string): boolean {
-  const st = statOrNull(walPath);
-  if (!st?.isFile() || st.size <= WAL_HEADER_SIZE) return false;
-  const head = new Uint8Array(WAL_HEADER_SIZE);
-  const fd = fs.openSync(walPath, 'r');
-  try {
-    return readFully(fd, head, 0) === WAL_HEADER_SIZE && parseWalHeader(head) !== null;
-  } finally {
-    fs.closeSync(fd);
-  }
-}

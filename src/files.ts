@@ -315,18 +315,10 @@ export function checkDestination(dest: string, force: boolean, what: string, dat
       `run as a user who may write there, or choose another ${what} path`);
   }
   const st = statOrNull(dest);
-  if (!st) {
-    // A symbolic link to nothing: writing through it would create its target somewhere else, and
-    // the checks after the write would see a file "appear" (an attack run found both confusing).
-    let link: string | null = null;
-    try {
-      link = fs.readlinkSync(dest);
-    } catch {
-      link = null;
-    }
-    if (link !== null) {
-      throw new BlufioError('E_NOT_FILE', `${dest} is a symbolic link to a missing file (${link})`, `give the real path of the ${what}, or remove the link`);
-    }
+  // A symbolic link to nothing: writing through it would create its target somewhere else, and
+  // the checks after the write would see a file "appear" (an attack run found both confusing).
+  if (!st && fs.lstatSync(dest, { throwIfNoEntry: false })?.isSymbolicLink()) {
+    throw new BlufioError('E_NOT_FILE', `${dest} is a symbolic link to a missing file (${fs.readlinkSync(dest)})`, `give the real path of the ${what}, or remove the link`);
   }
   if (st?.isDirectory()) {
     throw new BlufioError('E_NOT_FILE', `${dest} is a directory`, `give a file path for the ${what}, e.g. ${path.join(dest, 'blufio-backup.db')}`);

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { BlufioError, fsError } from '../errors.ts';
 import { HEADER_BYTES } from '../core/header.ts';
 import { readFully } from '../vfs/disk-file.ts';
+import { parseWalHeader, WAL_HEADER_SIZE } from '../wal.ts';
 
 const JOURNAL_MAGIC = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 
@@ -104,6 +105,19 @@ export function journalIsHot(journalPath: string): boolean {
   try {
     const head = new Uint8Array(8);
     return readFully(fd, head, 0) === 8 && head.every((b, i) => b === JOURNAL_MAGIC[i]);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A WAL file with a valid header and at least one frame after it: commits not in the database file yet. */
+export function walHoldsFrames(walPath: string): boolean {
+  const st = fs.statSync(walPath, { throwIfNoEntry: false });
+  if (!st?.isFile() || st.size <= WAL_HEADER_SIZE) return false;
+  const head = new Uint8Array(WAL_HEADER_SIZE);
+  const fd = fs.openSync(walPath, 'r');
+  try {
+    return readFully(fd, head, 0) === WAL_HEADER_SIZE && parseWalHeader(head) !== null;
   } finally {
     fs.closeSync(fd);
   }
