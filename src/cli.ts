@@ -201,6 +201,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   let command = 'blufio';
   const controller = new AbortController();
   const onSigint = () => controller.abort(new Error('interrupted'));
+  configWarnings.clear();
   try {
     const parsed = parseArgs(COMMANDS, argv);
     if (parsed.kind === 'version') {
@@ -434,8 +435,12 @@ async function loadConfig(f: CommonFlags, io: Io, say: (line: string) => void, d
   const cfg = resolveConfig({ configFile: pathFlag(f.config, '--config'), db, env: io.env });
   // Printed even with --quiet: a key that is not read can mean another database is backed up.
   // With --json they go in the object instead (configWarnings).
-  if (!f.json) for (const w of cfg.warnings) io.stderr(`Warning: ${w}\n`);
-  configWarnings.push(...cfg.warnings);
+  // Said once each per run (a backup with --ping reads the configuration again).
+  for (const w of cfg.warnings) {
+    if (configWarnings.has(w)) continue;
+    configWarnings.add(w);
+    if (!f.json) io.stderr(`Warning: ${w}\n`);
+  }
   return cfg;
 }
 
@@ -576,12 +581,12 @@ function listFlag(v: unknown, name: string): string[] {
  */
 function emit<T extends { ok: boolean; command?: string }>(io: Io, command: string, fields: T): void {
   const { ok, command: _c, ...rest } = fields;
-  const warned = configWarnings.length > 0 ? { configWarnings: [...configWarnings] } : {};
+  const warned = configWarnings.size > 0 ? { configWarnings: [...configWarnings] } : {};
   io.stdout(`${JSON.stringify({ ok, command, ...rest, ...warned })}\n`);
 }
 
-/** What blufio.toml set that is not read (config.ts), for the JSON object of this run. */
-const configWarnings: string[] = [];
+/** What blufio.toml set that is not read (config.ts), for the JSON object of this run (main() empties it). */
+const configWarnings = new Set<string>();
 
 /** A failure already reported in full: exit 1, print nothing more. */
 class Silent extends Error {}

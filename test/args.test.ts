@@ -141,6 +141,11 @@ test('config mistakes: a path-like unknown [storage] key is an error, not anothe
   assert.equal([quiet.code, quiet.stderr], [0, `Warning: ${odd}:3: unknown key storage.pool_size is ignored (blufio backup reads storage.database_path, storage.wal_mode)\n`]);
   const json = cli(['backup', path.join(d, 'j.db'), '--config', odd, '--json']);
   assert.equal([json.stderr, JSON.parse(json.stdout).configWarnings.length], ['', 1]);
+  // A backup with --ping reads the configuration twice: each warning is still said once.
+  const ping = ['--ping', 'http://127.0.0.1:9/x'];
+  const pinged = cli(['backup', path.join(d, 'p.db'), '--config', odd, '--json', ...ping]);
+  assert.equal(JSON.parse(pinged.stdout).configWarnings.length, 1);
+  assert.is(cli(['backup', path.join(d, 'p2.db'), '--config', odd, '--quiet', ...ping]).stderr.split('unknown key storage.pool_size').length - 1, 1);
   const dir = path.join(d, 'adir');
   fs.mkdirSync(dir);
   const seeded = cli(['restore', path.join(d, 'q.db'), '--db', dir, '--if-missing']);
