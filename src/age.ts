@@ -14,13 +14,13 @@
  * JavaScript cipher ran 38 MiB/s on Node 20, which would make an encrypted backup of a 200 MB
  * database take 5 s longer than a plain one; the runtime's own ChaCha20-Poly1305 (OpenSSL) runs at
  * ~740 MiB/s. X25519, HKDF and HMAC come from node:crypto on every runtime; only the AEAD falls
- * back to @noble/ciphers where node:crypto lacks it (Bun). The format is tested against the `age`
+ * back to our WebAssembly ChaCha20-Poly1305 (src/cipher/) where node:crypto lacks it (Bun). The format is tested against the `age`
  * CLI and the `age-encryption` package in both directions (test/age.test.ts).
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { Transform } from 'node:stream';
-import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { cipherWasmBase64, LAYOUT as WASM_LAYOUT, WasmAead } from './cipher/wasm-aead.ts';
 import { BlufioError } from './errors.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
 
@@ -230,24 +230,23 @@ const nodeAead: Aead = {
   },
 };
 
-const nobleAead: Aead = {
-  seal: (key, nonce, plain) => [chacha20poly1305(key, nonce).encrypt(plain)],
-  open(key, nonce, sealed) {
-    try {
-      return chacha20poly1305(key, nonce).decrypt(sealed);
-    } catch {
-      return null;
-    }
-  },
+/** A WebAssembly ChaCha20-Poly1305 (src/cipher/), made on first use. */
+let wasm: WasmAead | undefined;
+const wasmAead: Aead = {
+  seal: (key, nonce, plain) => [(wasm ??= new WasmAead()).seal(key, nonce, plain)],
+  open: (key, nonce, sealed) => (wasm ??= new WasmAead()).open(key, nonce, sealed),
 };
 
-/** The runtime's ChaCha20-Poly1305 when it has one (Node, Deno), else the JavaScript one (Bun). */
+/**
+ * The runtime's ChaCha20-Poly1305 when it has one (Node and Deno: OpenSSL / Rust, 1–2 GiB/s per
+ * 64 KiB chunk here), else the WebAssembly one (Bun: ~430 MiB/s).
+ */
 const aead: Aead = (() => {
   try {
     nodeAead.seal(new Uint8Array(32), new Uint8Array(12), new Uint8Array(1));
     return nodeAead;
   } catch {
-    return nobleAead;
+    return wasmAead;
   }
 })();
 
@@ -670,64 +669,143 @@ export function isAgeFile(file: string): boolean {
   }
 }
 
-/** Chunks a worker takes at a time: 1 MiB read, sealed and written with one call each. */
+/** Chunks taken at a time: 1 MiB read, sealed and written with one call each. */
 const GROUP = 16;
 
 /**
- * The payload loop of a file of known size, as the source of a worker thread (no imports but
- * node's own): the same 64 KiB chunks, nonces and tags as Encryptor.sealChunk, read, sealed and
- * written 16 at a time, each group at its place in the output (header + i × (64 KiB + tag)). The
- * header is written by the caller. Posts { done: true } or an error message with its code.
+ * Seals groups of up to GROUP chunks in place: `buf` takes the plaintext of a group, and
+ * `sealChunk(k, n, at)` seals its chunk k (n bytes) with the nonce in `nonce` into `sealed` at
+ * offset `at`, returning the sealed size.
  */
-const WORKER_SOURCE = `
+interface GroupSealer {
+  buf: Uint8Array;
+  sealed: Uint8Array;
+  nonce: Uint8Array;
+  setKey(key: Uint8Array): void;
+  sealChunk(k: number, n: number, at: number): number;
+  /** Collects the thread's heap (node:crypto's buffers; see nodeSealer). */
+  collect: (() => void) | null;
+}
+
+/** The sizes the sealers and the loop use (passed in: their source also runs in the worker). */
+const SIZES = { CHUNK, GROUP, TAG, KEY: WASM_LAYOUT.key, NONCE: WASM_LAYOUT.nonce, IN: WASM_LAYOUT.data, OUT: WASM_LAYOUT.data + CHUNK * GROUP };
+
+// The three functions below use nothing but their arguments: their source is also the worker's.
+
+/** The WebAssembly cipher, reading, sealing and writing in its own memory (nothing to collect). */
+function wasmSealer(B: typeof Buffer, base64: string, S: typeof SIZES): GroupSealer {
+  const ex = new WebAssembly.Instance(new WebAssembly.Module(B.from(base64, 'base64')), {}).exports as unknown as {
+    memory: WebAssembly.Memory;
+    seal(key: number, nonce: number, src: number, len: number, dst: number): void;
+  };
+  ex.memory.grow(Math.ceil((S.OUT + (S.CHUNK + S.TAG) * S.GROUP) / 65536));
+  const mem = new Uint8Array(ex.memory.buffer);
+  return {
+    buf: mem.subarray(S.IN, S.OUT),
+    sealed: mem.subarray(S.OUT, S.OUT + (S.CHUNK + S.TAG) * S.GROUP),
+    nonce: mem.subarray(S.NONCE, S.NONCE + 12),
+    setKey: (key) => mem.set(key, S.KEY),
+    sealChunk(k, n, at) {
+      ex.seal(S.KEY, S.NONCE, S.IN + k * S.CHUNK, n, S.OUT + at);
+      return n + S.TAG;
+    },
+    collect: null,
+  };
+}
+
+/** node:crypto's cipher, for Node's thread (faster there than the WebAssembly one). */
+function nodeSealer(B: typeof Buffer, c: typeof crypto, v8: typeof import('node:v8'), vm: typeof import('node:vm'), S: typeof SIZES): GroupSealer {
+  // Each chunk's ciphertext is a new buffer outside V8's heap, which V8 collects only once some
+  // 64 MiB of it has piled up: collected every 8 MiB instead (peak RSS, issue 14; every 4 MiB
+  // was slower, docs/encryption.md). Not named gc: once a thread has set the flag, later threads
+  // have a global gc.
+  let collect: (() => void) | null = null;
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    collect = vm.runInNewContext('gc');
+  } catch {}
+  const buf = B.alloc(S.CHUNK * S.GROUP);
+  const sealed = B.alloc((S.CHUNK + S.TAG) * S.GROUP);
+  const nonce = B.alloc(12);
+  let key: Uint8Array = B.alloc(32);
+  return {
+    buf,
+    sealed,
+    nonce,
+    setKey: (k) => {
+      key = k;
+    },
+    sealChunk(k, n, at) {
+      const cipher = c.createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+      const m = cipher.update(buf.subarray(k * S.CHUNK, k * S.CHUNK + n)).copy(sealed, at);
+      cipher.final();
+      return m + cipher.getAuthTag().copy(sealed, at + m);
+    },
+    collect,
+  };
+}
+
+/**
+ * Seals the group of chunks that starts with chunk g of a file of known size into its place in
+ * the output (header + g × (64 KiB + tag)): the same 64 KiB chunks, nonces and tags as
+ * Encryptor.sealChunk. False when the file has no chunk g. Throws ECHANGED if the file is not
+ * the size it was.
+ */
+function sealGroup(f: typeof fs, s: GroupSealer, job: { fdIn: number; fdOut: number; size: number; headBytes: number }, g: number, S: typeof SIZES): boolean {
+  const chunks = Math.max(1, Math.ceil(job.size / S.CHUNK));
+  if (g >= chunks) return false;
+  const n = Math.min(S.GROUP, chunks - g);
+  const want = Math.min(n * S.CHUNK, job.size - g * S.CHUNK);
+  let got = 0;
+  for (let r; got < want && (r = f.readSync(job.fdIn, s.buf, got, want - got, g * S.CHUNK + got)) > 0; ) got += r;
+  if (got !== want) throw Object.assign(new Error('the copy changed size while it was encrypted'), { code: 'ECHANGED' });
+  let len = 0;
+  for (let k = 0; k < n; k++) {
+    const i = g + k;
+    s.nonce.fill(0);
+    for (let c = i, j = 10; j >= 0 && c > 0; j--) {
+      s.nonce[j] = c % 256;
+      c = Math.floor(c / 256);
+    }
+    s.nonce[11] = i === chunks - 1 ? 1 : 0;
+    len += s.sealChunk(k, Math.min(got, (k + 1) * S.CHUNK) - k * S.CHUNK, len);
+  }
+  for (let off = 0; off < len; ) off += f.writeSync(job.fdOut, s.sealed, off, len - off, job.headBytes + g * (S.CHUNK + S.TAG) + off);
+  return true;
+}
+
+/**
+ * The worker thread's source (no imports but node's own): makes its sealer while it waits (and
+ * warms it: an engine compiles hot code on its first uses), then seals groups until none is left;
+ * starts the disk writing every 32 MiB, and collects its heap every 8 MiB when its cipher makes
+ * garbage. Posts { done: true } or an error message with its code.
+ */
+function workerSource(engine: 'node' | 'wasm'): string {
+  const make =
+    engine === 'wasm'
+      ? `(${wasmSealer.toString()})(Buffer, '${cipherWasmBase64}', S)`
+      : `(${nodeSealer.toString()})(Buffer, require('node:crypto'), require('node:v8'), require('node:vm'), S)`;
+  // (__name: what esbuild's keepNames, under tsx, wraps named functions in.)
+  return `
+const __name = (f) => f;
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
-const crypto = require('node:crypto');
-// Each chunk's ciphertext is a new buffer outside V8's heap, which V8 collects only once some
-// 64 MiB of it has piled up: collected every 8 MiB here instead (peak RSS, issue 14; every 4 MiB
-// was slower, docs/encryption.md).
-// (Not named gc: once a thread has set the flag, later threads have a global gc.)
-let collect = null;
-try {
-  require('node:v8').setFlagsFromString('--expose-gc');
-  collect = require('node:vm').runInNewContext('gc');
-} catch {}
-// Made and warmed while the thread waits for its job (the cipher's first use costs).
-const buf = Buffer.alloc(${CHUNK * GROUP});
-const sealed = Buffer.alloc(${(CHUNK + TAG) * GROUP});
-const nonce = Buffer.alloc(12);
-for (let k = 0; k < ${GROUP}; k++) crypto.createCipheriv('chacha20-poly1305', Buffer.alloc(32), nonce, { authTagLength: 16 }).update(buf.subarray(0, ${CHUNK}));
+const S = ${JSON.stringify(SIZES)};
+const sealGroup = ${sealGroup.toString()};
+const sealer = ${make};
+sealer.setKey(new Uint8Array(32));
+for (let k = 0; k < S.GROUP; k++) sealer.sealChunk(k, S.CHUNK, 0);
 parentPort.once('message', ({ src, out, headBytes, key }) => {
   let fdIn, fdOut;
   try {
+    sealer.setKey(key);
     fdIn = fs.openSync(src, 'r');
     fdOut = fs.openSync(out, 'r+');
-    const size = fs.fstatSync(fdIn).size;
-    const chunks = Math.max(1, Math.ceil(size / ${CHUNK}));
-    let sealedChunks = 0, unsynced = 0;
-    for (let g = 0; g < chunks; g += ${GROUP}) {
-      const n = Math.min(${GROUP}, chunks - g);
-      const want = Math.min(n * ${CHUNK}, size - g * ${CHUNK});
-      let got = 0;
-      for (let r; got < want && (r = fs.readSync(fdIn, buf, got, want - got, g * ${CHUNK} + got)) > 0; ) got += r;
-      if (got !== want) throw Object.assign(new Error('the copy changed size while it was encrypted'), { code: 'ECHANGED' });
-      let len = 0;
-      for (let k = 0; k < n; k++) {
-        const i = g + k;
-        nonce.fill(0);
-        for (let c = i, j = 10; j >= 0 && c > 0; j--) { nonce[j] = c % 256; c = Math.floor(c / 256); }
-        nonce[11] = i === chunks - 1 ? 1 : 0;
-        const cipher = crypto.createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
-        len += cipher.update(buf.subarray(k * ${CHUNK}, Math.min(got, (k + 1) * ${CHUNK}))).copy(sealed, len);
-        cipher.final();
-        len += cipher.getAuthTag().copy(sealed, len);
-      }
-      for (let off = 0; off < len; ) off += fs.writeSync(fdOut, sealed, off, len - off, headBytes + g * ${CHUNK + TAG} + off);
+    const job = { fdIn, fdOut, size: fs.fstatSync(fdIn).size, headBytes };
+    for (let groups = 1, g = 0; sealGroup(fs, sealer, job, g, S); groups++, g += S.GROUP) {
       // The disk writes while we seal (the caller's fsync then has little left to do).
-      unsynced += len;
-      if (unsynced >= ${32 << 20}) { unsynced = 0; fs.fdatasync(fdOut, () => {}); }
-      sealedChunks += n;
-      if (collect && sealedChunks % 128 < ${GROUP}) collect();
+      if (groups % 32 === 0) fs.fdatasync(fdOut, () => {});
+      if (sealer.collect && groups % 8 === 0) sealer.collect();
     }
     parentPort.postMessage({ done: true });
   } catch (e) {
@@ -737,39 +815,53 @@ parentPort.once('message', ({ src, out, headBytes, key }) => {
     if (fdOut !== undefined) fs.closeSync(fdOut);
   }
 });`;
+}
 
 type NodeWorker = import('node:worker_threads').Worker;
+
+/**
+ * The encrypting thread's cipher: node:crypto's under Node (1.28× a plain backup, against 1.35×
+ * for the WebAssembly one), the WebAssembly one elsewhere. Under Deno node:crypto's cipher is
+ * fast but its buffer per chunk is not: a backup of 100 MiB took 0.99–1.15 s with it and
+ * 0.80–0.84 s with the WebAssembly one, which seals in its own memory (docs/encryption.md).
+ */
+function workerCipher(): 'node' | 'wasm' {
+  return aead === nodeAead && !process.versions.deno && !process.versions.bun ? 'node' : 'wasm';
+}
 
 /**
  * Encrypts a file of known size that does not change (a verified copy) in a worker thread, on
  * the core the main thread is not using. Made before the file exists, so that starting the thread
  * (~50–100 ms) overlaps the copy; `start()` sets it sealing beside the integrity check on the main
  * thread; `finish()` waits for it. One thread: a second one joining after the check was slower
- * on two cores (its start costs about what it saves; docs/encryption.md). null where that cannot
- * be done (no node:crypto ChaCha20 — Bun — or no worker threads): the caller then encrypts on the
- * main thread.
+ * on two cores (its start costs about what it saves; docs/encryption.md). null where there are
+ * no worker threads: the caller then encrypts on the main thread.
  */
 export class EncryptionThread {
   private job: { out: string; done: Promise<void> } | null = null;
   private idle: NodeWorker | null;
   private running: NodeWorker | null = null;
 
-  private constructor(private readonly WorkerClass: typeof import('node:worker_threads').Worker, private readonly recipients: Recipient[]) {
+  private constructor(
+    private readonly WorkerClass: typeof import('node:worker_threads').Worker,
+    private readonly recipients: Recipient[],
+    private readonly engine: 'node' | 'wasm',
+  ) {
     this.idle = this.spawn();
   }
 
-  static async create(recipients: Recipient[]): Promise<EncryptionThread | null> {
-    if (aead !== nodeAead) return null;
+  /** `cipher: 'wasm'` uses the WebAssembly cipher even where node:crypto has one (for tests). */
+  static async create(recipients: Recipient[], cipher?: 'wasm'): Promise<EncryptionThread | null> {
     try {
       const { Worker } = await import('node:worker_threads');
-      return new EncryptionThread(Worker, recipients);
+      return new EncryptionThread(Worker, recipients, cipher ?? workerCipher());
     } catch {
       return null;
     }
   }
 
   private spawn(): NodeWorker {
-    const w = new this.WorkerClass(WORKER_SOURCE, { eval: true });
+    const w = new this.WorkerClass(workerSource(this.engine), { eval: true });
     w.unref();
     w.on('error', () => {}); // reported through the job's promise
     return w;
@@ -802,7 +894,11 @@ export class EncryptionThread {
     w.postMessage({ src, out, headBytes: enc.head.length, key: enc.payloadKeyForWorker() });
   }
 
-  /** Waits for the job and returns the file's size in bytes (publishing it makes it durable). */
+  /**
+   * Waits for the job and returns the file's size in bytes (publishing it makes it durable). The
+   * main thread does not help once its check is done: sealing on both cores was no faster
+   * (docs/encryption.md).
+   */
   async finish(): Promise<number> {
     const job = this.job;
     if (!job) throw new Error('nothing is being encrypted');

@@ -128,7 +128,8 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
   });
 }
 
-test('encryption thread: any size, a job abandoned and started again, several in one process; the age CLI reads each', async () => {
+for (const cipher of ['runtime', 'wasm'] as const)
+test(`encryption thread (${cipher} cipher): any size, a job abandoned and started again, several in one process; the age CLI reads each`, async () => {
   const d = tmpdir();
   const key = ageKey(d);
   const recipients = [parseRecipient(key.recipient)];
@@ -140,8 +141,8 @@ test('encryption thread: any size, a job abandoned and started again, several in
     fs.writeFileSync(src, Buffer.from(Array.from({ length: size }, (_, k) => (k * 7 + i) & 255)));
     // A new encrypter each time after the first: later threads start after the first one set
     // V8's flags (a thread once failed there: "Identifier 'gc' has already been declared").
-    const enc = await EncryptionThread.create(recipients);
-    assert.ok(enc, 'node:crypto has ChaCha20-Poly1305 and worker threads under Node');
+    const enc = await EncryptionThread.create(recipients, cipher === 'wasm' ? 'wasm' : undefined);
+    assert.ok(enc, 'worker threads under Node');
     const out = path.join(d, `enc-${i}.age`);
     try {
       if (i === 2) {
@@ -160,7 +161,7 @@ test('encryption thread: any size, a job abandoned and started again, several in
     assert.ok(back.equals(fs.readFileSync(src)), `size ${size} round trip`);
   }
   // Never over a file that is there.
-  const enc = await EncryptionThread.create(recipients);
+  const enc = await EncryptionThread.create(recipients, cipher === 'wasm' ? 'wasm' : undefined);
   const out = path.join(d, 'never.age');
   fs.writeFileSync(out, 'x');
   const err = await enc!.start(path.join(d, 'plain-1'), out).then(() => null, (e: NodeJS.ErrnoException) => e);
