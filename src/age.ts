@@ -144,8 +144,13 @@ export function parseRecipientsFile(text: string, file: string): Recipient[] {
 
 /** Parses an identity file as age-keygen writes it: `AGE-SECRET-KEY-1…` lines, `#` comments. */
 export function parseIdentityFile(text: string, file: string): Identity[] {
+  if (text.startsWith(MAGIC) && !/^-> scrypt /m.test(text.slice(0, text.indexOf('\n---') >>> 0))) {
+    // Encrypted to a key, not with a passphrase: a backup, most likely, given in the key's place.
+    throw new BlufioError('E_KEY', `${file} is an age-encrypted file (a backup?), not a key file`,
+      'give with --identity the key file that blufio keygen or age-keygen wrote (it holds an AGE-SECRET-KEY-1... line), and the backup as the file to read');
+  }
   if (text.startsWith(MAGIC) || text.startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) {
-    throw new BlufioError('E_KEY', `the identity file ${file} is itself encrypted (a passphrase-protected key)`, `decrypt it first: age -d -o key.txt ${file}, and keep key.txt private`);
+    throw new BlufioError('E_KEY', `the identity file ${file} is itself encrypted (a passphrase-protected key?)`, `if it is your key, decrypt it first: age -d -o key.txt ${file}, and keep key.txt private`);
   }
   if (/-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/.test(text)) {
     throw new BlufioError('E_KEY', `the identity file ${file} is an SSH key; blufio decrypts with age X25519 keys only`, 'give the key file that blufio keygen or age-keygen wrote');

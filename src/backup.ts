@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { BlufioError, fsError } from './errors.ts';
 import { buildVerifiedCopy, checkSource, result, sourceBytes, STAGING_HINT, type BackupOptions, type BackupResult, type BuiltCopy } from './build.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
+import { afterBlockingCall } from './integrity.ts';
 import { checkObjectDestination, clientFor, uploadPacked } from './object-storage.ts';
 import { isS3Url, parseS3Url } from './s3.ts';
 import { EncryptionThread } from './age.ts';
@@ -18,7 +19,7 @@ import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { describePid, holders } from './locks.ts';
 import { journalIsHot, walHoldsFrames } from './snapshot/source-file.ts';
-import { canonicalPath, checkDestination, ensureRoom, makeWorkDir, sweepWorkDirs, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
+import { canonicalPath, checkDestination, ensureRoom, fsyncFile, makeWorkDir, refusePlaintextBeside, sweepWorkDirs, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 
 /** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
 export async function backup(dbPath: string, destPath: string, options: BackupOptions = {}): Promise<BackupResult> {
@@ -134,6 +135,7 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
   // The plaintext of an encrypted backup never lands in the destination's directory (it may be
   // synced or shared): it is staged in a private directory. A .gz is staged beside it, or in
   // --work-dir.
+  if (layers.age) refusePlaintextBeside(dest, opts.workDir);
   const privateDir = layers.age ? makeWorkDir('backup', opts.workDir) : null;
   const staged = privateDir ? path.join(privateDir, 'backup.db') : opts.workDir ? path.join(workDirPath(opts.workDir), path.basename(dest)) : dest;
   removeStaleTemps(dest, staged);
@@ -141,6 +143,12 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
   const tmpOut = `${tempPathBeside(dest)}.out`;
   try {
     ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${layers.age ? 'encrypting' : 'compressing'}`, STAGING_HINT);
+    // An encrypted backup is as big as the database (a compressed one's size is not known).
+    if (!layers.gzip) {
+      const both = statOrNull(path.dirname(staged))?.dev === statOrNull(path.dirname(dest))?.dev;
+      ensureRoom(path.dirname(dest), sourceBytes(src) * (both ? 2 : 1), both ? 'the encrypted backup and the plaintext copy staged before it' : 'the encrypted backup (as big as the database)',
+        both ? STAGING_HINT : 'free some space there, or choose a path on another file system');
+    }
     // Encryption alone runs in a worker thread (made now: its start overlaps the copy) that seals
     // the copy while the main thread checks it (docs/encryption.md). Started again if the copy
     // is made again; nothing of it is used unless the check passes.
@@ -151,7 +159,9 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
       const startEncrypting = encryption
         ? async () => {
           fs.rmSync(tmpOut, { force: true });
-          await encryption.start(tmp, tmpOut);
+          await encryption.start(tmp, tmpOut).catch((e: unknown) => {
+            throw e instanceof BlufioError ? e : fsError(e, tmpOut, 'cannot write the backup');
+          });
         }
         : undefined;
       copy = await buildVerifiedCopy(src, tmp, opts, 'the backup', { onCopied: startEncrypting, staging: true });
@@ -167,8 +177,11 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
     }
     throwIfAborted(opts.signal);
     fs.chmodSync(tmpOut, opts.mode ?? 0o600);
+    fsyncFile(tmpOut);
+    // A Ctrl-C during that fsync is seen here, before anything is published.
+    await afterBlockingCall(opts.signal);
     // Without --force a file that appeared at dest meanwhile is never replaced.
-    publish(tmpOut, dest, { noClobber: !opts.force });
+    publish(tmpOut, dest, { noClobber: !opts.force, synced: true });
     return { ...copy, bytes };
   } finally {
     fs.rmSync(tmp, { force: true });
@@ -184,7 +197,10 @@ async function backupToPlainFile(src: string, dest: string, opts: BackupOptions)
   try {
     ensureRoom(path.dirname(dest), sourceBytes(src), 'the backup (as big as the database)', 'free some space there, or choose a path on another file system');
     const copy = await buildVerifiedCopy(src, tmp, opts, 'the backup');
-    publishDatabase(tmp, dest, { noClobber: !opts.force });
+    fsyncFile(tmp);
+    // A Ctrl-C during that fsync is seen here, before anything is published.
+    await afterBlockingCall(opts.signal);
+    publishDatabase(tmp, dest, { noClobber: !opts.force, synced: true });
     return { ...copy, bytes: copy.databaseBytes };
   } finally {
     fs.rmSync(tmp, { force: true });

@@ -11,7 +11,7 @@ import type { ObjectStorageOptions } from './object-storage.ts';
 import type { KeyOptions, Layers } from './layers.ts';
 import { statOrNull } from './files.ts';
 import type { JournalMode } from './snapshot/snapshot.ts';
-import { afterCheck, integrityProblems } from './integrity.ts';
+import { afterBlockingCall, integrityProblems } from './integrity.ts';
 import { integrityError } from './core/sqlite-errors.ts';
 
 export interface BackupOptions extends CopyOptions, KeyOptions, ObjectStorageOptions {
@@ -118,7 +118,7 @@ export async function buildVerifiedCopy(src: string, out: string, opts: BackupOp
     opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: 0, attempt: copy.attempts, pageSize: copy.pageSize });
   }
   opts.interrupted?.();
-  await afterCheck(opts.signal);
+  await afterBlockingCall(opts.signal);
   fs.chmodSync(out, opts.mode ?? 0o600);
   return { ...copy, databaseBytes: fs.statSync(out).size };
 }

@@ -149,7 +149,7 @@ const COMMANDS: CommandSpec[] = [
     summary: 'Replace the database with the backup at <path>, s3://BUCKET/KEY, or the newest in a set (--at: as of a time). The current database is kept as <db>.pre-restore.',
     options: [
       DB, CONFIG,
-      opt('dry-run', 'Check everything and say what would be replaced, kept and moved; change nothing'),
+      opt('dry-run', 'Check the plan (the backup\'s header and key, the target, who has it open) and say what would be replaced, kept and moved; change nothing'),
       AT, SERIES, IDENTITY,
       opt('if-missing', 'Restore only when the database does not exist yet (a fresh container seeding itself); exit 0 either way'),
       opt('force', 'Restore while another process has the database open (its later writes then go to <db>.pre-restore)'),
@@ -361,6 +361,8 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (plan.earlierSafetyCopyMovesTo) say(`The earlier safety copy ${plan.safetyCopy} would be kept as ${plan.earlierSafetyCopyMovesTo}`);
       if (plan.inUseBy === null) say('Cannot tell here whether another process has the database open: stop the blufio server first');
       else if (plan.inUseBy.length > 0) say(`In use by process ${plan.inUseBy.join(', ')}: ${f.force ? 'with --force its later writes would go to the safety copy' : 'the restore would be refused (stop the blufio server first)'}`);
+      // The plan reads the backup's header (and first chunk, if encrypted), not all of it.
+      say(`The backup was not read in full: blufio verify ${target} checks all of it (the restore itself refuses a damaged one)`);
       if (refused) throw new Silent();
     } else {
       const { restore } = await import('./restore.ts');

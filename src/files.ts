@@ -87,6 +87,26 @@ export function sweepWorkDirs(workDir?: string): void {
 }
 
 /**
+ * Refuses to stage an encrypted backup's plaintext under the directory its ciphertext goes to
+ * (--work-dir or $TMPDIR inside it: a synced or shared folder would carry the plaintext copy).
+ */
+export function refusePlaintextBeside(dest: string, base?: string): void {
+  const real = (p: string) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return path.resolve(p);
+    }
+  };
+  const destDir = real(path.dirname(path.resolve(dest)));
+  const parent = real(base ? workDirPath(base) : os.tmpdir());
+  if (parent === destDir || parent.startsWith(destDir.endsWith(path.sep) ? destDir : destDir + path.sep)) {
+    throw new BlufioError('E_USAGE', `the work directory ${parent} is inside ${destDir}, where the encrypted backup goes: its plaintext copy would be staged there`,
+      `pass --work-dir <directory> outside ${destDir}${base ? '' : ' (or set TMPDIR elsewhere)'}: a synced or shared folder would carry the plaintext`);
+  }
+}
+
+/**
  * A private directory (mode 0700: what is staged there holds the vault) for staging a whole
  * database, in `base` (--work-dir) or the system's temporary directory, named after our pid.
  * Directories that killed runs left there are removed first (their pid is gone).
@@ -97,6 +117,10 @@ export function makeWorkDir(kind: string, base?: string): string {
   try {
     return fs.mkdtempSync(path.join(parent, `blufio-${kind}-${process.pid}-`));
   } catch (e) {
+    if (!base && (e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new BlufioError('E_DEST_DIR', `cannot make a private work directory: the system's temporary directory ${parent} ($TMPDIR) does not exist`,
+        'set TMPDIR to an existing directory with room, or pass --work-dir <directory>');
+    }
     throw fsError(e, parent, 'cannot make a private work directory');
   }
 }
@@ -194,7 +218,6 @@ export interface PublishOptions {
   synced?: boolean;
 }
 
-/** fsync `tmp`, move it to `dest` (rename, or link + unlink with noClobber), fsync the directory. */
 /**
  * Writes a small file (a key) whole or not at all: a temporary file beside it with `mode`,
  * fsynced, then linked into place without replacing anything already there.
@@ -215,6 +238,7 @@ export function publishText(dest: string, text: string, mode: number, what: stri
   }
 }
 
+/** fsync `tmp`, move it to `dest` (rename, or link + unlink with noClobber), fsync the directory. */
 export function publish(tmp: string, dest: string, opts: PublishOptions = {}): void {
   if (!opts.synced) fsyncFile(tmp);
   try {
@@ -306,6 +330,15 @@ export function checkDestination(dest: string, force: boolean, what: string, dat
   }
   try {
     fs.accessSync(path.dirname(dest), fs.constants.W_OK | fs.constants.X_OK);
+    // Deno's access() does not report a read-only file system: one empty directory made and
+    // removed tells (an attack run saw a read-only destination end in a stack trace there).
+    if (process.versions.deno) {
+      try {
+        fs.rmdirSync(fs.mkdtempSync(path.join(path.dirname(dest), '.blufio-probe-')));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EROFS') throw e;
+      }
+    }
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EROFS') {
       throw new BlufioError('E_IO', `cannot write in ${path.dirname(dest)}: it is on a read-only file system`,

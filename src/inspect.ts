@@ -12,8 +12,8 @@ import { copyDatabase } from './copy.ts';
 import { fromSqliteException, integrityOf } from './core/sqlite-errors.ts';
 import { journalModeOf } from './core/header.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
-import { afterCheck, prepareCheck, stopWhen, stopped } from './integrity.ts';
-import { BlufioError } from './errors.ts';
+import { afterBlockingCall, prepareCheck, stopWhen, stopped } from './integrity.ts';
+import { BlufioError, renamed } from './errors.ts';
 import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url } from './s3.ts';
 import { isSet, withSetBackup, withSetFile, type SetEntry } from './sets.ts';
@@ -118,7 +118,13 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
         }
         return failedVerdict(abs, st.size, layers, opts, e);
       }
-      return { ...(await verdict(plain, opts)), path: abs, bytes: st.size, compressed: layers.gzip, encrypted: layers.age };
+      // What is said of the unpacked copy names the backup, never the private file.
+      const shown = `${abs} (${layers.age ? 'decrypted' : 'unpacked'})`;
+      const r = await verdict(plain, opts).catch((e: unknown) => {
+        throw renamed(e, plain, shown);
+      });
+      const name = (t: string) => t.replaceAll(plain, shown);
+      return { ...r, problems: r.problems.map(name), warnings: r.warnings.map(name), path: abs, bytes: st.size, compressed: layers.gzip, encrypted: layers.age };
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -243,7 +249,7 @@ async function inspectFile(abs: string, opts: InspectOptions): Promise<InspectRe
         seen = problems;
         continue;
       }
-      await afterCheck(opts.signal);
+      await afterBlockingCall(opts.signal);
       const head = snapshot.fileHeader();
       return {
         command: 'verify',

@@ -50,11 +50,12 @@ export function stopWhen(sqlite3: Sqlite3, db: Database, deadline?: number, inte
 }
 
 /**
- * The check is one long synchronous call: a signal that arrives meanwhile (Ctrl-C, SIGTERM) waits
- * for it, since its handler runs only between turns of the event loop. One turn after the check
- * lets the handler run, so that an interrupted job stops here, before anything is published.
+ * The check (or an fsync) is one long synchronous call: a signal that arrives meanwhile (Ctrl-C,
+ * SIGTERM) waits for it, since its handler runs only between turns of the event loop. One turn
+ * after it lets the handler run, so that an interrupted job stops here, before anything is
+ * published.
  */
-export async function afterCheck(signal?: AbortSignal): Promise<void> {
+export async function afterBlockingCall(signal?: AbortSignal): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
   throwIfAborted(signal);
 }

@@ -171,13 +171,21 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     //    treated like any other.
     let source = from;
     if (compressed || encrypted) {
-      ensureRoom(path.dirname(unpacked), fromStat.size, 'the unpacked backup (at least as big as the .gz / .age)', 'free some space there, or pass --work-dir <directory> on a file system with room');
+      // An .age alone unpacks to about its own size, and the restored database is as big again:
+      // on one file system, both are needed (a .gz's unpacked size is known only once unpacked).
+      const both = encrypted && !compressed && statOrNull(path.dirname(unpacked))?.dev === statOrNull(path.dirname(db))?.dev;
+      ensureRoom(path.dirname(unpacked), fromStat.size * (both ? 2 : 1),
+        both ? 'the unpacked backup and the restored database' : 'the unpacked backup (at least as big as the .gz / .age)',
+        'free some space there, or pass --work-dir <directory> on a file system with room');
       await unpackFile(from, unpacked, layers, options, options.signal);
       checkHeader(unpacked, fs.statSync(unpacked).size, from);
       source = unpacked;
     }
     // 1. Build and verify the new database; nothing of the target is touched before this passes.
-    ensureRoom(path.dirname(db), sourceBytes(source), 'the restored database', 'free some space there first; nothing was changed');
+    ensureRoom(path.dirname(db), sourceBytes(source), 'the restored database',
+      source !== from && !options.workDir
+        ? 'free some space there first, or pass --work-dir <directory> on another file system for the unpacked copy; nothing was changed'
+        : 'free some space there first; nothing was changed');
     const copy = await buildVerifiedCopy(source, tmp, { ...options, verify: true }, 'the backup file').catch((e: unknown) => {
       // Errors name the backup the user gave, never the private file it was unpacked into.
       throw renamed(e, source, from);

@@ -395,4 +395,26 @@ test('armored files (age -a) restore and verify; a secret key given as a recipie
   assert.is(r.stderr, `error: ${garbage}:2: not an age secret key (AGE-SECRET-KEY-1…) (give the key file that blufio keygen or age-keygen wrote)\n`);
 });
 
+test('an encrypted backup given as --identity is named as such; verify names the backup, never its private decrypted copy', () => {
+  const { d, db, key } = sample(50);
+  const backupFile = path.join(d, 'one.db.age');
+  assert.is(runCli(['backup', '--db', db, backupFile, '--recipient', key.recipient]).code, 0);
+  const swapped = runCli(['restore', '--db', path.join(d, 'target.db'), key.file, '--identity', backupFile]);
+  assert.is(swapped.code, 1);
+  assert.match(swapped.stderr, `${backupFile} is an age-encrypted file (a backup?), not a key file`);
+  assert.not.match(swapped.stderr, 'age -d -o key.txt');
+  assert.not.ok(fs.existsSync(path.join(d, 'target.db')));
+  // Encrypted plaintext that is not a database: the verdict names the .age file.
+  const notDb = path.join(d, 'hi.age');
+  execFileSync('age', ['-r', key.recipient, '-o', notDb], { input: 'hi\n' });
+  const r = runCli(['verify', notDb, '--identity', key.file, '--json']);
+  assert.is(r.code, 1);
+  const problems: string[] = JSON.parse(r.stdout).problems;
+  assert.ok(problems.length > 0);
+  for (const p of problems) {
+    assert.match(p, `${notDb} (decrypted)`);
+    assert.not.match(p, 'blufio-verify-');
+  }
+});
+
 test.run();

@@ -53,6 +53,42 @@ test('a backup that cannot fit is refused before it starts, naming the file syst
   assert.equal(fs.readdirSync(small), []);
 });
 
+test('.db.age: a destination without room for the encrypted backup is refused before the copy, even with the staging elsewhere', async () => {
+  const small = smallDisk('3m');
+  if (!small) return skip('cannot mount a tmpfs');
+  const db = compressibleDb(tmpdir());
+  const key = execFileSync('age-keygen', { encoding: 'utf8' });
+  const recipient = /public key: (age1\w+)/.exec(key)![1];
+  const r = spawnSync(process.execPath, [CLI, 'backup', '--db', db, path.join(small, 'b.db.age'), '--recipient', recipient, '--work-dir', tmpdir()], { encoding: 'utf8' });
+  assert.is(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`^error: not enough free space on the file system holding ${small}: the encrypted backup \\(as big as the database\\) needs about`));
+  assert.equal(fs.readdirSync(small), []);
+});
+
+test('.db.age: a work directory (or TMPDIR) inside the destination directory is refused: the plaintext would be staged there', () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { rows: 20 });
+  const dest = path.join(d, 'synced');
+  fs.mkdirSync(path.join(dest, 'tmp'), { recursive: true });
+  const key = execFileSync('age-keygen', { encoding: 'utf8' });
+  const recipient = /public key: (age1\w+)/.exec(key)![1];
+  for (const [args, env] of [
+    [['--work-dir', dest], {}],
+    [['--work-dir', path.join(dest, 'tmp')], {}],
+    [[], { TMPDIR: path.join(dest, 'tmp') }],
+  ] as const) {
+    const r = spawnSync(process.execPath, [CLI, 'backup', '--db', db, path.join(dest, 'b.db.age'), '--recipient', recipient, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, `is inside ${dest}, where the encrypted backup goes: its plaintext copy would be staged there`);
+    assert.equal(fs.readdirSync(dest), ['tmp']);
+    assert.equal(fs.readdirSync(path.join(dest, 'tmp')), []);
+  }
+  // A work directory beside it is fine.
+  const ok = spawnSync(process.execPath, [CLI, 'backup', '--db', db, path.join(dest, 'b.db.age'), '--recipient', recipient, '--work-dir', d], { encoding: 'utf8' });
+  assert.is(ok.status, 0, ok.stderr);
+});
+
 test('.gz backup: the uncompressed copy is staged in --work-dir, so a result that fits is made', async () => {
   const small = smallDisk('3m');
   if (!small) return skip('cannot mount a tmpfs');
