@@ -87,8 +87,11 @@ export function sweepWorkDirs(workDir?: string): void {
 }
 
 /**
- * Refuses to stage an encrypted backup's plaintext under the directory its ciphertext goes to
- * (--work-dir or $TMPDIR inside it: a synced or shared folder would carry the plaintext copy).
+ * Refuses to stage an encrypted backup's plaintext under the directory its ciphertext goes to: a
+ * --work-dir that is that directory or inside it, or a $TMPDIR inside it (a synced or shared
+ * folder would carry the plaintext copy). A backup written into $TMPDIR itself is allowed (the
+ * copy is staged in a private subdirectory of a temporary directory), and so is one written to
+ * the root directory (every directory is inside it).
  */
 export function refusePlaintextBeside(dest: string, base?: string): void {
   const real = (p: string) => {
@@ -100,7 +103,8 @@ export function refusePlaintextBeside(dest: string, base?: string): void {
   };
   const destDir = real(path.dirname(path.resolve(dest)));
   const parent = real(base ? workDirPath(base) : os.tmpdir());
-  if (parent === destDir || parent.startsWith(destDir.endsWith(path.sep) ? destDir : destDir + path.sep)) {
+  if (destDir === path.parse(destDir).root) return;
+  if ((base && parent === destDir) || parent.startsWith(destDir + path.sep)) {
     throw new BlufioError('E_USAGE', `the work directory ${parent} is inside ${destDir}, where the encrypted backup goes: its plaintext copy would be staged there`,
       `pass --work-dir <directory> outside ${destDir}${base ? '' : ' (or set TMPDIR elsewhere)'}: a synced or shared folder would carry the plaintext`);
   }

@@ -84,9 +84,12 @@ test('.db.age: a work directory (or TMPDIR) inside the destination directory is 
     assert.equal(fs.readdirSync(dest), ['tmp']);
     assert.equal(fs.readdirSync(path.join(dest, 'tmp')), []);
   }
-  // A work directory beside it is fine.
+  // A work directory beside it is fine, and so is a backup written into $TMPDIR itself (its
+  // copy is staged in a private subdirectory of a temporary directory).
   const ok = spawnSync(process.execPath, [CLI, 'backup', '--db', db, path.join(dest, 'b.db.age'), '--recipient', recipient, '--work-dir', d], { encoding: 'utf8' });
   assert.is(ok.status, 0, ok.stderr);
+  const inTmp = spawnSync(process.execPath, [CLI, 'backup', '--db', db, path.join(dest, 'tmp', 'c.db.age'), '--recipient', recipient], { encoding: 'utf8', env: { ...process.env, TMPDIR: path.join(dest, 'tmp') } });
+  assert.is(inTmp.status, 0, inTmp.stderr);
 });
 
 test('.gz backup: the uncompressed copy is staged in --work-dir, so a result that fits is made', async () => {
