@@ -825,10 +825,10 @@ parentPort.once('message', ({ src, out, headBytes, key }) => {
 type NodeWorker = import('node:worker_threads').Worker;
 
 /**
- * The encrypting thread's cipher: node:crypto's under Node (1.28× a plain backup, against 1.35×
- * for the WebAssembly one), the WebAssembly one elsewhere. Under Deno node:crypto's cipher is
- * fast but its buffer per chunk is not: a backup of 100 MiB took 0.99–1.15 s with it and
- * 0.80–0.84 s with the WebAssembly one, which seals in its own memory (docs/encryption.md).
+ * The encrypting thread's cipher: node:crypto's under Node (a 100 MiB `.db.age` backup 0.64–0.86 s
+ * with it, 0.70–0.74 s with the WebAssembly one), the WebAssembly one elsewhere. Under Deno
+ * node:crypto's cipher is fast but its buffer per chunk is not: 0.99–1.15 s with it, 0.80–0.84 s
+ * with the WebAssembly one, which seals in its own memory (docs/encryption.md).
  */
 function workerCipher(): 'node' | 'wasm' {
   return aead === nodeAead && !process.versions.deno && !process.versions.bun ? 'node' : 'wasm';
