@@ -31,7 +31,12 @@ export class WasmAead {
   private mem: Uint8Array;
 
   constructor() {
-    module ??= new WebAssembly.Module(Buffer.from(wasmBase64, 'base64'));
+    try {
+      module ??= new WebAssembly.Module(Buffer.from(wasmBase64, 'base64'));
+    } catch (e) {
+      // Every runtime blufio supports has WebAssembly SIMD (Node 20, Deno 2, Bun 1.x); an older one may not.
+      throw new Error(`this runtime cannot run blufio's ChaCha20-Poly1305 (WebAssembly SIMD): ${(e as Error).message}; run blufio under Node 20 or later`, { cause: e });
+    }
     this.ex = new WebAssembly.Instance(module, {}).exports as unknown as Exports;
     this.mem = new Uint8Array(this.ex.memory.buffer);
   }
