@@ -178,7 +178,8 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
         both ? 'the unpacked backup and the restored database' : 'the unpacked backup (at least as big as the .gz / .age)',
         'free some space there, or pass --work-dir <directory> on a file system with room');
       await unpackFile(from, unpacked, layers, options, options.signal);
-      checkHeader(unpacked, fs.statSync(unpacked).size, from);
+      // What is judged is what came out of it: "the backup file x.age is empty" of a 200-byte file would mislead.
+      checkHeader(unpacked, fs.statSync(unpacked).size, `${from} (${encrypted ? 'decrypted' : 'unpacked'})`);
       source = unpacked;
     }
     // 1. Build and verify the new database; nothing of the target is touched before this passes.

@@ -415,6 +415,13 @@ test('an encrypted backup given as --identity is named as such; verify names the
     assert.match(p, `${notDb} (decrypted)`);
     assert.not.match(p, 'blufio-verify-');
   }
+  // A file whose plaintext is empty: the restore says that of what it decrypted, not of the file.
+  const empty = path.join(d, 'empty.age');
+  execFileSync('age', ['-r', key.recipient, '-o', empty], { input: '' });
+  const rr = runCli(['restore', '--db', path.join(d, 'target.db'), empty, '--identity', key.file]);
+  assert.is(rr.code, 1);
+  assert.match(rr.stderr, `the backup file ${empty} (decrypted) is empty (0 bytes)`);
+  assert.not.ok(fs.existsSync(path.join(d, 'target.db')));
 });
 
 test.run();
