@@ -144,7 +144,7 @@ export function parseRecipientsFile(text: string, file: string): Recipient[] {
 
 /** Parses an identity file as age-keygen writes it: `AGE-SECRET-KEY-1…` lines, `#` comments. */
 export function parseIdentityFile(text: string, file: string): Identity[] {
-  if (text.startsWith(MAGIC) && !/^-> scrypt /m.test(text.slice(0, text.indexOf('\n---') >>> 0))) {
+  if (text.startsWith(MAGIC) && !/^-> scrypt /m.test(text)) {
     // Encrypted to a key, not with a passphrase: a backup, most likely, given in the key's place.
     throw new BlufioError('E_KEY', `${file} is an age-encrypted file (a backup?), not a key file`,
       'give with --identity the key file that blufio keygen or age-keygen wrote (it holds an AGE-SECRET-KEY-1... line), and the backup as the file to read');
@@ -388,13 +388,22 @@ function unwrapFileKey(stanzas: Stanza[], identities: Identity[], name: string):
 
 function chunkNonce(counter: number, last: boolean): Uint8Array {
   const n = new Uint8Array(12);
-  let c = counter;
-  for (let i = 10; i >= 0 && c > 0; i--) {
-    n[i] = c % 256;
+  writeChunkNonce(n, counter, last);
+  return n;
+}
+
+/**
+ * Writes a payload chunk's nonce into `into` (12 bytes): the 11-byte big-endian chunk counter,
+ * then 1 on the last chunk only. Uses nothing but its arguments: its source is also the
+ * encrypting thread's.
+ */
+function writeChunkNonce(into: Uint8Array, counter: number, last: boolean): void {
+  into.fill(0);
+  for (let c = counter, i = 10; i >= 0 && c > 0; i--) {
+    into[i] = c % 256;
     c = Math.floor(c / 256);
   }
-  n[11] = last ? 1 : 0;
-  return n;
+  into[11] = last ? 1 : 0;
 }
 
 /**
@@ -695,7 +704,8 @@ interface GroupSealer {
 /** The sizes the sealers and the loop use (passed in: their source also runs in the worker). */
 const SIZES = { CHUNK, GROUP, TAG, KEY: WASM_LAYOUT.key, NONCE: WASM_LAYOUT.nonce, IN: WASM_LAYOUT.data, OUT: WASM_LAYOUT.data + CHUNK * GROUP };
 
-// The three functions below use nothing but their arguments: their source is also the worker's.
+// The three functions below use nothing but their arguments (and writeChunkNonce): their source
+// is also the worker's.
 
 /** The WebAssembly cipher, reading, sealing and writing in its own memory (nothing to collect). */
 function wasmSealer(B: typeof Buffer, base64: string, S: typeof SIZES): GroupSealer {
@@ -766,13 +776,7 @@ function sealGroup(f: typeof fs, s: GroupSealer, job: { fdIn: number; fdOut: num
   if (got !== want) throw Object.assign(new Error('the copy changed size while it was encrypted'), { code: 'ECHANGED' });
   let len = 0;
   for (let k = 0; k < n; k++) {
-    const i = g + k;
-    s.nonce.fill(0);
-    for (let c = i, j = 10; j >= 0 && c > 0; j--) {
-      s.nonce[j] = c % 256;
-      c = Math.floor(c / 256);
-    }
-    s.nonce[11] = i === chunks - 1 ? 1 : 0;
+    writeChunkNonce(s.nonce, g + k, g + k === chunks - 1);
     len += s.sealChunk(k, Math.min(got, (k + 1) * S.CHUNK) - k * S.CHUNK, len);
   }
   for (let off = 0; off < len; ) off += f.writeSync(job.fdOut, s.sealed, off, len - off, job.headBytes + g * (S.CHUNK + S.TAG) + off);
@@ -796,6 +800,7 @@ const __name = (f) => f;
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const S = ${JSON.stringify(SIZES)};
+${writeChunkNonce.toString()}
 const sealGroup = ${sealGroup.toString()};
 const sealer = ${make};
 sealer.setKey(new Uint8Array(32));
@@ -807,7 +812,8 @@ parentPort.once('message', ({ src, out, headBytes, key }) => {
     fdIn = fs.openSync(src, 'r');
     fdOut = fs.openSync(out, 'r+');
     const job = { fdIn, fdOut, size: fs.fstatSync(fdIn).size, headBytes };
-    for (let groups = 1, g = 0; sealGroup(fs, sealer, job, g, S); groups++, g += S.GROUP) {
+    for (let groups = 0; sealGroup(fs, sealer, job, groups * S.GROUP, S); ) {
+      groups++;
       // The disk writes while we seal (the caller's fsync then has little left to do).
       if (groups % 32 === 0) fs.fdatasync(fdOut, () => {});
       if (sealer.collect && groups % 8 === 0) sealer.collect();

@@ -19,7 +19,7 @@ import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { describePid, holders } from './locks.ts';
 import { journalIsHot, walHoldsFrames } from './snapshot/source-file.ts';
-import { canonicalPath, checkDestination, ensureRoom, fsyncFile, makeWorkDir, refusePlaintextBeside, sweepWorkDirs, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
+import { canonicalPath, checkDestination, ensureRoom, fsyncFile, makeWorkDir, oneFileSystem, refusePlaintextBeside, sweepWorkDirs, workDirPath, databaseFiles, publish, publishDatabase, removeStaleTemps, sameFile, statOrNull, tempPathBeside } from './files.ts';
 
 /** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
 export async function backup(dbPath: string, destPath: string, options: BackupOptions = {}): Promise<BackupResult> {
@@ -145,7 +145,7 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
     ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${layers.age ? 'encrypting' : 'compressing'}`, STAGING_HINT);
     // An encrypted backup is as big as the database (a compressed one's size is not known).
     if (!layers.gzip) {
-      const both = statOrNull(path.dirname(staged))?.dev === statOrNull(path.dirname(dest))?.dev;
+      const both = oneFileSystem(path.dirname(staged), path.dirname(dest));
       ensureRoom(path.dirname(dest), sourceBytes(src) * (both ? 2 : 1), both ? 'the encrypted backup and the plaintext copy staged before it' : 'the encrypted backup (as big as the database)',
         both ? STAGING_HINT : 'free some space there, or choose a path on another file system');
     }
@@ -159,15 +159,15 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
       const startEncrypting = encryption
         ? async () => {
           fs.rmSync(tmpOut, { force: true });
-          await encryption.start(tmp, tmpOut).catch((e: unknown) => {
-            throw e instanceof BlufioError ? e : fsError(e, tmpOut, 'cannot write the backup');
+          await encryption.start(tmp, tmpOut).catch((e: NodeJS.ErrnoException) => {
+            throw encryptionError(e, tmpOut);
           });
         }
         : undefined;
       copy = await buildVerifiedCopy(src, tmp, opts, 'the backup', { onCopied: startEncrypting, staging: true });
       if (encryption) {
         bytes = await encryption.finish().catch((e: NodeJS.ErrnoException) => {
-          throw e instanceof BlufioError ? e : e.code && e.code !== 'ECHANGED' ? fsError(e, tmpOut, 'cannot write the backup') : new BlufioError('E_IO', `cannot encrypt the backup: ${e.message}`, 'try again');
+          throw encryptionError(e, tmpOut);
         });
       } else {
         bytes = await packFile(tmp, tmpOut, layers, recipientsOf(opts), opts.signal, packing(tmp, layers, opts));
@@ -177,17 +177,31 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
     }
     throwIfAborted(opts.signal);
     fs.chmodSync(tmpOut, opts.mode ?? 0o600);
-    fsyncFile(tmpOut);
-    // A Ctrl-C during that fsync is seen here, before anything is published.
-    await afterBlockingCall(opts.signal);
     // Without --force a file that appeared at dest meanwhile is never replaced.
-    publish(tmpOut, dest, { noClobber: !opts.force, synced: true });
+    await syncThenPublish(tmpOut, opts.signal, () => publish(tmpOut, dest, { noClobber: !opts.force, synced: true }));
     return { ...copy, bytes };
   } finally {
     fs.rmSync(tmp, { force: true });
     fs.rmSync(tmpOut, { force: true });
     if (privateDir) fs.rmSync(privateDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * fsync `tmp`, then `publishIt` (which must not fsync again): the fsync is one long synchronous
+ * call, and one event-loop turn after it lets a Ctrl-C that came meanwhile stop the job before
+ * anything is published.
+ */
+async function syncThenPublish(tmp: string, signal: AbortSignal | undefined, publishIt: () => void): Promise<void> {
+  fsyncFile(tmp);
+  await afterBlockingCall(signal);
+  publishIt();
+}
+
+/** What the encrypting thread's failure is: the disk's (named), or the encryption's. */
+function encryptionError(e: NodeJS.ErrnoException, out: string): BlufioError {
+  if (e instanceof BlufioError) return e;
+  return e.code && e.code !== 'ECHANGED' ? fsError(e, out, 'cannot write the backup') : new BlufioError('E_IO', `cannot encrypt the backup: ${e.message}`, 'try again');
 }
 
 /** A plain backup: built in a temporary file beside `dest`, then renamed into place. */
@@ -197,10 +211,7 @@ async function backupToPlainFile(src: string, dest: string, opts: BackupOptions)
   try {
     ensureRoom(path.dirname(dest), sourceBytes(src), 'the backup (as big as the database)', 'free some space there, or choose a path on another file system');
     const copy = await buildVerifiedCopy(src, tmp, opts, 'the backup');
-    fsyncFile(tmp);
-    // A Ctrl-C during that fsync is seen here, before anything is published.
-    await afterBlockingCall(opts.signal);
-    publishDatabase(tmp, dest, { noClobber: !opts.force, synced: true });
+    await syncThenPublish(tmp, opts.signal, () => publishDatabase(tmp, dest, { noClobber: !opts.force, synced: true }));
     return { ...copy, bytes: copy.databaseBytes };
   } finally {
     fs.rmSync(tmp, { force: true });

@@ -94,15 +94,9 @@ export function sweepWorkDirs(workDir?: string): void {
  * the root directory (every directory is inside it).
  */
 export function refusePlaintextBeside(dest: string, base?: string): void {
-  const real = (p: string) => {
-    try {
-      return fs.realpathSync(p);
-    } catch {
-      return path.resolve(p);
-    }
-  };
-  const destDir = real(path.dirname(path.resolve(dest)));
-  const parent = real(base ? workDirPath(base) : os.tmpdir());
+  const destDir = path.dirname(canonicalPath(dest));
+  // Where makeWorkDir would make the staging directory, spelled canonically.
+  const parent = path.dirname(canonicalPath(path.join(base ? workDirPath(base) : os.tmpdir(), 'staging')));
   if (destDir === path.parse(destDir).root) return;
   if ((base && parent === destDir) || parent.startsWith(destDir + path.sep)) {
     throw new BlufioError('E_USAGE', `the work directory ${parent} is inside ${destDir}, where the encrypted backup goes: its plaintext copy would be staged there`,
@@ -290,6 +284,11 @@ export function statOrNull(p: string): fs.Stats | null {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
     throw fsError(e, p, 'cannot inspect');
   }
+}
+
+/** True when both directories are on one file system (or neither can be looked at). */
+export function oneFileSystem(dirA: string, dirB: string): boolean {
+  return statOrNull(dirA)?.dev === statOrNull(dirB)?.dev;
 }
 
 /** True when both paths name the same file (through links too). */

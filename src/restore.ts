@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import { buildVerifiedCopy, checkSource, sourceBytes, type BackupOptions } from './build.ts';
 import { BlufioError, fsError, renamed } from './errors.ts';
 import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleClaims, type Claim } from './claim.ts';
-import { appliedCompanions, checkDestination, statOrNull, sweepWorkDirs, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
+import { appliedCompanions, checkDestination, oneFileSystem, statOrNull, sweepWorkDirs, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
 import { layersOfFile, unpackFile, type Layers } from './layers.ts';
 import { withDownloaded } from './object-storage.ts';
 import { isSet, stemOf, withSetBackup, withSetFile } from './sets.ts';
@@ -173,7 +173,7 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
     if (compressed || encrypted) {
       // An .age alone unpacks to about its own size, and the restored database is as big again:
       // on one file system, both are needed (a .gz's unpacked size is known only once unpacked).
-      const both = encrypted && !compressed && statOrNull(path.dirname(unpacked))?.dev === statOrNull(path.dirname(db))?.dev;
+      const both = encrypted && !compressed && oneFileSystem(path.dirname(unpacked), path.dirname(db));
       ensureRoom(path.dirname(unpacked), fromStat.size * (both ? 2 : 1),
         both ? 'the unpacked backup and the restored database' : 'the unpacked backup (at least as big as the .gz / .age)',
         'free some space there, or pass --work-dir <directory> on a file system with room');
