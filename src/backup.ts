@@ -14,7 +14,7 @@ import { afterBlockingCall } from './integrity.ts';
 import { checkObjectDestination, clientFor, uploadPacked } from './object-storage.ts';
 import { isS3Url, parseS3Url } from './s3.ts';
 import { EncryptionThread } from './age.ts';
-import { checkKeysFor, layersOfName, packFile, recipientsOf, type Layers } from './layers.ts';
+import { checkKeysFor, layersOfName, packFile, recipientsOf, streamWriter, type Layers } from './layers.ts';
 import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { describePid, holders } from './locks.ts';
@@ -78,8 +78,9 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
     ensureRoom(dir, sourceBytes(db), 'the copy staged before it is streamed', STAGING_HINT);
     const copy = await buildVerifiedCopy(db, tmp, options, 'the backup', { staging: true });
     let bytes: number;
+    const writer = streamWriter(out, options.signal);
     try {
-      bytes = await packFile(tmp, out, layers, recipients, options.signal, packing(tmp, layers, options));
+      bytes = await packFile(tmp, writer.write, layers, recipients, options.signal, packing(tmp, layers, options));
     } catch (e) {
       if (options.signal?.aborted) {
         // Part of the database may already be with the reader: say so, never "nothing was written".
@@ -89,6 +90,8 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
           options.signal.reason instanceof BlufioError ? options.signal.reason.hint : undefined, { cause: e });
       }
       throw e instanceof BlufioError && e.code === 'E_IO' ? fsError(e.cause, 'stdout', 'cannot stream the backup') : e;
+    } finally {
+      writer.done();
     }
     return result(db, '-', { ...copy, bytes }, layers, options, started);
   } finally {

@@ -14,7 +14,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { throwIfAborted } from './core/backup-loop.ts';
 import { readFully } from './vfs/disk-file.ts';
@@ -22,7 +21,7 @@ import { BlufioError, fsError, renamed, isFileSystemError } from './errors.ts';
 import { makeWorkDir, pidAlive } from './files.ts';
 import type { Recipient } from './age.ts';
 import type { ProgressCallback } from './core/progress.ts';
-import { packFile, type Layers } from './layers.ts';
+import { packedChunks, type Chunks, type Layers } from './layers.ts';
 import { expectedEtag, md5, parseS3Url, resolveS3, S3Client, s3Url, type S3Location, type S3Settings } from './s3.ts';
 
 /** Parts of a multipart upload: S3 wants at least 5 MiB; 8 MiB is what the AWS CLI uses. */
@@ -145,18 +144,7 @@ export async function uploadPacked(client: S3Client, loc: S3Location, src: strin
   // Nothing to add: the parts are read from the file straight into the pooled buffers (no
   // stream chunks: 1 MiB of garbage per MiB sent kept ~20 MiB more resident, measured).
   if (!layers.gzip && !layers.age) return sendParts(client, loc, fileParts(src, pool, progress, opts.signal), pool, opts);
-  const packed = new PassThrough({ highWaterMark: 1 << 20 });
-  const producing = packFile(src, packed, layers, recipients, opts.signal, progress);
-  producing.then(() => packed.end(), (e) => packed.destroy(e));
-  try {
-    return await sendParts(client, loc, cutParts(packed, pool), pool, opts);
-  } catch (e) {
-    packed.destroy();
-    await producing.catch(() => {});
-    throw e;
-  } finally {
-    await producing.catch(() => {});
-  }
+  return sendParts(client, loc, cutParts(packedChunks(src, layers, recipients, opts.signal, progress), pool), pool, opts);
 }
 
 async function sendParts(client: S3Client, loc: S3Location, parts: AsyncGenerator<Buffer>, pool: Buffer[], opts: UploadOptions): Promise<number> {
@@ -230,17 +218,18 @@ async function* fileParts(src: string, pool: Buffer[], progress: (done: number) 
 }
 
 /**
- * Cuts a stream into PART_BYTES parts (the last one shorter), copied into buffers taken from
+ * Cuts Chunks into PART_BYTES parts (the last one shorter), copied into buffers taken from
  * `pool` and given back with pool.push() once a part is sent: an upload holds IN_FLIGHT + 1
  * buffers whatever its size (a new buffer per part left up to ~64 MiB of garbage between
  * collections: 180 MiB peak RSS for 100 MiB, measured).
  */
-async function* cutParts(input: Readable, pool: Buffer[]): AsyncGenerator<Buffer> {
+async function* cutParts(input: Chunks, pool: Buffer[]): AsyncGenerator<Buffer> {
   let part = pool.pop() ?? Buffer.allocUnsafe(PART_BYTES);
   let filled = 0;
-  for await (const chunk of input as AsyncIterable<Buffer>) {
+  for await (const chunk of input) {
     for (let off = 0; off < chunk.length; ) {
-      const n = chunk.copy(part, filled, off);
+      const n = Math.min(PART_BYTES - filled, chunk.length - off);
+      part.set(chunk.subarray(off, off + n), filled);
       off += n;
       filled += n;
       if (filled === PART_BYTES) {

@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Transform } from 'node:stream';
+import type { Guard } from './gzip.ts';
 import { buildVerifiedCopy, checkSource, result, sourceBytes, type BackupOptions, type BackupResult } from './build.ts';
 import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { readFully } from './vfs/disk-file.ts';
@@ -411,7 +411,7 @@ async function materialize(store: SetStore, entry: SetEntry, work: string, keys:
 }
 
 /** unpackFile for a set file: plain files are copied, so that the caller owns the result. */
-async function unpackPlain(src: string, dest: string, layers: Layers, keys: KeyOptions, signal?: AbortSignal, guard?: Transform): Promise<void> {
+async function unpackPlain(src: string, dest: string, layers: Layers, keys: KeyOptions, signal?: AbortSignal, guard?: Guard): Promise<void> {
   if (layers.gzip || layers.age) return unpackFile(src, dest, layers, keys, signal, guard);
   fs.copyFileSync(src, dest);
 }
@@ -420,33 +420,32 @@ async function unpackPlain(src: string, dest: string, layers: Layers, keys: KeyO
  * Passes a differential through while it can be one: its magic first, then no more bytes than
  * its header says it holds (changed x (4 + page size)): a gzip bomb never fills the disk.
  */
-function diffSizeGuard(shown: string): Transform {
+function diffSizeGuard(shown: string): Guard {
   let head = Buffer.alloc(0);
   let limit = Infinity;
   let seen = 0;
   const bad = (why: string) => new BlufioError('E_CORRUPT', `${shown} ${why}`, 'use another backup');
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      seen += chunk.length;
-      if (limit === Infinity) {
-        head = Buffer.concat([head, chunk.subarray(0, 8192)]);
-        if (!Buffer.from(DIFF_MAGIC).subarray(0, Math.min(head.length, DIFF_MAGIC.length)).equals(head.subarray(0, Math.min(head.length, DIFF_MAGIC.length)))) return done(bad('is not a blufio differential'));
-        const nl = head.indexOf(0x0a, DIFF_MAGIC.length);
-        if (nl > 0) {
-          try {
-            const h = JSON.parse(head.subarray(DIFF_MAGIC.length, nl).toString('utf8')) as DiffHeader;
-            limit = nl + 1 + h.changed * (4 + h.pageSize);
-          } catch {
-            return done(bad('has a damaged header'));
-          }
-        } else if (head.length >= 8192) {
-          return done(bad('has a damaged header'));
+  return (piece) => {
+    seen += piece.length;
+    if (limit === Infinity) {
+      head = Buffer.concat([head, piece.subarray(0, 8192)]);
+      if (!Buffer.from(DIFF_MAGIC).subarray(0, Math.min(head.length, DIFF_MAGIC.length)).equals(head.subarray(0, Math.min(head.length, DIFF_MAGIC.length)))) throw bad('is not a blufio differential');
+      const nl = head.indexOf(0x0a, DIFF_MAGIC.length);
+      if (nl > 0) {
+        let h: DiffHeader;
+        try {
+          h = JSON.parse(head.subarray(DIFF_MAGIC.length, nl).toString('utf8')) as DiffHeader;
+        } catch {
+          throw bad('has a damaged header');
         }
+        limit = nl + 1 + h.changed * (4 + h.pageSize);
+        if (!Number.isSafeInteger(limit)) throw bad('has a damaged header');
+      } else if (head.length >= 8192) {
+        throw bad('has a damaged header');
       }
-      if (seen > limit) return done(bad(`unpacks to more than the ${limit} bytes its header declares; stopped`));
-      done(null, chunk);
-    },
-  });
+    }
+    if (seen > limit) throw bad(`unpacks to more than the ${limit} bytes its header declares; stopped`);
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
