@@ -461,6 +461,9 @@ class Dearmor {
     this.rest += chunk.toString('latin1');
     const lines = this.rest.split('\n');
     this.rest = final ? '' : lines.pop()!;
+    // No line of an armored file is longer than 64 columns (and its CR, and some spaces): a
+    // longer one is refused at once, not gathered (a crafted one took minutes and GiBs).
+    if (this.rest.length > 80) throw this.bad('a line is longer than 64 columns');
     const out: Buffer[] = [];
     for (const raw of lines) {
       const line = raw.replace(/\r$/, '').trim();

@@ -14,7 +14,7 @@ import { afterBlockingCall } from './integrity.ts';
 import { checkObjectDestination, clientFor, uploadPacked } from './object-storage.ts';
 import { isS3Url, parseS3Url } from './s3.ts';
 import { EncryptionThread } from './age.ts';
-import { checkKeysFor, layersOfName, packFile, recipientsOf, streamWriter, type Layers } from './layers.ts';
+import { checkKeysFor, layersOfName, packFile, packing, recipientsOf, streamWriter, type Layers } from './layers.ts';
 import { backupToSet, isSet } from './sets.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { describePid, holders } from './locks.ts';
@@ -80,7 +80,7 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
     let bytes: number;
     const writer = streamWriter(out, options.signal);
     try {
-      bytes = await packFile(tmp, writer.write, layers, recipients, options.signal, packing(tmp, layers, options));
+      bytes = await packFile(tmp, writer.write, layers, recipients, options.signal, packing(tmp, layers, options.onProgress));
     } catch (e) {
       if (options.signal?.aborted) {
         // Part of the database may already be with the reader: say so, never "nothing was written".
@@ -173,7 +173,7 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
           throw encryptionError(e, tmpOut);
         });
       } else {
-        bytes = await packFile(tmp, tmpOut, layers, recipientsOf(opts), opts.signal, packing(tmp, layers, opts));
+        bytes = await packFile(tmp, tmpOut, layers, recipientsOf(opts), opts.signal, packing(tmp, layers, opts.onProgress));
       }
     } finally {
       await encryption?.stop();
@@ -221,15 +221,6 @@ async function backupToPlainFile(src: string, dest: string, opts: BackupOptions)
   }
 }
 
-
-/** Progress of packing the verified copy `file` into its layers: the bytes of it read so far. */
-function packing(file: string, layers: Layers, opts: BackupOptions): ((read: number) => void) | undefined {
-  if (!opts.onProgress) return undefined;
-  const total = fs.statSync(file).size;
-  const phase = layers.gzip ? 'compress' : 'encrypt';
-  opts.onProgress({ phase, totalPages: total, remainingPages: total, attempt: 1, pageSize: 1 });
-  return (read) => opts.onProgress?.({ phase, totalPages: total, remainingPages: Math.max(0, total - read), attempt: 1, pageSize: 1 });
-}
 
 /**
  * A backup never replaces a database someone is using, --force or not: a file another process

@@ -241,6 +241,10 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
     if (!f.quiet && !f.json) io.stderr(`${line}\n`);
   };
   if (name === 'keygen') return runKeygen(target, f, io, say);
+  // Only backup writes to "-" and keygen prints to it; the others read files and sets.
+  if (target === STDOUT && name !== 'backup') {
+    throw new BlufioError('E_USAGE', `blufio ${name} reads a file or a set, not "-" (stdin)`, `give its path: blufio ${name} <path>`);
+  }
   if (name === 'list') return runList(target, f, io, say);
   if (name === 'prune') return runPrune(target, f, io, say, signal);
 
@@ -268,9 +272,6 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   };
   if (name === 'verify') return runVerify(target, f, io, say, signal, copyOpts.deadline);
   const toStdout = name === 'backup' && target === STDOUT;
-  if (target === STDOUT && name !== 'backup') {
-    throw new BlufioError('E_USAGE', `blufio ${name} reads a file, not "-"`, 'give the path of the file');
-  }
   if (toStdout && io.stdoutStream.isTTY) {
     throw new BlufioError('E_USAGE', 'refusing to write a database to the terminal', 'redirect or pipe it: blufio backup - > backup.db');
   }
@@ -457,7 +458,7 @@ async function atFlag(f: CommonFlags): Promise<Date | undefined> {
 async function runList(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
   const { listSet } = await import('./sets.ts');
   const cfg = await loadConfig(f, io, say);
-  const entries = await listSet(target === STDOUT ? '-' : target, { s3: cfg.backup.s3, env: io.env });
+  const entries = await listSet(target, { s3: cfg.backup.s3, env: io.env });
   if (f.json) {
     emit(io, 'list', { ok: true, backups: entries.map((e) => ({ name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}) })) });
     return;

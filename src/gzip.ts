@@ -82,7 +82,14 @@ export function sqliteSizeGuard(src: string, room = Infinity, roomWhere = ''): G
       if (head.length >= 16 && !hasSqliteMagic(head)) {
         throw new BlufioError('E_NOT_SQLITE', `${src} does not hold an SQLite database (what it unpacks to has no SQLite header)`, 'use a backup file made by blufio backup');
       }
-      if (head.length === 100) limit = declaredBytes(head) ?? Infinity;
+      if (head.length === 100) {
+        limit = declaredBytes(head) ?? Infinity;
+        // A size that cannot fit is refused before it fills the disk (a bomb that claims 1 TiB).
+        if (limit !== Infinity && limit > room) {
+          throw new BlufioError('E_IO', `no space left on the device holding ${roomWhere || 'the destination'} for what ${src} unpacks to: ${limit} bytes, its database header says, and ${room} bytes are free (less a 64 MiB margin); stopped, nothing was replaced`,
+            'if the backup is that big, free some space there or pass --work-dir <directory> on a file system with room; if not, the file is damaged: use another backup file');
+        }
+      }
     }
     seen += piece.length;
     // A header that does not declare its size (older SQLite, or crafted) is bounded by the room

@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AGE_MAGIC, dearmorChunks, isArmoredAgeFile, isAgeFile, openChunks, parseIdentityFile, parseRecipient, peekAgeFile, sealChunks, type Identity, type Recipient } from './age.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
+import type { ProgressCallback } from './core/progress.ts';
 import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError, isFileSystemError } from './errors.ts';
 import { gunzipChunks, gunzipError, gzipChunks, isGzip, sqliteSizeGuard, type Guard } from './gzip.ts';
@@ -104,6 +105,15 @@ export function packedChunks(src: string, layers: Layers, recipients: Recipient[
   return chunks;
 }
 
+/** Progress of packing the verified copy `file` into its layers: the bytes of it read so far. */
+export function packing(file: string, layers: Layers, onProgress?: ProgressCallback): ((read: number) => void) | undefined {
+  if (!onProgress) return undefined;
+  const total = fs.statSync(file).size;
+  const phase = layers.gzip ? 'compress' : layers.age ? 'encrypt' : 'stream';
+  onProgress({ phase, totalPages: total, remainingPages: total, attempt: 1, pageSize: 1 });
+  return (read) => onProgress({ phase, totalPages: total, remainingPages: Math.max(0, total - read), attempt: 1, pageSize: 1 });
+}
+
 /** Where packed bytes go: a function that is done with each piece when it returns (or resolves). */
 export type ChunkWriter = (piece: Uint8Array) => void | Promise<void>;
 
@@ -120,6 +130,8 @@ export async function packFile(src: string, out: string | ChunkWriter, layers: L
     for await (const piece of packedChunks(src, layers, recipients, signal, onRead)) {
       await write(piece);
       bytes += piece.length;
+      // (A slow reader of stdout: Ctrl-C is seen after each MiB, not each 16 MiB read.)
+      throwIfAborted(signal);
     }
     throwIfAborted(signal);
     return bytes;

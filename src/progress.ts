@@ -29,7 +29,7 @@ export function progressMode(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv
 
 /** What each phase is called on screen (the copy's own label is the command's: "Backing up"). */
 const PHASES: Record<Progress['phase'], string | null> = {
-  copy: null, verify: 'Verifying integrity', compress: 'Compressing', encrypt: 'Encrypting', upload: 'Uploading', download: 'Downloading',
+  copy: null, verify: 'Verifying integrity', compress: 'Compressing', encrypt: 'Encrypting', stream: 'Writing to stdout', upload: 'Uploading', download: 'Downloading',
 };
 
 const REDRAW_MS = 100;

@@ -14,6 +14,7 @@
  * ever contains them (errors carry the S3 error code, the bucket, the key and the endpoint).
  */
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -195,7 +196,10 @@ interface Req {
 
 /** One S3 endpoint with one set of keys. */
 export class S3Client {
-  constructor(readonly config: S3Config, private readonly opts: ClientOptions = {}) {}
+  constructor(readonly config: S3Config, private readonly opts: ClientOptions = {}) {
+    // Each request in flight (parts, retries) listens to the job's signal for as long as it runs.
+    if (opts.signal) setMaxListeners(64, opts.signal);
+  }
 
   /** The HTTP address of a bucket or object, path-style or virtual-hosted. */
   url(loc: { bucket: string; key?: string }, query: Record<string, string> = {}): string {

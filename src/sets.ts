@@ -21,12 +21,13 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Guard } from './gzip.ts';
+import type { ProgressCallback } from './core/progress.ts';
 import { buildVerifiedCopy, checkSource, result, sourceBytes, type BackupOptions, type BackupResult } from './build.ts';
 import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError, renamed } from './errors.ts';
 import { ensureRoom, makeWorkDir, publish, removeStaleTemps, statOrNull, tempPathBeside } from './files.ts';
-import { layersOfFile, packFile, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
+import { layersOfFile, packFile, packing, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
 import { clientFor, download, stateDir, uploadPacked, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url, parseS3Url, type S3Client } from './s3.ts';
 
@@ -99,7 +100,7 @@ interface SetStore {
   /** A local file with the content of `name` (the file itself, or a private download). */
   fetch(name: string, workDir: string): Promise<string>;
   /** Publishes the local file as `name`; false when a file of that name exists (never replaced). */
-  put(file: string, name: string, layers: Layers, keys: KeyOptions): Promise<{ published: boolean; bytes: number }>;
+  put(file: string, name: string, layers: Layers, keys: KeyOptions & { signal?: AbortSignal; onProgress?: ProgressCallback }): Promise<{ published: boolean; bytes: number }>;
   remove(name: string): Promise<void>;
 }
 
@@ -123,13 +124,13 @@ class FolderStore implements SetStore {
     if (!statOrNull(file)?.isFile()) throw new BlufioError('E_SOURCE_MISSING', `${file} does not exist`, 'check the set (blufio list shows what is there)');
     return file;
   }
-  async put(file: string, name: string, layers: Layers, keys: KeyOptions) {
+  async put(file: string, name: string, layers: Layers, keys: KeyOptions & { signal?: AbortSignal; onProgress?: ProgressCallback }) {
     const dest = this.where(name);
     if (statOrNull(dest)) return { published: false, bytes: 0 };
     removeStaleTemps(dest);
     const tmp = `${tempPathBeside(dest)}.out`;
     try {
-      const bytes = await packFile(file, tmp, layers, recipientsOf(keys));
+      const bytes = await packFile(file, tmp, layers, recipientsOf(keys), keys.signal, layers.gzip || layers.age ? packing(file, layers, keys.onProgress) : undefined);
       fs.chmodSync(tmp, 0o600);
       publish(tmp, dest, { noClobber: true });
       return { published: true, bytes };
@@ -159,7 +160,7 @@ class BucketStore implements SetStore {
     await download(this.client, { bucket: this.bucket, key: this.prefix + name }, file, { signal: this.opts.signal });
     return file;
   }
-  async put(file: string, name: string, layers: Layers, keys: KeyOptions) {
+  async put(file: string, name: string, layers: Layers, keys: KeyOptions & { signal?: AbortSignal }) {
     const loc = { bucket: this.bucket, key: this.prefix + name };
     if (await this.client.head(loc)) return { published: false, bytes: 0 };
     try {

@@ -9,7 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Decrypter, identityToRecipient } from 'age-encryption';
 import { backup, inspect, restore } from '../src/index.ts';
-import { EncryptionThread, openChunks, parseIdentityFile, parseRecipient, sealChunks } from '../src/age.ts';
+import { dearmorChunks, EncryptionThread, openChunks, parseIdentityFile, parseRecipient, sealChunks } from '../src/age.ts';
 import { CLI, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 
 const test = suite('age');
@@ -232,6 +232,12 @@ test(`streams (${cipher} cipher): sealChunks and openChunks at every size edge, 
   assert.is(await open(file.subarray(0, 40)), 'x.age is cut off (truncated) inside its header');
   assert.is(await open(Buffer.alloc(0)), 'x.age is empty');
   assert.is(await open(file), 'opened');
+});
+
+test('an armored file with a line longer than any armor line is refused at once, not gathered', async () => {
+  const long = Buffer.concat([Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----\n'), Buffer.alloc(3 << 20, 0x41)]);
+  const err = await collected(dearmorChunks(reusedPieces(long, 5), 'x.age')).then(() => null, (e: Error) => e);
+  assert.is(err?.message, 'x.age is not a valid armored age file: a line is longer than 64 columns');
 });
 
 test('two recipients: each identity decrypts; a recipients file with comments and blank lines', () => {

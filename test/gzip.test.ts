@@ -91,4 +91,20 @@ test('a gzip bomb stops at the size its database header declares; a .gz of somet
   assert.equal(fs.readdirSync(d).filter((n) => n.includes('.blufio-')), [], 'no temporary file left');
 });
 
+test('a bomb whose header claims more than the disk holds is refused before anything is unpacked', async () => {
+  const { d, db } = await gzBackup();
+  const before = fingerprint(db);
+  // 2^28 pages of 4096 bytes: 1 TiB, more than any disk this runs on has free.
+  const head = fs.readFileSync(db).subarray(0, 100);
+  head.writeUInt16BE(4096, 16);
+  head.writeUInt32BE(2 ** 28, 28);
+  head.copy(head, 92, 24, 28);
+  const bomb = path.join(d, 'claims-1tib.db.gz');
+  fs.writeFileSync(bomb, gzipSync(Buffer.concat([head, Buffer.alloc(64 << 20)])));
+  await rejects(restore(db, bomb, { sleepMs: 0, force: true }), 'E_IO', /^no space left on the device holding .* for what .*claims-1tib.db.gz unpacks to: 1099511627776 bytes, its database header says, and \d+ bytes are free \(less a 64 MiB margin\); stopped, nothing was replaced$/);
+  await rejects(inspect(bomb), 'E_IO', /unpacks to: 1099511627776 bytes.*\(the backup itself was not judged\)/);
+  assert.is(fingerprint(db), before);
+  assert.equal(fs.readdirSync(d).filter((n) => n.includes('.blufio-')), [], 'no temporary file left');
+});
+
 test.run();

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { backup } from '../src/index.ts';
 import { parseName, planPrune, type SetEntry } from '../src/sets.ts';
 import { CLI, ROOT, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, s3Env, sql, startS3Server, tmpdir, type S3Server } from './helpers.ts';
 
@@ -80,6 +81,27 @@ test('list: newest first, one line each; nothing else in the folder is listed or
   assert.match(r.stderr, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ {2}full {2,}\d+\.\d MB {2}blufio-\d{8}T\d{6}Z\.db\.gz\n$/);
   assert.is(runCli(['prune', set, '--keep-last', '1']).code, 0);
   assert.ok(fs.existsSync(path.join(set, 'notes.txt')) && fs.existsSync(path.join(set, 'blufio-2026.db.gz')));
+});
+
+test('Ctrl-C while a backup into a folder set is compressed and encrypted: nothing published, nothing left', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db);
+  sql(db, 'CREATE TABLE big(x); INSERT INTO big SELECT randomblob(3000) FROM generate_series(1, 6000);');
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  execFileSync('age-keygen', ['-o', path.join(d, 'key.txt')], { stdio: 'ignore' });
+  const recipient = execFileSync('age-keygen', ['-y', path.join(d, 'key.txt')], { encoding: 'utf8' }).trim();
+  const controller = new AbortController();
+  const err = await backup(db, `${set}/`, {
+    recipients: [recipient], sleepMs: 0, signal: controller.signal,
+    // Interrupted once the verified copy is being packed (the set's files are .db.gz.age).
+    onProgress: (p) => {
+      if (p.phase === 'compress' && p.remainingPages < p.totalPages) controller.abort();
+    },
+  }).then(() => null, (e: { code?: string }) => e);
+  assert.is(err?.code, 'E_ABORTED');
+  assert.equal(fs.readdirSync(set).filter((n) => n.endsWith('.age') || n.includes('.blufio-')), [], fs.readdirSync(set).join(' '));
 });
 
 test('two backups in the same second never overwrite each other; two at once both land', async () => {

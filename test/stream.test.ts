@@ -100,6 +100,11 @@ test('backup - refuses a terminal; - is only for backup; --json cannot share std
   assert.is(j.code, 2);
   assert.is(JSON.parse(j.stdout).error.code, 'E_USAGE', 'only the JSON error, no database bytes');
   assert.is(cli(['restore', '-', '--db', db]).code, 2);
+  for (const cmd of ['verify', 'list']) {
+    const r = cli([cmd, '-']);
+    assert.is(r.code, 2);
+    assert.is(r.stderr, `error: blufio ${cmd} reads a file or a set, not "-" (stdin) (give its path: blufio ${cmd} <path>)\n`);
+  }
 });
 
 test('on a terminal: a progress bar redrawn in place, then the complete line', () => {
@@ -136,6 +141,11 @@ test('no bar and no control characters: not a terminal, --quiet, --json, TERM=du
   assert.match(logged.stderr, /^Backing up: \d+% \([\d.]+\/[\d.]+ MB\)/m);
   assert.match(logged.stderr, /^Verifying integrity…$/m);
   assert.match(logged.stderr, /^Compressing: \d+% /m);
+  // Written to stdout as it is: said so, never "Encrypting".
+  const streamed = spawnSync(process.execPath, [CLI, 'backup', '-', '--db', db, '--progress'], { maxBuffer: 1 << 28 });
+  assert.is(streamed.status, 0, String(streamed.stderr));
+  assert.match(String(streamed.stderr), /^Writing to stdout: \d+% /m);
+  assert.not.match(String(streamed.stderr), /Encrypting|Compressing/);
 });
 
 test('restore shows the bar too, and the safety-copy line on its own line', () => {
