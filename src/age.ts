@@ -542,7 +542,7 @@ interface GroupSealer {
 /** The sizes the sealers and the loop use (passed in: their source also runs in the worker). */
 const SIZES = { CHUNK, GROUP, TAG, KEY: WASM_LAYOUT.key, NONCE: WASM_LAYOUT.nonce, IN: WASM_LAYOUT.data, OUT: WASM_LAYOUT.data + CHUNK * GROUP };
 
-// The three functions below use nothing but their arguments (and writeChunkNonce): their source
+// The four functions below use nothing but their arguments (and writeChunkNonce): their source
 // is also the worker's.
 
 /** The WebAssembly cipher, reading, sealing and writing in its own memory (nothing to collect). */
@@ -616,6 +616,21 @@ function nodeSealer(B: typeof Buffer, c: typeof crypto, v8: typeof import('node:
 }
 
 /**
+ * Seals the `bytes` that s.buf holds as chunks `first`, `first + 1`… into s.sealed (the last of
+ * them flagged as the file's last when `final`; no bytes still make one, empty, chunk). Returns
+ * the sealed length.
+ */
+function sealBuffered(s: GroupSealer, first: number, bytes: number, final: boolean, S: typeof SIZES): number {
+  const n = Math.max(1, Math.ceil(bytes / S.CHUNK));
+  let len = 0;
+  for (let k = 0; k < n; k++) {
+    writeChunkNonce(s.nonce, first + k, final && k === n - 1);
+    len += s.sealChunk(k, Math.min(bytes, (k + 1) * S.CHUNK) - k * S.CHUNK, len);
+  }
+  return len;
+}
+
+/**
  * Seals the group of chunks that starts with chunk g of a file of known size into its place in
  * the output (header + g × (64 KiB + tag)): the same 64 KiB chunks, nonces and tags as
  * sealChunks. False when the file has no chunk g. Throws ECHANGED if the file is not
@@ -629,11 +644,7 @@ function sealGroup(f: typeof fs, s: GroupSealer, job: { fdIn: number; fdOut: num
   let got = 0;
   for (let r; got < want && (r = f.readSync(job.fdIn, s.buf, got, want - got, g * S.CHUNK + got)) > 0; ) got += r;
   if (got !== want) throw Object.assign(new Error('the copy changed size while it was encrypted'), { code: 'ECHANGED' });
-  let len = 0;
-  for (let k = 0; k < n; k++) {
-    writeChunkNonce(s.nonce, g + k, g + k === chunks - 1);
-    len += s.sealChunk(k, Math.min(got, (k + 1) * S.CHUNK) - k * S.CHUNK, len);
-  }
+  const len = sealBuffered(s, g, got, g + n === chunks, S);
   for (let off = 0; off < len; ) off += f.writeSync(job.fdOut, s.sealed, off, len - off, job.headBytes + g * (S.CHUNK + S.TAG) + off);
   return true;
 }
@@ -652,16 +663,10 @@ export async function* sealChunks(input: AsyncIterable<Uint8Array>, recipients: 
   const full = CHUNK * GROUP;
   let filled = 0;
   let counter = 0;
-  // Seals what s.buf holds; the last chunk of the file is sealed as such (the format: even an
-  // empty file has one, empty, chunk).
-  const seal = (last: boolean): Uint8Array => {
-    const n = Math.max(1, Math.ceil(filled / CHUNK));
-    let len = 0;
-    for (let k = 0; k < n; k++) {
-      writeChunkNonce(s.nonce, counter + k, last && k === n - 1);
-      len += s.sealChunk(k, Math.min(filled, (k + 1) * CHUNK) - k * CHUNK, len);
-    }
-    counter += n;
+  // Seals what s.buf holds, the file's last chunk flagged as such.
+  const seal = (final: boolean): Uint8Array => {
+    const len = sealBuffered(s, counter, filled, final, SIZES);
+    counter += Math.max(1, Math.ceil(filled / CHUNK));
     filled = 0;
     return s.sealed.subarray(0, len);
   };
@@ -701,15 +706,14 @@ export async function* openChunks(input: AsyncIterable<Uint8Array>, identities: 
   let header: Buffer | null = Buffer.alloc(0);
   let filled = 0;
   let counter = 0;
-  // Opens the first n chunks that s.sealed holds, the last of them with `lastLength` bytes.
-  const open = (n: number, lastLength: number, last: boolean): Uint8Array => {
+  // Opens the first n chunks that s.sealed holds, whole ones that are not the file's last.
+  const open = (n: number): Uint8Array => {
     for (let k = 0; k < n; k++) {
-      writeChunkNonce(s.nonce, counter, last && k === n - 1);
-      const length = k === n - 1 ? lastLength : RECORD;
-      if (!s.openChunk(k, length)) throw damaged(`is damaged or was tampered with (chunk ${counter + 1} fails its authentication)`);
+      writeChunkNonce(s.nonce, counter, false);
+      if (!s.openChunk(k, RECORD)) throw damaged(`is damaged or was tampered with (chunk ${counter + 1} fails its authentication)`);
       counter++;
     }
-    return s.buf.subarray(0, (n - 1) * CHUNK + lastLength - TAG);
+    return s.buf.subarray(0, n * CHUNK);
   };
   for await (let piece of input) {
     if (header) {
@@ -724,7 +728,7 @@ export async function* openChunks(input: AsyncIterable<Uint8Array>, identities: 
     for (let off = 0; off < piece.length; ) {
       // A full group is opened only once more comes: until then its last chunk may be the file's.
       if (filled === full) {
-        yield open(GROUP, RECORD, false);
+        yield open(GROUP);
         filled = 0;
       }
       const n = Math.min(full - filled, piece.length - off);
@@ -737,19 +741,19 @@ export async function* openChunks(input: AsyncIterable<Uint8Array>, identities: 
     const h = header.length > 0 ? parseHeader(header, name) : null;
     throw damaged(h || header.length > 0 ? 'is cut off (truncated) inside its header' : 'is empty');
   }
-  // The rest: whole chunks, then the last one (flagged; empty only when it is the only one).
+  // The rest: whole chunks, then the last one (flagged; empty only when it is the only one),
+  // given out together once the last one has opened.
   const n = Math.max(1, Math.ceil(filled / RECORD));
   const lastLength = filled - (n - 1) * RECORD;
-  if (n > 1) yield open(n - 1, RECORD, false);
-  s.sealed.copyWithin(0, (n - 1) * RECORD, filled);
+  open(n - 1);
   writeChunkNonce(s.nonce, counter, true);
-  if (s.openChunk(0, lastLength) && (lastLength > TAG || counter === 0)) {
-    yield s.buf.subarray(0, lastLength - TAG);
+  if (s.openChunk(n - 1, lastLength) && (lastLength > TAG || counter === 0)) {
+    yield s.buf.subarray(0, (n - 1) * CHUNK + lastLength - TAG);
     return;
   }
   // A chunk that opens as a middle one: what followed it was cut off.
   writeChunkNonce(s.nonce, counter, false);
-  const cut = lastLength === 0 || s.openChunk(0, lastLength);
+  const cut = lastLength === 0 || s.openChunk(n - 1, lastLength);
   throw damaged(cut ? 'is cut off (truncated): its last chunk is missing' : `is damaged or was tampered with (chunk ${counter + 1} fails its authentication)`);
 }
 
@@ -771,6 +775,7 @@ const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const S = ${JSON.stringify(SIZES)};
 ${writeChunkNonce.toString()}
+${sealBuffered.toString()}
 const sealGroup = ${sealGroup.toString()};
 const sealer = ${make};
 sealer.setKey(new Uint8Array(32));

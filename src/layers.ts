@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { AGE_MAGIC, dearmorChunks, isArmoredAgeFile, isAgeFile, openChunks, parseIdentityFile, parseRecipient, peekAgeFile, sealChunks, type Identity, type Recipient } from './age.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import type { ProgressCallback } from './core/progress.ts';
-import { readFully } from './vfs/disk-file.ts';
+import { readFully, writeFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError, isFileSystemError } from './errors.ts';
 import { gunzipChunks, gunzipError, gzipChunks, isGzip, sqliteSizeGuard, type Guard } from './gzip.ts';
 
@@ -126,14 +126,13 @@ export async function packFile(src: string, out: string | ChunkWriter, layers: L
   let bytes = 0;
   try {
     if (typeof out === 'string') fd = fs.openSync(out, 'wx', 0o600);
-    const write = typeof out === 'string' ? (p: Uint8Array) => writeAll(fd!, p) : out;
+    const write = typeof out === 'string' ? (p: Uint8Array) => writeFully(fd!, p, bytes) : out;
     for await (const piece of packedChunks(src, layers, recipients, signal, onRead)) {
       await write(piece);
       bytes += piece.length;
       // (A slow reader of stdout: Ctrl-C is seen after each MiB, not each 16 MiB read.)
       throwIfAborted(signal);
     }
-    throwIfAborted(signal);
     return bytes;
   } catch (e) {
     throwIfAborted(signal);
@@ -179,10 +178,6 @@ export function streamWriter(out: NodeJS.WritableStream, signal?: AbortSignal): 
   return { write, done: () => out.removeListener('error', ignore) };
 }
 
-function writeAll(fd: number, p: Uint8Array): void {
-  for (let off = 0; off < p.length; ) off += fs.writeSync(fd, p, off, p.length - off);
-}
-
 /**
  * The layers of the file `file`, found from its content. For an age file, the identities must
  * open it (an E_KEY error says which option to give), and what is inside is looked at too.
@@ -215,12 +210,14 @@ export async function unpackFile(src: string, dest: string, layers: Layers, keys
   if (layers.age) chunks = openChunks(chunks, identitiesOf(keys), src);
   if (layers.gzip) chunks = gunzipChunks(chunks);
   let fd: number | undefined;
+  let written = 0;
   try {
     fd = fs.openSync(dest, 'w', 0o600);
     for await (const piece of chunks) {
       guard(piece);
       try {
-        writeAll(fd, piece);
+        writeFully(fd, piece, written);
+        written += piece.length;
       } catch (e) {
         // The disk we write to (full, read-only...) is not the backup file's fault.
         throw fsError(Object.assign(e as object, { code: (e as NodeJS.ErrnoException).code ?? diskCode(e) }), dest, `cannot unpack ${src}`);
