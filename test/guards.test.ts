@@ -30,7 +30,7 @@ function database(mode: 'wal' | 'delete'): string {
 /** What the backup API does with the view, reduced to bytes: every page, in order, into `dest`. */
 function copyView(s: SourceSnapshot, dest: string): void {
   const buf = new Uint8Array(s.size());
-  assert.is(s.read(buf, 0), buf.length);
+  assert.is(s.read(buf, 0, buf.length, 0), buf.length);
   fs.writeFileSync(dest, buf);
 }
 
@@ -59,6 +59,23 @@ test('rollback: nothing committed from begin to finish: the attempt counts, the 
   s.finish(dest);
   assert.equal(fs.readFileSync(dest), fs.readFileSync(db));
   s.release();
+});
+
+test('a new attempt reads the file as it is now: nothing the last attempt read ahead is served again', () => {
+  const db = database('delete');
+  const s = new SourceSnapshot(db);
+  s.begin();
+  copyView(s, `${db}.first`); // every page now sits in the read-ahead windows
+  s.release();
+  sql(db, 'UPDATE t SET x = zeroblob(300)');
+  s.begin();
+  const dest = `${db}.copy`;
+  copyView(s, dest);
+  s.finish(dest);
+  assert.equal(fs.readFileSync(dest), fs.readFileSync(db));
+  assert.not.equal(fs.readFileSync(dest), fs.readFileSync(`${db}.first`));
+  s.release();
+  s.dispose();
 });
 
 test('rollback: a commit during the copy (page 1 rewritten) ends the attempt, at the next look or at finish', () => {

@@ -22,7 +22,8 @@ import { hasSqliteMagic, journalModeOf, declaredBytes, pageSizeOf, validPageSize
 import { statOrNull } from '../files.ts';
 import { writerActive } from '../locks.ts';
 import { RetryAttempt } from '../retry.ts';
-import { ReadOnlyFile } from '../vfs/file.ts';
+import { ReadAhead } from '../vfs/disk-file.ts';
+import { jsMemory, ReadOnlyFile, type IoMemory } from '../vfs/file.ts';
 import type { NodeVfs } from '../vfs/node-vfs.ts';
 import { WalFollower, diskWal, type WalHandle, type WalSource } from '../wal-follower.ts';
 import type { ConsistencyGuard, JournalMode } from './guard.ts';
@@ -42,11 +43,18 @@ export class SourceSnapshot extends ReadOnlyFile {
   private header0: Uint8Array = new Uint8Array(0);
   private guard: ConsistencyGuard | null = null;
   private view: SnapshotView | null = null;
+  /** The read-ahead over the database file, kept across attempts (its windows are in `memory`). */
+  private ahead: ReadAhead | null = null;
   private openedStamp = '';
   /** The mode the last begin() found, kept when it then threw (the retry policy depends on it). */
   private lastMode: JournalMode = 'rollback';
 
-  constructor(readonly dbPath: string, private readonly walSource: WalSource = diskWal(`${dbPath}-wal`)) {
+  constructor(
+    readonly dbPath: string,
+    private readonly walSource: WalSource = diskWal(`${dbPath}-wal`),
+    /** Where the read-ahead windows live: the VFS's (SQLite's heap) when SQLite reads the view. */
+    private readonly memory: IoMemory = jsMemory(),
+  ) {
     super();
     this.walPath = `${dbPath}-wal`;
     this.follower = new WalFollower(walSource);
@@ -144,7 +152,9 @@ export class SourceSnapshot extends ReadOnlyFile {
       nPages = Math.floor(src.opened.size / pageSize);
       this.checkWhole(src, head, pageSize, mode, lastPre);
     }
-    this.view = new SnapshotView(src, pageSize, nPages, index0, this.wal0, head, mode);
+    this.ahead ??= new ReadAhead(src.fd, this.memory);
+    this.ahead.reopen(src.fd);
+    this.view = new SnapshotView(pageSize, nPages, index0, this.wal0, head, mode, this.ahead);
     this.guard ??= new WalGuard(src, this.follower, lastPre, { index: index0, pages: nPages, pageSize });
   }
 
@@ -215,13 +225,21 @@ export class SourceSnapshot extends ReadOnlyFile {
     this.wal0?.close();
     this.wal0 = null;
     this.follower.close();
+    // Nothing read in one attempt may be served in the next (begin() forgets it too).
+    this.ahead?.invalidate();
+  }
+
+  /** Gives back the read-ahead's memory (after release(); the snapshot is not used again). */
+  dispose(): void {
+    this.ahead?.dispose();
+    this.ahead = null;
   }
 
   // ---- VfsFile: SQLite reads the current attempt's view ---------------------------------------
 
-  read(dst: Uint8Array, offset: number): number {
+  read(mem: Uint8Array, at: number, n: number, offset: number): number {
     if (!this.view) throw new Error('the snapshot has no attempt under way');
-    return this.view.read(dst, offset);
+    return this.view.read(mem, at, n, offset);
   }
 
   size(): number {
@@ -236,7 +254,7 @@ let viewCounter = 0;
  * with `vfs`), with the source's files protected from writes, until close().
  */
 export function openSnapshotView(vfs: NodeVfs, dbPath: string): { snapshot: SourceSnapshot; name: string; close: () => void } {
-  const snapshot = new SourceSnapshot(dbPath);
+  const snapshot = new SourceSnapshot(dbPath, undefined, vfs.memory);
   const unprotect = vfs.protect(snapshot.files);
   const name = `/blufio-view/${process.pid}/${++viewCounter}`;
   vfs.registerView(name, snapshot);
@@ -246,6 +264,7 @@ export function openSnapshotView(vfs: NodeVfs, dbPath: string): { snapshot: Sour
     close: () => {
       vfs.unregisterView(name);
       snapshot.release();
+      snapshot.dispose();
       unprotect();
     },
   };

@@ -4,7 +4,7 @@
  * reads and writes one page per call; without these, each page costs a system call.
  */
 import * as fs from 'node:fs';
-import type { VfsFile } from './file.ts';
+import { copyBytes, type IoMemory, type VfsFile } from './file.ts';
 
 /** Bytes read ahead on a sequential read, and the most bytes gathered before one write. */
 export const IO_CHUNK = 1 << 20;
@@ -20,29 +20,31 @@ const RANDOM_WINDOWS = 8;
 /** After this many bytes written, start writing them to the disk in the background. */
 const EARLY_SYNC_BYTES = 32 << 20;
 
-/** A span of the file held in memory. */
+/** A span of the file held in a block of IoMemory. */
 class Window {
-  readonly buf: Uint8Array;
   start = 0;
   len = 0;
 
-  constructor(size: number) {
-    this.buf = new Uint8Array(size);
-  }
+  constructor(
+    private readonly memory: IoMemory,
+    /** Where the block starts in memory.bytes(), and its size. */
+    readonly at: number,
+    readonly size: number,
+  ) {}
 
-  /** Copies [offset, offset + dst.length) into dst if the window holds all of it. */
-  serve(dst: Uint8Array, offset: number): boolean {
-    if (offset < this.start || offset + dst.length > this.start + this.len) return false;
-    dst.set(this.buf.subarray(offset - this.start, offset - this.start + dst.length));
+  /** Copies [offset, offset + n) to `mem` at `to` if the window holds all of it. */
+  serve(mem: Uint8Array, to: number, n: number, offset: number): boolean {
+    if (offset < this.start || offset + n > this.start + this.len) return false;
+    copyBytes(this.memory.bytes(), this.at + offset - this.start, mem, to, n);
     return true;
   }
 
-  /** Reads the window from `from`; returns how many of the bytes at `offset` it now holds. */
-  fill(fd: number, from: number, offset: number, dst: Uint8Array): number {
+  /** Reads the window from `from`; copies what it holds of [offset, offset + n) to `mem` at `to`, and returns how much that is. */
+  fill(fd: number, from: number, mem: Uint8Array, to: number, n: number, offset: number): number {
     this.start = from;
-    this.len = readFully(fd, this.buf, from);
-    const got = Math.max(0, Math.min(dst.length, this.len - (offset - from)));
-    dst.set(this.buf.subarray(offset - from, offset - from + got));
+    this.len = readRange(fd, this.memory.bytes(), this.at, this.size, from);
+    const got = Math.max(0, Math.min(n, this.len - (offset - from)));
+    copyBytes(this.memory.bytes(), this.at + offset - from, mem, to, got);
     return got;
   }
 }
@@ -53,30 +55,35 @@ class Window {
  * as integrity_check reads) fetches the aligned RANDOM_BLOCK around it into a second, small
  * window (one of RANDOM_WINDOWS), since pages written together tend to be read together; it
  * never evicts the sequential window, so the small header reads SQLite makes between steps cost
- * one syscall.
+ * one syscall. The windows are blocks of `memory` (the WebAssembly heap, for SQLite's reads),
+ * taken at construction and given back by dispose().
  */
 export class ReadAhead {
-  private readonly seq = new Window(IO_CHUNK);
+  private readonly block: number;
+  private readonly seq: Window;
   /** Random-read windows, most recently filled last (one per stream of reads SQLite interleaves). */
-  private readonly rand: Window[] = Array.from({ length: RANDOM_WINDOWS }, () => new Window(RANDOM_BLOCK));
+  private readonly rand: Window[];
   private lastEnd = -1;
 
-  constructor(private readonly fd: number) {}
+  constructor(private fd: number, private readonly memory: IoMemory) {
+    this.block = memory.alloc(IO_CHUNK + RANDOM_WINDOWS * RANDOM_BLOCK);
+    this.seq = new Window(memory, this.block, IO_CHUNK);
+    this.rand = Array.from({ length: RANDOM_WINDOWS }, (_, i) => new Window(memory, this.block + IO_CHUNK + i * RANDOM_BLOCK, RANDOM_BLOCK));
+  }
 
-  read(dst: Uint8Array, offset: number): number {
-    const n = dst.length;
+  read(mem: Uint8Array, at: number, n: number, offset: number): number {
     const sequential = offset === this.lastEnd;
     this.lastEnd = offset + n;
-    if (this.seq.serve(dst, offset)) return n;
-    for (let i = this.rand.length - 1; i >= 0; i--) if (this.rand[i].serve(dst, offset)) return n;
-    if (sequential && n < IO_CHUNK) return this.seq.fill(this.fd, offset, offset, dst);
+    if (this.seq.serve(mem, at, n, offset)) return n;
+    for (let i = this.rand.length - 1; i >= 0; i--) if (this.rand[i].serve(mem, at, n, offset)) return n;
+    if (sequential && n < IO_CHUNK) return this.seq.fill(this.fd, offset, mem, at, n, offset);
     if (!sequential && n <= RANDOM_BLOCK / 2 && offset % RANDOM_BLOCK + n <= RANDOM_BLOCK) {
       // The least recently filled window takes the block.
       const w = this.rand.shift()!;
       this.rand.push(w);
-      return w.fill(this.fd, offset - (offset % RANDOM_BLOCK), offset, dst);
+      return w.fill(this.fd, offset - (offset % RANDOM_BLOCK), mem, at, n, offset);
     }
-    return readFully(this.fd, dst, offset);
+    return readRange(this.fd, mem, at, n, offset);
   }
 
   /** Forgets what it holds (the file was written to or truncated). */
@@ -85,28 +92,51 @@ export class ReadAhead {
     for (const w of this.rand) w.len = 0;
     this.lastEnd = -1;
   }
+
+  /** Reads another descriptor from now on (a new attempt of a snapshot), holding nothing. */
+  reopen(fd: number): void {
+    this.fd = fd;
+    this.invalidate();
+  }
+
+  /** Gives the windows' memory back; the object is not used after this. */
+  dispose(): void {
+    this.invalidate();
+    this.memory.free(this.block);
+  }
 }
 
 /** pread until `dst` is full or the file ends; returns the bytes read. */
 export function readFully(fd: number, dst: Uint8Array, offset: number): number {
+  return readRange(fd, dst, 0, dst.length, offset);
+}
+
+/** pread into bytes [at, at + n) of `mem` until they are filled or the file ends; returns the bytes read. */
+export function readRange(fd: number, mem: Uint8Array, at: number, n: number, offset: number): number {
   let done = 0;
-  while (done < dst.length) {
-    const n = fs.readSync(fd, dst, done, dst.length - done, offset + done);
-    if (n === 0) break;
-    done += n;
+  while (done < n) {
+    const got = fs.readSync(fd, mem, at + done, n - done, offset + done);
+    if (got === 0) break;
+    done += got;
   }
   return done;
 }
 
 /** pwrite all of `src` at `offset`. */
 export function writeFully(fd: number, src: Uint8Array, offset: number): void {
+  writeRange(fd, src, 0, src.length, offset);
+}
+
+/** pwrite bytes [at, at + n) of `mem` at `offset`. */
+export function writeRange(fd: number, mem: Uint8Array, at: number, n: number, offset: number): void {
   let done = 0;
-  while (done < src.length) done += fs.writeSync(fd, src, done, src.length - done, offset + done);
+  while (done < n) done += fs.writeSync(fd, mem, at + done, n - done, offset + done);
 }
 
 export class DiskFile implements VfsFile {
   private readonly ahead: ReadAhead;
-  private readonly wbuf: Uint8Array;
+  /** Where writes are gathered in memory.bytes() (IO_CHUNK bytes; -1 for a read-only file). */
+  private readonly wbuf: number;
   private wStart = 0;
   private wLen = 0;
   private unsynced = 0;
@@ -124,33 +154,35 @@ export class DiskFile implements VfsFile {
     readonly fd: number,
     readonly path: string,
     readonly readOnly: boolean,
+    /** Where the read-ahead windows and the gathered writes live (the VFS: SQLite's heap). */
+    private readonly memory: IoMemory,
     private readonly deleteOnClose = false,
     /** Write back early (see syncFd); false for a staging copy that is read back and removed. */
     private readonly earlySync = true,
   ) {
-    this.ahead = new ReadAhead(fd);
-    this.wbuf = readOnly ? new Uint8Array(0) : new Uint8Array(IO_CHUNK);
+    this.ahead = new ReadAhead(fd, memory);
+    this.wbuf = readOnly ? -1 : memory.alloc(IO_CHUNK);
   }
 
-  read(dst: Uint8Array, offset: number): number {
+  read(mem: Uint8Array, at: number, n: number, offset: number): number {
     this.flush();
-    return this.ahead.read(dst, offset);
+    return this.ahead.read(mem, at, n, offset);
   }
 
-  write(src: Uint8Array, offset: number): void {
+  write(mem: Uint8Array, at: number, n: number, offset: number): void {
+    if (this.readOnly) throw new Error('file is read-only');
     this.ahead.invalidate();
-    const n = src.length;
     if (this.wLen > 0 && offset === this.wStart + this.wLen && this.wLen + n <= IO_CHUNK) {
-      this.wbuf.set(src, this.wLen);
+      copyBytes(mem, at, this.memory.bytes(), this.wbuf + this.wLen, n);
       this.wLen += n;
       return;
     }
     this.flush();
     if (n > IO_CHUNK / 2) {
-      writeFully(this.fd, src, offset);
+      writeRange(this.fd, mem, at, n, offset);
       return;
     }
-    this.wbuf.set(src, 0);
+    copyBytes(mem, at, this.memory.bytes(), this.wbuf, n);
     this.wStart = offset;
     this.wLen = n;
   }
@@ -160,7 +192,7 @@ export class DiskFile implements VfsFile {
     if (this.wLen === 0) return;
     const len = this.wLen;
     this.wLen = 0;
-    writeFully(this.fd, this.wbuf.subarray(0, len), this.wStart);
+    writeRange(this.fd, this.memory.bytes(), this.wbuf, len, this.wStart);
     this.unsynced += len;
     if (this.earlySync && this.unsynced >= EARLY_SYNC_BYTES) this.syncInBackground();
   }
@@ -206,6 +238,8 @@ export class DiskFile implements VfsFile {
       this.flush();
     } finally {
       this.closed = true;
+      this.ahead.dispose();
+      if (this.wbuf >= 0) this.memory.free(this.wbuf);
       if (!this.syncing) this.closeSyncFd();
       fs.closeSync(this.fd);
       if (this.deleteOnClose) fs.rmSync(this.path, { force: true });

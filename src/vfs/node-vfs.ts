@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Sqlite3 } from '../core/types.ts';
-import type { VfsFile } from './file.ts';
+import type { IoMemory, VfsFile } from './file.ts';
 import { DiskFile } from './disk-file.ts';
 
 export const VFS_NAME = 'blufio';
@@ -42,9 +42,17 @@ export class NodeVfs {
   private readonly files = new Map<number, VfsFile>();
   private lastError: { message: string; rc: number } | undefined;
   private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
+  /** SQLite's WebAssembly heap, where the files keep their I/O buffers (see IoMemory). */
+  readonly memory: IoMemory;
 
   /** Registers the VFS with `sqlite3` under VFS_NAME. */
   constructor(private readonly sqlite3: Sqlite3) {
+    const { wasm } = sqlite3;
+    this.memory = {
+      bytes: () => (wasm as Heap).heap8u(),
+      alloc: (n) => Number(wasm.alloc(n)),
+      free: (at) => wasm.dealloc(at as never),
+    };
     this.install();
   }
 
@@ -102,11 +110,15 @@ export class NodeVfs {
       try {
         return fn(...args);
       } catch (e) {
-        const code = typeof rc === 'number' ? rc : rc(e);
-        this.lastError = { message: e instanceof Error ? e.message : String(e), rc: code };
-        return code;
+        return this.failed(e, typeof rc === 'number' ? rc : rc(e));
       }
     };
+  }
+
+  /** Remembers why a call failed (for xGetLastError) and returns its result code. */
+  private failed(e: unknown, rc: number): number {
+    this.lastError = { message: e instanceof Error ? e.message : String(e), rc };
+    return rc;
   }
 
   private fileOf(p: number): VfsFile {
@@ -134,7 +146,7 @@ export class NodeVfs {
     if (flags & capi.SQLITE_OPEN_EXCLUSIVE) oflags |= fs.constants.O_EXCL;
     const fd = fs.openSync(file, oflags, 0o600);
     const deleteOnClose = tempName || (flags & capi.SQLITE_OPEN_DELETEONCLOSE) !== 0;
-    return new DiskFile(fd, file, !writable, deleteOnClose, !this.scratchPaths.has(path.resolve(file)));
+    return new DiskFile(fd, file, !writable, this.memory, deleteOnClose, !this.scratchPaths.has(path.resolve(file)));
   }
 
   private install(): void {
@@ -171,15 +183,23 @@ export class NodeVfs {
         return 0;
       }),
       xLock: (_pFile: number, _level: number) => 0,
-      xRead: g(capi.SQLITE_IOERR_READ, (pFile: number, pDst: number, n: number, offset: bigint | number) => {
-        const dst = heap(Number(pDst), n);
-        const got = this.fileOf(pFile).read(dst, Number(offset));
-        if (got < n) {
-          dst.fill(0, got);
-          return capi.SQLITE_IOERR_SHORT_READ;
+      // xRead and xWrite are the hot calls (hundreds of thousands per job): guarded by hand,
+      // without the rest parameters of g(), so that a call allocates nothing.
+      xRead: (pFile: number, pDst: number, n: number, offset: bigint | number): number => {
+        this.lastError = undefined;
+        try {
+          const mem = wasm.heap8u();
+          const at = Number(pDst);
+          const got = this.fileOf(pFile).read(mem, at, n, Number(offset));
+          if (got < n) {
+            mem.fill(0, at + got, at + n);
+            return capi.SQLITE_IOERR_SHORT_READ;
+          }
+          return 0;
+        } catch (e) {
+          return this.failed(e, capi.SQLITE_IOERR_READ);
         }
-        return 0;
-      }),
+      },
       xSectorSize: (_pFile: number) => 4096,
       xSync: g(capi.SQLITE_IOERR_FSYNC, (pFile: number, _flags: number) => {
         this.fileOf(pFile).sync();
@@ -192,13 +212,17 @@ export class NodeVfs {
         return 0;
       }),
       xUnlock: (_pFile: number, _level: number) => 0,
-      xWrite: g((e) => ((e as NodeJS.ErrnoException).code === 'ENOSPC' ? capi.SQLITE_FULL : capi.SQLITE_IOERR_WRITE),
-        (pFile: number, pSrc: number, n: number, offset: bigint | number) => {
+      xWrite: (pFile: number, pSrc: number, n: number, offset: bigint | number): number => {
+        this.lastError = undefined;
+        try {
           const f = this.fileOf(pFile);
           if (f.readOnly) throw new Error('file is read-only');
-          f.write(heap(Number(pSrc), n), Number(offset));
+          f.write(wasm.heap8u(), Number(pSrc), n, Number(offset));
           return 0;
-        }),
+        } catch (e) {
+          return this.failed(e, (e as NodeJS.ErrnoException).code === 'ENOSPC' ? capi.SQLITE_FULL : capi.SQLITE_IOERR_WRITE);
+        }
+      },
     };
 
     const vfsMethods = {
