@@ -247,6 +247,15 @@ const shapedGroups: typeof groups = [
       { name: 'blufio restore', make: (s, d) => [[node, CLI, 'restore', s, '--db', d, '--quiet']], check: (s, d) => sameRows(s, d) },
     ],
   },
+  {
+    // What a blufio user does: replace the server's database, which is in WAL mode. Native
+    // `.restore` then writes every page through the WAL and checkpoints it.
+    title: 'blufio-shaped: restore over an existing WAL database',
+    commands: [
+      { name: 'sqlite3 .restore + integrity_check + FTS5 check', make: (s, d) => (existingWal(s, d), [['sqlite3', d, `.restore ${s}`], ['sqlite3', d, NATIVE_CHECKS]]), check: (s, d) => sameRows(s, d) },
+      { name: 'blufio restore', make: (s, d) => (existingWal(s, d), [[node, CLI, 'restore', s, '--db', d, '--quiet']]), check: (s, d) => sameRows(s, d) },
+    ],
+  },
 ];
 const shapedSizes = (smoke ? '8M' : value('shaped-sizes', '200M')).split(',').map(parseSize);
 
@@ -254,6 +263,13 @@ const shapedSizes = (smoke ? '8M' : value('shaped-sizes', '200M')).split(',').ma
 function existing(s: string, d: string): void {
   fs.copyFileSync(s, d);
   execFileSync('sqlite3', [d, 'UPDATE memory SET session = session + 1 WHERE id % 100 = 0']);
+}
+
+/** As existing(), in WAL mode (made outside the timing). */
+function existingWal(s: string, d: string): void {
+  for (const f of [d, `${d}-wal`, `${d}-shm`]) fs.rmSync(f, { force: true });
+  fs.copyFileSync(s, d);
+  execFileSync('sqlite3', [d, 'PRAGMA journal_mode=WAL; UPDATE memory SET session = session + 1 WHERE id % 100 = 0'], { stdio: 'ignore' });
 }
 
 interface Row {
