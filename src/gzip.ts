@@ -51,7 +51,7 @@ async function* throughZlib(z: Transform, input: AsyncIterable<Uint8Array>): Asy
  * 64 KiB or 1 MiB ones took 15–40 MiB more peak RSS. Under Deno 4 KiB: there the stream of new
  * buffers grows V8's young generation (~35 MiB more for 200 MiB through gzip or gunzip, gone with
  * `--v8-flags=--max-semi-space-size=1`, a flag a program cannot set for itself), and 4 KiB
- * buffers kept 14 MiB of it off (verify of a 200 MiB .db.gz: 131–140 -> 114–115 MiB, 0.1–0.2 s
+ * buffers kept ~20 MiB of it off (verify of a 200 MiB .db.gz: 128–137 -> 111–113 MiB, 0.1–0.2 s
  * slower; gzip of it no slower). Node and Bun were 2x slower with 4 KiB buffers.
  */
 const ZLIB_CHUNK = 'Deno' in globalThis ? 4096 : 16384;
