@@ -51,12 +51,15 @@ export function stopWhen(sqlite3: Sqlite3, db: Database, deadline?: number, inte
 
 /**
  * The check (or an fsync) is one long synchronous call: a signal that arrives meanwhile (Ctrl-C,
- * SIGTERM) waits for it, since its handler runs only between turns of the event loop. One turn
- * after it lets the handler run, so that an interrupted job stops here, before anything is
- * published.
+ * SIGTERM) waits for it, since its handler runs only when the event loop gets to it. Waiting here
+ * until it has lets the handler run, so that an interrupted job stops here, before anything is
+ * published. What that takes differs by runtime: one setImmediate can run before Node polls
+ * (a bare script missed the signal) and Deno delivered it only after a timer, not after two
+ * nested immediates (it published a backup and a restore interrupted during their check, exit 0).
+ * A timer, then an immediate (which Node runs after its next poll) is enough under all three.
  */
 export async function afterBlockingCall(signal?: AbortSignal): Promise<void> {
-  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(() => setImmediate(resolve), 0));
   throwIfAborted(signal);
 }
 

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { integrityProblems } from '../src/integrity.ts';
-import { CLI, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
+import { CLI, RUNTIMES, cleanup, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 
 const test = suite('interrupt');
 test.after.each(cleanup);
@@ -64,32 +64,52 @@ test('the integrity check is ended by the time limit, and that is never reported
   await rejects(integrityProblems(db, false, 20, undefined, Date.now() - 1), 'E_TIMEOUT');
 });
 
-test('Ctrl-C during the integrity check (one long synchronous call): exit 130 once it ends, nothing published or left', async () => {
-  const d = tmpdir();
-  // Three indexes over random keys: the check takes a good part of a second.
-  const db = path.join(d, 'indexed.db');
-  sql(db, 'CREATE TABLE t(a, b, c); INSERT INTO t SELECT randomblob(16), randomblob(16), randomblob(16) FROM generate_series(1, 250000); CREATE INDEX ia ON t(a); CREATE INDEX ib ON t(b); CREATE INDEX ic ON t(c);');
-  for (const name of ['b.db', 'b.db.age']) {
+/** Starts the CLI under `runtime` and sends SIGINT the moment its progress says the check began. */
+async function interruptCheck(runtime: string[], args: string[]) {
+  const child = spawn(runtime[0], [...runtime.slice(1), CLI, ...args, '--progress'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  let sent = false;
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+    // The moment the check starts: the signal arrives while SQLite is busy in it.
+    if (!sent && stderr.includes('Verifying integrity')) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  assert.ok(sent, stderr);
+  return { code, stderr };
+}
+
+// Each runtime delivers a signal in its own turn of the event loop (Deno published a backup and
+// a restore interrupted during the check, exit 0, until the wait after it was two turns).
+for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
+  test(`${runtimeName}: Ctrl-C during the integrity check (one long synchronous call) of a backup or a restore: exit 130 once it ends, nothing published or left`, async () => {
+    const d = tmpdir();
+    // Three indexes over random keys: the check takes a good part of a second.
+    const db = path.join(d, 'indexed.db');
+    sql(db, 'CREATE TABLE t(a, b, c); INSERT INTO t SELECT randomblob(16), randomblob(16), randomblob(16) FROM generate_series(1, 250000); CREATE INDEX ia ON t(a); CREATE INDEX ib ON t(b); CREATE INDEX ic ON t(c);');
+    for (const name of ['b.db', 'b.db.age']) {
+      const before = fs.readdirSync(d).sort();
+      const r = await interruptCheck(runtime, ['backup', path.join(d, name), '--db', db, ...(name.endsWith('.age') ? ['--recipient', 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq'] : [])]);
+      assert.is(r.code, 130, r.stderr);
+      assert.match(r.stderr, /error: interrupted; nothing was written\n$/);
+      assert.equal(fs.readdirSync(d).sort(), before, name);
+    }
+    // A restore over a WAL database, interrupted while it checks the copy it would swap in.
+    const bak = path.join(d, 'bak.db');
+    fs.copyFileSync(db, bak);
+    const target = path.join(d, 'blufio.db');
+    makeSampleDb(target, { wal: true, rows: 100 });
+    const print = fingerprint(target);
     const before = fs.readdirSync(d).sort();
-    const args = ['backup', path.join(d, name), '--db', db, '--progress', ...(name.endsWith('.age') ? ['--recipient', 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq'] : [])];
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    let sent = false;
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-      // The moment the check starts: the signal arrives while SQLite is busy in it.
-      if (!sent && stderr.includes('Verifying integrity')) {
-        sent = true;
-        child.kill('SIGINT');
-      }
-    });
-    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-    assert.ok(sent, stderr);
-    assert.is(code, 130, stderr);
-    assert.match(stderr, /error: interrupted; nothing was written\n$/);
-    assert.equal(fs.readdirSync(d).sort(), before, name);
-  }
-});
+    const r = await interruptCheck(runtime, ['restore', bak, '--db', target]);
+    assert.is(r.code, 130, r.stderr);
+    assert.is(fingerprint(target), print);
+    assert.equal(fs.readdirSync(d).sort(), before);
+  });
+}
 
 test('Ctrl-C while compressing a .gz backup: exit 130, nothing left', async () => {
   const d = tmpdir();
