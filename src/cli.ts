@@ -201,6 +201,10 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   let command = 'blufio';
   const controller = new AbortController();
   const onSigint = () => controller.abort(new Error('interrupted'));
+  // A file-size limit (`ulimit -f`) must be the error EFBIG from the write, not a silent kill:
+  // Node and Bun ignore SIGXFSZ; under Deno its default action ended the process, leaving its
+  // temporary file behind. A listener makes Deno ignore it too.
+  const onSigxfsz = () => {};
   configWarnings.clear();
   try {
     const parsed = parseArgs(COMMANDS, argv);
@@ -218,6 +222,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     const target = parsed.arg === undefined ? (command === 'keygen' ? STDOUT : '') : parsed.arg === '-' ? STDOUT : parsed.arg;
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigint);
+    process.on('SIGXFSZ', onSigxfsz);
     await runCommand(command as CommandName, target, flags, io, controller.signal);
     return 0;
   } catch (e) {
@@ -229,6 +234,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
+    process.off('SIGXFSZ', onSigxfsz);
   }
 }
 

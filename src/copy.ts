@@ -89,8 +89,8 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
           await copyAttempt(sqlite3, snapshot, viewName, destPath, { pagesPerStep: stepFor(throttle), sleepMs: throttle, attempt, deadline, opts });
         } catch (e) {
           // The destination's disk, not the source, when writing the copy failed for want of room.
-          const m = /\b(ENOSPC|EDQUOT|EROFS)\b/.exec((e as Error)?.message ?? '');
-          if (m) throw fsError(Object.assign(new Error(m[1]), { code: m[1] }), destPath, 'cannot write the copy');
+          const m = /\b(ENOSPC|EDQUOT|EFBIG|EROFS)\b|File too large \(os error 27\)/.exec((e as Error)?.message ?? '');
+          if (m) throw fsError(Object.assign(new Error(m[1] ?? 'EFBIG'), { code: m[1] ?? 'EFBIG' }), destPath, 'cannot write the copy');
           // A view torn by a concurrent writer can make SQLite fail (say, a page 1 overwritten as
           // we read it). Such a failure is real only if nothing at all was committed since begin().
           if (e instanceof BlufioError && e.code !== 'E_ABORTED' && snapshot.movedSinceBegin()) {

@@ -25,6 +25,9 @@ export function fsError(err: unknown, path: string, doing: string): BlufioError 
     case 'EDQUOT':
       return new BlufioError('E_IO', `${doing}: no space left on the device holding ${path}`,
         'free some space and try again', { cause: err });
+    case 'EFBIG':
+      return new BlufioError('E_IO', `${doing}: ${path} reached the largest file allowed here (EFBIG: a file-size limit such as \`ulimit -f\`, or the file system's own)`,
+        'raise the limit, or write to a file system that takes files this big', { cause: err });
     case 'EROFS':
       return new BlufioError('E_IO', `${doing}: ${path} is on a read-only file system`,
         'choose a place on a writable file system, or remount it read-write', { cause: err });
@@ -44,8 +47,8 @@ export function fsError(err: unknown, path: string, doing: string): BlufioError 
 export function isFileSystemError(e: unknown): boolean {
   const err = e as NodeJS.ErrnoException;
   if (err?.syscall) return true;
-  if (['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENAMETOOLONG'].includes(err?.code ?? '')) return true;
-  return /No space left on device|Disk quota exceeded|Read-only file system|Permission denied|os error (28|30|13|122)\b/i.test(String(err?.message ?? ''));
+  if (['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENAMETOOLONG'].includes(err?.code ?? '')) return true;
+  return /No space left on device|Disk quota exceeded|File too large|Read-only file system|Permission denied|os error (27|28|30|13|122)\b/i.test(String(err?.message ?? ''));
 }
 
 /**

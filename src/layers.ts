@@ -248,5 +248,5 @@ function roomIn(dir: string): number {
 /** The errno a message-only file-system error stands for (Deno), so that fsError names it. */
 function diskCode(e: unknown): string | undefined {
   const m = String((e as Error)?.message ?? '');
-  return /No space left|os error 28/i.test(m) ? 'ENOSPC' : /Disk quota|os error 122/i.test(m) ? 'EDQUOT' : /Read-only|os error 30/i.test(m) ? 'EROFS' : /Permission denied|os error 13/i.test(m) ? 'EACCES' : undefined;
+  return /No space left|os error 28/i.test(m) ? 'ENOSPC' : /Disk quota|os error 122/i.test(m) ? 'EDQUOT' : /File too large|os error 27/i.test(m) ? 'EFBIG' : /Read-only|os error 30/i.test(m) ? 'EROFS' : /Permission denied|os error 13/i.test(m) ? 'EACCES' : undefined;
 }

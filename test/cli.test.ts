@@ -146,6 +146,21 @@ test('backup - into a reader that stops early, or onto a full device: one line s
   assert.is(full.stderr, 'error: cannot stream the backup: no space left on the device holding stdout (free some space and try again)\n');
 });
 
+test('a file-size limit (ulimit -f) is an error that says so, exit 1, nothing left (Deno was killed by SIGXFSZ, leaving its temporary file)', () => {
+  const d = tmpdir();
+  const db = path.join(d, 'src.db');
+  makeSampleDb(db, { rows: 3000 });
+  assert.ok(fs.statSync(db).size > 2 * 1024 * 1024);
+  const out = tmpdir();
+  const runner = RUNTIMES[runtimeName].map((a) => `'${a}'`).join(' ');
+  for (const name of ['b.db', 'b.db.gz']) {
+    const r = spawnSync('bash', ['-c', `ulimit -f 2048; ${runner} "$CLI" backup "$OUT" --db "$DB"`], { encoding: 'utf8', env: { ...process.env, DB: db, CLI, OUT: path.join(out, name) } });
+    assert.is(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^error: cannot write the copy: .* reached the largest file allowed here \(EFBIG: a file-size limit such as `ulimit -f`, or the file system's own\) \(raise the limit, or write to a file system that takes files this big\)\n$/);
+    assert.equal(fs.readdirSync(out), []);
+  }
+});
+
 test('--help and --version exit 0', () => {
   const h = cli(['--help']);
   assert.is(h.code, 0);
