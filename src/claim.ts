@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import { hasSqliteMagic } from './core/header.ts';
 import * as path from 'node:path';
 import { BlufioError, fsError } from './errors.ts';
-import { fsyncDir, pidAlive } from './files.ts';
+import { fsyncDir, pidAlive, removeStaleTemps } from './files.ts';
 
 const CLAIM_RE = /^\.(.+)\.blufio-restore-(\d+)-(\d+)\.lock$/;
 
@@ -256,7 +256,11 @@ export function sweepStaleClaims(dir: string): void {
   for (const name of names) {
     const m = CLAIM_RE.exec(name);
     if (!m || !trusted(path.join(dir, name), path.join(dir, m[1])) || ownerAlive(Number(m[2]), Number(m[3]))) continue;
-    if (repair(path.join(dir, name), m[1])) fs.rmSync(path.join(dir, name), { force: true });
+    if (repair(path.join(dir, name), m[1])) {
+      fs.rmSync(path.join(dir, name), { force: true });
+      // The dead restore's own temporary files there (its staged copy): nobody else's.
+      removeStaleTemps(path.join(dir, m[1]));
+    }
   }
 }
 

@@ -231,6 +231,21 @@ test('a restore killed while the old file is closed to others: the next run puts
   }
 });
 
+test('a restore really killed (SIGKILL) right before the swap: `blufio verify` on the database puts it back, and leaves nothing of the dead run', async () => {
+  const { d, db, bak } = await setup(200);
+  const oldPrint = fingerprint(db);
+  const lib = path.join(path.dirname(CLI), 'index.mjs');
+  const killed = spawnSync(process.execPath, ['-e', `import(${JSON.stringify(lib)}).then((m) => m.restore(${JSON.stringify(db)}, ${JSON.stringify(bak)}, { beforeSwap: () => process.kill(process.pid, 'SIGKILL') }))`]);
+  assert.is(killed.signal, 'SIGKILL', String(killed.stderr));
+  assert.is(fs.statSync(db).mode & 0o7777, 0, 'closed to others when it died');
+  const r = spawnSync(process.execPath, [CLI, 'verify', db, '--quiet'], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.is(fingerprint(db), oldPrint);
+  assert.is(sql(db, 'PRAGMA integrity_check'), 'ok');
+  // Its claim and its staged copy are gone; the hard link it made as the safety copy stays.
+  assert.equal(fs.readdirSync(d).filter((n) => n.startsWith('.')), []);
+});
+
 test('as the database\'s owner (not root): a killed run\'s lock-out is put back by the next command; one that cannot be is refused, never copied', async () => {
   const nobody = asNobody([process.execPath]);
   if (!nobody) return skip('needs root to act as another user');
