@@ -41,6 +41,7 @@ class Window {
 
   /** Reads the window from `from`; copies what it holds of [offset, offset + n) to `mem` at `to`, and returns how much that is. */
   fill(fd: number, from: number, mem: Uint8Array, to: number, n: number, offset: number): number {
+    this.len = 0; // holds nothing while it is read (a read that throws leaves it so)
     this.start = from;
     this.len = readRange(fd, this.memory.bytes(), this.at, this.size, from);
     const got = Math.max(0, Math.min(n, this.len - (offset - from)));
