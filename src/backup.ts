@@ -80,7 +80,7 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
     let bytes: number;
     const writer = streamWriter(out, options.signal);
     try {
-      bytes = await packFile(tmp, writer.write, layers, recipients, options.signal, packing(tmp, layers, options.onProgress));
+      bytes = await packFile(tmp, writer.write, layers, recipients, options.signal, packing(tmp, layers, options.onProgress, true));
     } catch (e) {
       if (options.signal?.aborted) {
         // Part of the database may already be with the reader: say so, never "nothing was written".

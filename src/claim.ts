@@ -258,7 +258,7 @@ export function sweepStaleClaims(dir: string): void {
     if (!m || !trusted(path.join(dir, name), path.join(dir, m[1])) || ownerAlive(Number(m[2]), Number(m[3]))) continue;
     if (repair(path.join(dir, name), m[1])) {
       fs.rmSync(path.join(dir, name), { force: true });
-      // The dead restore's own temporary files there (its staged copy): nobody else's.
+      // Its staged copy there, with any other dead process's temporary files (a live one's stay).
       removeStaleTemps(path.join(dir, m[1]));
     }
   }

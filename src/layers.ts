@@ -105,11 +105,14 @@ export function packedChunks(src: string, layers: Layers, recipients: Recipient[
   return chunks;
 }
 
-/** Progress of packing the verified copy `file` into its layers: the bytes of it read so far. */
-export function packing(file: string, layers: Layers, onProgress?: ProgressCallback): ((read: number) => void) | undefined {
-  if (!onProgress) return undefined;
+/**
+ * Progress of packing the verified copy `file` into its layers: the bytes of it read so far.
+ * Without layers there is nothing to report, unless the copy is being written to stdout.
+ */
+export function packing(file: string, layers: Layers, onProgress?: ProgressCallback, toStdout = false): ((read: number) => void) | undefined {
+  const phase = layers.gzip ? 'compress' : layers.age ? 'encrypt' : toStdout ? 'stream' : null;
+  if (!onProgress || !phase) return undefined;
   const total = fs.statSync(file).size;
-  const phase = layers.gzip ? 'compress' : layers.age ? 'encrypt' : 'stream';
   onProgress({ phase, totalPages: total, remainingPages: total, attempt: 1, pageSize: 1 });
   return (read) => onProgress({ phase, totalPages: total, remainingPages: Math.max(0, total - read), attempt: 1, pageSize: 1 });
 }

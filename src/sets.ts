@@ -130,7 +130,7 @@ class FolderStore implements SetStore {
     removeStaleTemps(dest);
     const tmp = `${tempPathBeside(dest)}.out`;
     try {
-      const bytes = await packFile(file, tmp, layers, recipientsOf(keys), keys.signal, layers.gzip || layers.age ? packing(file, layers, keys.onProgress) : undefined);
+      const bytes = await packFile(file, tmp, layers, recipientsOf(keys), keys.signal, packing(file, layers, keys.onProgress));
       fs.chmodSync(tmp, 0o600);
       publish(tmp, dest, { noClobber: true });
       return { published: true, bytes };
