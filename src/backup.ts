@@ -169,7 +169,7 @@ async function backupToFile(src: string, dest: string, opts: BackupOptions, laye
         : undefined;
       copy = await buildVerifiedCopy(src, tmp, opts, 'the backup', { onCopied: startEncrypting, staging: true });
       if (encryption) {
-        bytes = await encryption.finish().catch((e: NodeJS.ErrnoException) => {
+        bytes = await encryption.finish(() => afterBlockingCall(opts.signal)).catch((e: NodeJS.ErrnoException) => {
           throw encryptionError(e, tmpOut);
         });
       } else {

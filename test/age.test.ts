@@ -129,7 +129,7 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
 }
 
 for (const cipher of ['runtime', 'wasm'] as const)
-test(`encryption thread (${cipher} cipher): any size, a job abandoned and started again, several in one process; the age CLI reads each`, async () => {
+test(`encryption thread (${cipher} cipher) and the main thread beside it: any size, a job abandoned and started again, several in one process; the age CLI reads each`, async () => {
   const d = tmpdir();
   const key = ageKey(d);
   const recipients = [parseRecipient(key.recipient)];
@@ -153,6 +153,8 @@ test(`encryption thread (${cipher} cipher): any size, a job abandoned and starte
       await enc.start(src, out);
       const bytes = await enc.finish();
       assert.is(bytes, fs.statSync(out).size);
+      // Called at once, finish() has the main thread seal beside the thread: both write groups.
+      if (size > 4 * (1 << 20)) assert.ok(enc.helped > 0 && enc.helped <= Math.ceil(size / (1 << 20)), `the main thread sealed ${enc.helped} groups`);
     } finally {
       await enc.stop();
     }
