@@ -524,7 +524,13 @@ async function recipientsFor(dest: string | null, f: CommonFlags, cfg: StorageCo
     if (fromFlags.length === 0) throw new BlufioError('E_KEY', 'the recipients files given hold no recipient', 'add age1… lines to them');
     return fromFlags;
   }
-  const configured = [...cfg.backup.ageRecipients, ...(cfg.backup.ageRecipientsFile ? recipientsInFile(cfg.backup.ageRecipientsFile) : [])];
+  const fromFile = cfg.backup.ageRecipientsFile ? recipientsInFile(cfg.backup.ageRecipientsFile) : [];
+  // A configured file that holds no key means encryption is meant and broken: never plaintext.
+  if (cfg.backup.ageRecipientsFile && fromFile.length === 0) {
+    throw new BlufioError('E_KEY', `the recipients file ${cfg.backup.ageRecipientsFile} (backup.age_recipients_file in blufio.toml) holds no recipient`,
+      'add the age1… line that blufio keygen prints to it, or remove the setting to make unencrypted backups');
+  }
+  const configured = [...cfg.backup.ageRecipients, ...fromFile];
   if (configured.length > 0 && dest !== null && !dest.toLowerCase().endsWith('.age')) {
     throw new BlufioError('E_USAGE', `blufio.toml sets backup.age_recipients${cfg.backup.ageRecipientsFile ? '_file' : ''}, so backups are encrypted, but ${dest} does not end in .age`,
       `name it ${dest}.age${dest.toLowerCase().endsWith('.gz') ? '' : ` (or ${dest}.gz.age)`} to encrypt it`);

@@ -334,6 +334,22 @@ test('blufio.toml [backup]: age_recipients encrypt, age_identity_file (relative 
   assert.not.ok(fs.existsSync(path.join(d, 'plain.db')));
 });
 
+test('blufio.toml [backup]: an age_recipients_file with no key in it is an error, never an unencrypted backup (found by an attack run)', () => {
+  const { d, db } = sample(50);
+  const conf = path.join(d, 'conf');
+  fs.mkdirSync(conf);
+  fs.writeFileSync(path.join(conf, 'recipients.txt'), '# the backup key goes here\n\n');
+  fs.writeFileSync(path.join(conf, 'blufio.toml'), `[storage]\ndatabase_path = "${db}"\n[backup]\nage_recipients_file = "recipients.txt"\n`);
+  const c = ['--config', path.join(conf, 'blufio.toml')];
+  const before = fs.readdirSync(d).sort();
+  for (const dest of ['plain.db', 'b.db.gz.age', 'set/']) {
+    const r = runCli(['backup', path.join(d, dest), ...c], { cwd: '/' });
+    assert.is(r.code, 1, `${dest}: ${r.stderr}`);
+    assert.is(r.stderr, `error: the recipients file ${path.join(conf, 'recipients.txt')} (backup.age_recipients_file in blufio.toml) holds no recipient (add the age1… line that blufio keygen prints to it, or remove the setting to make unencrypted backups)\n`);
+  }
+  assert.equal(fs.readdirSync(d).sort(), before, 'nothing written');
+});
+
 test('backup - with recipients writes an age stream (gzip inside with --gzip) that the age CLI decrypts', () => {
   const { d, db, key } = sample(300);
   const out = path.join(d, 'piped.age');
