@@ -88,6 +88,7 @@ interface CommonFlags {
   gzip?: boolean;
   at?: string;
   full?: boolean;
+  unencrypted?: boolean;
   prune?: boolean;
   keepLast?: number;
   keepHourly?: number;
@@ -127,6 +128,7 @@ const COMMANDS: CommandSpec[] = [
       opt('recipients-file', 'Encrypt an .age backup to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', '<file>', true),
       opt('gzip', 'Compress what "-" writes to stdout (a file\'s name says it: .gz)'),
       opt('full', 'In a set: a full backup, not a differential'),
+      opt('unencrypted', 'In a set whose newest backup is encrypted: write this one unencrypted, on purpose'),
       opt('prune', 'In a set: afterwards remove what [backup.retention] in blufio.toml does not keep'),
       opt('ping', 'Tell a monitor (healthchecks.io-style): GET <url> on success, <url>/fail on failure', '<url>'),
       QUIET, JSON_OUT, PROGRESS,
@@ -322,13 +324,14 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (f.gzip && !toStdout) throw new BlufioError('E_USAGE', '--gzip is for "-" (stdout): a file\'s name says whether it is compressed', `name it ${target}.gz instead`);
       const { isSet } = await import('./sets.ts');
       const toSet = !toStdout && isSet(target);
-      if ((f.full || f.prune) && !toSet) throw new BlufioError('E_USAGE', `${f.full ? '--full' : '--prune'} is for a backup set (a folder, or a path or s3:// prefix ending in /)`, `back up to a set: blufio backup ${path.dirname(target)}/`);
+      const setOnly = f.full ? '--full' : f.prune ? '--prune' : f.unencrypted ? '--unencrypted' : null;
+      if (setOnly && !toSet) throw new BlufioError('E_USAGE', `${setOnly} is for a backup set (a folder, or a path or s3:// prefix ending in /)`, `back up to a set: blufio backup ${path.dirname(target)}/`);
       if (f.prune && !Object.values(cfg.backup.retention).some((n) => n && n > 0)) {
         throw new BlufioError('E_USAGE', '--prune needs a policy: [backup.retention] in blufio.toml has no keep_* rule', 'add e.g. keep_daily = 7 and keep_weekly = 4 under [backup.retention], or run blufio prune with --keep-* rules');
       }
       const opts = {
         ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: await recipientsFor(toStdout || toSet ? null : target, f, cfg), s3: cfg.backup.s3, env: io.env,
-        full: !!f.full, fullEveryMs: cfg.backup.fullEveryDays === undefined ? undefined : cfg.backup.fullEveryDays * 86_400_000,
+        full: !!f.full, unencrypted: !!f.unencrypted, fullEveryMs: cfg.backup.fullEveryDays === undefined ? undefined : cfg.backup.fullEveryDays * 86_400_000,
       };
       const r = toStdout ? await backupToStream(cfg.databasePath, io.stdoutStream, opts) : await backup(cfg.databasePath, target, opts);
       bar?.done();

@@ -455,6 +455,8 @@ function diffSizeGuard(shown: string): Guard {
 export interface SetBackupOptions extends BackupOptions {
   /** Write a full backup even when a differential could be made. */
   full?: boolean;
+  /** Write an unencrypted backup into a set whose newest backup is encrypted (never implied by force). */
+  unencrypted?: boolean;
   /** A new full backup when the newest full one is older than this (default 7 days). */
   fullEveryMs?: number;
 }
@@ -531,13 +533,16 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
   const stem = stemOf(db);
   const files = await store.list();
   const before = entriesOf(files, stem);
-  await claimSeries(store, files, stem, db, opts);
   // Encryption never turns off by a forgotten option: a plain backup into a set whose newest
-  // backup is encrypted is refused (force: on purpose).
-  if (!layers.age && before[0]?.encrypted && !opts.force) {
+  // backup is encrypted is refused unless asked for by its own option (force, which adopts a
+  // moved database's series, once let plaintext in too: found by an attack run). Checked before
+  // the series, so that an operator fixing that refusal has already seen this one.
+  if (!layers.age && opts.unencrypted !== true && before[0]?.encrypted) {
     throw new BlufioError('E_USAGE', `the newest backup in ${store.where('')} (${before[0].name}) is encrypted, and no recipient was given for this one`,
-      'give --recipient (or backup.age_recipients in blufio.toml), or add --force to write an unencrypted backup there on purpose');
+      'give --recipient (or backup.age_recipients in blufio.toml), or add --unencrypted to write an unencrypted backup there on purpose');
   }
+  if (layers.age && opts.unencrypted) throw new BlufioError('E_USAGE', '--unencrypted was given with recipients to encrypt to', 'drop --unencrypted, or the recipients');
+  await claimSeries(store, files, stem, db, opts);
   const work = makeWorkDir('set', opts.workDir);
   try {
     ensureRoom(work, sourceBytes(db) * 2, 'the copy staged before it is packed', 'free some space there, or pass --work-dir <directory> on a file system with room');

@@ -429,6 +429,15 @@ test('encrypted sets: a new key means a full backup; a plain backup into one is 
   r = runCli(['backup', '--db', db, set], { env });
   assert.is(r.code, 2);
   assert.match(r.stderr, 'is encrypted, and no recipient was given for this one');
+  // --force (which adopts a moved database's series) never lets plaintext in: only --unencrypted.
+  const count = fs.readdirSync(set).length;
+  r = runCli(['backup', '--db', db, set, '--force'], { env });
+  assert.is(r.code, 2);
+  assert.match(r.stderr, 'add --unencrypted to write an unencrypted backup there on purpose');
+  assert.is(fs.readdirSync(set).length, count, 'nothing written');
+  r = runCli(['backup', '--db', db, set, '--unencrypted', '--recipient', keys[1]], { env });
+  assert.is(r.code, 2);
+  assert.match(r.stderr, '--unencrypted was given with recipients');
   await nextSecond();
   assert.is(runCli(['backup', '--db', db, set, '--recipient', keys[1]], { env }).code, 0);
   const [diff, base] = listJson(set);
@@ -437,6 +446,11 @@ test('encrypted sets: a new key means a full backup; a plain backup into one is 
   r = runCli(['verify', set, '--identity', path.join(d, 'k2.txt')], { env });
   assert.is(r.code, 1);
   assert.match(r.stderr, `error: the base of ${path.join(set, diff.name)}, ${path.join(set, base.name)}, is missing`);
+  await nextSecond();
+  r = runCli(['backup', '--db', db, set, '--unencrypted', '--json'], { env });
+  assert.is(r.code, 0, r.stderr);
+  assert.is(JSON.parse(r.stdout).kind, 'full');
+  assert.match(JSON.parse(r.stdout).path, /\.db\.gz$/);
 });
 
 test('a backup named in the future (a clock that jumped ahead) is not restored by default, not a base, and stops prune', async () => {
