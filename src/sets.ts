@@ -17,7 +17,7 @@
  * files, rebuilds the database in a private directory, checks both hashes, and then goes through
  * the usual verified restore. docs/sets.md has the format, the decisions and measurements.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Guard } from './gzip.ts';
@@ -146,6 +146,10 @@ class FolderStore implements SetStore {
   }
 }
 
+/** A run's claim on a name it is about to publish in a bucket (BucketStore.put). */
+const CLAIM = '.claim-';
+const CLAIM_KEY = /\.claim-[0-9a-f]{16}$/;
+
 class BucketStore implements SetStore {
   constructor(readonly client: S3Client, readonly bucket: string, readonly prefix: string, readonly opts: ObjectStorageOptions & { signal?: AbortSignal }) {}
   where = (name: string) => `s3://${this.bucket}/${this.prefix}${name}`;
@@ -160,14 +164,39 @@ class BucketStore implements SetStore {
     await download(this.client, { bucket: this.bucket, key: this.prefix + name }, file, { signal: this.opts.signal });
     return file;
   }
+  /**
+   * Publishes under `name` only if no other run does. If-None-Match alone is not enough: some
+   * S3-compatible servers ignore it (the test server did: two runs in one second both reported
+   * the same name, and one of their backups was gone). So a run first writes a claim object
+   * (`<name>.claim-<random>`), then lists the claims on that name: it goes on only if its claim is
+   * the only one, and keeps it until its upload is done. Two runs cannot both go on: each listed
+   * after writing its own claim, so the later of the two lists sees the earlier claim (S3 lists
+   * what was written before, strongly consistent since 2020). Both may see each other and give
+   * way: they take the next number (after a random pause, so that they do not meet again).
+   * Claims left by a killed run are removed an hour later by the next put.
+   */
   async put(file: string, name: string, layers: Layers, keys: KeyOptions & { signal?: AbortSignal }) {
     const loc = { bucket: this.bucket, key: this.prefix + name };
     if (await this.client.head(loc)) return { published: false, bytes: 0 };
+    const claim = { bucket: this.bucket, key: `${loc.key}${CLAIM}${randomBytes(8).toString('hex')}` };
+    await this.client.put(claim, Buffer.alloc(0), true);
     try {
+      const listed = await this.client.list(this.bucket, this.prefix);
+      const stale = Date.now() - 3_600_000;
+      for (const o of listed) {
+        if (o.key !== claim.key && CLAIM_KEY.test(o.key) && Date.parse(o.lastModified) < stale) await this.client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
+      }
+      const rivals = listed.filter((o) => o.key.startsWith(`${loc.key}${CLAIM}`) && o.key !== claim.key && Date.parse(o.lastModified) >= stale);
+      if (rivals.length > 0 || listed.some((o) => o.key === loc.key)) {
+        await new Promise((r) => setTimeout(r, 20 + Math.random() * 200));
+        return { published: false, bytes: 0 };
+      }
       return { published: true, bytes: await uploadPacked(this.client, loc, file, layers, recipientsOf(keys), { ...this.opts, force: false }) };
     } catch (e) {
       if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') return { published: false, bytes: 0 };
       throw e;
+    } finally {
+      await this.client.delete(claim).catch(() => {});
     }
   }
   async remove(name: string) {

@@ -115,6 +115,37 @@ test('two backups in the same second never overwrite each other; two at once bot
   assert.ok(list.every((b) => NAME.test(b.name)), list.map((b) => b.name).join(' '));
 });
 
+test('s3:// set: three backups at once land as three, each reporting its own object, on a server that ignores If-None-Match (found by an attack run)', async () => {
+  const server: S3Server = await startS3Server();
+  try {
+    const { db } = sample(300);
+    const env = { ...process.env, ...s3Env(server), HOME: tmpdir('blufio-home-') };
+    const set = 's3://backups/race/';
+    const run = () => new Promise<{ code: number; out: string }>((resolve) => {
+      let out = '';
+      const p = spawn(process.execPath, [CLI, 'backup', '--db', db, set, '--full', '--json'], { env });
+      p.stdout.on('data', (b) => (out += b));
+      p.on('exit', (c) => resolve({ code: c ?? -1, out }));
+    });
+    for (let round = 1; round <= 2; round++) {
+      const runs = await Promise.all([run(), run(), run()]);
+      assert.equal(runs.map((r) => r.code), [0, 0, 0]);
+      const reported = runs.map((r) => JSON.parse(r.out) as { path: string; bytes: number });
+      assert.is(new Set(reported.map((r) => r.path)).size, 3, reported.map((r) => r.path).join(' '));
+      const list = listJson(set, s3Env(server));
+      assert.is(list.length, 3 * round);
+      for (const r of reported) {
+        const entry = list.find((b) => `${set}${b.name}` === r.path);
+        assert.ok(entry, `${r.path} is in the set`);
+        assert.is(entry!.bytes, r.bytes, `${r.path} holds what its run sent`);
+      }
+      await nextSecond();
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
 test('--at before the oldest backup: exit 1, nothing changed; --at on a file is a usage error', async () => {
   const { d, db, set } = sample(100);
   assert.is(runCli(['backup', '--db', db, set]).code, 0);
