@@ -338,6 +338,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       const set = r as Partial<import('./sets.ts').SetBackupResult>;
       const how = set.kind === 'diff' ? ` (a differential: ${set.changedPages} of ${r.pages} pages changed since ${path.basename(set.base!)})` : set.kind === 'full' ? ` (a full backup${set.fullBecause ? `: ${set.fullBecause}` : ''})` : '';
       say(`Backup complete: ${formatMB(r.bytes)} written to ${toStdout ? 'stdout' : r.path}${how}`);
+      if (set.warning && !f.json) io.stderr(`warning: ${set.warning}\n`);
       let pruned: unknown;
       if (f.prune) {
         const { prune } = await import('./sets.ts');

@@ -498,6 +498,8 @@ export interface SetBackupResult extends BackupResult {
   changedPages: number;
   /** Why a full backup was made when a differential could have been: a reason for people, or null. */
   fullBecause: string | null;
+  /** Something the operator should fix though the backup succeeded (its page hashes not kept), or null. */
+  warning: string | null;
 }
 
 const DAY = 86_400_000;
@@ -618,6 +620,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
       changed = now.pages;
       ({ name, bytes } = await publishAs('full', plain));
     }
+    let warning: string | null = null;
     if (kind === 'full') {
       // Its page hashes: here for the next differential, and in a plain set beside it too. A
       // failure here costs the next backup a differential, never this backup.
@@ -625,8 +628,10 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
       try {
         fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
         fs.writeFileSync(path.join(cacheDir, `${name}.pages`), pages, { mode: 0o600 });
-      } catch {
+      } catch (e) {
         // No state directory: differentials then need the set's copy (plain sets) or wait for one.
+        // Said, or a cron job would upload full backups forever without anyone knowing why.
+        warning = `cannot keep this backup's page hashes in ${cacheDir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): ${layers.age ? 'the next backup into this encrypted set will be a full one too' : 'the next backup reads them from the set'}; make that directory writable, or set XDG_STATE_HOME`;
       }
       if (!layers.age) {
         try {
@@ -644,6 +649,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
       base: kind === 'diff' ? store.where(decision.base!.entry.name) : null,
       changedPages: changed,
       fullBecause: kind === 'full' ? decision.fullBecause : null,
+      warning,
     };
   } finally {
     fs.rmSync(work, { recursive: true, force: true });

@@ -146,6 +146,21 @@ test('s3:// set: three backups at once land as three, each reporting its own obj
   }
 });
 
+test('page hashes that cannot be kept: the backup succeeds and says so, naming the directory (found by an attack run)', () => {
+  const { d, db, set } = sample(100);
+  const notDir = path.join(d, 'not-a-directory');
+  fs.writeFileSync(notDir, '');
+  execFileSync('age-keygen', ['-o', path.join(d, 'key.txt')], { stdio: 'ignore' });
+  const recipient = execFileSync('age-keygen', ['-y', path.join(d, 'key.txt')], { encoding: 'utf8' }).trim();
+  const args = ['backup', '--db', db, set, '--quiet', '--recipient', recipient];
+  const r = runCli(args, { env: { XDG_STATE_HOME: notDir } });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`^warning: cannot keep this backup's page hashes in ${notDir}/blufio/sets/[0-9a-f]+ \\(ENOTDIR\\)`));
+  const j = runCli([...args.filter((a) => a !== '--quiet'), '--json'], { env: { XDG_STATE_HOME: notDir } });
+  assert.is(j.code, 0, j.stderr);
+  assert.match(JSON.parse(j.stdout).warning, 'cannot keep this backup');
+});
+
 test('--at before the oldest backup: exit 1, nothing changed; --at on a file is a usage error', async () => {
   const { d, db, set } = sample(100);
   assert.is(runCli(['backup', '--db', db, set]).code, 0);
