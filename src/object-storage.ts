@@ -52,9 +52,23 @@ export function clientFor(opts: ObjectStorageOptions & { signal?: AbortSignal; r
 
 /** Refuses an existing object without --force; also proves the bucket and the keys work. */
 export async function checkObjectDestination(client: S3Client, loc: S3Location, force: boolean): Promise<void> {
+  // s3://b/blufio beside a set at s3://b/blufio/ is a forgotten slash, not a new object's name
+  // (an attack run wrote a plain, unencrypted object there, which restore then took for the set).
+  // (Only a guard: credentials allowed to write but not to list still back up.)
+  const set = await setUnder(client, loc).catch(() => null);
+  if (set) {
+    throw new BlufioError('E_USAGE', `${s3Url(loc)} names one object, but ${set} holds objects (a backup set)`, `end it with / to back up into the set: ${set}`);
+  }
   if (await client.head(loc) && !force) {
     throw new BlufioError('E_DEST_EXISTS', `${s3Url(loc)} already exists`, 'choose another key, or add --force to replace it');
   }
+}
+
+/** `s3://bucket/key/` when objects are there (the set `loc` may have been meant for), else null. */
+async function setUnder(client: S3Client, loc: S3Location): Promise<string | null> {
+  if (loc.key === '' || loc.key.endsWith('/')) return null;
+  // One page (s3rver, the test server, answers max-keys=1 with an error 500).
+  return (await client.list(loc.bucket, `${loc.key}/`, 1000)).length > 0 ? `${s3Url(loc)}/` : null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +330,10 @@ export async function withDownloaded<T>(url: string, opts: ObjectStorageOptions 
   try {
     // Not named after the key: a key's last part may be longer than a file name may be.
     const file = path.join(dir, 'object');
-    await download(client, loc, file, opts);
+    await download(client, loc, file, opts).catch(async (e) => {
+      const set = e instanceof BlufioError && e.code === 'E_SOURCE_MISSING' ? await setUnder(client, loc).catch(() => null) : null;
+      throw set ? new BlufioError('E_SOURCE_MISSING', `no object at ${url}, but ${set} holds objects (a backup set)`, `end it with / to restore from the set: ${set}`) : e;
+    });
     try {
       return await fn(file);
     } catch (e) {

@@ -141,6 +141,15 @@ test('s3:// set: three backups at once land as three, each reporting its own obj
       }
       await nextSecond();
     }
+    // The set's prefix without its slash is a forgotten slash, not an object's name.
+    const noSlash = set.slice(0, -1);
+    let r = runCli(['backup', '--db', db, noSlash], { env: s3Env(server) });
+    assert.is(r.code, 2, r.stderr);
+    assert.is(r.stderr, `error: ${noSlash} names one object, but ${set} holds objects (a backup set) (end it with / to back up into the set: ${set})\n`);
+    r = runCli(['restore', '--db', path.join(tmpdir(), 'x.db'), noSlash], { env: s3Env(server) });
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, `error: no object at ${noSlash}, but ${set} holds objects (a backup set) (end it with / to restore from the set: ${set})`);
+    assert.is(listJson(set, s3Env(server)).length, 6, 'nothing added');
   } finally {
     await server.stop();
   }
