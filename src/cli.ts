@@ -474,8 +474,9 @@ async function runList(target: string, f: CommonFlags, io: Io, say: (line: strin
     return;
   }
   if (entries.length === 0) say(`${target}: no backups`);
+  // The listing is what the command is for: on stdout, for grep and files (notes stay on stderr).
   for (const e of entries) {
-    say(`${e.time.toISOString().replace('.000Z', 'Z')}  ${e.kind === 'full' ? 'full' : 'diff'}  ${formatMB(e.bytes).padStart(10)}  ${e.name}${e.base ? `  (base ${e.base})` : ''}`);
+    io.stdout(`${e.time.toISOString().replace('.000Z', 'Z')}  ${e.kind === 'full' ? 'full' : 'diff'}  ${formatMB(e.bytes).padStart(10)}  ${e.name}${e.base ? `  (base ${e.base})` : ''}\n`);
   }
 }
 

@@ -756,9 +756,11 @@ export async function withSetFile<T>(file: string, opts: ObjectStorageOptions & 
   }
 }
 
-/** Parses --at: ISO 8601 (a date alone is its midnight UTC; no zone means UTC). */
+/** Parses --at: ISO 8601, extended or basic (a date alone is its midnight UTC; no zone means UTC). */
 export function parseAt(text: string): Date {
-  const t = text.trim();
+  // ISO 8601's basic form too, the one backups are named in (20261202T082645Z).
+  const basic = /^(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})?)?(Z?)$/.exec(text.trim());
+  const t = basic ? `${basic[1]}-${basic[2]}-${basic[3]}${basic[4] ? `T${basic[4]}:${basic[5]}${basic[6] ? `:${basic[6]}` : ''}` : ''}${basic[7]}` : text.trim();
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/.exec(t);
   const bad = () => new BlufioError('E_USAGE', `--at "${text}" is not a time`, 'write it in ISO 8601, e.g. --at 2026-11-24T08:00Z (UTC unless a zone is given)');
   if (!m) throw bad();
