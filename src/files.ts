@@ -329,7 +329,7 @@ export function checkDestination(dest: string, force: boolean, what: string, dat
   const parent = statOrNull(path.dirname(dest));
   if (!parent || !parent.isDirectory()) {
     throw new BlufioError('E_DEST_DIR', `the directory ${path.dirname(dest)} does not exist`,
-      `create it first (mkdir -p ${path.dirname(dest)}) or choose another ${what} path`);
+      `create it first with mkdir -p ${path.dirname(dest)}, or choose another ${what} path`);
   }
   try {
     fs.accessSync(path.dirname(dest), fs.constants.W_OK | fs.constants.X_OK);

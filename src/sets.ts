@@ -121,7 +121,7 @@ class FolderStore implements SetStore {
   }
   async fetch(name: string) {
     const file = this.where(name);
-    if (!statOrNull(file)?.isFile()) throw new BlufioError('E_SOURCE_MISSING', `${file} does not exist`, 'check the set (blufio list shows what is there)');
+    if (!statOrNull(file)?.isFile()) throw new BlufioError('E_SOURCE_MISSING', `${file} does not exist`, 'check the set; blufio list shows what is there');
     return file;
   }
   async put(file: string, name: string, layers: Layers, keys: KeyOptions & { signal?: AbortSignal; onProgress?: ProgressCallback }) {
@@ -211,7 +211,7 @@ function openStore(set: string, opts: ObjectStorageOptions & { signal?: AbortSig
   }
   const dir = path.resolve(set);
   const st = statOrNull(dir);
-  if (!st) throw new BlufioError('E_DEST_DIR', `the backup set ${dir} does not exist`, `create it first (mkdir -p ${dir})`);
+  if (!st) throw new BlufioError('E_DEST_DIR', `the backup set ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
   if (!st.isDirectory()) throw new BlufioError('E_NOT_FILE', `${dir} is a file, not a backup set (a directory)`, 'give the directory that holds the backups, or the file itself without a trailing /');
   return new FolderStore(dir);
 }
@@ -403,7 +403,7 @@ async function materialize(store: SetStore, entry: SetEntry, work: string, keys:
     basePlain = await plainOf(header.base);
   } catch (e) {
     if (e instanceof BlufioError && e.code === 'E_SOURCE_MISSING') {
-      throw new BlufioError('E_SOURCE_MISSING', `the base of ${store.where(entry.name)}, ${store.where(header.base)}, is missing`, 'restore from another backup (blufio list shows them)');
+      throw new BlufioError('E_SOURCE_MISSING', `the base of ${store.where(entry.name)}, ${store.where(header.base)}, is missing`, 'restore from another backup; blufio list shows them');
     }
     throw e;
   }
@@ -688,7 +688,7 @@ async function chooseBase(store: SetStore, entries: SetEntry[], now: PageHashes,
 
 /** The newest backup at or before `at` (default: the newest), or an error saying what there is. */
 function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
-  if (entries.length === 0) throw new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups`, 'check the path (blufio list shows what is there)');
+  if (entries.length === 0) throw Object.assign(new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups`, 'check the path; blufio list shows what is there'), { emptySet: true });
   // By default the newest that is not named in the future (a clock that jumped ahead).
   const limit = at ? at.getTime() : Date.now() + FUTURE_SLACK;
   const pick = entries.find((e) => e.time.getTime() <= limit);
@@ -713,7 +713,7 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
   if (opts.stem !== undefined && entries.length === 0 && stems.size > 0) {
     // Never another database's backups in place of this one's.
     throw new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups of "${opts.stem}" (it holds ${[...stems].map((x) => `"${x}"`).join(', ')})`,
-      `if you mean to, say whose: --series ${[...stems][0]} (blufio list shows them)`);
+      `if you mean to, say whose: --series ${[...stems][0]}; blufio list shows them`);
   }
   if (opts.stem === undefined && stems.size > 1) {
     throw new BlufioError('E_USAGE', `the backup set ${set} holds backups of several databases (${[...stems].join(', ')})`, `say whose: --series ${[...stems][0]}`);
@@ -754,6 +754,11 @@ export async function withSetFile<T>(file: string, opts: ObjectStorageOptions & 
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** True for the error of a set that holds no backups at all (restore --if-missing starts empty then). */
+export function isEmptySet(e: unknown): boolean {
+  return e instanceof BlufioError && (e as BlufioError & { emptySet?: boolean }).emptySet === true;
 }
 
 /** Parses --at: ISO 8601, extended or basic (a date alone is its midnight UTC; no zone means UTC). */

@@ -87,7 +87,7 @@ test('failures: one line "error: ..." with what to do, exit 1, no stack trace', 
   const cases: Array<[string[], string]> = [
     [['restore', path.join(home, 'missing.db')], `error: backup file not found: ${path.join(home, 'missing.db')} (check the path of the backup file)\n`],
     [['backup', db], `error: the backup path ${db} is the database itself (choose a backup path outside the database's own files)\n`],
-    [['restore', home], `error: the backup set ${home} holds no backups (check the path (blufio list shows what is there))\n`],
+    [['restore', home], `error: the backup set ${home} holds no backups (check the path; blufio list shows what is there)\n`],
   ];
   for (const [args, expected] of cases) {
     const r = cli(args, { env });

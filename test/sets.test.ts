@@ -420,12 +420,19 @@ test('--ping tells a monitor: URL on success, URL/fail on failure, and an unreac
   assert.match(r.stderr, 'Warning: could not reach the monitor at 127.0.0.1:9');
 });
 
-test('restore --if-missing: seeds a missing database from the newest backup, leaves an existing one alone (exit 0 both)', async () => {
+test('restore --if-missing: seeds a missing database from the newest backup, leaves an existing one alone (exit 0 both); a set with no backup yet seeds nothing (exit 0, said)', async () => {
   const { d, db, set } = sample(100);
-  assert.is(runCli(['backup', '--db', db, set]).code, 0);
   const fresh = path.join(d, 'fresh', 'blufio.db');
   fs.mkdirSync(path.dirname(fresh));
-  let r = runCli(['restore', '--db', fresh, set, '--if-missing']);
+  // A first deployment: the set is still empty (found by an attack run: exit 1 stopped the container).
+  let r = runCli(['restore', '--db', fresh, set, '--if-missing', '--quiet']);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stderr, `the backup set ${set} holds no backups: nothing restored (--if-missing), the database starts empty\n`);
+  assert.not.ok(fs.existsSync(fresh));
+  r = runCli(['restore', '--db', fresh, set]);
+  assert.is(r.code, 1, 'without --if-missing an empty set is an error');
+  assert.is(runCli(['backup', '--db', db, set]).code, 0);
+  r = runCli(['restore', '--db', fresh, set, '--if-missing']);
   assert.is(r.code, 0, r.stderr);
   assert.is(fingerprint(fresh), fingerprint(db));
   sql(fresh, "INSERT INTO sessions(name) VALUES ('after seeding')");
