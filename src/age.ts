@@ -160,7 +160,8 @@ export function parseIdentityFile(text: string, file: string): Identity[] {
     if (t === '' || t.startsWith('#')) return;
     const d = t.startsWith('AGE-SECRET-KEY-1') ? bech32Decode(t) : null;
     if (!d || d.hrp !== 'age-secret-key-' || d.bytes.length !== 32) {
-      const what = t.startsWith('AGE-PLUGIN-') ? 'an age plugin key, which blufio cannot use' : t.startsWith('AGE-SECRET-KEY-PQ-') ? 'a post-quantum key, which blufio cannot use' : 'not an age secret key (AGE-SECRET-KEY-1…)';
+      const what = t.startsWith('AGE-PLUGIN-') ? 'an age plugin key, which blufio cannot use' : t.startsWith('AGE-SECRET-KEY-PQ-') ? 'a post-quantum key, which blufio cannot use'
+        : t.startsWith('age1') ? 'a public key (what backups are encrypted to), not the private key that decrypts them' : 'not an age secret key (AGE-SECRET-KEY-1…)';
       throw new BlufioError('E_KEY', `${file}:${i + 1}: ${what}`, 'give the key file that blufio keygen or age-keygen wrote');
     }
     out.push({ secretKey: d.bytes, publicKey: publicKeyOf(d.bytes) });

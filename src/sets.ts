@@ -876,7 +876,7 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
   const future = all.filter((e) => e.time.getTime() > Date.now() + FUTURE_SLACK);
   if (future.length > 0) {
     // Rules count periods back from the newest backup: one named in the future would push the real ones out.
-    throw new BlufioError('E_USAGE', `${store.where(future[0].name)}${future.length > 1 ? ` and ${future.length - 1} more` : ''} is named after now (a clock that jumped ahead?); pruning would count from it`,
+    throw new BlufioError('E_USAGE', `${store.where(future[0].name)}${future.length > 1 ? ` and ${future.length - 1} more are` : ' is'} named after now (a clock that jumped ahead?); pruning would count from it`,
       'check this machine\'s clock, and rename or remove that backup first');
   }
   const decisions: PruneDecision[] = [];

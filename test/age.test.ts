@@ -481,6 +481,12 @@ test('armored files (age -a) restore and verify; a secret key given as a recipie
   r = runCli(['verify', armored, '--identity', garbage]);
   assert.is(r.code, 1);
   assert.is(r.stderr, `error: ${garbage}:2: not an age secret key (AGE-SECRET-KEY-1…) (give the key file that blufio keygen or age-keygen wrote)\n`);
+  // The other way round: a public key where the private one is needed.
+  const pub = path.join(d, 'public.txt');
+  fs.writeFileSync(pub, `${key.recipient}\n`);
+  r = runCli(['verify', armored, '--identity', pub]);
+  assert.is(r.code, 1);
+  assert.is(r.stderr, `error: ${pub}:1: a public key (what backups are encrypted to), not the private key that decrypts them (give the key file that blufio keygen or age-keygen wrote)\n`);
 });
 
 test('an encrypted backup given as --identity is named as such; verify names the backup, never its private decrypted copy', () => {
