@@ -22,14 +22,21 @@ function bigDb(dir: string): string {
 }
 
 /** Starts the CLI, sends SIGINT once `when` says so (or after `ms`), returns exit code and stderr. */
-async function interrupt(args: string[], ms: number, opts: { env?: NodeJS.ProcessEnv; holdStdout?: boolean } = {}) {
+async function interrupt(args: string[], ms: number, opts: { env?: NodeJS.ProcessEnv; holdStdout?: boolean; when?: (stderr: string) => boolean } = {}) {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
+  let seen: () => void = () => {};
+  const said = new Promise<void>((r) => (seen = r));
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (opts.when?.(stderr)) seen();
+  });
   // A reader that does not read: a stream backup then waits in the middle of writing.
   if (opts.holdStdout) child.stdout.pause();
   else child.stdout.resume();
-  await new Promise((r) => setTimeout(r, ms));
+  // A signal sent before the job has started (a loaded machine) would meet no handler yet.
+  if (opts.when) await said;
+  else await new Promise((r) => setTimeout(r, ms));
   child.kill('SIGINT');
   if (opts.holdStdout) child.stdout.resume();
   const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
@@ -142,8 +149,11 @@ test('Ctrl-C during a restore: exit 130, the database as it was, no temporary fi
   makeSampleDb(db, { wal: true, rows: 100 });
   const print = fingerprint(db);
   const before = fs.readdirSync(d).sort();
-  const r = await interrupt(['restore', bak, '--db', db], 250);
+  // Sent at the first progress line: the copy is under way (a fixed delay met a process that had
+  // not started its job yet on a loaded machine: killed by the signal, exit code null).
+  const r = await interrupt(['restore', bak, '--db', db, '--progress'], 0, { when: (e) => e.includes('Restoring:') });
   assert.is(r.code, 130, r.stderr);
+  assert.match(r.stderr, /error: interrupted/);
   assert.is(fingerprint(db), print);
   assert.equal(fs.readdirSync(d).sort(), before);
 });
