@@ -108,7 +108,7 @@ const CONFIG = opt('config', 'Read this blufio.toml instead of the usual ones', 
 const QUIET = opt('quiet', 'Print nothing but errors');
 const JSON_OUT = opt('json', 'Print one JSON object with the result on stdout');
 const TIMEOUT = opt('timeout', 'Give up on the whole job after this long, leaving nothing behind (default: no limit; a live database\'s retries stop after 60 s)', '<seconds>');
-const WORK_DIR = opt('work-dir', 'Where a whole uncompressed copy is staged for .gz, .age and - (default: beside the file, or $TMPDIR for -; env BLUFIO_WORK_DIR)', '<dir>');
+const WORK_DIR = opt('work-dir', 'Where a whole uncompressed copy is staged for .gz, .age and - (default: beside a .gz file, a private folder in $TMPDIR for .age and -; env BLUFIO_WORK_DIR)', '<dir>');
 const IDENTITY = opt('identity', 'Decrypt an .age backup with this age key file (repeatable; default: backup.age_identity_file, env BLUFIO_AGE_IDENTITY_FILE)', '<file>', true);
 const PROGRESS = opt('progress', 'Show progress even when stderr is not a terminal: a plain line every 5 s, for logs (or BLUFIO_PROGRESS=lines; =none: never)');
 const SLEEP = opt('sleep-ms', 'Pause between copy steps in ms (default: 10 while another process has the database open, else 0)', '<n>');

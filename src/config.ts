@@ -155,6 +155,10 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
     if (!Array.isArray(b.age_recipients) || b.age_recipients.some((r) => typeof r !== 'string')) {
       throw new BlufioError('E_CONFIG', `${file}: backup.age_recipients must be a list of strings (["age1…"])`, 'fix the file');
     }
+    // An empty list is a key that was meant and not filled in: never unencrypted backups for it.
+    if (b.age_recipients.length === 0) {
+      throw new BlufioError('E_CONFIG', `${file}: backup.age_recipients is empty`, 'put the age1… line that blufio keygen prints in it, or remove the setting to make unencrypted backups');
+    }
     cfg.backup.ageRecipients = b.age_recipients as string[];
   }
   if (b.s3 !== undefined) {

@@ -67,8 +67,10 @@ export async function checkObjectDestination(client: S3Client, loc: S3Location, 
 /** `s3://bucket/key/` when objects are there (the set `loc` may have been meant for), else null. */
 async function setUnder(client: S3Client, loc: S3Location): Promise<string | null> {
   if (loc.key === '' || loc.key.endsWith('/')) return null;
-  // One page (s3rver, the test server, answers max-keys=1 with an error 500).
-  return (await client.list(loc.bucket, `${loc.key}/`, 1000)).length > 0 ? `${s3Url(loc)}/` : null;
+  // One page (s3rver, the test server, answers max-keys=1 with an error 500); objects right under
+  // the prefix, not deeper (a single backup at k/b/c.db does not make k/ a set).
+  const under = await client.list(loc.bucket, `${loc.key}/`, 1000);
+  return under.some((o) => !o.key.slice(loc.key.length + 1).includes('/')) ? `${s3Url(loc)}/` : null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -568,8 +568,11 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
   // backup is encrypted is refused unless asked for by its own option (force, which adopts a
   // moved database's series, once let plaintext in too: found by an attack run). Checked before
   // the series, so that an operator fixing that refusal has already seen this one.
-  if (!layers.age && opts.unencrypted !== true && before[0]?.encrypted) {
-    throw new BlufioError('E_USAGE', `the newest backup in ${store.where('')} (${before[0].name}) is encrypted, and no recipient was given for this one`,
+  // The newest of the whole set, any database's: a second database (or this one renamed) must not
+  // bring plaintext into an encrypted set either (found by an attack run).
+  const newest = entriesOf(files)[0];
+  if (!layers.age && opts.unencrypted !== true && newest?.encrypted) {
+    throw new BlufioError('E_USAGE', `the newest backup in ${store.where('')} (${newest.name}) is encrypted, and no recipient was given for this one`,
       'give --recipient (or backup.age_recipients in blufio.toml), or add --unencrypted to write an unencrypted backup there on purpose');
   }
   if (layers.age && opts.unencrypted) throw new BlufioError('E_USAGE', '--unencrypted was given with recipients to encrypt to', 'drop --unencrypted, or the recipients');
@@ -764,8 +767,10 @@ export function isEmptySet(e: unknown): boolean {
 /** Parses --at: ISO 8601, extended or basic (a date alone is its midnight UTC; no zone means UTC). */
 export function parseAt(text: string): Date {
   // ISO 8601's basic form too, the one backups are named in (20261202T082645Z).
-  const basic = /^(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})?)?(Z?)$/.exec(text.trim());
-  const t = basic ? `${basic[1]}-${basic[2]}-${basic[3]}${basic[4] ? `T${basic[4]}:${basic[5]}${basic[6] ? `:${basic[6]}` : ''}` : ''}${basic[7]}` : text.trim();
+  // (t and z as T and Z: ISO 8601 allows lower case.)
+  const given = text.trim().replace(/t/, 'T').replace(/z$/, 'Z');
+  const basic = /^(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})?)?(Z?)$/.exec(given);
+  const t = basic ? `${basic[1]}-${basic[2]}-${basic[3]}${basic[4] ? `T${basic[4]}:${basic[5]}${basic[6] ? `:${basic[6]}` : ''}` : ''}${basic[7]}` : given;
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/.exec(t);
   const bad = () => new BlufioError('E_USAGE', `--at "${text}" is not a time`, 'write it in ISO 8601, e.g. --at 2026-11-24T08:00Z (UTC unless a zone is given)');
   if (!m) throw bad();

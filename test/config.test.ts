@@ -106,6 +106,8 @@ test('misspelt keys and tables are errors naming file and line; other unknown ke
   fails('[storge]\ndatabase_path = "/x.db"\n', /:1: unknown table \[storge\]$/, /did you mean \[storage\]\?/);
   fails('database_path = "/x.db"\n', /:1: database_path is outside any table, so it is not read$/, /put it under \[storage\]/);
   fails('[backup]\nage_recipient = ["age1x"]\n', /:2: unknown key backup.age_recipient$/, /backup.age_recipients/);
+  // A key meant and not filled in: never unencrypted backups for it (found by an attack run).
+  fails('[backup]\nage_recipients = []\n', /backup.age_recipients is empty$/, /remove the setting to make unencrypted backups/);
   const c = cfg('title = "mine"\n[agent]\nmodel = "x"\n[storage]\ndatabase_path = "/x.db"\npool_size = 4\n');
   assert.equal(c.warnings, [
     `${f}:1: title at the top level is not read by blufio backup`,

@@ -152,6 +152,10 @@ test('s3:// set: three backups at once land as three, each reporting its own obj
     assert.is(r.code, 1, r.stderr);
     assert.match(r.stderr, `error: no object at ${noSlash}, but ${set} holds objects (a backup set) (end it with / to restore from the set: ${set})`);
     assert.is(listJson(set, s3Env(server)).length, 6, 'nothing added');
+    // Only objects right under the prefix make it a set: a backup deeper down does not.
+    assert.is(runCli(['backup', '--db', db, 's3://backups/deep/a/b/c.db', '--quiet'], { env: s3Env(server) }).code, 0);
+    r = runCli(['backup', '--db', db, 's3://backups/deep/a', '--quiet'], { env: s3Env(server) });
+    assert.is(r.code, 0, r.stderr);
   } finally {
     await server.stop();
   }
@@ -498,6 +502,12 @@ test('encrypted sets: a new key means a full backup; a plain backup into one is 
   r = runCli(['backup', '--db', db, set, '--force'], { env });
   assert.is(r.code, 2);
   assert.match(r.stderr, 'add --unencrypted to write an unencrypted backup there on purpose');
+  // Nor another database (or this one renamed): the set's newest backup decides, not the series'.
+  const other = path.join(d, 'other.db');
+  fs.copyFileSync(db, other);
+  r = runCli(['backup', '--db', other, set], { env });
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, 'is encrypted, and no recipient was given for this one');
   assert.is(fs.readdirSync(set).length, count, 'nothing written');
   r = runCli(['backup', '--db', db, set, '--unencrypted', '--recipient', keys[1]], { env });
   assert.is(r.code, 2);
