@@ -173,7 +173,7 @@ class BucketStore implements SetStore {
    * after writing its own claim, so the later of the two lists sees the earlier claim (S3 lists
    * what was written before, strongly consistent since 2020). Both may see each other and give
    * way: they take the next number (after a random pause, so that they do not meet again).
-   * Claims left by a killed run are removed an hour later by the next put.
+   * Claims left by a killed run are removed an hour later (the server's time) by the next put.
    */
   async put(file: string, name: string, layers: Layers, keys: KeyOptions & { signal?: AbortSignal }) {
     const loc = { bucket: this.bucket, key: this.prefix + name };
@@ -182,12 +182,19 @@ class BucketStore implements SetStore {
     await this.client.put(claim, Buffer.alloc(0), true);
     try {
       const listed = await this.client.list(this.bucket, this.prefix);
-      const stale = Date.now() - 3_600_000;
+      // Any other claim on this name counts, however old (a killed run's blocks only its own
+      // second's name). Others' claims an hour older than ours, by the server's clock (never by
+      // this machine's, which may be off), were left by killed runs: removed.
+      const ours = listed.find((o) => o.key === claim.key);
+      const stale = ours ? Date.parse(ours.lastModified) - 3_600_000 : NaN;
       for (const o of listed) {
-        if (o.key !== claim.key && CLAIM_KEY.test(o.key) && Date.parse(o.lastModified) < stale) await this.client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
+        if (o.key !== claim.key && CLAIM_KEY.test(o.key) && !o.key.startsWith(`${loc.key}${CLAIM}`) && Date.parse(o.lastModified) < stale) {
+          await this.client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
+        }
       }
-      const rivals = listed.filter((o) => o.key.startsWith(`${loc.key}${CLAIM}`) && o.key !== claim.key && Date.parse(o.lastModified) >= stale);
-      if (rivals.length > 0 || listed.some((o) => o.key === loc.key)) {
+      const rivals = listed.filter((o) => o.key.startsWith(`${loc.key}${CLAIM}`) && o.key !== claim.key);
+      // Our own claim not listed yet: the argument above does not hold, so give way too.
+      if (!ours || rivals.length > 0 || listed.some((o) => o.key === loc.key)) {
         await new Promise((r) => setTimeout(r, 20 + Math.random() * 200));
         return { published: false, bytes: 0 };
       }
