@@ -651,6 +651,18 @@ function sealGroup(f: typeof fs, s: GroupSealer, job: { fdIn: number; fdOut: num
 }
 
 /**
+ * Seals the groups claimed one at a time from `next`, a counter in shared memory that the
+ * encrypting thread and the main thread take from together, until no group is left; `between`
+ * runs after each (given how many this caller has sealed). Returns that count. Uses nothing but
+ * its arguments (and sealGroup): its source is also the worker's.
+ */
+async function sealClaimed(f: typeof fs, s: GroupSealer, job: { fdIn: number; fdOut: number; size: number; headBytes: number }, next: Int32Array, S: typeof SIZES, between: (sealed: number) => Promise<void> | void): Promise<number> {
+  let sealed = 0;
+  while (sealGroup(f, s, job, Atomics.add(next, 0, 1) * S.GROUP, S)) await between(++sealed);
+  return sealed;
+}
+
+/**
  * Encrypts `input` to `recipients` in the age format: the header, then the payload sealed a group
  * (1 MiB) at a time in the sealer's own buffers. Like every stage of layers.ts, what it yields is
  * valid until the next piece is asked for, and it is done with each piece of `input` before
@@ -778,6 +790,7 @@ const S = ${JSON.stringify(SIZES)};
 ${writeChunkNonce.toString()}
 ${sealBuffered.toString()}
 const sealGroup = ${sealGroup.toString()};
+const sealClaimed = ${sealClaimed.toString()};
 const sealer = ${make};
 sealer.setKey(new Uint8Array(32));
 for (let k = 0; k < S.GROUP; k++) sealer.sealChunk(k, S.CHUNK, 0);
@@ -788,20 +801,17 @@ parentPort.once('message', async ({ src, out, headBytes, key, claims }) => {
     fdIn = fs.openSync(src, 'r');
     fdOut = fs.openSync(out, 'r+');
     const job = { fdIn, fdOut, size: fs.fstatSync(fdIn).size, headBytes };
-    // Groups are claimed one at a time from a counter shared with the main thread, which joins
-    // once its check is done.
-    const next = new Int32Array(claims);
-    for (let groups = 0; sealGroup(fs, sealer, job, Atomics.add(next, 0, 1) * S.GROUP, S); ) {
-      groups++;
+    // The main thread joins once its check is done.
+    await sealClaimed(fs, sealer, job, new Int32Array(claims), S, (groups) => {
+      if (sealer.collect && groups % 8 === 0) sealer.collect();
       // The disk writes while we seal (the caller's fsync then has little left to do). A turn
       // of the event loop after asking: Deno starts an asynchronous call only when its loop
       // turns, and without one its final fsync still had 54-66 ms to write (23-27 ms with it).
       if (groups % 32 === 0) {
         fs.fdatasync(fdOut, () => {});
-        await new Promise((r) => setTimeout(r, 0));
+        return new Promise((r) => setTimeout(r, 0));
       }
-      if (sealer.collect && groups % 8 === 0) sealer.collect();
-    }
+    });
     parentPort.postMessage({ done: true });
   } catch (e) {
     parentPort.postMessage({ error: String(e && e.message), code: e && e.code });
@@ -908,19 +918,14 @@ export class EncryptionThread {
     const s = (this.helper ??= mainThreadSealer('wasm'));
     s.setKey(job.key);
     const fdIn = fs.openSync(job.src, 'r');
+    let fdOut: number | undefined;
     try {
-      const fdOut = fs.openSync(job.out, 'r+');
-      try {
-        const j = { fdIn, fdOut, size: fs.fstatSync(fdIn).size, headBytes: job.headBytes };
-        this.helped = 0;
-        while (sealGroup(fs, s, j, Atomics.add(job.next, 0, 1) * GROUP, SIZES)) {
-          if (++this.helped % 8 === 0) await pause();
-        }
-      } finally {
-        fs.closeSync(fdOut);
-      }
+      fdOut = fs.openSync(job.out, 'r+');
+      const j = { fdIn, fdOut, size: fs.fstatSync(fdIn).size, headBytes: job.headBytes };
+      this.helped = await sealClaimed(fs, s, j, job.next, SIZES, (n) => (n % 8 === 0 ? pause() : undefined));
     } finally {
       fs.closeSync(fdIn);
+      if (fdOut !== undefined) fs.closeSync(fdOut);
     }
     await job.done;
     return fs.statSync(job.out).size;

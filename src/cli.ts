@@ -377,14 +377,13 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (refused) throw new Silent();
     } else {
       const { restore } = await import('./restore.ts');
-      const { isEmptySet } = await import('./sets.ts');
       let r;
       try {
         r = await restore(cfg.databasePath, target, { ...copyOpts, walMode: cfg.walMode, onNotice: notice, onProgress, identities: await identitiesFor(f, cfg), s3: cfg.backup.s3, env: io.env, at: await atFlag(f), series: pathFlag(f.series, '--series') });
       } catch (e) {
         // A first deployment seeds from a set that has no backup yet: it starts empty (said even
         // with --quiet: a mistyped set would look the same).
-        if (!(f.ifMissing && isEmptySet(e))) throw e;
+        if (!f.ifMissing || !(await import('./sets.ts')).isEmptySet(e)) throw e;
         bar?.done();
         io.stderr(`${(e as Error).message}: nothing restored (--if-missing), the database starts empty\n`);
         if (f.json) emit(io, 'restore', { ok: true, database: cfg.databasePath, restored: false, dryRun: false, skipped: 'the set holds no backups yet (--if-missing)' });
