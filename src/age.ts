@@ -423,6 +423,11 @@ export function peekAgeFile(file: string, identities: Identity[], name: string):
   } finally {
     fs.closeSync(fd);
   }
+  return peekAge(buf, identities, name);
+}
+
+/** peekAgeFile() on the first bytes of an age file (the header and at least one chunk, or all of it). */
+export function peekAge(buf: Buffer, identities: Identity[], name: string): Uint8Array {
   if (isArmored(buf)) buf = dearmorPrefix(buf, name);
   const damaged = (why: string) => new BlufioError('E_CORRUPT', `${name} ${why}`, 'use another backup file; nothing was replaced');
   const opened = openHeader(buf, identities, name);
@@ -493,6 +498,27 @@ export async function* dearmorChunks(input: AsyncIterable<Uint8Array>, name: str
   const d = new Dearmor(name);
   for await (const piece of input) yield* d.push(Buffer.from(piece.buffer, piece.byteOffset, piece.length), false);
   yield* d.push(Buffer.alloc(0), true);
+}
+
+/**
+ * Checks what can be checked of an age file's beginning without its key: the header's form
+ * (an E_CORRUPT error naming what is damaged). `buf` holds the file's first bytes.
+ */
+export function checkAgeHeader(buf: Buffer, name: string): void {
+  if (isArmored(buf)) buf = dearmorPrefix(buf, name);
+  if (!parseHeader(buf, name) && buf.length <= MAX_HEADER) {
+    throw new BlufioError('E_CORRUPT', `${name} is cut off (truncated) inside its age header`, 'use another backup file');
+  }
+}
+
+/**
+ * True for the first bytes of a file that was meant to be an age file and whose first line is
+ * damaged: its stanza or MAC lines are there (`-> X25519 …`, `--- …`), or it starts like the magic.
+ */
+export function looksLikeDamagedAge(b: Uint8Array): boolean {
+  const text = Buffer.from(b.subarray(0, 4096)).toString('latin1');
+  if (text.startsWith(MAGIC) && text.charCodeAt(MAGIC.length) === 0x0a) return false;
+  return /^age-encryption\.org\//.test(text) || /^age-/.test(text) || /\n-> X25519 [A-Za-z0-9+/]{43}\n/.test(text) || (/\n-> [\x21-\x7e]+/.test(text.slice(0, 300)) && /\n--- [A-Za-z0-9+/]{43}\n/.test(text));
 }
 
 /** True for an armored age file (age -a). */

@@ -24,6 +24,7 @@ import { canonicalPath, checkDestination, ensureRoom, fsyncFile, makeWorkDir, on
 /** Backs up the live database at `dbPath` to `destPath` (a file, or an s3://BUCKET/KEY object). */
 export async function backup(dbPath: string, destPath: string, options: BackupOptions = {}): Promise<BackupResult> {
   sweepWorkDirs(options.workDir);
+  refuseUnencryptedOffsite(destPath, options);
   // A set (an existing folder, or a path or s3:// prefix ending in /): timestamped, differential.
   if (isSet(destPath)) return backupToSet(dbPath, destPath, options);
   if (isS3Url(destPath)) return backupToObject(dbPath, destPath, options);
@@ -97,6 +98,14 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Off the machine means encrypted, unless asked otherwise (options.unencrypted). */
+function refuseUnencryptedOffsite(dest: string, options: BackupOptions): void {
+  if (!isS3Url(dest) || (options.recipients ?? []).length > 0) return;
+  if (options.unencrypted) return;
+  throw new BlufioError('E_USAGE', `refusing to send an unencrypted backup off this machine to ${dest}`,
+    'give recipients to encrypt to (--recipient age1…), or say --unencrypted to send it unencrypted on purpose');
 }
 
 /**

@@ -31,6 +31,12 @@ export interface BackupOptions extends CopyOptions, KeyOptions, ObjectStorageOpt
   workDir?: string;
   /** For a backup to a stream: compress it (a file's name says so itself). */
   gzip?: boolean;
+  /**
+   * Send a backup to object storage (an s3:// object or set) without encrypting it, on purpose:
+   * without recipients such a backup is refused otherwise. In a set whose newest backup is
+   * encrypted, also needed for a plain one.
+   */
+  unencrypted?: boolean;
 }
 
 export interface BackupResult {

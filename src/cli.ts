@@ -63,7 +63,7 @@ const defaultIo: Io = {
   stderrColumns: () => process.stderr.columns,
 };
 
-type CommandName = 'backup' | 'restore' | 'verify' | 'keygen' | 'list' | 'prune';
+type CommandName = 'backup' | 'restore' | 'verify' | 'keygen' | 'list' | 'prune' | 'check';
 const STDOUT = '\0stdout';
 /** Timers hold at most 2^31 - 1 ms. */
 const MAX_TIMEOUT_S = 2_073_600;
@@ -100,6 +100,8 @@ interface CommonFlags {
   ifMissing?: boolean;
   progress?: boolean;
   series?: string[];
+  readData?: boolean;
+  readDataSubset?: string;
 }
 
 const opt = (name: string, help: string, value?: string, repeatable?: boolean): OptionSpec => ({ name, help, value, repeatable });
@@ -172,9 +174,21 @@ const COMMANDS: CommandSpec[] = [
   },
   {
     name: 'list', arg: '<set>',
-    summary: 'List the backups of a set (a folder or an s3:// prefix), newest first.',
-    options: [CONFIG, JSON_OUT],
+    summary: 'List the backups of a set (a folder or an s3:// prefix), newest first, and which cannot be restored (and why).',
+    options: [CONFIG, opt('identity', 'Read the headers of encrypted backups with this age key file too (repeatable; default: backup.age_identity_file, env BLUFIO_AGE_IDENTITY_FILE)', '<file>', true), JSON_OUT],
     examples: ['blufio list /var/backups/blufio/'],
+  },
+  {
+    name: 'check', arg: '<set>',
+    summary: 'Check that every backup of a set can be restored: names, headers, every differential\'s base; with --read-data, rebuild and integrity_check them. Exit 0 only when all is sound.',
+    options: [
+      opt('read-data', 'Also rebuild every backup and run integrity_check on it (downloads everything)'),
+      opt('read-data-subset', 'Rebuild and integrity_check a random share of the backups, e.g. 10%', '<n%>'),
+      opt('identity', 'Decrypt encrypted backups with this age key file (repeatable; default: backup.age_identity_file, env BLUFIO_AGE_IDENTITY_FILE)', '<file>', true),
+      SERIES, QUIET, JSON_OUT, CONFIG,
+      opt('work-dir', 'Where backups are rebuilt to be checked (default: $TMPDIR; env BLUFIO_WORK_DIR)', '<dir>'),
+    ],
+    examples: ['blufio check s3://my-bucket/blufio/', 'blufio check /var/backups/blufio/ --read-data-subset 10%'],
   },
   {
     name: 'prune', arg: '<set>',
@@ -255,6 +269,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   }
   if (name === 'list') return runList(target, f, io, say);
   if (name === 'prune') return runPrune(target, f, io, say, signal);
+  if (name === 'check') return runCheck(target, f, io, say, signal);
 
   // --timeout bounds the whole job: its abort signal ends the asynchronous steps, the deadline
   // the synchronous ones (the integrity check).
@@ -301,7 +316,9 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       try {
         await runCommand(name, target, { ...f, ping: undefined }, io, signal);
       } catch (e) {
-        await ping(`${url.replace(/\/+$/, '')}/fail`, say);
+        // The reason goes in the body (healthchecks.io keeps it): what the log would have said.
+        const why = e instanceof BlufioError ? `error: ${e.message}${e.hint ? ` (${e.hint})` : ''}` : `error: ${(e as Error)?.message ?? String(e)}`;
+        await ping(`${url.replace(/\/+$/, '')}/fail`, say, why);
         throw e;
       }
       await ping(url, say);
@@ -324,14 +341,24 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (f.gzip && !toStdout) throw new BlufioError('E_USAGE', '--gzip is for "-" (stdout): a file\'s name says whether it is compressed', `name it ${target}.gz instead`);
       const { isSet } = await import('./sets.ts');
       const toSet = !toStdout && isSet(target);
-      const setOnly = f.full ? '--full' : f.prune ? '--prune' : f.unencrypted ? '--unencrypted' : null;
-      if (setOnly && !toSet) throw new BlufioError('E_USAGE', `${setOnly} is for a backup set (a folder, or a path or s3:// prefix ending in /)`, `back up to a set: blufio backup ${path.dirname(target)}/`);
+      const { isS3Url } = await import('./s3.ts');
+      const offsite = !toStdout && isS3Url(target);
+      const setOnly = f.full ? '--full' : f.prune ? '--prune' : f.unencrypted && !offsite ? '--unencrypted' : null;
+      if (setOnly && !toSet) throw new BlufioError('E_USAGE', `${setOnly} is for a backup set (a folder, or a path or s3:// prefix ending in /)${setOnly === '--unencrypted' ? ' or object storage' : ''}`, `back up to a set: blufio backup ${path.dirname(target)}/`);
       if (f.prune && !Object.values(cfg.backup.retention).some((n) => n && n > 0)) {
         throw new BlufioError('E_USAGE', '--prune needs a policy: [backup.retention] in blufio.toml has no keep_* rule', 'add e.g. keep_daily = 7 and keep_weekly = 4 under [backup.retention], or run blufio prune with --keep-* rules');
       }
+      const recipients = await recipientsFor(toStdout || toSet ? null : target, f, cfg);
+      // Off the machine means encrypted, unless the operator says otherwise (the library refuses
+      // too; said here first in the command line's words, naming every way to give a key).
+      const unencrypted = !!f.unencrypted || (offsite && cfg.backup.unencrypted === true && recipients.length === 0);
+      if (offsite && recipients.length === 0 && !unencrypted) {
+        throw new BlufioError('E_USAGE', `refusing to send an unencrypted backup off this machine to ${target}`,
+          `give recipients to encrypt to (--recipient age1…, --recipients-file <file>, backup.age_recipients[_file] in blufio.toml, or BLUFIO_AGE_RECIPIENTS / BLUFIO_AGE_RECIPIENTS_FILE; blufio keygen makes a key), or say --unencrypted (backup.unencrypted = true) to send it unencrypted on purpose`);
+      }
       const opts = {
-        ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients: await recipientsFor(toStdout || toSet ? null : target, f, cfg), s3: cfg.backup.s3, env: io.env,
-        full: !!f.full, unencrypted: !!f.unencrypted, fullEveryMs: cfg.backup.fullEveryDays === undefined ? undefined : cfg.backup.fullEveryDays * 86_400_000,
+        ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients, s3: cfg.backup.s3, env: io.env,
+        full: !!f.full, unencrypted, fullEveryMs: cfg.backup.fullEveryDays === undefined ? undefined : cfg.backup.fullEveryDays * 86_400_000,
       };
       const r = toStdout ? await backupToStream(cfg.databasePath, io.stdoutStream, opts) : await backup(cfg.databasePath, target, opts);
       bar?.done();
@@ -342,9 +369,19 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       let pruned: unknown;
       if (f.prune) {
         const { prune } = await import('./sets.ts');
-        const p = await prune(target, cfg.backup.retention, { s3: cfg.backup.s3, env: io.env, signal });
-        pruned = { removed: p.removed.map((d) => d.name), kept: p.kept.length };
-        say(p.removed.length ? `Pruned ${p.removed.length} backup(s): ${p.removed.map((d) => d.name).join(', ')}` : 'Pruned nothing: every backup is kept by the policy');
+        try {
+          const p = await prune(target, cfg.backup.retention, { s3: cfg.backup.s3, env: io.env, signal });
+          pruned = { removed: p.removed.map((d) => d.name), kept: p.kept.length, ...(p.broken.length ? { broken: p.broken } : {}) };
+          say(p.removed.length ? `Pruned ${p.removed.length} backup(s): ${p.removed.map((d) => d.name).join(', ')}` : 'Pruned nothing: every backup is kept by the policy');
+          for (const b of p.broken) say(`  ${b.name} could never be restored (${b.problem}): removed`);
+        } catch (e) {
+          // The backup was written: said as such, and the run still fails (exit 1, /fail), so
+          // that a prune that keeps failing is seen before the set fills up.
+          if (!(e instanceof BlufioError)) throw e;
+          io.stderr(`error: the backup was written (${r.path}), but pruning failed: ${e.message}${e.hint ? ` (${e.hint})` : ''}\n`);
+          if (f.json) emit(io, 'backup', { ok: true, ...r, prune: { ok: false, error: { code: e.code, message: e.message, hint: e.hint } } });
+          throw new Silent(`the backup was written (${r.path}), but pruning failed: ${e.message}`);
+        }
       }
       if (f.json) emit(io, 'backup', { ok: true, ...r, ...(pruned ? { pruned } : {}) });
     } else if (f.dryRun) {
@@ -429,9 +466,9 @@ async function runVerify(target: string, f: CommonFlags, io: Io, say: (line: str
  * Tells a monitor how the run went (healthchecks.io's convention: GET the URL, or URL/fail).
  * A monitor that cannot be reached never fails the backup: a warning, within 10 s.
  */
-async function ping(url: string, say: (line: string) => void): Promise<void> {
+async function ping(url: string, say: (line: string) => void, body?: string): Promise<void> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000), ...(body === undefined ? {} : { method: 'POST', body }) });
     await res.arrayBuffer().catch(() => {});
     if (!res.ok) say(`Warning: the monitor at ${hostOf(url)} answered ${res.status}`);
   } catch (e) {
@@ -475,19 +512,34 @@ async function atFlag(f: CommonFlags): Promise<Date | undefined> {
   return (await import('./sets.ts')).parseAt(f.at);
 }
 
-/** `blufio list <set>`: newest first, one line each; --json for scripts. */
+/**
+ * `blufio list <set>`: newest first, one line each, and which cannot be restored (and why); --json
+ * for scripts. Each backup's first bytes are read (its header; a key opens an encrypted one).
+ */
 async function runList(target: string, f: CommonFlags, io: Io, say: (line: string) => void): Promise<void> {
-  const { listSet } = await import('./sets.ts');
+  const { listMembers } = await import('./sets.ts');
   const cfg = await loadConfig(f, io, say);
-  const entries = await listSet(target, { s3: cfg.backup.s3, env: io.env });
+  const entries = await listMembers(target, { s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg) });
   if (f.json) {
-    emit(io, 'list', { ok: true, backups: entries.map((e) => ({ name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}) })) });
+    emit(io, 'list', {
+      ok: true,
+      backups: entries.map((e) => ({
+        name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}),
+        restorable: e.restorable, ...(e.problem ? { problem: e.problem } : {}), checked: e.checked, ...(e.future ? { future: true } : {}),
+      })),
+    });
     return;
   }
   if (entries.length === 0) say(`${target}: no backups`);
   // The listing is what the command is for: on stdout, for grep and files (notes stay on stderr).
   for (const e of entries) {
-    io.stdout(`${e.time.toISOString().replace('.000Z', 'Z')}  ${e.kind === 'full' ? 'full' : 'diff'}  ${formatMB(e.bytes).padStart(10)}  ${e.name}${e.base ? `  (base ${e.base})` : ''}\n`);
+    const mark = !e.restorable ? `  UNRESTORABLE: ${e.problem}` : e.future ? '  (named in the future: a clock that jumped?)' : '';
+    io.stdout(`${e.time.toISOString().replace('.000Z', 'Z')}  ${e.kind === 'full' ? 'full' : 'diff'}  ${formatMB(e.bytes).padStart(10)}  ${e.name}${e.base ? `  (base ${e.base})` : ''}${mark}\n`);
+  }
+  const broken = entries.filter((e) => !e.restorable).length;
+  if (broken > 0) {
+    const newest = entries.find((e) => e.restorable && !e.future);
+    say(`warning: ${broken} backup(s) cannot be restored${newest ? `; the newest that can is ${newest.name}` : '; none can'} (blufio prune removes differentials whose base is gone; blufio check tells more)`);
   }
 }
 
@@ -496,15 +548,39 @@ async function runPrune(target: string, f: CommonFlags, io: Io, say: (line: stri
   const { prune } = await import('./sets.ts');
   const cfg = await loadConfig(f, io, say);
   const keep = (v: unknown, name: string) => (v === undefined ? undefined : intFlag(v, name, 0));
-  const policy = {
+  const given = {
     last: keep(f.keepLast, '--keep-last'), hourly: keep(f.keepHourly, '--keep-hourly'), daily: keep(f.keepDaily, '--keep-daily'),
     weekly: keep(f.keepWeekly, '--keep-weekly'), monthly: keep(f.keepMonthly, '--keep-monthly'), yearly: keep(f.keepYearly, '--keep-yearly'),
   };
+  // No --keep-* given: blufio.toml's [backup.retention], the policy `backup --prune` applies (so
+  // that `prune --dry-run` previews exactly what the nightly run removes).
+  const fromFlags = Object.values(given).some((n) => n !== undefined);
+  const policy = fromFlags ? given : cfg.backup.retention;
   const r = await prune(target, policy, { dryRun: !!f.dryRun, s3: cfg.backup.s3, env: io.env, signal });
-  if (f.json) emit(io, 'prune', { ok: true, ...r });
-  for (const d of r.removed) say(`${r.dryRun ? 'would remove' : 'removed'}  ${d.name}`);
+  if (f.json) emit(io, 'prune', { ok: true, policy: fromFlags ? 'flags' : 'backup.retention', ...r });
+  if (!fromFlags) say(`Policy from [backup.retention]: ${Object.entries(policy).filter(([, n]) => n).map(([k, n]) => `keep_${k} = ${n}`).join(', ')}`);
+  for (const d of r.removed) say(`${r.dryRun ? 'would remove' : 'removed'}  ${d.name}${d.problem ? `  (it can never be restored: ${d.problem})` : ''}`);
   for (const d of r.kept) say(`keep          ${d.name}  (${d.keptBecause.join(', ')})`);
   say(`${r.dryRun ? 'Dry run: would remove' : 'Removed'} ${r.removed.length} backup(s), kept ${r.kept.length}`);
+}
+
+/** `blufio check <set>`: every backup restorable? A report (or JSON); exit 1 when anything checked is not sound. */
+async function runCheck(target: string, f: CommonFlags, io: Io, say: (line: string) => void, signal: AbortSignal): Promise<void> {
+  if (f.readData && f.readDataSubset !== undefined) throw new BlufioError('E_USAGE', '--read-data and --read-data-subset were both given', 'give one: --read-data reads every backup');
+  let pct = f.readData ? 100 : 0;
+  if (f.readDataSubset !== undefined) {
+    const m = /^(\d+(?:\.\d+)?)%?$/.exec(String(f.readDataSubset).trim());
+    pct = m ? Number(m[1]) : NaN;
+    if (!(pct > 0 && pct <= 100)) throw new BlufioError('E_USAGE', `--read-data-subset takes a share above 0 and at most 100%, not "${String(f.readDataSubset)}"`, 'e.g. --read-data-subset 10%');
+  }
+  const { checkSet } = await import('./set-check.ts');
+  const cfg = await loadConfig(f, io, say);
+  const r = await checkSet(target, { readDataPercent: pct, s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg), stem: pathFlag(f.series, '--series'), workDir: workDir(f, io), signal });
+  if (f.json) emit(io, 'check', r);
+  for (const p of r.problems) say(`PROBLEM  ${p.name}: ${p.problem}`);
+  for (const n of r.notes) say(`note     ${n}`);
+  say(`${r.set}: ${r.ok ? 'OK' : 'FAILED'}, ${r.backups} backup(s), ${r.headersRead} header(s) read, ${r.dataRead} rebuilt and integrity_checked${r.ok ? '' : `, ${r.problems.length} problem(s)`}`);
+  if (!r.ok) throw new Silent(`${r.problems.length} problem(s) in ${r.set}: ${r.problems[0].name}: ${r.problems[0].problem}`);
 }
 
 /** `blufio keygen [file]`: a new age key; the private key to the file (0600, never over another) or stdout. */
@@ -543,12 +619,13 @@ async function recipientsFor(dest: string | null, f: CommonFlags, cfg: StorageCo
   const fromFile = cfg.backup.ageRecipientsFile ? recipientsInFile(cfg.backup.ageRecipientsFile) : [];
   // A configured file that holds no key means encryption is meant and broken: never plaintext.
   if (cfg.backup.ageRecipientsFile && fromFile.length === 0) {
-    throw new BlufioError('E_KEY', `the recipients file ${cfg.backup.ageRecipientsFile} (backup.age_recipients_file in blufio.toml) holds no recipient`,
+    throw new BlufioError('E_KEY', `the recipients file ${cfg.backup.ageRecipientsFile} (${cfg.backup.recipientsFrom === 'BLUFIO_AGE_RECIPIENTS_FILE' ? 'BLUFIO_AGE_RECIPIENTS_FILE' : 'backup.age_recipients_file in blufio.toml'}) holds no recipient`,
       'add the age1… line that blufio keygen prints to it, or remove the setting to make unencrypted backups');
   }
   const configured = [...cfg.backup.ageRecipients, ...fromFile];
   if (configured.length > 0 && dest !== null && !dest.toLowerCase().endsWith('.age')) {
-    throw new BlufioError('E_USAGE', `blufio.toml sets backup.age_recipients${cfg.backup.ageRecipientsFile ? '_file' : ''}, so backups are encrypted, but ${dest} does not end in .age`,
+    const from = cfg.backup.recipientsFrom?.startsWith('BLUFIO_') ? `the environment sets ${cfg.backup.recipientsFrom}` : `blufio.toml sets backup.age_recipients${cfg.backup.ageRecipientsFile ? '_file' : ''}`;
+    throw new BlufioError('E_USAGE', `${from}, so backups are encrypted, but ${dest} does not end in .age`,
       `name it ${dest}.age${dest.toLowerCase().endsWith('.gz') ? '' : ` (or ${dest}.gz.age)`} to encrypt it`);
   }
   return configured;
@@ -619,7 +696,7 @@ function emit<T extends { ok: boolean; command?: string }>(io: Io, command: stri
 /** What blufio.toml set that is not read (config.ts), for the JSON object of this run (main() empties it). */
 const configWarnings = new Set<string>();
 
-/** A failure already reported in full: exit 1, print nothing more. */
+/** A failure already reported in full: exit 1, print nothing more (its message is for a --ping's /fail). */
 class Silent extends Error {}
 
 /** --work-dir, else BLUFIO_WORK_DIR, else none (each operation's default place). */
@@ -683,7 +760,9 @@ function report(e: unknown, command: string, json: boolean, io: Io): number {
       // stdout itself is what failed: the line on stderr above is all there is.
     }
   }
-  if (err.code === 'E_USAGE') return 2;
+  // A setup that is wrong (usage, blufio.toml, a bad value) is 2: a monitor tells "it never
+  // started" from "the backup failed" (1).
+  if (err.code === 'E_USAGE' || err.code === 'E_CONFIG') return 2;
   if (err.code === 'E_ABORTED') return 130;
   return 1;
 }

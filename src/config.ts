@@ -36,6 +36,10 @@ export interface BackupConfig {
   retention: Partial<Record<'last' | 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly', number>>;
   /** backup.full_every_days: in a set, a new full backup once the newest is older (default 7). */
   fullEveryDays?: number;
+  /** backup.unencrypted: send backups to object storage unencrypted on purpose (they are refused otherwise without recipients). */
+  unencrypted?: boolean;
+  /** Where the recipients come from, for messages ("backup.age_recipients in blufio.toml", "BLUFIO_AGE_RECIPIENTS"). */
+  recipientsFrom?: string;
 }
 
 export interface ConfigInput {
@@ -100,6 +104,20 @@ export function resolveConfig(input: ConfigInput = {}): StorageConfig {
     cfg.walMode = parseBool(env.BLUFIO_STORAGE_WAL_MODE, 'BLUFIO_STORAGE_WAL_MODE');
   }
   if (env.BLUFIO_AGE_IDENTITY_FILE) cfg.backup.ageIdentityFile = expandPath(env.BLUFIO_AGE_IDENTITY_FILE, home, cwd);
+  // Recipients from the environment alone (a container, a systemd unit's Environment=) replace
+  // blufio.toml's. Set and empty is a key that was meant and not filled in (an unset variable in
+  // a compose file): an error, never an unencrypted backup.
+  for (const name of ['BLUFIO_AGE_RECIPIENTS', 'BLUFIO_AGE_RECIPIENTS_FILE'] as const) {
+    if (env[name] !== undefined && env[name]!.trim() === '') {
+      throw new BlufioError('E_CONFIG', `${name} is set but empty`, `put ${name === 'BLUFIO_AGE_RECIPIENTS' ? 'the age1… key that blufio keygen prints in it' : 'the path of a recipients file in it'}, or unset it`);
+    }
+  }
+  if (env.BLUFIO_AGE_RECIPIENTS !== undefined || env.BLUFIO_AGE_RECIPIENTS_FILE !== undefined) {
+    cfg.backup.ageRecipients = (env.BLUFIO_AGE_RECIPIENTS ?? '').split(/[\s,]+/).filter(Boolean);
+    cfg.backup.ageRecipientsFile = env.BLUFIO_AGE_RECIPIENTS_FILE ? expandPath(env.BLUFIO_AGE_RECIPIENTS_FILE, home, cwd) : undefined;
+    cfg.backup.recipientsFrom = env.BLUFIO_AGE_RECIPIENTS_FILE ? 'BLUFIO_AGE_RECIPIENTS_FILE' : 'BLUFIO_AGE_RECIPIENTS';
+  }
+  cfg.warnings.push(...envWarnings(env));
   if (input.db) cfg.databasePath = expandPath(input.db, home, cwd);
   return cfg;
 }
@@ -160,6 +178,11 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
       throw new BlufioError('E_CONFIG', `${file}: backup.age_recipients is empty`, 'put the age1… line that blufio keygen prints in it, or remove the setting to make unencrypted backups');
     }
     cfg.backup.ageRecipients = b.age_recipients as string[];
+    cfg.backup.recipientsFrom = 'backup.age_recipients in blufio.toml';
+  }
+  if (b.unencrypted !== undefined) {
+    if (typeof b.unencrypted !== 'boolean') throw new BlufioError('E_CONFIG', `${file}: backup.unencrypted must be true or false`, 'fix the file');
+    cfg.backup.unencrypted = b.unencrypted;
   }
   if (b.s3 !== undefined) {
     if (typeof b.s3 !== 'object' || b.s3 === null || Array.isArray(b.s3)) throw new BlufioError('E_CONFIG', `${file}: backup.s3 must be a table ([backup.s3])`, 'fix the file');
@@ -203,7 +226,7 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
 /** The keys blufio's backup reads, by table ("" is the top level: only tables there). */
 const KNOWN: Record<string, string[]> = {
   storage: ['database_path', 'wal_mode'],
-  backup: ['age_recipients', 'age_recipients_file', 'age_identity_file', 'full_every_days', 's3', 'retention'],
+  backup: ['age_recipients', 'age_recipients_file', 'age_identity_file', 'full_every_days', 's3', 'retention', 'unencrypted'],
 };
 
 /**
@@ -235,6 +258,33 @@ function checkKeys(cfg: StorageConfig, doc: Record<string, unknown>, file: strin
       cfg.warnings.push(`${at(table, key)}: unknown key ${table}.${key} is ignored (blufio backup reads ${table}.${keys.join(`, ${table}.`)})`);
     }
   }
+}
+
+/** The BLUFIO_* variables blufio backup reads. */
+export const KNOWN_ENV = [
+  'BLUFIO_STORAGE_DATABASE_PATH', 'BLUFIO_STORAGE_WAL_MODE', 'BLUFIO_AGE_IDENTITY_FILE', 'BLUFIO_AGE_RECIPIENTS', 'BLUFIO_AGE_RECIPIENTS_FILE',
+  'BLUFIO_WORK_DIR', 'BLUFIO_PROGRESS', 'BLUFIO_DEBUG',
+];
+/** Read by the tests and tracing only: never named in a suggestion, never warned about. */
+const QUIET_ENV = ['BLUFIO_TRACE', 'BLUFIO_TEST_CRASH_AT'];
+
+/**
+ * BLUFIO_* variables that look meant for blufio backup and are not read: a guessed
+ * BLUFIO_BACKUP_AGE_RECIPIENTS was silently ignored, and backups went out unencrypted. The blufio
+ * server has variables of its own: only those in our namespaces (BLUFIO_AGE_*, BLUFIO_BACKUP_*,
+ * BLUFIO_S3_*) or close to one we read are named, with the nearest we read.
+ */
+function envWarnings(env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('BLUFIO_') || KNOWN_ENV.includes(name) || QUIET_ENV.includes(name)) continue;
+    const plain = name.replace(/^BLUFIO_(BACKUP_)+/, 'BLUFIO_').replace(/^BLUFIO_S3_/, 'BLUFIO_');
+    const lower = KNOWN_ENV.map((k) => k.toLowerCase());
+    const near = KNOWN_ENV.includes(plain) ? plain : (nearest(name, lower, 3) ?? nearest(plain, lower, 3))?.toUpperCase();
+    if (!near && !/^BLUFIO_(AGE|BACKUP|S3)_/.test(name)) continue;
+    out.push(`environment: ${name} is not read by blufio backup${near ? ` (did you mean ${near}?)` : ` (it reads ${KNOWN_ENV.join(', ')}; S3 settings come from the AWS_* variables)`}`);
+  }
+  return out;
 }
 
 /** The line where `key` is set in `table` ("" for the top level, or [key] itself), by a plain scan. */

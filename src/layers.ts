@@ -10,7 +10,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AGE_MAGIC, dearmorChunks, isArmoredAgeFile, isAgeFile, openChunks, parseIdentityFile, parseRecipient, peekAgeFile, sealChunks, type Identity, type Recipient } from './age.ts';
+import { gunzipSync, constants as zlibConstants } from 'node:zlib';
+import { AGE_MAGIC, checkAgeHeader, dearmorChunks, isArmoredAgeFile, isAgeFile, looksLikeDamagedAge, openChunks, parseIdentityFile, parseRecipient, peekAge, peekAgeFile, sealChunks, type Identity, type Recipient } from './age.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import type { ProgressCallback } from './core/progress.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
@@ -197,7 +198,57 @@ export function layersOfFile(file: string, keys: KeyOptions): Layers {
     const first = peekAgeFile(file, ids, file);
     return { age: true, armor, gzip: first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b };
   }
+  if (size > 0) refuseDamagedAge(firstBytes(file, 4096), file);
   return { age: false, gzip: size >= 2 && isGzip(file) };
+}
+
+/** An age file whose first line was damaged is said to be one, not "not an SQLite database". */
+function refuseDamagedAge(head: Uint8Array, shown: string): void {
+  if (looksLikeDamagedAge(head)) {
+    throw new BlufioError('E_CORRUPT', `${shown} is an age file whose header is damaged (its first line is not age-encryption.org/v1)`, 'use another backup file');
+  }
+}
+
+function firstBytes(file: string, n: number): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(n);
+    return b.subarray(0, fs.readSync(fd, b, 0, n, 0));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Bytes of packed input fed to gunzip by plainPrefix(): bounds what it can expand to (~16 MiB). */
+const PREFIX_GZ_BYTES = 16 * 1024;
+
+/**
+ * What the first bytes of a packed backup (`packed`: its first ~100 KiB, or all of it) unpack to:
+ * at least the first few KiB of the plain file, or all of it when it is shorter. Reads what it
+ * can without the key: an encrypted file without identities is an E_KEY error after its header's
+ * form was checked (E_CORRUPT when damaged). For listings and checks, which read no whole file.
+ */
+export function plainPrefix(packed: Buffer, keys: KeyOptions, shown: string): Uint8Array {
+  let plain: Uint8Array = packed;
+  if (packed.subarray(0, AGE_MAGIC.length).equals(AGE_MAGIC) || packed.toString('latin1', 0, 200).trimStart().startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) {
+    const ids = identitiesOf(keys);
+    if (ids.length === 0) {
+      checkAgeHeader(packed, shown);
+      throw new BlufioError('E_KEY', `${shown} is encrypted (age); no identity was given to read it`, 'pass --identity <key file>, or set backup.age_identity_file in blufio.toml or BLUFIO_AGE_IDENTITY_FILE');
+    }
+    plain = peekAge(packed, ids, shown);
+  } else {
+    refuseDamagedAge(packed, shown);
+  }
+  if (plain.length >= 2 && plain[0] === 0x1f && plain[1] === 0x8b) {
+    try {
+      // A prefix of a gzip stream: what it decodes to so far (a sync flush, not an end).
+      return gunzipSync(plain.subarray(0, PREFIX_GZ_BYTES), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    } catch (e) {
+      throw gunzipError(e, shown);
+    }
+  }
+  return plain;
 }
 
 /**

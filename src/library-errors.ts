@@ -27,6 +27,7 @@ const WORDS: Array<[RegExp, string]> = [
   [/--at\b/g, 'at'],
   [/--gzip/g, 'gzip: true'],
   [/--full/g, 'full: true'],
+  [/--unencrypted/g, 'unencrypted: true'],
 ];
 
 const translate = (s: string | undefined) => (s === undefined ? s : WORDS.reduce((t, [re, word]) => t.replace(re, word), s));

@@ -224,6 +224,8 @@ export class S3Client {
    */
   async send(r: Req): Promise<Res> {
     const tries = Math.max(1, this.opts.retries ?? 5);
+    // A connection cut mid-transfer, and how far it got: said if every try fails.
+    let cut = null as { bytes: number | undefined; times: number } | null;
     for (let attempt = 1; ; attempt++) {
       throwIfAborted(this.opts.signal);
       let res: Res;
@@ -232,11 +234,12 @@ export class S3Client {
         res = await this.once(r, () => (timedOut = true));
       } catch (e) {
         throwIfAborted(this.opts.signal);
+        if (isDroppedConnection(e)) cut = { bytes: (e as { sentBytes?: number }).sentBytes, times: (cut?.times ?? 0) + 1 };
         if ((timedOut || isDroppedConnection(e)) && attempt < tries) {
           await backoff(attempt, this.opts.signal);
           continue;
         }
-        throw this.networkError(e, timedOut);
+        throw this.networkError(e, timedOut, r, attempt, cut);
       }
       if ((res.status >= 200 && res.status < 300) || r.ok?.includes(res.status)) {
         // A body nobody will read is drained, so that its connection closes.
@@ -276,6 +279,8 @@ export class S3Client {
       }, limit);
       req.on('error', (e) => {
         clearTimeout(timer);
+        // How much of the request went out before it failed (a cut connection is told so).
+        if (body) Object.assign(e, { sentBytes: Math.min(body.length, Math.max(0, (req.socket?.bytesWritten ?? 0) - headerBytes(headers))) });
         reject(e);
       });
       req.on('response', (msg) => {
@@ -316,15 +321,28 @@ export class S3Client {
     }
   }
 
-  private networkError(e: unknown, timedOut: boolean): BlufioError {
+  private networkError(e: unknown, timedOut: boolean, r: Req, attempts: number, cut: { bytes: number | undefined; times: number } | null): BlufioError {
     const where = this.config.endpoint;
     if (timedOut) return new BlufioError('E_IO', `the S3 endpoint ${where} did not answer in time`, 'check the endpoint and the network, or try again');
+    const what = r.loc.key ? s3Url(r.loc as S3Location) : `s3://${r.loc.bucket}/`;
+    const sending = r.body !== undefined && r.body.length > 0;
+    if (cut && isDroppedConnection(e)) {
+      const size = sending ? r.body!.length : undefined;
+      const after = cut.bytes !== undefined && size !== undefined ? ` after ${cut.bytes} of ${size} bytes` : '';
+      return new BlufioError('E_IO', `the connection to the S3 endpoint ${where} was cut while ${sending ? 'sending' : 'reading'} ${what}${after}; it was tried ${attempts} time${attempts === 1 ? '' : 's'} (--retries), cut each time`,
+        'check the network between here and the endpoint (a proxy or firewall that drops long transfers?), then try again', { cause: e });
+    }
+    if (cut) {
+      // Cut mid-transfer, then gone altogether: both are worth knowing.
+      return new BlufioError('E_IO', `the connection to the S3 endpoint ${where} was cut while ${sending ? 'sending' : 'reading'} ${what}${cut.bytes !== undefined && sending ? ` after ${cut.bytes} of ${r.body!.length} bytes` : ''}, and retrying it failed: ${networkWhy(e)}`,
+        'check that the server is up and the network, then try again', { cause: e });
+    }
     const cause = (e as { cause?: { code?: string; message?: string } })?.cause ?? (e as { code?: string; message?: string });
     const code = cause?.code ?? '';
     if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY/i.test(code) || /certificate|ssl|tls/i.test(cause?.message ?? '')) {
       return new BlufioError('E_IO', `TLS error talking to the S3 endpoint ${where}: ${code || cause?.message}`, 'check the endpoint\'s address and certificate (NODE_EXTRA_CA_CERTS adds a private CA)', { cause: e });
     }
-    const why = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'its host name does not resolve' : code || (cause?.message ?? (e as Error).message);
+    const why = networkWhy(e);
     return new BlufioError('E_IO', `cannot reach the S3 endpoint ${where}: ${why}`, 'check the endpoint (AWS_ENDPOINT_URL_S3, or endpoint in [backup.s3]) and that the server is up', { cause: e });
   }
 
@@ -334,6 +352,14 @@ export class S3Client {
     const hint = (s: string) => s;
     if (code === 'SignatureDoesNotMatch') {
       return new BlufioError('E_PERMISSION', `the S3 server refused the signature (SignatureDoesNotMatch): the secret key does not match the access key (${this.config.credentialSource})`, hint('check AWS_SECRET_ACCESS_KEY (or the profile\'s aws_secret_access_key)'));
+    }
+    if (code === 'RequestTimeTooSkewed') {
+      // Not a permission: this machine's clock and the server's differ by more than S3 allows.
+      const t = (tag: string) => parseAmzTime(new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(body)?.[1] ?? '');
+      const req = t('RequestTime');
+      const srv = t('ServerTime');
+      const by = !Number.isNaN(req) && !Number.isNaN(srv) ? `by ${Math.round(Math.abs(req - srv) / 1000)} s (${req > srv ? 'this machine is ahead' : 'this machine is behind'})` : 'by more than 15 minutes';
+      return new BlufioError('E_IO', `the S3 server refused the request because this machine's clock and the server's differ ${by} (RequestTimeTooSkewed: S3 allows 15 minutes)`, 'set this machine\'s clock right (timedatectl set-ntp true, or chronyd), then try again');
     }
     if (code === 'InvalidAccessKeyId') {
       return new BlufioError('E_PERMISSION', `the S3 server does not know the access key (InvalidAccessKeyId; from ${this.config.credentialSource})`, 'check AWS_ACCESS_KEY_ID, and that the endpoint is the one the key belongs to');
@@ -398,6 +424,23 @@ export class S3Client {
     return out;
   }
 
+  /** The object's first `bytes` bytes (all of it when it is shorter): one ranged GET. */
+  async getPrefix(loc: S3Location, bytes: number): Promise<Buffer> {
+    const res = await this.send({ method: 'GET', loc, headers: { range: `bytes=0-${bytes - 1}` } });
+    const parts: Buffer[] = [];
+    let got = 0;
+    // A server that ignores Range sends it all: read no more than asked.
+    for await (const c of res.body as AsyncIterable<Buffer>) {
+      parts.push(c);
+      got += c.length;
+      if (got >= bytes) {
+        (res.body as { destroy?: () => void }).destroy?.();
+        break;
+      }
+    }
+    return Buffer.concat(parts).subarray(0, bytes);
+  }
+
   /** A streamed GET; the caller reads res.body. */
   get(loc: S3Location): Promise<Res> {
     return this.send({ method: 'GET', loc });
@@ -452,12 +495,30 @@ export function expectedEtag(partMd5s: Buffer[], multipart: boolean): string {
   return multipart ? `"${md5(Buffer.concat(partMd5s)).toString('hex')}-${partMd5s.length}"` : `"${partMd5s[0].toString('hex')}"`;
 }
 
+/** An S3 time: ISO 8601 (2026-12-07T03:45:00Z) or SigV4's basic form (20261207T034500Z); NaN if neither. */
+function parseAmzTime(s: string): number {
+  const basic = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s.trim());
+  return basic ? Date.UTC(+basic[1], +basic[2] - 1, +basic[3], +basic[4], +basic[5], +basic[6]) : s ? Date.parse(s) : NaN;
+}
+
 function encodeRfc3986(s: string): string {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 function unxml(s: string): string {
   return s.replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&#(\d+);/g, (_, n) => String.fromCharCode(Number(n))).replace(/&amp;/g, '&');
+}
+
+/** What a network failure was, in a few words. */
+function networkWhy(e: unknown): string {
+  const cause = (e as { cause?: { code?: string; message?: string } })?.cause ?? (e as { code?: string; message?: string });
+  const code = cause?.code ?? '';
+  return code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'its host name does not resolve' : code || (cause?.message ?? (e as Error).message);
+}
+
+/** The bytes a request's head takes on the wire (roughly: for telling how much of a body went out). */
+function headerBytes(headers: Record<string, string>): number {
+  return 64 + Object.entries(headers).reduce((n, [k, v]) => n + k.length + v.length + 4, 0);
 }
 
 /** A reset, a closed socket, a server that hung up: worth another try. Refused or unknown hosts are not. */

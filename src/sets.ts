@@ -27,7 +27,8 @@ import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError, renamed } from './errors.ts';
 import { ensureRoom, makeWorkDir, publish, removeStaleTemps, statOrNull, tempPathBeside } from './files.ts';
-import { layersOfFile, packFile, packing, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
+import { layersOfFile, packFile, packing, plainPrefix, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
+import { hasSqliteMagic } from './core/header.ts';
 import { clientFor, download, stateDir, uploadPacked, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url, parseS3Url, type S3Client } from './s3.ts';
 
@@ -93,7 +94,7 @@ function nameFor(stem: string, time: Date, seq: number, kind: 'full' | 'diff', l
 // ---------------------------------------------------------------------------------------------
 // Where a set lives: a folder or an s3:// prefix, behind one small interface.
 
-interface SetStore {
+export interface SetStore {
   /** What to call a file of the set in messages and results (a path or an s3:// URL). */
   where(name: string): string;
   list(): Promise<Array<{ name: string; bytes: number }>>;
@@ -102,6 +103,8 @@ interface SetStore {
   /** Publishes the local file as `name`; false when a file of that name exists (never replaced). */
   put(file: string, name: string, layers: Layers, keys: KeyOptions & { signal?: AbortSignal; onProgress?: ProgressCallback }): Promise<{ published: boolean; bytes: number }>;
   remove(name: string): Promise<void>;
+  /** The first `bytes` bytes of `name` (all of it when shorter): headers, without fetching whole files. */
+  peek(name: string, bytes: number): Promise<Buffer>;
 }
 
 class FolderStore implements SetStore {
@@ -143,6 +146,21 @@ class FolderStore implements SetStore {
   }
   async remove(name: string) {
     fs.rmSync(this.where(name), { force: true });
+  }
+  async peek(name: string, bytes: number) {
+    const file = this.where(name);
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch (e) {
+      throw fsError(e, file, 'cannot read the backup set');
+    }
+    try {
+      const b = Buffer.alloc(bytes);
+      return b.subarray(0, readFully(fd, b, 0));
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 }
 
@@ -209,9 +227,12 @@ class BucketStore implements SetStore {
   async remove(name: string) {
     await this.client.delete({ bucket: this.bucket, key: this.prefix + name });
   }
+  peek(name: string, bytes: number) {
+    return this.client.getPrefix({ bucket: this.bucket, key: this.prefix + name }, bytes);
+  }
 }
 
-function openStore(set: string, opts: ObjectStorageOptions & { signal?: AbortSignal; retries?: number }): SetStore {
+export function openStore(set: string, opts: ObjectStorageOptions & { signal?: AbortSignal; retries?: number }): SetStore {
   if (isS3Url(set)) {
     const loc = parseS3Url(set.endsWith('/') ? set : `${set}/`, false);
     return new BucketStore(clientFor(opts), loc.bucket, loc.key, opts);
@@ -228,7 +249,7 @@ export async function listSet(set: string, opts: ObjectStorageOptions & { stem?:
   return entriesOf(await openStore(set, opts).list(), opts.stem);
 }
 
-function entriesOf(files: Array<{ name: string; bytes: number }>, stem?: string): SetEntry[] {
+export function entriesOf(files: Array<{ name: string; bytes: number }>, stem?: string): SetEntry[] {
   const out: SetEntry[] = [];
   for (const f of files) {
     const p = parseName(f.name);
@@ -237,6 +258,116 @@ function entriesOf(files: Array<{ name: string; bytes: number }>, stem?: string)
     out.push({ ...entry, bytes: f.bytes });
   }
   return out.sort((a, b) => b.time.getTime() - a.time.getTime() || b.seq - a.seq);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is restorable. A set changes outside blufio (a lifecycle rule that expires old objects,
+// `aws s3 rm`, a sync tool): every listing says which backups would fail to restore, and why.
+
+/** A backup of a set, and whether it can be restored. */
+export interface SetMember extends SetEntry {
+  /** False when its restore would fail: its base is gone or is not the file it was made from, its header is damaged. */
+  restorable: boolean;
+  /** Why not, for people (null when restorable). */
+  problem: string | null;
+  /** How far it was checked: its name against the listing, or its header too (an encrypted one needs a key). */
+  checked: 'name' | 'header';
+  /** Named more than 5 minutes after this machine's now (a clock that jumped ahead, or is behind now). */
+  future: boolean;
+}
+
+/** Bytes read from the start of each backup to check its header: an age header and its first chunk. */
+const HEAD_BYTES = 96 * 1024;
+
+/** What the listing alone shows is wrong with a backup: a differential whose base is gone. */
+function problemByName(e: SetEntry, names: ReadonlySet<string>): string | null {
+  return e.kind === 'diff' && !names.has(e.base!) ? `its base ${e.base} is missing` : null;
+}
+
+/**
+ * Every backup of the listing, with what can be told of its restorability: from the names (a
+ * differential's base is there), and with `headers`, from the first bytes of each file (its
+ * layers open, it holds a database or a differential, a differential's header names its base
+ * and the base's size, and the base's SHA-256 where its page hashes are known). A backup that
+ * cannot be read without a key is checked by name only: never called damaged for that.
+ */
+export async function assess(store: SetStore, files: Array<{ name: string; bytes: number }>, entries: SetEntry[], opts: { headers: boolean; keys?: KeyOptions; cacheDir?: string }): Promise<SetMember[]> {
+  const names = new Set(files.map((f) => f.name));
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  const now = Date.now();
+  const found = new Map<string, { problem: string | null; checked: 'name' | 'header' }>();
+  const headerOf = async (e: SetEntry): Promise<{ problem: string | null; checked: 'name' | 'header' }> => {
+    const shown = store.where(e.name);
+    let plain: Uint8Array;
+    try {
+      plain = plainPrefix(await store.peek(e.name, HEAD_BYTES), opts.keys ?? {}, shown);
+    } catch (err) {
+      if (err instanceof BlufioError && err.code === 'E_KEY') return { problem: null, checked: 'name' };
+      if (err instanceof BlufioError && (err.code === 'E_CORRUPT' || err.code === 'E_NOT_SQLITE')) return { problem: err.message.replace(`${shown} `, '').replace(shown, 'it'), checked: 'header' };
+      throw err;
+    }
+    if (e.kind === 'full') return { problem: hasSqliteMagic(plain) ? null : 'it does not hold an SQLite database', checked: 'header' };
+    let header: DiffHeader;
+    try {
+      header = parseDiffHeader(plain, shown).header;
+    } catch (err) {
+      return { problem: (err as Error).message.replace(`${shown} `, ''), checked: 'header' };
+    }
+    if (header.base !== e.base) return { problem: `it names ${header.base} as its base inside, ${e.base} in its name (renamed?)`, checked: 'header' };
+    const base = byName.get(e.base!);
+    if (base && header.baseBytes !== undefined && header.baseBytes !== base.bytes) {
+      return { problem: `its base ${e.base} is not the file it was made from (${base.bytes} bytes; it was made from one of ${header.baseBytes})`, checked: 'header' };
+    }
+    const baseSha = base ? await pagesSha256(store, names, base.name, opts.cacheDir) : null;
+    if (baseSha && baseSha !== header.baseSha256) return { problem: `its base ${e.base} is not the backup it was made from (the SHA-256 its page hashes record differs)`, checked: 'header' };
+    return { problem: null, checked: 'header' };
+  };
+  if (opts.headers) {
+    // A few at a time: one request each on object storage.
+    const queue = [...entries];
+    await Promise.all(Array.from({ length: Math.min(8, queue.length) }, async () => {
+      for (let e = queue.shift(); e; e = queue.shift()) found.set(e.name, await headerOf(e));
+    }));
+  }
+  const problemOf = (e: SetEntry): string | null => {
+    const own = problemByName(e, names) ?? found.get(e.name)?.problem ?? null;
+    if (own || e.kind === 'full') return own;
+    const baseProblem = found.get(e.base!)?.problem;
+    return baseProblem ? `its base ${e.base} cannot be restored (${baseProblem})` : null;
+  };
+  return entries.map((e) => {
+    const problem = problemOf(e);
+    return { ...e, restorable: problem === null, problem, checked: found.get(e.name)?.checked ?? 'name', future: e.time.getTime() > now + FUTURE_SLACK };
+  });
+}
+
+/** The SHA-256 a full backup's page hashes record (this machine's copy, else the set's), or null. */
+async function pagesSha256(store: SetStore, names: ReadonlySet<string>, name: string, cacheDir?: string): Promise<string | null> {
+  const local = cacheDir ? path.join(cacheDir, `${name}.pages`) : null;
+  try {
+    let head: Buffer | null = null;
+    if (local && fs.existsSync(local)) {
+      const fd = fs.openSync(local, 'r');
+      try {
+        head = Buffer.alloc(4096);
+        head = head.subarray(0, fs.readSync(fd, head, 0, head.length, 0));
+      } finally {
+        fs.closeSync(fd);
+      }
+    } else if (names.has(`${name}.pages`)) {
+      head = await store.peek(`${name}.pages`, 4096);
+    }
+    return head ? pagesMeta(head)?.sha256 ?? null : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The backups of a set (of one series when `stem` is given), newest first, each with whether it can be restored. */
+export async function listMembers(set: string, opts: ObjectStorageOptions & KeyOptions & { stem?: string; signal?: AbortSignal; headers?: boolean } = {}): Promise<SetMember[]> {
+  const store = openStore(set, opts);
+  const files = await store.list();
+  return assess(store, files, entriesOf(files, opts.stem), { headers: opts.headers ?? true, keys: opts, cacheDir: hashCacheDir(set, opts) });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +421,19 @@ function encodePages(h: PageHashes): Buffer {
 
 const recipientsKey = (recipients: string[]) => (recipients.length ? createHash('sha256').update([...recipients].sort().join('\n')).digest('hex').slice(0, 32) : '');
 
+/** The first line of a page-hashes file (its size, SHA-256, …), from its first bytes. */
+function pagesMeta(b: Buffer): { pageSize: number; pages: number; sha256: string; bytes?: number; recipients?: string } | null {
+  if (!b.subarray(0, PAGES_MAGIC.length).equals(Buffer.from(PAGES_MAGIC))) return null;
+  const nl = b.indexOf(0x0a, PAGES_MAGIC.length);
+  if (nl < 0) return null;
+  try {
+    const meta = JSON.parse(b.subarray(PAGES_MAGIC.length, nl).toString('utf8'));
+    return typeof meta?.sha256 === 'string' ? meta : null;
+  } catch {
+    return null;
+  }
+}
+
 function decodePages(b: Buffer): PageHashes | null {
   if (!b.subarray(0, PAGES_MAGIC.length).equals(Buffer.from(PAGES_MAGIC))) return null;
   const nl = b.indexOf(0x0a, PAGES_MAGIC.length);
@@ -309,7 +453,7 @@ function decodePages(b: Buffer): PageHashes | null {
  * whoever holds the storage which pages are equal); plain sets also keep them in the set, beside
  * their backup (`<name>.pages`), so that another machine can go on making differentials.
  */
-function hashCacheDir(set: string, opts: ObjectStorageOptions): string {
+export function hashCacheDir(set: string, opts: ObjectStorageOptions): string {
   // One set, one id, however it is spelled (a link, a relative path, a trailing slash).
   let where = isS3Url(set) ? set.replace(/\/?$/, '/') : path.resolve(set);
   try {
@@ -341,15 +485,17 @@ interface DiffHeader {
   sha256: string;
   /** Pages the differential holds. */
   changed: number;
+  /** The base's size as published (packed): a base replaced by another file is told from the listing. Since 0.2. */
+  baseBytes?: number;
 }
 
 /** Writes the pages of `file` whose hashes differ from `base`'s (or lie past its end) to `out`. */
-function writeDiff(file: string, now: PageHashes, base: PageHashes, baseName: string, out: string): number {
+function writeDiff(file: string, now: PageHashes, base: PageHashes, baseEntry: SetEntry, out: string): number {
   const changed: number[] = [];
   for (let p = 0; p < now.pages; p++) {
     if (p >= base.pages || !now.hashes.subarray(p * HASH_BYTES, (p + 1) * HASH_BYTES).equals(base.hashes.subarray(p * HASH_BYTES, (p + 1) * HASH_BYTES))) changed.push(p);
   }
-  const header: DiffHeader = { base: baseName, baseSha256: base.sha256, pageSize: now.pageSize, pages: now.pages, sha256: now.sha256, changed: changed.length };
+  const header: DiffHeader = { base: baseEntry.name, baseSha256: base.sha256, pageSize: now.pageSize, pages: now.pages, sha256: now.sha256, changed: changed.length, baseBytes: baseEntry.bytes };
   const fdIn = fs.openSync(file, 'r');
   const fdOut = fs.openSync(out, 'wx', 0o600);
   try {
@@ -372,31 +518,43 @@ function readDiffHeader(file: string, shown: string): { header: DiffHeader; offs
   const fd = fs.openSync(file, 'r');
   try {
     const buf = Buffer.alloc(4096);
-    const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    const nl = buf.indexOf(0x0a, DIFF_MAGIC.length);
-    if (!buf.subarray(0, DIFF_MAGIC.length).equals(Buffer.from(DIFF_MAGIC)) || nl < 0 || nl >= n) {
-      throw new BlufioError('E_CORRUPT', `${shown} is not a blufio differential (no header)`, 'use another backup');
-    }
-    const header = JSON.parse(buf.subarray(DIFF_MAGIC.length, nl).toString('utf8')) as DiffHeader;
-    if (!validGeometry(header.pageSize, header.pages) || !Number.isInteger(header.changed) || header.changed < 0 || header.changed > header.pages
-      || typeof header.sha256 !== 'string' || typeof header.baseSha256 !== 'string' || typeof header.base !== 'string') throw new Error('bad header');
-    return { header, offset: nl + 1 };
-  } catch (e) {
-    if (e instanceof BlufioError) throw e;
-    throw new BlufioError('E_CORRUPT', `${shown} has a damaged header`, 'use another backup', { cause: e });
+    return parseDiffHeader(buf.subarray(0, fs.readSync(fd, buf, 0, buf.length, 0)), shown);
   } finally {
     fs.closeSync(fd);
   }
 }
 
+/** A differential's header from its first bytes (4 KiB hold it), and where its pages start. */
+export function parseDiffHeader(buf: Uint8Array, shown: string): { header: DiffHeader; offset: number } {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, 4096));
+  const nl = b.indexOf(0x0a, DIFF_MAGIC.length);
+  if (!b.subarray(0, DIFF_MAGIC.length).equals(Buffer.from(DIFF_MAGIC)) || nl < 0) {
+    throw new BlufioError('E_CORRUPT', `${shown} is not a blufio differential (no header)`, 'use another backup');
+  }
+  try {
+    const header = JSON.parse(b.subarray(DIFF_MAGIC.length, nl).toString('utf8')) as DiffHeader;
+    if (!validGeometry(header.pageSize, header.pages) || !Number.isInteger(header.changed) || header.changed < 0 || header.changed > header.pages
+      || typeof header.sha256 !== 'string' || typeof header.baseSha256 !== 'string' || typeof header.base !== 'string'
+      || (header.baseBytes !== undefined && !Number.isSafeInteger(header.baseBytes))) throw new Error('bad header');
+    return { header, offset: nl + 1 };
+  } catch (e) {
+    throw new BlufioError('E_CORRUPT', `${shown} has a damaged header`, 'use another backup', { cause: e });
+  }
+}
+
 /** The local, plain database of a set's entry in `work`: unpacked, and for a differential rebuilt from its base. */
-async function materialize(store: SetStore, entry: SetEntry, work: string, keys: KeyOptions, signal?: AbortSignal): Promise<string> {
+export async function materialize(store: SetStore, entry: SetEntry, work: string, keys: KeyOptions, signal?: AbortSignal): Promise<string> {
   let unpacked = 0;
   const plainOf = async (name: string): Promise<string> => {
     const packed = await store.fetch(name, work);
-    const layers = layersOfFile(packed, keys);
     const plain = path.join(work, `plain-${++unpacked}`);
-    await unpackPlain(packed, plain, layers, keys, signal, parseName(name)?.kind === 'diff' ? diffSizeGuard(store.where(name)) : undefined);
+    try {
+      const layers = layersOfFile(packed, keys);
+      await unpackPlain(packed, plain, layers, keys, signal, parseName(name)?.kind === 'diff' ? diffSizeGuard(store.where(name)) : undefined);
+    } catch (e) {
+      // Named as the user knows it (s3://… or the set's file), never by the private download.
+      throw renamed(renamed(e, packed, store.where(name)), plain, store.where(name));
+    }
     return plain;
   };
   if (entry.kind === 'full') return plainOf(entry.name);
@@ -511,7 +669,7 @@ export interface SetBackupResult extends BackupResult {
 
 const DAY = 86_400_000;
 /** How far ahead of this machine's clock a backup's name may be before it counts as "in the future". */
-const FUTURE_SLACK = 5 * 60_000;
+export const FUTURE_SLACK = 5 * 60_000;
 
 /**
  * One series per database: the first backup of a stem into a set records the database's path
@@ -599,7 +757,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     let changed = now.pages;
     if (decision.base) {
       const diffFile = path.join(work, 'backup.diff');
-      changed = writeDiff(plain, now, decision.base.hashes, decision.base.entry.name, diffFile);
+      changed = writeDiff(plain, now, decision.base.hashes, decision.base.entry, diffFile);
       if (changed * now.pageSize * 2 > now.pages * now.pageSize) {
         decision.fullBecause = `${Math.round((100 * changed) / Math.max(1, now.pages))} % of the pages changed (a differential pays below 50 %)`;
         changed = now.pages;
@@ -611,13 +769,26 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     // Named after the time the state was taken, rounded up to the second (the state is never
     // newer than its name); a name already there (another run in the same second) is never
     // replaced: the next number is taken.
-    const taken = new Date(Math.ceil(copy.takenAt / 1000) * 1000);
+    // Never named before the newest backup of its series (nor so before its base): a clock that
+    // stepped back (NTP correcting a fast clock) would make "newest" an older state. Then it is
+    // named in the newest's second, after it. (Names more than 5 minutes ahead are from a clock
+    // that jumped: not trusted as newest, never a base; blufio check and prune name them.)
+    let taken = new Date(Math.ceil(copy.takenAt / 1000) * 1000);
+    let firstSeq = 0;
+    const newestOfSeries = before.find((e) => e.time.getTime() <= Date.now() + FUTURE_SLACK);
+    const clockWarning = newestOfSeries && taken.getTime() < newestOfSeries.time.getTime()
+      ? `this machine's clock (${new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')}) is behind the set's newest backup ${newestOfSeries.name}: this one is named after it, so that it is the newest state; check the clock (timedatectl)`
+      : null;
+    if (newestOfSeries && taken.getTime() <= newestOfSeries.time.getTime()) {
+      taken = newestOfSeries.time;
+      firstSeq = newestOfSeries.seq + 1;
+    }
     const publishAs = async (k: 'full' | 'diff', f: string) => {
-      for (let seq = 0; ; seq++) {
+      for (let seq = firstSeq; ; seq++) {
         const n = nameFor(stem, taken, seq, k, layers, k === 'diff' ? decision.base!.entry : undefined);
         const r = await store.put(f, n, layers, opts);
         if (r.published) return { name: n, bytes: r.bytes };
-        if (seq === 99) throw new BlufioError('E_DEST_EXISTS', `${store.where(n)} and 99 others of the same second exist`, 'try again in a second');
+        if (seq >= firstSeq + 99) throw new BlufioError('E_DEST_EXISTS', `${store.where(n)} and 99 others of the same second exist`, 'try again in a second');
       }
     };
     let { name, bytes } = await publishAs(kind, file);
@@ -630,7 +801,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
       changed = now.pages;
       ({ name, bytes } = await publishAs('full', plain));
     }
-    let warning: string | null = null;
+    let warning: string | null = clockWarning;
     if (kind === 'full') {
       // Its page hashes: here for the next differential, and in a plain set beside it too. A
       // failure here costs the next backup a differential, never this backup.
@@ -641,7 +812,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
       } catch (e) {
         // No state directory: differentials then need the set's copy (plain sets) or wait for one.
         // Said, or a cron job would upload full backups forever without anyone knowing why.
-        warning = `cannot keep this backup's page hashes in ${cacheDir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): ${layers.age ? 'the next backup into this encrypted set will be a full one too' : 'the next backup reads them from the set'}; make that directory writable, or set XDG_STATE_HOME`;
+        warning = `${warning ? `${warning}; ` : ''}cannot keep this backup's page hashes in ${cacheDir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): ${layers.age ? 'the next backup into this encrypted set will be a full one too' : 'the next backup reads them from the set'}; make that directory writable, or set XDG_STATE_HOME`;
       }
       if (!layers.age) {
         try {
@@ -717,7 +888,8 @@ function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
  */
 export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions & KeyOptions & { at?: Date; stem?: string; workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string) => Promise<T>): Promise<T> {
   const store = openStore(set, opts);
-  const all = entriesOf(await store.list());
+  const files = await store.list();
+  const all = entriesOf(files);
   const entries = opts.stem === undefined ? all : all.filter((e) => e.stem === opts.stem);
   const stems = new Set(all.map((e) => e.stem));
   if (opts.stem !== undefined && entries.length === 0 && stems.size > 0) {
@@ -729,9 +901,24 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
     throw new BlufioError('E_USAGE', `the backup set ${set} holds backups of several databases (${[...stems].join(', ')})`, `say whose: --series ${[...stems][0]}`);
   }
   const entry = pickEntry(entries, set, opts.at);
+  const names = new Set(files.map((f) => f.name));
   const work = makeWorkDir('set', opts.workDir);
   try {
-    const file = await materialize(store, entry, work, opts, opts.signal);
+    let file: string;
+    try {
+      const missing = problemByName(entry, names);
+      if (missing) throw new BlufioError('E_SOURCE_MISSING', missing);
+      file = await materialize(store, entry, work, opts, opts.signal);
+    } catch (e) {
+      // Never an older state in its place, and never without saying which one can be restored.
+      if (!(e instanceof BlufioError) || !['E_SOURCE_MISSING', 'E_CORRUPT', 'E_NOT_SQLITE'].includes(e.code)) throw e;
+      const older = entries.slice(entries.indexOf(entry) + 1).find((x) => !problemByName(x, names));
+      const which = opts.at ? `the newest backup at or before ${opts.at.toISOString()}` : 'the newest backup';
+      // --at takes the newest of its second: when the older one shares it, it is named by its file.
+      const take = older && (older.time.getTime() === entry.time.getTime() ? `give its file instead of the set: ${store.where(older.name)}` : `take it with --at ${older.time.toISOString().replace('.000Z', 'Z')}`);
+      throw new BlufioError(e.code, `${which} in ${store.where('')}, ${entry.name}, cannot be restored: ${e.message.replace(`${store.where(entry.name)} `, '').replace(store.where(entry.name), 'it')}`,
+        older ? `the newest one before it whose base is there is ${older.name}: ${take}; blufio check ${set} tells which are sound` : `no older backup of it can be restored either; blufio check ${set} tells more`, { cause: e });
+    }
     const where = store.where(entry.name);
     try {
       return await fn(file, entry, where);
@@ -808,6 +995,8 @@ export interface PruneDecision {
   kind: 'full' | 'diff';
   /** Why it stays ("last", "daily", "base of …", "newest full"), or null when it goes. */
   keptBecause: string[];
+  /** For a backup that can never be restored (a differential whose base is gone): why. Such a backup is removed and counts for no rule. */
+  problem?: string;
 }
 
 /** The UTC bucket of a time for each rule (ISO weeks for weekly). */
@@ -873,14 +1062,16 @@ export interface PruneResult {
   dryRun: boolean;
   kept: PruneDecision[];
   removed: PruneDecision[];
+  /** Backups that could never be restored (removed with the others, or would be with dryRun), with why. */
+  broken: Array<{ name: string; problem: string }>;
 }
 
 /** Applies `policy` to every series in the set; removes what no rule keeps (not with dryRun). */
 export async function prune(set: string, policy: RetentionPolicy, opts: ObjectStorageOptions & { dryRun?: boolean; signal?: AbortSignal; stem?: string } = {}): Promise<PruneResult> {
   if (!Object.values(policy).some((n) => typeof n === 'number' && n > 0)) {
     const zeros = Object.values(policy).some((n) => n === 0);
-    throw new BlufioError('E_USAGE', zeros ? 'every --keep-* rule given is 0: nothing would be kept, so nothing is pruned' : 'prune needs at least one --keep-* rule',
-      'e.g. blufio prune <set> --keep-daily 7 --keep-weekly 4 (at least one rule above 0)');
+    throw new BlufioError('E_USAGE', zeros ? 'every --keep-* rule given is 0: nothing would be kept, so nothing is pruned' : 'prune needs a policy: no --keep-* rule was given and [backup.retention] in blufio.toml has none',
+      'e.g. blufio prune <set> --keep-daily 7 --keep-weekly 4, or keep_daily = 7 under [backup.retention] (at least one rule above 0)');
   }
   const store = openStore(set, opts);
   const files = await store.list();
@@ -891,10 +1082,20 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
     throw new BlufioError('E_USAGE', `${store.where(future[0].name)}${future.length > 1 ? ` and ${future.length - 1} more are` : ' is'} named after now (a clock that jumped ahead?); pruning would count from it`,
       'check this machine\'s clock, and rename or remove that backup first');
   }
-  const decisions: PruneDecision[] = [];
-  for (const stem of new Set(all.map((e) => e.stem))) decisions.push(...planPrune(all.filter((e) => e.stem === stem), policy));
-  const removed = decisions.filter((d) => d.keptBecause.length === 0);
   const names = new Set(files.map((f) => f.name));
+  // A differential whose base is gone can never be restored: it is removed, and counts for no
+  // rule (a --keep-last 2 that kept two of them would remove the only backup that restores).
+  const broken = all.flatMap((e) => {
+    const problem = problemByName(e, names);
+    return problem ? [{ entry: e, problem }] : [];
+  });
+  const sound = all.filter((e) => !broken.some((b) => b.entry === e));
+  const decisions: PruneDecision[] = [];
+  for (const stem of new Set(sound.map((e) => e.stem))) decisions.push(...planPrune(sound.filter((e) => e.stem === stem), policy));
+  const removed = [
+    ...decisions.filter((d) => d.keptBecause.length === 0),
+    ...broken.map(({ entry: e, problem }) => ({ name: e.name, time: e.time.toISOString(), kind: e.kind, keptBecause: [], problem })),
+  ];
   if (!opts.dryRun) {
     // Differentials first, then full backups: a run killed midway never leaves a differential
     // without its base (a base goes only when none of its differentials stays).
@@ -910,5 +1111,5 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
       if (p?.pages && !kept.has(f.name.slice(0, -'.pages'.length)) && (opts.stem === undefined || p.stem === opts.stem)) await store.remove(f.name);
     }
   }
-  return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, kept: decisions.filter((d) => d.keptBecause.length > 0), removed };
+  return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, kept: decisions.filter((d) => d.keptBecause.length > 0), removed, broken: broken.map((b) => ({ name: b.entry.name, problem: b.problem })) };
 }

@@ -131,7 +131,7 @@ test('config mistakes: a path-like unknown [storage] key is an error, not anothe
   const bad = path.join(d, 'bad.toml');
   fs.writeFileSync(bad, '[storage]\ndatabase = "data.db"\n');
   const r = cli(['backup', path.join(d, 'b.db'), '--config', bad, '--quiet']);
-  assert.equal([r.code, r.stderr], [1, `error: ${bad}:2: unknown key storage.database (did you mean storage.database_path?)\n`]);
+  assert.equal([r.code, r.stderr], [2, `error: ${bad}:2: unknown key storage.database (did you mean storage.database_path?)\n`]);
   const sub = path.join(d, 'sub.toml');
   fs.writeFileSync(sub, '[backup.retension]\nkeep_last = 1\n');
   assert.match(cli(['backup', path.join(d, 'b.db'), '--config', sub]).stderr, new RegExp(`^error: ${sub}:1: unknown key backup.retension`));

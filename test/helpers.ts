@@ -88,6 +88,25 @@ export function cli(args: string[], opts: { env?: Record<string, string>; cwd?: 
 }
 
 /**
+ * cli() without blocking this process: for tests whose servers (a monitor, a proxy) run in it
+ * and must answer while the CLI runs.
+ */
+export function cliAsync(args: string[], opts: { env?: Record<string, string>; runtime?: string[] } = {}): Promise<Run> {
+  const home = opts.env?.HOME ?? tmpdir('blufio-home-');
+  const rt = opts.runtime ?? [process.execPath];
+  const child = spawn(rt[0], [...rt.slice(1), CLI, ...args], {
+    cwd: home,
+    env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), XDG_DATA_HOME: path.join(home, '.local/share'), ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c) => (stdout += c));
+  child.stderr!.on('data', (c) => (stderr += c));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+/**
  * How to run the CLI as user nobody (root reads anything: dropping to nobody makes permission
  * bits count), from wherever the checkout is: the bundle is copied to a directory nobody can
  * read, and a runtime that nobody cannot reach (under /root, say) is replaced by this Node.
@@ -213,3 +232,43 @@ export async function startS3Server(dir = tmpdir('blufio-s3-'), port = 0): Promi
 
 /** The environment that points the CLI at `server` (credentials S3RVER / S3RVER). */
 export const s3Env = (server: S3Server) => ({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${server.port}`, AWS_REGION: 'us-east-1' });
+
+/**
+ * moto's S3 server (Python, `pip install "moto[server]"`): a second, independent S3
+ * implementation, so that behaviour does not rest on one server's quirks. Any credentials are
+ * accepted (s3Env's work); the bucket "backups" is made here. null when moto is not installed.
+ */
+export async function startMotoServer(): Promise<S3Server | null> {
+  if (spawnSync('python3', ['-c', 'import moto.server, flask'], { stdio: 'ignore' }).status !== 0) return null;
+  const proc = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    proc.stderr!.on('data', (d) => {
+      buf += d;
+      const m = /Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on('exit', (c) => reject(new Error(`moto's server exited (${c}): ${buf}`)));
+  });
+  proc.stderr!.resume();
+  const { AwsClient } = await import('aws4fetch');
+  const client = new AwsClient({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', service: 's3', region: 'us-east-1' });
+  const made = await client.fetch(`http://127.0.0.1:${port}/backups`, { method: 'PUT' });
+  assert.ok(made.ok, `moto made the bucket: ${made.status}`);
+  return {
+    port,
+    dir: '',
+    proc,
+    stop: () => new Promise<void>((resolve) => {
+      proc.removeAllListeners('exit');
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.on('exit', () => resolve());
+      proc.kill('SIGKILL');
+    }),
+  };
+}
+
+/** `faketime` (Debian's package) runs a command with its clock moved; null when it is not installed. */
+export function faketime(): string | null {
+  return spawnSync('faketime', ['-f', '+0', 'true'], { stdio: 'ignore' }).status === 0 ? 'faketime' : null;
+}

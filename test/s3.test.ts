@@ -65,7 +65,7 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
     for (const name of ['b.db', 'b.db.gz', 'b.db.gz.age']) {
       const key = `${runtimeName}/${name}`;
       const url = `s3://backups/${key}`;
-      const r = cli(['backup', '--db', db, url, '--json', ...(name.endsWith('.age') ? ['--recipient', recipient] : [])]);
+      const r = cli(['backup', '--db', db, url, '--json', ...(name.endsWith('.age') ? ['--recipient', recipient] : ['--unencrypted'])]);
       assert.is(r.code, 0, r.stderr);
       const j = JSON.parse(r.stdout);
       assert.is(j.path, url);
@@ -89,18 +89,18 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
       assert.is(fingerprint(target), expected);
     }
     // Without --force an existing object is refused and left as it is; with it, replaced.
-    const again = cli(['backup', '--db', db, `s3://backups/${runtimeName}/b.db`]);
+    const again = cli(['backup', '--unencrypted', '--db', db, `s3://backups/${runtimeName}/b.db`]);
     assert.is(again.code, 1);
     assert.is(again.stderr, `error: s3://backups/${runtimeName}/b.db already exists (choose another key, or add --force to replace it)\n`);
-    assert.is(cli(['backup', '--db', db, `s3://backups/${runtimeName}/b.db`, '--force']).code, 0);
+    assert.is(cli(['backup', '--unencrypted', '--db', db, `s3://backups/${runtimeName}/b.db`, '--force']).code, 0);
   });
 
   test(`${runtimeName}: wrong secret, missing bucket, missing key, unreachable endpoint, no credentials: one line each, exit 1`, async () => {
     const { db } = sample(50);
-    let r = cli(['backup', '--db', db, `s3://backups/${runtimeName}/x.db`], { AWS_SECRET_ACCESS_KEY: 'not-the-secret-9f2c' });
+    let r = cli(['backup', '--unencrypted', '--db', db, `s3://backups/${runtimeName}/x.db`], { AWS_SECRET_ACCESS_KEY: 'not-the-secret-9f2c' });
     assert.is(r.code, 1);
     assert.is(r.stderr, 'error: the S3 server refused the signature (SignatureDoesNotMatch): the secret key does not match the access key (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) (check AWS_SECRET_ACCESS_KEY (or the profile\'s aws_secret_access_key))\n');
-    r = cli(['backup', '--db', db, 's3://no-such-bucket/x.db']);
+    r = cli(['backup', '--unencrypted', '--db', db, 's3://no-such-bucket/x.db']);
     assert.is(r.code, 1);
     assert.is(r.stderr, `error: bucket no-such-bucket does not exist or is not yours (at http://127.0.0.1:${server.port}) (create it first, or check the bucket name and the endpoint)\n`);
     r = cli(['restore', '--db', db, `s3://backups/${runtimeName}/missing.db`]);
@@ -110,8 +110,8 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
     r = cli(['verify', `s3://backups/${runtimeName}/x.db`], { AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}` });
     assert.is(r.code, 1);
     assert.is(r.stderr, `error: cannot reach the S3 endpoint http://127.0.0.1:${port}: connection refused (check the endpoint (AWS_ENDPOINT_URL_S3, or endpoint in [backup.s3]) and that the server is up)\n`);
-    r = runCli(['backup', '--db', db, `s3://backups/${runtimeName}/x.db`], { runtime, env: { AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${server.port}` } });
-    assert.is(r.code, 1);
+    r = runCli(['backup', '--unencrypted', '--db', db, `s3://backups/${runtimeName}/x.db`], { runtime, env: { AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${server.port}` } });
+    assert.is(r.code, 2, 'a configuration error: the job never started');
     assert.match(r.stderr, /^error: object storage needs credentials: no credentials were found \(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put them under \[default\] in .*\/\.aws\/credentials/);
     assert.is(await objectStatus(`${runtimeName}/x.db`), 404);
   });
@@ -119,15 +119,15 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
 
 test('keys with . or .. segments, credentials in the endpoint, half a key pair, and an endpoint that is not S3 are refused', async () => {
   const { db } = sample(50);
-  let r = runCli(['backup', '--db', db, 's3://backups/sub/../top.db'], { env: env() });
+  let r = runCli(['backup', '--unencrypted', '--db', db, 's3://backups/sub/../top.db'], { env: env() });
   assert.is(r.code, 2);
   assert.match(r.stderr, 'has a "." or ".." segment');
-  r = runCli(['backup', '--db', db, 's3://backups/x.db'], { env: { ...env(), AWS_ENDPOINT_URL_S3: `http://AKID:SECRETPW@127.0.0.1:${server.port}` } });
-  assert.is(r.code, 1);
+  r = runCli(['backup', '--unencrypted', '--db', db, 's3://backups/x.db'], { env: { ...env(), AWS_ENDPOINT_URL_S3: `http://AKID:SECRETPW@127.0.0.1:${server.port}` } });
+  assert.is(r.code, 2);
   assert.not.match(r.stderr, 'SECRETPW');
   assert.match(r.stderr, 'has credentials in it');
-  r = runCli(['backup', '--db', db, 's3://backups/x.db'], { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${server.port}` } });
-  assert.is(r.code, 1);
+  r = runCli(['backup', '--unencrypted', '--db', db, 's3://backups/x.db'], { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${server.port}` } });
+  assert.is(r.code, 2);
   assert.match(r.stderr, 'AWS_SECRET_ACCESS_KEY is not set, but AWS_ACCESS_KEY_ID is');
   // A web server that answers 200 to everything (a captive portal, a wrong URL).
   const http = await import('node:http');
@@ -135,7 +135,7 @@ test('keys with . or .. segments, credentials in the endpoint, half a key pair, 
   await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
   try {
     const port = (web.address() as net.AddressInfo).port;
-    const child = spawn(process.execPath, [CLI, 'backup', '--db', db, 's3://backups/x.db'], { env: { ...process.env, ...env(), AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}` } });
+    const child = spawn(process.execPath, [CLI, 'backup', '--unencrypted', '--db', db, 's3://backups/x.db'], { env: { ...process.env, ...env(), AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}` } });
     let stderr = '';
     child.stderr.on('data', (c) => (stderr += c));
     assert.is(await new Promise((resolve) => child.on('exit', resolve)), 1);
@@ -148,7 +148,7 @@ test('keys with . or .. segments, credentials in the endpoint, half a key pair, 
 test('secrets never appear in any output, --json or debug trace', () => {
   const { db } = sample(50);
   const secret = 'SECRET-never-shown-7d1e';
-  for (const args of [['backup', '--db', db, 's3://backups/s/x.db'], ['verify', 's3://backups/s/x.db'], ['backup', '--db', db, 's3://no-such-bucket/x.db']]) {
+  for (const args of [['backup', '--unencrypted', '--db', db, 's3://backups/s/x.db'], ['verify', 's3://backups/s/x.db'], ['backup', '--unencrypted', '--db', db, 's3://no-such-bucket/x.db']]) {
     const r = runCli([...args, '--json'], { env: { ...env(), AWS_SECRET_ACCESS_KEY: secret, AWS_SESSION_TOKEN: `${secret}-token`, BLUFIO_DEBUG: '1' } });
     assert.is(r.code, 1);
     assert.not.ok(r.stdout.includes(secret) || r.stderr.includes(secret), `${args.join(' ')}: ${r.stdout}${r.stderr}`);
@@ -180,11 +180,11 @@ test('blufio.toml [backup.s3] endpoint and a profile from ~/.aws reach the serve
   fs.writeFileSync(path.join(home, '.aws', 'credentials'), '[blufio]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n');
   const toml = path.join(d, 'blufio.toml');
   fs.writeFileSync(toml, `[storage]\ndatabase_path = "${db}"\n[backup.s3]\nendpoint = "http://127.0.0.1:${server.port}"\nregion = "us-east-1"\nprofile = "blufio"\n`);
-  let r = runCli(['backup', 's3://backups/toml/b.db.gz', '--config', toml], { env: { HOME: home } });
+  let r = runCli(['backup', '--unencrypted', 's3://backups/toml/b.db.gz', '--config', toml], { env: { HOME: home } });
   assert.is(r.code, 0, r.stderr);
   fs.appendFileSync(toml, 'secret_access_key = "oops"\n');
-  r = runCli(['backup', 's3://backups/toml/c.db.gz', '--config', toml], { env: { HOME: home } });
-  assert.is(r.code, 1);
+  r = runCli(['backup', '--unencrypted', 's3://backups/toml/c.db.gz', '--config', toml], { env: { HOME: home } });
+  assert.is(r.code, 2);
   assert.match(r.stderr, 'unknown key backup.s3.secret_access_key (keys do not go in blufio.toml');
   assert.not.match(r.stderr, 'oops');
 });
@@ -194,7 +194,7 @@ test('a 100 MB+ database goes up in parts and comes back whole', async () => {
   const db = path.join(d, 'big.db');
   sql(db, `PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB); INSERT INTO t(b) SELECT randomblob(3000) FROM generate_series(1, 36000);`);
   assert.ok(fs.statSync(db).size > 100 * 2 ** 20);
-  const r = runCli(['backup', '--db', db, 's3://backups/big/b.db', '--json'], { env: env() });
+  const r = runCli(['backup', '--unencrypted', '--db', db, 's3://backups/big/b.db', '--json'], { env: env() });
   assert.is(r.code, 0, r.stderr);
   assert.ok(JSON.parse(r.stdout).bytes > 100 * 2 ** 20);
   const raw = path.join(d, 'raw.db');
@@ -218,7 +218,7 @@ test(`${runtimeName}: the server killed mid-upload: no object at the key; the ne
   const state = path.join(d, 'state');
   const e = { ...env(), AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${own.port}`, XDG_STATE_HOME: state };
   const uploads = path.join(state, 'blufio', 'uploads');
-  const child = spawn(runtime[0], [...runtime.slice(1), CLI, 'backup', '--db', db, 's3://backups/k/b.db', '--quiet'], { env: { ...process.env, ...e }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(runtime[0], [...runtime.slice(1), CLI, 'backup', '--unencrypted', '--db', db, 's3://backups/k/b.db', '--quiet'], { env: { ...process.env, ...e }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (c) => (stderr += c));
   // Killed once the multipart upload has started (the journal holds it).
@@ -231,7 +231,7 @@ test(`${runtimeName}: the server killed mid-upload: no object at the key; the ne
   try {
     const head = await other().fetch(`http://127.0.0.1:${own.port}/backups/k/b.db`, { method: 'HEAD' });
     assert.is(head.status, 404, 'no object at the key');
-    const r = runCli(['backup', '--db', db, 's3://backups/k/b.db'], { env: e, runtime });
+    const r = runCli(['backup', '--unencrypted', '--db', db, 's3://backups/k/b.db'], { env: e, runtime });
     assert.is(r.code, 0, r.stderr);
     assert.equal(fs.readdirSync(uploads), [], 'the leftover upload was aborted and forgotten');
   } finally {
@@ -246,13 +246,13 @@ test('kill -9 mid-upload: the journal keeps the upload; the next run to the pref
   const state = path.join(d, 'state');
   const e = { ...env(), XDG_STATE_HOME: state };
   const uploads = path.join(state, 'blufio', 'uploads');
-  const child = spawn(process.execPath, [CLI, 'backup', '--db', db, 's3://backups/k9/b.db', '--quiet'], { env: { ...process.env, ...e }, stdio: 'ignore' });
+  const child = spawn(process.execPath, [CLI, 'backup', '--unencrypted', '--db', db, 's3://backups/k9/b.db', '--quiet'], { env: { ...process.env, ...e }, stdio: 'ignore' });
   for (let i = 0; i < 3000 && !(fs.existsSync(uploads) && fs.readdirSync(uploads).length > 0); i++) await new Promise((r) => setTimeout(r, 5));
   child.kill('SIGKILL');
   await new Promise((r) => child.on('exit', r));
   assert.is(fs.readdirSync(uploads).length, 1);
   assert.is(await objectStatus('k9/b.db'), 404);
-  const r = runCli(['backup', '--db', db, 's3://backups/k9/other.db'], { env: e });
+  const r = runCli(['backup', '--unencrypted', '--db', db, 's3://backups/k9/other.db'], { env: e });
   assert.is(r.code, 0, r.stderr);
   assert.equal(fs.readdirSync(uploads), []);
   assert.is(await objectStatus('k9/b.db'), 404);
@@ -266,7 +266,7 @@ test('a live native writer during a backup to S3: the object is a committed stat
   try {
     await new Promise((r) => setTimeout(r, 300));
     for (let i = 0; i < 3; i++) {
-      const r = await backup(db, `s3://backups/live/b${i}.db`, { env: env(), sleepMs: 0 });
+      const r = await backup(db, `s3://backups/live/b${i}.db`, { env: env(), sleepMs: 0, unencrypted: true });
       assert.is(r.path, `s3://backups/live/b${i}.db`);
       const raw = path.join(d, `raw${i}.db`);
       await fetchObject(`live/b${i}.db`, raw);

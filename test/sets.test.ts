@@ -125,7 +125,7 @@ test('s3:// set: three backups at once land as three, each reporting its own obj
     const set = 's3://backups/race/';
     const run = () => new Promise<{ code: number; out: string }>((resolve) => {
       let out = '';
-      const p = spawn(process.execPath, [CLI, 'backup', '--db', db, set, '--full', '--json'], { env });
+      const p = spawn(process.execPath, [CLI, 'backup', '--db', db, set, '--full', '--json', '--unencrypted'], { env });
       p.stdout.on('data', (b) => (out += b));
       p.on('exit', (c) => resolve({ code: c ?? -1, out }));
     });
@@ -145,7 +145,7 @@ test('s3:// set: three backups at once land as three, each reporting its own obj
     }
     // The set's prefix without its slash is a forgotten slash, not an object's name.
     const noSlash = set.slice(0, -1);
-    let r = runCli(['backup', '--db', db, noSlash], { env: s3Env(server) });
+    let r = runCli(['backup', '--db', db, noSlash, '--unencrypted'], { env: s3Env(server) });
     assert.is(r.code, 2, r.stderr);
     assert.is(r.stderr, `error: ${noSlash} names one object, but ${set} holds objects (a backup set) (end it with / to back up into the set: ${set})\n`);
     r = runCli(['restore', '--db', path.join(tmpdir(), 'x.db'), noSlash], { env: s3Env(server) });
@@ -153,8 +153,8 @@ test('s3:// set: three backups at once land as three, each reporting its own obj
     assert.match(r.stderr, `error: no object at ${noSlash}, but ${set} holds objects (a backup set) (end it with / to restore from the set: ${set})`);
     assert.is(listJson(set, s3Env(server)).length, 6, 'nothing added');
     // Only objects right under the prefix make it a set: a backup deeper down does not.
-    assert.is(runCli(['backup', '--db', db, 's3://backups/deep/a/b/c.db', '--quiet'], { env: s3Env(server) }).code, 0);
-    r = runCli(['backup', '--db', db, 's3://backups/deep/a', '--quiet'], { env: s3Env(server) });
+    assert.is(runCli(['backup', '--db', db, 's3://backups/deep/a/b/c.db', '--quiet', '--unencrypted'], { env: s3Env(server) }).code, 0);
+    r = runCli(['backup', '--db', db, 's3://backups/deep/a', '--quiet', '--unencrypted'], { env: s3Env(server) });
     assert.is(r.code, 0, r.stderr);
   } finally {
     await server.stop();
@@ -299,7 +299,7 @@ test('prune on disk: --dry-run removes nothing; differentials keep their base; f
   assert.ok(fs.existsSync(path.join(set, 'README')));
   r = runCli(['prune', set]);
   assert.is(r.code, 2);
-  assert.match(r.stderr, 'prune needs at least one --keep-* rule');
+  assert.match(r.stderr, 'prune needs a policy: no --keep-* rule was given and [backup.retention] in blufio.toml has none');
   // The differential left still restores.
   const target = path.join(path.dirname(set), 't.db');
   assert.is(runCli(['restore', '--db', target, set, '--series', 'blufio']).code, 0);
@@ -519,7 +519,7 @@ test('encrypted sets: a new key means a full backup; a plain backup into one is 
   fs.rmSync(path.join(set, base.name));
   r = runCli(['verify', set, '--identity', path.join(d, 'k2.txt')], { env });
   assert.is(r.code, 1);
-  assert.match(r.stderr, `error: the base of ${path.join(set, diff.name)}, ${path.join(set, base.name)}, is missing`);
+  assert.match(r.stderr, `error: the newest backup in ${set}, ${diff.name}, cannot be restored: its base ${base.name} is missing`);
   await nextSecond();
   r = runCli(['backup', '--db', db, set, '--unencrypted', '--json'], { env });
   assert.is(r.code, 0, r.stderr);
@@ -566,7 +566,10 @@ test('the crontab line and the systemd ExecStart of docs/sets.md, run as written
     fs.mkdirSync(bin);
     fs.writeFileSync(path.join(bin, 'blufio'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
     const toml = path.join(d, 'blufio.toml');
-    fs.writeFileSync(toml, `[storage]\ndatabase_path = "${db}"\n[backup.retention]\nkeep_last = 1\n`);
+    // Off-site backups are encrypted: the server's blufio.toml names the public key.
+    execFileSync('age-keygen', ['-o', path.join(d, 'key.txt')], { stdio: 'ignore' });
+    const recipient = execFileSync('age-keygen', ['-y', path.join(d, 'key.txt')], { encoding: 'utf8' }).trim();
+    fs.writeFileSync(toml, `[storage]\ndatabase_path = "${db}"\n[backup]\nage_recipients = ["${recipient}"]\n[backup.retention]\nkeep_last = 1\n`);
     const port = (monitor.address() as import('node:net').AddressInfo).port;
     const run = (line: string) => {
       const cmd = line.replace('s3://my-bucket/', 's3://backups/').replace('https://hc-ping.com/<uuid>', `http://127.0.0.1:${port}/uuid`);
@@ -585,7 +588,7 @@ test('the crontab line and the systemd ExecStart of docs/sets.md, run as written
     // keep_last = 1: the newest differential and its base stay, the one between them went.
     assert.equal(list.map((b) => b.kind), ['diff', 'full'], 'keep_last = 1 applied by --prune');
     const target = path.join(d, 'restored.db');
-    const r = runCli(['restore', '--db', target, 's3://backups/blufio/', '--series', 'blufio'], { env: s3Env(server) });
+    const r = runCli(['restore', '--db', target, 's3://backups/blufio/', '--series', 'blufio', '--identity', path.join(d, 'key.txt')], { env: s3Env(server) });
     assert.is(r.code, 0, r.stderr);
     assert.is(fingerprint(target), fingerprint(db));
   } finally {
