@@ -166,6 +166,56 @@ const gunzipped = (s: string, d: string) => {
 };
 const blufioBackup = (runtime: string[], d: string, s: string, ...more: string[]) => [[...runtime, CLI, 'backup', d, '--db', s, '--quiet', ...more]];
 
+/**
+ * The S3 test server (test/s3-server.mjs, a devDependency) for the off-site group: started once,
+ * on 127.0.0.1, in its own process; the AWS_* variables point every blufio run at it.
+ */
+const s3 = await (async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-bench-s3-'));
+  const proc = spawn(node, [path.join(ROOT, 'test', 's3-server.mjs'), dir, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    proc.stdout!.on('data', (d) => {
+      buf += d;
+      const m = /\{"port":(\d+)\}/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on('exit', (c) => reject(new Error(`the S3 test server exited (${c})`)));
+  });
+  Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}`, AWS_REGION: 'us-east-1' });
+  process.on('exit', () => {
+    proc.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir };
+})();
+let uploaded = 0;
+/** A .db.gz.age backup to a new key on the S3 test server; checked by blufio verify (decrypt, gunzip, integrity_check). */
+const toS3 = (runtime: string[]): Command => {
+  let url = '';
+  return {
+    name: `blufio backup s3://…/x.db.gz.age, under ${runtime === NODE ? 'Node' : runtime[0].includes('bun') ? 'Bun' : 'Deno'}`,
+    make: (s) => {
+      url = `s3://backups/bench/${process.pid}-${++uploaded}.db.gz.age`;
+      return [[...runtime, CLI, 'backup', url, '--db', s, '--quiet', '--recipient', RECIPIENT]];
+    },
+    check: () => {
+      execFileSync(node, [CLI, 'verify', url, '--identity', KEY, '--quiet']);
+      // The objects go (files of the server's own layout); the bucket stays.
+      fs.rmSync(path.join(s3.dir, 'backups', 'bench'), { recursive: true, force: true });
+    },
+  };
+};
+const NODE = [node];
+/** Issue 27's goal: every path under 128 MiB peak RSS on every runtime, an encrypted upload included. */
+const offsite = {
+  title: 'off-site: .db.gz.age to S3 (peak RSS)',
+  commands: [
+    { name: 'blufio backup x.db.gz.age (file, for comparison)', make: (s: string, d: string) => blufioBackup([node], `${d}.gz.age`, s, '--recipient', RECIPIENT), check: decrypted('.gz.age') },
+    toS3(NODE), toS3([bin('bun')]), toS3([bin('deno'), 'run', '-A']),
+  ],
+};
+
 /** Groups: each timed against the first entry (native), interleaved A B A B. */
 const groups: Array<{ title: string; commands: Command[]; backupFirst?: boolean }> = [
   {
@@ -222,6 +272,7 @@ const groups: Array<{ title: string; commands: Command[]; backupFirst?: boolean 
       { name: 'blufio restore', make: (s, d) => (existing(s, d), [[node, CLI, 'restore', s, '--db', d, '--quiet']]), check: (s, d) => sameRows(s, d) },
     ],
   },
+  offsite,
 ];
 
 /** The same work on blufio-shaped databases (indexes, FTS5, a blob key): issue 12's goals. */
@@ -256,6 +307,7 @@ const shapedGroups: typeof groups = [
       { name: 'blufio restore', make: (s, d) => (existingWal(s, d), [[node, CLI, 'restore', s, '--db', d, '--quiet']]), check: (s, d) => sameRows(s, d) },
     ],
   },
+  { ...offsite, title: `blufio-shaped: ${offsite.title}` },
 ];
 const shapedSizes = (smoke ? '8M' : value('shaped-sizes', '200M')).split(',').map(parseSize);
 

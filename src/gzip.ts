@@ -8,6 +8,10 @@ import type { Transform } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import { declaredBytes, hasSqliteMagic } from './core/header.ts';
 import { BlufioError } from './errors.ts';
+import { collectGarbage } from './gc.ts';
+
+/** Input bytes between two collections of zlib's garbage (collectGarbage). */
+const COLLECT_EVERY = 16 * 1024 * 1024;
 
 /** A file starting with gzip's magic bytes (1f 8b). */
 export function isGzip(file: string): boolean {
@@ -33,10 +37,17 @@ async function* throughZlib(z: Transform, input: AsyncIterable<Uint8Array>): Asy
     z.once('error', reject);
   });
   ended.catch(() => {});
+  let sinceCollected = 0;
   try {
     for await (const piece of input) {
       await Promise.race([ended, new Promise<void>((resolve, reject) => z.write(piece, (e) => (e ? reject(e) : resolve())))]);
       while (out.length > 0) yield out.shift()!;
+      // zlib's output buffers live outside V8's heap: collected every 16 MiB, not every ~64.
+      sinceCollected += piece.length;
+      if (sinceCollected >= COLLECT_EVERY) {
+        sinceCollected = 0;
+        collectGarbage();
+      }
     }
     z.end();
     await ended;

@@ -24,8 +24,12 @@ import type { ProgressCallback } from './core/progress.ts';
 import { packedChunks, type Chunks, type Layers } from './layers.ts';
 import { expectedEtag, md5, parseS3Url, resolveS3, S3Client, s3Url, type S3Location, type S3Settings } from './s3.ts';
 
-/** Parts of a multipart upload: S3 wants at least 5 MiB; 8 MiB is what the AWS CLI uses. */
-const PART_BYTES = 8 * 1024 * 1024;
+/**
+ * Parts of a multipart upload: S3's least, 5 MiB (8 MiB parts, the AWS CLI's, kept a .db.gz.age
+ * upload ~8 MiB higher: three are held), larger for a file that would need more than 9,000 of
+ * them (S3 takes 10,000).
+ */
+const partBytesFor = (total: number) => Math.max(5 * 1024 * 1024, Math.ceil(total / 9000 / 1048576) * 1048576);
 /** Parts in flight at once: 2 x 8 MiB (+ the one being filled) keeps a 100 MiB upload near 128 MiB peak RSS (4 in flight: 163 MiB, measured; no faster to a local server). */
 const IN_FLIGHT = 2;
 
@@ -159,14 +163,16 @@ export async function uploadPacked(client: S3Client, loc: S3Location, src: strin
   const progress = (done: number) => opts.onProgress?.({ phase: 'upload', totalPages: total, remainingPages: total - done, attempt: 1, pageSize: 1 });
   // Nothing to add: the parts are read from the file straight into the pooled buffers (no
   // stream chunks: 1 MiB of garbage per MiB sent kept ~20 MiB more resident, measured).
-  if (!layers.gzip && !layers.age) return sendParts(client, loc, fileParts(src, pool, progress, opts.signal), pool, opts);
-  return sendParts(client, loc, cutParts(packedChunks(src, layers, recipients, opts.signal, progress), pool), pool, opts);
+  // (Packed, it is smaller, or bigger by age's 16 bytes a 64 KiB chunk.)
+  const partBytes = partBytesFor(total * 1.001);
+  if (!layers.gzip && !layers.age) return sendParts(client, loc, fileParts(src, pool, partBytes, progress, opts.signal), pool, opts, partBytes);
+  return sendParts(client, loc, cutParts(packedChunks(src, layers, recipients, opts.signal, progress), pool, partBytes), pool, opts, partBytes);
 }
 
-async function sendParts(client: S3Client, loc: S3Location, parts: AsyncGenerator<Buffer>, pool: Buffer[], opts: UploadOptions): Promise<number> {
+async function sendParts(client: S3Client, loc: S3Location, parts: AsyncGenerator<Buffer>, pool: Buffer[], opts: UploadOptions, partBytes: number): Promise<number> {
   const first = await parts.next();
   const noClobber = !opts.force;
-  if (first.done || (first.value as Buffer).length < PART_BYTES) {
+  if (first.done || (first.value as Buffer).length < partBytes) {
     // Smaller than one part: one PUT.
     const body = first.done ? Buffer.alloc(0) : (first.value as Buffer);
     await client.put(loc, body, noClobber);
@@ -214,19 +220,19 @@ async function sendParts(client: S3Client, loc: S3Location, parts: AsyncGenerato
   return bytes;
 }
 
-/** The file's bytes as PART_BYTES parts, read into buffers from `pool` (see cutParts). */
-async function* fileParts(src: string, pool: Buffer[], progress: (done: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
+/** The file's bytes as parts of `partBytes`, read into buffers from `pool` (see cutParts). */
+async function* fileParts(src: string, pool: Buffer[], partBytes: number, progress: (done: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
   const fd = fs.openSync(src, 'r');
   try {
     for (let at = 0; ; ) {
       throwIfAborted(signal);
-      const part = pool.pop() ?? Buffer.allocUnsafe(PART_BYTES);
+      const part = pool.pop() ?? Buffer.allocUnsafe(partBytes);
       const filled = readFully(fd, part, at);
       at += filled;
       progress(at);
       if (filled === 0) return;
-      yield filled === PART_BYTES ? part : part.subarray(0, filled);
-      if (filled < PART_BYTES) return;
+      yield filled === partBytes ? part : part.subarray(0, filled);
+      if (filled < partBytes) return;
     }
   } finally {
     fs.closeSync(fd);
@@ -234,23 +240,23 @@ async function* fileParts(src: string, pool: Buffer[], progress: (done: number) 
 }
 
 /**
- * Cuts Chunks into PART_BYTES parts (the last one shorter), copied into buffers taken from
+ * Cuts Chunks into parts of `partBytes` (the last one shorter), copied into buffers taken from
  * `pool` and given back with pool.push() once a part is sent: an upload holds IN_FLIGHT + 1
  * buffers whatever its size (a new buffer per part left up to ~64 MiB of garbage between
  * collections: 180 MiB peak RSS for 100 MiB, measured).
  */
-async function* cutParts(input: Chunks, pool: Buffer[]): AsyncGenerator<Buffer> {
-  let part = pool.pop() ?? Buffer.allocUnsafe(PART_BYTES);
+async function* cutParts(input: Chunks, pool: Buffer[], partBytes: number): AsyncGenerator<Buffer> {
+  let part = pool.pop() ?? Buffer.allocUnsafe(partBytes);
   let filled = 0;
   for await (const chunk of input) {
     for (let off = 0; off < chunk.length; ) {
-      const n = Math.min(PART_BYTES - filled, chunk.length - off);
+      const n = Math.min(partBytes - filled, chunk.length - off);
       part.set(chunk.subarray(off, off + n), filled);
       off += n;
       filled += n;
-      if (filled === PART_BYTES) {
+      if (filled === partBytes) {
         yield part;
-        part = pool.pop() ?? Buffer.allocUnsafe(PART_BYTES);
+        part = pool.pop() ?? Buffer.allocUnsafe(partBytes);
         filled = 0;
       }
     }

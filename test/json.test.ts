@@ -26,7 +26,7 @@ function json(args: string[], cwd: string, expectOk: boolean | 'either' = true):
   assert.ok(validate(out), `${args.join(' ')}: ${JSON.stringify(validate.errors)}\n${lines[0]}`);
   assert.equal(Object.keys(out).slice(0, 2), ['ok', 'command']);
   if (expectOk !== 'either') assert.is(out.ok, expectOk, `${args.join(' ')}: ${r.stdout} ${r.stderr}`);
-  assert.is(r.code, out.ok ? 0 : out.error && (out.error as { code: string }).code === 'E_USAGE' ? 2 : 1);
+  assert.is(r.code, out.ok ? 0 : out.error && ['E_USAGE', 'E_CONFIG'].includes((out.error as { code: string }).code) ? 2 : 1);
   return out;
 }
 
@@ -46,6 +46,10 @@ test('every command, success and failure, prints one object the published schema
   json(['list', 'set/'], d);
   json(['prune', 'set/', '--keep-last', '1', '--dry-run'], d);
   json(['prune', 'set/', '--keep-last', '5'], d);
+  json(['check', 'set/', '--read-data'], d);
+  fs.writeFileSync(path.join(d, 'set', 'src-20261201T000000Z.from-20261130T000000Z.diff.gz'), 'x');
+  const broken = json(['check', 'set/'], d, false);
+  assert.is((broken.problems as unknown[]).length, 1);
   const target = path.join(d, 'restored.db');
   const dry = json(['restore', '--db', target, 'b.db', '--dry-run'], d);
   assert.equal([dry.restored, dry.dryRun], [false, true]);
