@@ -8,8 +8,10 @@
  *
  * The rules: `--name value` or `--name=value` for an option that takes a value (the next argument
  * is its value even if it starts with "-", unless it starts with "--"); `--name` for a switch, and
- * `--no-name` where the table says the switch is on by default; `-h`/`--help`, `-v`/`--version`
- * anywhere; after `--` everything is an argument.
+ * `--no-name` where the table says the switch is on by default; a one-letter form where the table
+ * gives one (`-q`, `-n`, `-c <file>`; switches combine: `-qf`; a value option ends the group and
+ * takes the next argument); `-h`/`--help`, `-v`/`--version` anywhere; after `--` everything is an
+ * argument.
  */
 import { BlufioError } from './core/errors.ts';
 import { nearest } from './typos.ts';
@@ -22,6 +24,8 @@ export interface OptionSpec {
   /** May be given more than once (its values are collected in order). */
   repeatable?: boolean;
   help: string;
+  /** A one-letter form, as operators type it from habit (restic, age, rsync): "q" for -q. */
+  short?: string;
 }
 
 export interface CommandSpec {
@@ -46,6 +50,14 @@ export function parseArgs(commands: CommandSpec[], argv: string[]): Parsed {
   if (first === undefined) throw new BlufioError('E_USAGE', 'no command given', 'run blufio --help to see the commands');
   if (first === '-h' || first === '--help') return { kind: 'help' };
   if (first === '-v' || first === '--version') return { kind: 'version' };
+  if (first === 'help') {
+    // `blufio help backup`, as git, restic, cargo and npm take it.
+    if (argv[1] === undefined) return { kind: 'help' };
+    const asked = commands.find((c) => c.name === argv[1]);
+    if (asked) return { kind: 'help', command: asked };
+    const near = closest(argv[1], commands.map((c) => c.name));
+    throw new BlufioError('E_USAGE', `no command "${argv[1]}" to help with`, near ? `did you mean blufio help ${near}?` : 'blufio help lists the commands');
+  }
   const command = commands.find((c) => c.name === first);
   if (!command && first.startsWith('-')) {
     throw new BlufioError('E_USAGE', `${first} before a command`, 'the command comes first: blufio <command> [options] (blufio --help lists the commands)');
@@ -75,29 +87,47 @@ export function parseArgs(commands: CommandSpec[], argv: string[]): Parsed {
       args.push(a);
       continue;
     }
+    const set = (spec: OptionSpec, typed: string, value: string | boolean) => {
+      const key = camel(spec.name.replace(/^no-/, ''));
+      if (spec.repeatable) {
+        flags[key] = [...((flags[key] as string[] | undefined) ?? []), value as string];
+      } else if (key in flags) {
+        const long = `--${spec.name}`;
+        const times = argv.slice(1).filter((x) => x === long || x.startsWith(`${long}=`) || (spec.short && /^-[a-zA-Z]+$/.test(x) && x.includes(spec.short))).length;
+        throw new BlufioError('E_USAGE', `${typed} was given ${Math.max(2, times)} times`, `give ${typed} once`);
+      } else {
+        flags[key] = value;
+      }
+    };
+    const takeValue = (typed: string, spec: OptionSpec): string => {
+      if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) return argv[++i];
+      throw new BlufioError('E_USAGE', `${typed} needs a value`, `give ${typed} ${spec.value}`);
+    };
+    if (!a.startsWith('--')) {
+      // One-letter options: -q, -qf, -c <file> (the value option last in its group).
+      const letters = a.slice(1);
+      for (let k = 0; k < letters.length; k++) {
+        const typed = `-${letters[k]}`;
+        const spec = command.options.find((o) => o.short === letters[k]);
+        if (!spec) throw unknownOption(typed, command, commands);
+        if (spec.value === undefined) {
+          set(spec, typed, !spec.name.startsWith('no-'));
+          continue;
+        }
+        if (k < letters.length - 1) throw new BlufioError('E_USAGE', `${typed} takes a value, so it must come last in ${a}`, `write ${typed} ${spec.value} on its own`);
+        set(spec, typed, takeValue(typed, spec));
+      }
+      continue;
+    }
     const eq = a.indexOf('=');
     const typed = eq > 0 ? a.slice(0, eq) : a;
-    const spec = a.startsWith('--') ? command.options.find((o) => `--${o.name}` === typed) : undefined;
+    const spec = command.options.find((o) => `--${o.name}` === typed);
     if (!spec) throw unknownOption(typed, command, commands);
-    let value: string | boolean;
     if (spec.value === undefined) {
       if (eq > 0) throw new BlufioError('E_USAGE', `${typed} takes no value`, `write ${typed} alone`);
-      value = !spec.name.startsWith('no-');
-    } else if (eq > 0) {
-      value = a.slice(eq + 1);
-    } else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
-      value = argv[++i];
+      set(spec, typed, !spec.name.startsWith('no-'));
     } else {
-      throw new BlufioError('E_USAGE', `${typed} needs a value`, `give ${typed} ${spec.value}`);
-    }
-    const key = camel(spec.name.replace(/^no-/, ''));
-    if (spec.repeatable) {
-      flags[key] = [...((flags[key] as string[] | undefined) ?? []), value as string];
-    } else if (key in flags) {
-      const times = argv.slice(1).filter((x) => x === typed || x.startsWith(`${typed}=`)).length;
-      throw new BlufioError('E_USAGE', `${typed} was given ${times} times`, `give ${typed} once`);
-    } else {
-      flags[key] = value;
+      set(spec, typed, eq > 0 ? a.slice(eq + 1) : takeValue(typed, spec));
     }
   }
   if (wantsHelp) return { kind: 'help', command };
@@ -162,11 +192,11 @@ export function helpText(commands: CommandSpec[], version: string, command?: Com
       'Commands:',
       table(commands.map((c) => [`${c.name} ${c.arg}`, c.summary])),
       '',
-      'Run blufio <command> --help for its options. -v, --version: the version.',
+      'Run blufio <command> --help (or blufio help <command>) for its options. -v, --version: the version.',
       '',
     ].join('\n');
   }
-  const opts: Array<[string, string]> = command.options.map((o) => [`--${o.name}${o.value ? ` ${o.value}` : ''}`, o.help]);
+  const opts: Array<[string, string]> = command.options.map((o) => [`${o.short ? `-${o.short}, ` : ''}--${o.name}${o.value ? ` ${o.value}` : ''}`, o.help]);
   opts.push(['-h, --help', 'Show this help']);
   return [
     `Usage: blufio ${command.name} ${command.arg} [options]`,

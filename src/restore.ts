@@ -288,10 +288,10 @@ async function replaceExisting(db: string, tmp: string, safetyName: string, forc
       throw e;
     }
   } else if (rollbackWriter) {
-    notice(`Warning: process ${users.join(', ')} has the database open (rollback-journal mode); restoring anyway (--force). `
+    notice(`warning: process ${users.join(', ')} has the database open (rollback-journal mode); restoring anyway (--force). `
       + `SQLite refuses its writes to a moved database, so its next commit fails (nothing it committed is lost: ${safetyName} holds it); restart it now`);
   } else {
-    notice(`Warning: process ${users.join(', ')} has the database open and goes on writing to the old one: `
+    notice(`warning: process ${users.join(', ')} has the database open and goes on writing to the old one: `
       + `its writes from now on are in ${safetyName} (kept with its ${kept.filter((s) => s).map((s) => s.slice(1)).join(', ') || 'file'}), not in the restored database; restart it now`);
   }
   // The old database's companions now have a second name beside the safety copy (or there are
@@ -524,7 +524,7 @@ function checkNotInUse(db: string, pids: number[] | null, force: boolean, notice
   }
   if (pids.length === 0) return 'passed';
   if (force) {
-    notice(`Warning: process ${pids.map(describePid).join(', ')} has the database open; restoring anyway (--force)`);
+    notice(`warning: process ${pids.map(describePid).join(', ')} has the database open; restoring anyway (--force)`);
     return 'forced';
   }
   throw new BlufioError('E_IN_USE', `the database ${db} is in use by process ${pids.map(describePid).join(', ')}`,

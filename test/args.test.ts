@@ -138,7 +138,7 @@ test('config mistakes: a path-like unknown [storage] key is an error, not anothe
   const odd = path.join(d, 'odd.toml');
   fs.writeFileSync(odd, `[storage]\ndatabase_path = "${db}"\npool_size = 4\n`);
   const quiet = cli(['backup', path.join(d, 'q.db'), '--config', odd, '--quiet']);
-  assert.equal([quiet.code, quiet.stderr], [0, `Warning: ${odd}:3: unknown key storage.pool_size is ignored (blufio backup reads storage.database_path, storage.wal_mode)\n`]);
+  assert.equal([quiet.code, quiet.stderr], [0, `warning: ${odd}:3: unknown key storage.pool_size is ignored (blufio backup reads storage.database_path, storage.wal_mode)\n`]);
   const json = cli(['backup', path.join(d, 'j.db'), '--config', odd, '--json']);
   assert.equal([json.stderr, JSON.parse(json.stdout).configWarnings.length], ['', 1]);
   // A backup with --ping reads the configuration twice: each warning is still said once.

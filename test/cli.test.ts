@@ -190,7 +190,7 @@ test('configuration: ./blufio.toml, --config, --db, a broken file names its line
   fs.writeFileSync(path.join(home, '.config', 'blufio', 'blufio.toml'), `[storage]\ndatabase_path = "${b}"\n`);
   fs.writeFileSync(path.join(home, 'blufio.toml'), `[storage]\n\ndatabase_path = "${a}\n`);
   r = cli(['backup', path.join(home, 'out4.db')], { env: { HOME: home }, cwd: home });
-  assert.is(r.code, 1);
+  assert.is(r.code, 2, 'a configuration error: the job never started');
   assert.match(r.stderr, `error: ${path.join(home, 'blufio.toml')}:3: invalid TOML`);
   assert.not.ok(fs.existsSync(path.join(home, 'out4.db')));
 });

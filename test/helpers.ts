@@ -12,12 +12,20 @@ import { sql } from '../testkit/native.ts';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
 
-/** How each runtime runs the bundled CLI (deno and bun come from devDependencies). */
-export const RUNTIMES: Record<string, string[]> = {
+/**
+ * How each runtime runs the bundled CLI (deno and bun come from devDependencies).
+ * BLUFIO_TEST_RUNTIMES=node keeps only those named: .ci/run's second pass under another Node
+ * line (Deno and Bun do not change with the Node that runs the tests; the first pass ran them).
+ */
+const ALL_RUNTIMES: Record<string, string[]> = {
   node: [process.execPath],
   deno: [path.join(ROOT, 'node_modules', '.bin', 'deno'), 'run', '-A'],
   bun: [path.join(ROOT, 'node_modules', '.bin', 'bun')],
 };
+const only = process.env.BLUFIO_TEST_RUNTIMES?.split(',').map((r) => r.trim()).filter(Boolean);
+export const RUNTIMES: Record<string, string[]> = only ? Object.fromEntries(Object.entries(ALL_RUNTIMES).filter(([name]) => only.includes(name))) : ALL_RUNTIMES;
+/** Of these runtimes, the ones this run tests (RUNTIMES). */
+export const runtimesOf = (names: string[]) => names.filter((n) => n in RUNTIMES);
 
 const made: string[] = [];
 /** A fresh temporary directory, removed by cleanup(). */

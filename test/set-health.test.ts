@@ -14,7 +14,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AwsClient } from 'aws4fetch';
-import { CLI, RUNTIMES, cleanup, cli, cliAsync, faketime, fingerprint, makeSampleDb, s3Env, skip, sql, startMotoServer, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+import { CLI, RUNTIMES, runtimesOf, cleanup, cli, cliAsync, faketime, fingerprint, makeSampleDb, s3Env, skip, sql, startMotoServer, startS3Server, tmpdir, type S3Server } from './helpers.ts';
 
 const test = suite('set health');
 test.after.each(cleanup);
@@ -198,7 +198,7 @@ test('check --read-data finds damage that headers cannot show; --read-data-subse
   assert.equal([bad.code, bad.stderr], [2, 'error: --read-data-subset takes a share above 0 and at most 100%, not "0%" (e.g. --read-data-subset 10%)\n']);
 });
 
-for (const runtimeName of ['node', 'deno']) {
+for (const runtimeName of runtimesOf(['node', 'deno'])) {
   test(`${runtimeName}: the clock steps back less than five minutes (faketime): the next backup is named after the newest, and the newest state is restored`, () => {
     if (!faketime()) return skip('faketime is not installed (apt-get install faketime)');
     const runtime = RUNTIMES[runtimeName];
@@ -243,7 +243,7 @@ test('off-site means encrypted: s3:// without recipients is refused; --unencrypt
     const recipient = execFileSync('age-keygen', ['-y', key], { encoding: 'utf8' }).trim();
     let r = cli(['backup', '--db', db, 's3://backups/enc/'], { env: { ...env, BLUFIO_BACKUP_AGE_RECIPIENTS: recipient } });
     assert.is(r.code, 2);
-    assert.match(r.stderr, 'Warning: environment: BLUFIO_BACKUP_AGE_RECIPIENTS is not read by blufio backup (did you mean BLUFIO_AGE_RECIPIENTS?)\n');
+    assert.match(r.stderr, 'warning: environment: BLUFIO_BACKUP_AGE_RECIPIENTS is not read by blufio backup (did you mean BLUFIO_AGE_RECIPIENTS?)\n');
     // The environment alone: every object is .age, and age decrypts it to the database.
     r = cli(['backup', '--db', db, 's3://backups/enc/', '--json'], { env: { ...env, BLUFIO_AGE_RECIPIENTS: recipient } });
     assert.is(r.code, 0, r.stderr);

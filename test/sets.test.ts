@@ -421,7 +421,7 @@ test('--ping tells a monitor: URL on success, URL/fail on failure, and an unreac
   }
   const r = await run(['backup', '--db', db, path.join(d, 'x.db'), '--ping', 'http://127.0.0.1:9/nowhere']);
   assert.is(r.code, 0);
-  assert.match(r.stderr, 'Warning: could not reach the monitor at 127.0.0.1:9');
+  assert.match(r.stderr, 'warning: could not reach the monitor at 127.0.0.1:9');
 });
 
 test('restore --if-missing: seeds a missing database from the newest backup, leaves an existing one alone (exit 0 both); a set with no backup yet seeds nothing (exit 0, said)', async () => {

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CLI, RUNTIMES, cleanup, cli, fingerprint, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { CLI, RUNTIMES, runtimesOf, cleanup, cli, fingerprint, makeSampleDb, sql, tmpdir } from './helpers.ts';
 
 const test = suite('stream and progress');
 test.after.each(cleanup);
@@ -75,7 +75,7 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
 }
 
 // Deno writes to a pipe with a blocking write, which holds the process until the reader reads.
-for (const runtimeName of ['node', 'bun']) {
+for (const runtimeName of runtimesOf(['node', 'bun'])) {
   test(`${runtimeName}: --timeout ends backup - while its reader has stopped reading`, () => {
     const { d, db } = streamSample();
     const run = [...RUNTIMES[runtimeName], CLI, 'backup', '-', '--db', db, '--no-verify', '--timeout', '1'].map(q).join(' ');
