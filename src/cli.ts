@@ -392,10 +392,10 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (f.prune) {
         const { prune } = await import('./sets.ts');
         try {
-          const p = await prune(target, cfg.backup.retention, { s3: cfg.backup.s3, env: io.env, signal });
+          const p = await prune(target, cfg.backup.retention, { s3: cfg.backup.s3, env: io.env, signal, identities: await identitiesFor({ ...f, identity: undefined }, cfg) });
           pruned = { removed: p.removed.map((d) => d.name), kept: p.kept.length, ...(p.broken.length ? { broken: p.broken } : {}) };
           say(p.removed.length ? `Pruned ${p.removed.length} backup(s): ${p.removed.map((d) => d.name).join(', ')}` : 'Pruned nothing: every backup is kept by the policy');
-          for (const b of p.broken) say(`  ${b.name} could never be restored (${b.problem}): removed`);
+          for (const b of p.broken) say(`  ${b.name} cannot be restored: ${b.problem}; ${b.removed ? 'removed' : 'kept for you to look at (blufio check)'}`);
         } catch (e) {
           // The backup was written: said as such, and the run still fails (exit 1, /fail), so
           // that a prune that keeps failing is seen before the set fills up.
@@ -578,10 +578,10 @@ async function runPrune(target: string, f: CommonFlags, io: Io, say: (line: stri
   // that `prune --dry-run` previews exactly what the nightly run removes).
   const fromFlags = Object.values(given).some((n) => n !== undefined);
   const policy = fromFlags ? given : cfg.backup.retention;
-  const r = await prune(target, policy, { dryRun: !!f.dryRun, s3: cfg.backup.s3, env: io.env, signal });
+  const r = await prune(target, policy, { dryRun: !!f.dryRun, s3: cfg.backup.s3, env: io.env, signal, identities: await identitiesFor(f, cfg) });
   if (f.json) emit(io, 'prune', { ok: true, policy: fromFlags ? 'flags' : 'backup.retention', ...r });
   if (!fromFlags) say(`Policy from [backup.retention]: ${Object.entries(policy).filter(([, n]) => n).map(([k, n]) => `keep_${k} = ${n}`).join(', ')}`);
-  for (const d of r.removed) say(`${r.dryRun ? 'would remove' : 'removed'}  ${d.name}${d.problem ? `  (it can never be restored: ${d.problem})` : ''}`);
+  for (const d of r.removed) say(`${r.dryRun ? 'would remove' : 'removed'}  ${d.name}${d.problem ? ` — it can never be restored: ${d.problem}` : ''}`);
   for (const d of r.kept) say(`keep          ${d.name}  (${d.keptBecause.join(', ')})`);
   say(`${r.dryRun ? 'Dry run: would remove' : 'Removed'} ${r.removed.length} backup(s), kept ${r.kept.length}`);
 }

@@ -270,19 +270,28 @@ const QUIET_ENV = ['BLUFIO_TRACE', 'BLUFIO_TEST_CRASH_AT'];
 
 /**
  * BLUFIO_* variables that look meant for blufio backup and are not read: a guessed
- * BLUFIO_BACKUP_AGE_RECIPIENTS was silently ignored, and backups went out unencrypted. The blufio
- * server has variables of its own: only those in our namespaces (BLUFIO_AGE_*, BLUFIO_BACKUP_*,
- * BLUFIO_S3_*) or close to one we read are named, with the nearest we read.
+ * BLUFIO_BACKUP_AGE_RECIPIENTS (or BLUFIO_RECIPIENTS) was silently ignored, and backups went out
+ * unencrypted. The blufio server has variables of its own: only those that speak of what blufio
+ * backup does (recipients, identities, encryption, age, backups, S3), or are close to one it
+ * reads, are named, with the one meant.
  */
 function envWarnings(env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
+  const lower = KNOWN_ENV.map((k) => k.toLowerCase());
   for (const name of Object.keys(env)) {
     if (!name.startsWith('BLUFIO_') || KNOWN_ENV.includes(name) || QUIET_ENV.includes(name)) continue;
-    const plain = name.replace(/^BLUFIO_(BACKUP_)+/, 'BLUFIO_').replace(/^BLUFIO_S3_/, 'BLUFIO_');
-    const lower = KNOWN_ENV.map((k) => k.toLowerCase());
-    const near = KNOWN_ENV.includes(plain) ? plain : (nearest(name, lower, 3) ?? nearest(plain, lower, 3))?.toUpperCase();
-    if (!near && !/^BLUFIO_(AGE|BACKUP|S3)_/.test(name)) continue;
-    out.push(`environment: ${name} is not read by blufio backup${near ? ` (did you mean ${near}?)` : ` (it reads ${KNOWN_ENV.join(', ')}; S3 settings come from the AWS_* variables)`}`);
+    const upper = name.toUpperCase();
+    const plain = upper.replace(/^BLUFIO_(BACKUP_)+/, 'BLUFIO_').replace(/^BLUFIO_S3_/, 'BLUFIO_');
+    const meant = KNOWN_ENV.includes(plain) ? plain
+      : (nearest(name, lower, 3) ?? nearest(plain, lower, 3))?.toUpperCase()
+      ?? (/RECIP/.test(upper) ? (/FILE/.test(upper) ? 'BLUFIO_AGE_RECIPIENTS_FILE' : 'BLUFIO_AGE_RECIPIENTS')
+        : /IDENT|KEY_?FILE|SECRET_?KEY/.test(upper) ? 'BLUFIO_AGE_IDENTITY_FILE'
+          : /UNENCRYPT|PLAIN|NO_?ENCRYPT/.test(upper) ? '--unencrypted (or backup.unencrypted = true in blufio.toml)'
+            : /ENCRYPT|(^|_)AGE(_|$)/.test(upper) ? 'BLUFIO_AGE_RECIPIENTS'
+              : /WORK_?DIR|TMP/.test(upper) ? 'BLUFIO_WORK_DIR'
+                : /DB|DATABASE/.test(upper) && /BACKUP/.test(upper) ? 'BLUFIO_STORAGE_DATABASE_PATH' : undefined);
+    if (!meant && !/^BLUFIO_(AGE|BACKUP|S3)_/.test(upper)) continue;
+    out.push(`environment: ${name} is not read by blufio backup${meant ? ` (did you mean ${meant}?)` : ` (it reads ${KNOWN_ENV.join(', ')}; S3 settings come from the AWS_* variables)`}`);
   }
   return out;
 }

@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { gunzipSync, constants as zlibConstants } from 'node:zlib';
+import { createGunzip, constants as zlibConstants } from 'node:zlib';
 import { AGE_MAGIC, checkAgeHeader, dearmorChunks, isArmoredAgeFile, isAgeFile, looksLikeDamagedAge, openChunks, parseIdentityFile, parseRecipient, peekAge, peekAgeFile, sealChunks, type Identity, type Recipient } from './age.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import type { ProgressCallback } from './core/progress.ts';
@@ -219,8 +219,8 @@ function firstBytes(file: string, n: number): Buffer {
   }
 }
 
-/** Bytes of packed input fed to gunzip by plainPrefix(): bounds what it can expand to (~16 MiB). */
-const PREFIX_GZ_BYTES = 16 * 1024;
+/** Plain bytes plainPrefix() gives: a differential's header and an SQLite header fit many times. */
+const PREFIX_PLAIN_BYTES = 64 * 1024;
 
 /**
  * What the first bytes of a packed backup (`packed`: its first ~100 KiB, or all of it) unpack to:
@@ -228,7 +228,7 @@ const PREFIX_GZ_BYTES = 16 * 1024;
  * can without the key: an encrypted file without identities is an E_KEY error after its header's
  * form was checked (E_CORRUPT when damaged). For listings and checks, which read no whole file.
  */
-export function plainPrefix(packed: Buffer, keys: KeyOptions, shown: string): Uint8Array {
+export async function plainPrefix(packed: Buffer, keys: KeyOptions, shown: string): Promise<Uint8Array> {
   let plain: Uint8Array = packed;
   if (packed.subarray(0, AGE_MAGIC.length).equals(AGE_MAGIC) || packed.toString('latin1', 0, 200).trimStart().startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) {
     const ids = identitiesOf(keys);
@@ -242,13 +242,43 @@ export function plainPrefix(packed: Buffer, keys: KeyOptions, shown: string): Ui
   }
   if (plain.length >= 2 && plain[0] === 0x1f && plain[1] === 0x8b) {
     try {
-      // A prefix of a gzip stream: what it decodes to so far (a sync flush, not an end).
-      return gunzipSync(plain.subarray(0, PREFIX_GZ_BYTES), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+      return await gunzipPrefix(plain, PREFIX_PLAIN_BYTES);
     } catch (e) {
       throw gunzipError(e, shown);
     }
   }
   return plain;
+}
+
+/**
+ * What a prefix of a gzip stream decodes to (a sync flush at its end, not an error), stopped once
+ * `want` bytes came out: a long header field (FNAME, FEXTRA) is read through, and a bomb never
+ * expands past `want` and one of zlib's buffers.
+ */
+function gunzipPrefix(input: Uint8Array, want: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const z = createGunzip({ finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    const out: Buffer[] = [];
+    let got = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      z.destroy();
+      resolve(Buffer.concat(out));
+    };
+    z.on('data', (c: Buffer) => {
+      out.push(c);
+      got += c.length;
+      if (got >= want) finish();
+    });
+    z.on('end', finish);
+    z.on('error', (e) => {
+      if (!done) reject(e);
+      done = true;
+    });
+    z.end(input);
+  });
 }
 
 /**

@@ -10,7 +10,7 @@ import { makeWorkDir } from './files.ts';
 import { inspect } from './inspect.ts';
 import type { KeyOptions } from './layers.ts';
 import type { ObjectStorageOptions } from './object-storage.ts';
-import { assess, entriesOf, hashCacheDir, materialize, openStore } from './sets.ts';
+import { aboutIt, assess, entriesOf, hashCacheDir, materialize, openStore } from './sets.ts';
 
 export interface CheckOptions extends ObjectStorageOptions, KeyOptions {
   /** Rebuild and integrity_check this share of the backups (0–100; 100 = all; default 0: headers only). */
@@ -66,13 +66,15 @@ export async function checkSet(set: string, opts: CheckOptions = {}): Promise<Ch
       if (!r.ok) problems.push({ name: m.name, problem: `its database is damaged: ${r.problems.slice(0, 3).map((p) => p.replaceAll(file, 'it')).join('; ')}` });
     } catch (e) {
       if (!(e instanceof BlufioError) || ['E_ABORTED', 'E_TIMEOUT'].includes(e.code)) throw e;
+      // Asked to read the data and it cannot be with the keys given (none, or a rotated one):
+      // nothing proves it restorable, so this is a problem, not a note.
       if (e.code === 'E_KEY') {
-        notes.push(`${m.name} could not be read: ${e.message}`);
+        problems.push({ name: m.name, problem: `its data could not be read to be checked: ${e.message.replaceAll(store.where(m.name), 'it')}` });
         continue;
       }
       // A full work directory or an endpoint that cannot be reached says nothing of the backup.
       if (e.code === 'E_IO' || e.code === 'E_PERMISSION' || e.code === 'E_CONFIG') throw e;
-      problems.push({ name: m.name, problem: e.message.replace(`${store.where(m.name)} `, '').replace(store.where(m.name), 'it') });
+      problems.push({ name: m.name, problem: aboutIt(e.message, store.where(m.name)) });
     } finally {
       fs.rmSync(work, { recursive: true, force: true });
     }

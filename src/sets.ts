@@ -279,6 +279,11 @@ export interface SetMember extends SetEntry {
 /** Bytes read from the start of each backup to check its header: an age header and its first chunk. */
 const HEAD_BYTES = 96 * 1024;
 
+/** A message about `shown`, said of "it" ("`shown` is cut off" -> "it is cut off"). */
+export function aboutIt(message: string, shown: string): string {
+  return message.replaceAll(shown, 'it');
+}
+
 /** What the listing alone shows is wrong with a backup: a differential whose base is gone. */
 function problemByName(e: SetEntry, names: ReadonlySet<string>): string | null {
   return e.kind === 'diff' && !names.has(e.base!) ? `its base ${e.base} is missing` : null;
@@ -300,10 +305,10 @@ export async function assess(store: SetStore, files: Array<{ name: string; bytes
     const shown = store.where(e.name);
     let plain: Uint8Array;
     try {
-      plain = plainPrefix(await store.peek(e.name, HEAD_BYTES), opts.keys ?? {}, shown);
+      plain = await plainPrefix(await store.peek(e.name, HEAD_BYTES), opts.keys ?? {}, shown);
     } catch (err) {
       if (err instanceof BlufioError && err.code === 'E_KEY') return { problem: null, checked: 'name' };
-      if (err instanceof BlufioError && (err.code === 'E_CORRUPT' || err.code === 'E_NOT_SQLITE')) return { problem: err.message.replace(`${shown} `, '').replace(shown, 'it'), checked: 'header' };
+      if (err instanceof BlufioError && (err.code === 'E_CORRUPT' || err.code === 'E_NOT_SQLITE')) return { problem: aboutIt(err.message, shown), checked: 'header' };
       throw err;
     }
     if (e.kind === 'full') return { problem: hasSqliteMagic(plain) ? null : 'it does not hold an SQLite database', checked: 'header' };
@@ -311,7 +316,7 @@ export async function assess(store: SetStore, files: Array<{ name: string; bytes
     try {
       header = parseDiffHeader(plain, shown).header;
     } catch (err) {
-      return { problem: (err as Error).message.replace(`${shown} `, ''), checked: 'header' };
+      return { problem: aboutIt((err as Error).message, shown), checked: 'header' };
     }
     if (header.base !== e.base) return { problem: `it names ${header.base} as its base inside, ${e.base} in its name (renamed?)`, checked: 'header' };
     const base = byName.get(e.base!);
@@ -552,12 +557,26 @@ export async function materialize(store: SetStore, entry: SetEntry, work: string
       const layers = layersOfFile(packed, keys);
       await unpackPlain(packed, plain, layers, keys, signal, parseName(name)?.kind === 'diff' ? diffSizeGuard(store.where(name)) : undefined);
     } catch (e) {
-      // Named as the user knows it (s3://… or the set's file), never by the private download.
-      throw renamed(renamed(e, packed, store.where(name)), plain, store.where(name));
+      // Named as the user knows it (s3://… or the set's file), never by the private download;
+      // and which file it was (a differential's base, say), for the caller's advice.
+      throw Object.assign(renamed(renamed(e, packed, store.where(name)), plain, store.where(name)) as object, { member: name });
     }
     return plain;
   };
-  if (entry.kind === 'full') return plainOf(entry.name);
+  if (entry.kind === 'full') {
+    const plain = await plainOf(entry.name);
+    // What a full backup holds must be a database: said here, as a set's member (restore would
+    // only say "not an SQLite database" of the file it was given).
+    const fd = fs.openSync(plain, 'r');
+    const head = Buffer.alloc(16);
+    try {
+      fs.readSync(fd, head, 0, 16, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (!hasSqliteMagic(head)) throw Object.assign(new BlufioError('E_NOT_SQLITE', `${store.where(entry.name)} does not hold an SQLite database`, 'use another backup'), { member: entry.name });
+    return plain;
+  }
   const diff = await plainOf(entry.name);
   const { header, offset } = readDiffHeader(diff, store.where(entry.name));
   if (header.base !== entry.base) {
@@ -568,13 +587,13 @@ export async function materialize(store: SetStore, entry: SetEntry, work: string
     basePlain = await plainOf(header.base);
   } catch (e) {
     if (e instanceof BlufioError && e.code === 'E_SOURCE_MISSING') {
-      throw new BlufioError('E_SOURCE_MISSING', `the base of ${store.where(entry.name)}, ${store.where(header.base)}, is missing`, 'restore from another backup; blufio list shows them');
+      throw Object.assign(new BlufioError('E_SOURCE_MISSING', `the base of ${store.where(entry.name)}, ${store.where(header.base)}, is missing`, 'restore from another backup; blufio list shows them'), { member: header.base });
     }
     throw e;
   }
   const base = hashPages(basePlain, header.pageSize);
   if (base.sha256 !== header.baseSha256) {
-    throw new BlufioError('E_CORRUPT', `${store.where(header.base)} is not the base ${store.where(entry.name)} was made against (its SHA-256 differs)`, 'use another backup');
+    throw Object.assign(new BlufioError('E_CORRUPT', `${store.where(header.base)} is not the base ${store.where(entry.name)} was made against (its SHA-256 differs)`, 'use another backup'), { member: header.base });
   }
   // Apply the pages, cut to the new size, and the result must be the database that was backed up.
   const out = path.join(work, 'rebuilt.db');
@@ -861,6 +880,9 @@ async function chooseBase(store: SetStore, entries: SetEntry[], now: PageHashes,
   if (hashes.pageSize !== now.pageSize) return none('the page size changed');
   if ((hashes.recipients ?? '') !== (now.recipients ?? '') && newestFull.encrypted) return none('the recipients changed (a differential must open with the same keys as its base)');
   if (hashes.bytes !== undefined && hashes.bytes !== newestFull.bytes) return none(`${newestFull.name} is not the file its page hashes were taken from (its size changed)`);
+  // Its header read as list reads it: a differential on a damaged base could never be restored.
+  const [health] = await assess(store, [{ name: newestFull.name, bytes: newestFull.bytes }], [newestFull], { headers: true, keys: {} });
+  if (!health.restorable) return none(`the newest full backup ${newestFull.name} cannot be restored (${health.problem})`);
   return { base: { entry: newestFull, hashes }, fullBecause: null };
 }
 
@@ -912,11 +934,16 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
     } catch (e) {
       // Never an older state in its place, and never without saying which one can be restored.
       if (!(e instanceof BlufioError) || !['E_SOURCE_MISSING', 'E_CORRUPT', 'E_NOT_SQLITE'].includes(e.code)) throw e;
-      const older = entries.slice(entries.indexOf(entry) + 1).find((x) => !problemByName(x, names));
+      // The newest older one that may be restored: not the file that failed (a differential's base,
+      // say), nor one made from it, and its name and header sound.
+      const failed = new Set([entry.name, (e as { member?: string }).member ?? entry.name]);
+      const candidates = entries.slice(entries.indexOf(entry) + 1).filter((x) => !failed.has(x.name) && !(x.base && failed.has(x.base)));
+      const members = await assess(store, files, candidates.slice(0, 8), { headers: true, keys: opts, cacheDir: hashCacheDir(set, opts) }).catch(() => null);
+      const older = members ? members.find((m) => m.restorable) : candidates.find((x) => !problemByName(x, names));
       const which = opts.at ? `the newest backup at or before ${opts.at.toISOString()}` : 'the newest backup';
       // --at takes the newest of its second: when the older one shares it, it is named by its file.
       const take = older && (older.time.getTime() === entry.time.getTime() ? `give its file instead of the set: ${store.where(older.name)}` : `take it with --at ${older.time.toISOString().replace('.000Z', 'Z')}`);
-      throw new BlufioError(e.code, `${which} in ${store.where('')}, ${entry.name}, cannot be restored: ${e.message.replace(`${store.where(entry.name)} `, '').replace(store.where(entry.name), 'it')}`,
+      throw new BlufioError(e.code, `${which} in ${store.where('')}, ${entry.name}, cannot be restored: ${aboutIt(e.message, store.where(entry.name))}`,
         older ? `the newest one before it whose base is there is ${older.name}: ${take}; blufio check ${set} tells which are sound` : `no older backup of it can be restored either; blufio check ${set} tells more`, { cause: e });
     }
     const where = store.where(entry.name);
@@ -1062,12 +1089,12 @@ export interface PruneResult {
   dryRun: boolean;
   kept: PruneDecision[];
   removed: PruneDecision[];
-  /** Backups that could never be restored (removed with the others, or would be with dryRun), with why. */
-  broken: Array<{ name: string; problem: string }>;
+  /** Backups that cannot be restored, with why; differentials whose base is gone are removed (removed: true), the others kept for the operator. */
+  broken: Array<{ name: string; problem: string; removed: boolean }>;
 }
 
 /** Applies `policy` to every series in the set; removes what no rule keeps (not with dryRun). */
-export async function prune(set: string, policy: RetentionPolicy, opts: ObjectStorageOptions & { dryRun?: boolean; signal?: AbortSignal; stem?: string } = {}): Promise<PruneResult> {
+export async function prune(set: string, policy: RetentionPolicy, opts: ObjectStorageOptions & KeyOptions & { dryRun?: boolean; signal?: AbortSignal; stem?: string } = {}): Promise<PruneResult> {
   if (!Object.values(policy).some((n) => typeof n === 'number' && n > 0)) {
     const zeros = Object.values(policy).some((n) => n === 0);
     throw new BlufioError('E_USAGE', zeros ? 'every --keep-* rule given is 0: nothing would be kept, so nothing is pruned' : 'prune needs a policy: no --keep-* rule was given and [backup.retention] in blufio.toml has none',
@@ -1083,19 +1110,23 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
       'check this machine\'s clock, and rename or remove that backup first');
   }
   const names = new Set(files.map((f) => f.name));
-  // A differential whose base is gone can never be restored: it is removed, and counts for no
-  // rule (a --keep-last 2 that kept two of them would remove the only backup that restores).
-  const broken = all.flatMap((e) => {
-    const problem = problemByName(e, names);
-    return problem ? [{ entry: e, problem }] : [];
-  });
-  const sound = all.filter((e) => !broken.some((b) => b.entry === e));
+  // The rules count only backups that can be restored (names and headers, as list reads them):
+  // a --keep-last 2 that kept two broken ones would remove the only backup that restores. A
+  // differential whose base is gone can never be restored: it is removed. Any other broken
+  // backup (a damaged header, a base that is not the file it was made from) is kept and said,
+  // counted by no rule: the operator decides (blufio check names them).
+  const members = await assess(store, files, all, { headers: true, keys: opts, cacheDir: hashCacheDir(set, opts) });
+  const broken = members.filter((m) => !m.restorable);
+  const orphan = (m: SetMember) => m.kind === 'diff' && !names.has(m.base!);
+  const sound = all.filter((e) => !broken.some((b) => b.name === e.name));
   const decisions: PruneDecision[] = [];
   for (const stem of new Set(sound.map((e) => e.stem))) decisions.push(...planPrune(sound.filter((e) => e.stem === stem), policy));
   const removed = [
     ...decisions.filter((d) => d.keptBecause.length === 0),
-    ...broken.map(({ entry: e, problem }) => ({ name: e.name, time: e.time.toISOString(), kind: e.kind, keptBecause: [], problem })),
+    ...broken.filter(orphan).map((m) => ({ name: m.name, time: m.time.toISOString(), kind: m.kind, keptBecause: [], problem: m.problem! })),
   ];
+  // A broken full backup that a kept differential names stays with it, as any base does.
+  const keptBroken = broken.filter((m) => !orphan(m)).map((m) => ({ name: m.name, time: m.time.toISOString(), kind: m.kind, keptBecause: ['cannot be restored: counted by no rule, kept for you to look at (blufio check)'], problem: m.problem! }));
   if (!opts.dryRun) {
     // Differentials first, then full backups: a run killed midway never leaves a differential
     // without its base (a base goes only when none of its differentials stays).
@@ -1111,5 +1142,5 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
       if (p?.pages && !kept.has(f.name.slice(0, -'.pages'.length)) && (opts.stem === undefined || p.stem === opts.stem)) await store.remove(f.name);
     }
   }
-  return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, kept: decisions.filter((d) => d.keptBecause.length > 0), removed, broken: broken.map((b) => ({ name: b.entry.name, problem: b.problem })) };
+  return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, kept: [...decisions.filter((d) => d.keptBecause.length > 0), ...keptBroken], removed, broken: broken.map((b) => ({ name: b.name, problem: b.problem!, removed: orphan(b) })) };
 }

@@ -15,7 +15,8 @@ test.after.each(cleanup);
 
 for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
   const run = (args: string[], env: Record<string, string> = {}) => cli(args, { runtime, env });
-  const shell = (line: string) => spawnSync('bash', ['-c', line], { encoding: 'utf8' });
+  // A clean environment, as cli() gives (Node 24 warns about NO_COLOR beside FORCE_COLOR).
+  const shell = (line: string) => spawnSync('bash', ['-c', line], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: tmpdir('blufio-home-') } });
   const blufio = [...runtime, CLI].map((a) => `'${a}'`).join(' ');
 
   test(`${runtimeName}: a listing whose reader went away stops quietly (exit 0); a key or a backup into a closed pipe still fails`, () => {

@@ -173,6 +173,90 @@ test('a base replaced by another file, and a backup whose header is damaged: eac
   assert.match(r.stderr, `PROBLEM  ${diff.name}: `);
 });
 
+test('prune counts only restorable backups: a damaged newest full is kept aside, never the reason the good ones go (found by an attack run)', () => {
+  const { d, db, home } = sample();
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  const env = { HOME: home };
+  const back = (...extra: string[]) => assert.is(cli(['backup', '--db', db, `${set}/`, '-q', ...extra], { env }).code, 0);
+  back();
+  sql(db, "INSERT INTO sessions(name) VALUES ('a1')");
+  back();
+  const state = fingerprint(db);
+  sql(db, "INSERT INTO sessions(name) VALUES ('b')");
+  back('--full');
+  const [b, a1, a] = listed(set, env);
+  assert.equal([b.kind, a1.kind, a.kind], ['full', 'diff', 'full']);
+  // The newest full backup damaged at rest (its gzip header).
+  const bytes = fs.readFileSync(path.join(set, b.name));
+  bytes[0] = 0;
+  bytes[1] = 0;
+  fs.writeFileSync(path.join(set, b.name), bytes);
+  const r = cli(['prune', `${set}/`, '--keep-last', '1', '--json'], { env });
+  assert.is(r.code, 0, r.stderr);
+  const p = JSON.parse(r.stdout);
+  assert.equal(p.removed, [], 'nothing that restores is removed');
+  assert.equal(p.broken.map((x: { name: string; removed: boolean }) => [x.name, x.removed]), [[b.name, false]]);
+  assert.equal(listed(set, env).map((x) => x.name), [b.name, a1.name, a.name]);
+  // A restore of the set names the one that restores; it does restore.
+  const target = path.join(d, 't.db');
+  const rr = cli(['restore', '--db', target, `${set}/`, '--series', 'blufio'], { env });
+  assert.is(rr.code, 1);
+  assert.match(rr.stderr, `the newest one before it whose base is there is ${a1.name}`);
+  assert.is(cli(['restore', '--db', target, path.join(set, a1.name)], { env }).code, 0);
+  assert.is(fingerprint(target), state);
+});
+
+test('a damaged base: restore and verify never suggest it, nor a differential made from it (found by an attack run)', () => {
+  const { d, db, home } = sample();
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  const env = { HOME: home };
+  assert.is(cli(['backup', '--db', db, `${set}/`, '-q'], { env }).code, 0);
+  sql(db, "INSERT INTO sessions(name) VALUES ('x')");
+  assert.is(cli(['backup', '--db', db, `${set}/`, '-q'], { env }).code, 0);
+  const [, full] = listed(set, env);
+  const bytes = fs.readFileSync(path.join(set, full.name));
+  bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+  fs.writeFileSync(path.join(set, full.name), bytes);
+  const r = cli(['verify', `${set}/`, '--series', 'blufio'], { env });
+  assert.is(r.code, 1);
+  assert.match(r.stderr, 'no older backup of it can be restored either');
+  assert.not.match(r.stderr, `is ${full.name}:`);
+});
+
+test('check --read-data with a key that opens nothing fails; list reads a gzip header of any length (found by an attack run)', () => {
+  const { d, db, home } = sample(300);
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  const env = { HOME: home };
+  const key = path.join(d, 'key.txt');
+  const wrong = path.join(d, 'wrong.txt');
+  execFileSync('age-keygen', ['-o', key], { stdio: 'ignore' });
+  execFileSync('age-keygen', ['-o', wrong], { stdio: 'ignore' });
+  const recipient = execFileSync('age-keygen', ['-y', key], { encoding: 'utf8' }).trim();
+  assert.is(cli(['backup', '--db', db, `${set}/`, '-q', '-r', recipient], { env }).code, 0);
+  let r = cli(['check', `${set}/`, '--read-data', '-i', wrong], { env });
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, 'its data could not be read to be checked: it is not encrypted to any of the given identities');
+  r = cli(['check', `${set}/`, '--read-data'], { env });
+  assert.is(r.code, 1, 'asked to read the data, and nothing could be: not OK');
+  assert.is(cli(['check', `${set}/`, '--read-data', '-i', key], { env }).code, 0);
+  // A valid .db.gz whose FNAME field is 20,000 bytes long.
+  const plainSet = path.join(d, 'plain');
+  fs.mkdirSync(plainSet);
+  const raw = path.join(d, 'raw.db');
+  fs.copyFileSync(db, raw);
+  sql(raw, 'PRAGMA journal_mode=DELETE');
+  const gz = gzipSync(fs.readFileSync(raw));
+  const header = Buffer.from(gz.subarray(0, 10));
+  header[3] |= 0x08; // FNAME
+  fs.writeFileSync(path.join(plainSet, 'blufio-20261201T000000Z.db.gz'), Buffer.concat([header, Buffer.alloc(20000, 0x78), Buffer.from([0]), gz.subarray(10)]));
+  const [only] = listed(plainSet, env);
+  assert.is(only.restorable, true, only.problem);
+  assert.is(cli(['check', plainSet, '--read-data'], { env }).code, 0);
+});
+
 test('check --read-data finds damage that headers cannot show; --read-data-subset reads a share', () => {
   const { d, db, home } = sample(3000);
   const set = path.join(d, 'set');
@@ -244,6 +328,11 @@ test('off-site means encrypted: s3:// without recipients is refused; --unencrypt
     let r = cli(['backup', '--db', db, 's3://backups/enc/'], { env: { ...env, BLUFIO_BACKUP_AGE_RECIPIENTS: recipient } });
     assert.is(r.code, 2);
     assert.match(r.stderr, 'warning: environment: BLUFIO_BACKUP_AGE_RECIPIENTS is not read by blufio backup (did you mean BLUFIO_AGE_RECIPIENTS?)\n');
+    for (const [typo, meant] of [['BLUFIO_RECIPIENTS', 'BLUFIO_AGE_RECIPIENTS'], ['BLUFIO_RECIPIENTS_FILE', 'BLUFIO_AGE_RECIPIENTS_FILE'], ['BLUFIO_IDENTITY_FILE', 'BLUFIO_AGE_IDENTITY_FILE']]) {
+      r = cli(['backup', '--db', db, path.join(d, `${typo}.db`)], { env: { ...env, [typo]: recipient } });
+      assert.match(r.stderr, `warning: environment: ${typo} is not read by blufio backup (did you mean ${meant}?)\n`);
+    }
+    assert.not.match(cli(['backup', '--db', db, path.join(d, 'agent.db')], { env: { ...env, BLUFIO_AGENT_MODEL: 'x', BLUFIO_SERVER_PORT: '1' } }).stderr, 'warning', "the server's own variables are not ours to judge");
     // The environment alone: every object is .age, and age decrypts it to the database.
     r = cli(['backup', '--db', db, 's3://backups/enc/', '--json'], { env: { ...env, BLUFIO_AGE_RECIPIENTS: recipient } });
     assert.is(r.code, 0, r.stderr);
