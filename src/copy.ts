@@ -41,7 +41,9 @@ export interface CopyOptions {
   onProgress?: ProgressCallback;
   /**
    * For tests: called when an attempt has fixed its state (begin()) and before SQLite reads
-   * anything, so that a test can commit or checkpoint at exactly that point.
+   * anything, so that a test can commit or checkpoint at exactly that point. Not in the
+   * published types (stripInternal).
+   * @internal
    */
   afterBegin?: (attempt: number) => void;
 }

@@ -30,8 +30,13 @@ import { expectedEtag, md5, parseS3Url, resolveS3, S3Client, s3Url, type S3Locat
  * them (S3 takes 10,000).
  */
 const partBytesFor = (total: number) => Math.max(5 * 1024 * 1024, Math.ceil(total / 9000 / 1048576) * 1048576);
-/** Parts in flight at once: 2 x 8 MiB (+ the one being filled) keeps a 100 MiB upload near 128 MiB peak RSS (4 in flight: 163 MiB, measured; no faster to a local server). */
-const IN_FLIGHT = 2;
+/**
+ * Parts in flight at once: 2 x 8 MiB (+ the one being filled) kept a 100 MiB upload near 128 MiB
+ * peak RSS (4 in flight: 163 MiB, measured; no faster to a local server). Under Bun one: its
+ * fetch holds a copy of each body, and a 400 MiB plain upload peaked at 132 MiB with two, 121–126
+ * with one (a full collection after each part instead: 128–143, not kept; 2026-12-07).
+ */
+const IN_FLIGHT = process.versions.bun ? 1 : 2;
 
 /** How the library and the CLI reach object storage. */
 export interface ObjectStorageOptions {

@@ -41,9 +41,9 @@ export interface RestoreOptions extends Omit<BackupOptions, 'verify' | 'mode' | 
   walMode?: boolean;
   /** Called with each notice a person should see (safety copy, in-use check unavailable). */
   onNotice?: (message: string) => void;
-  /** For tests: runs after the last look for other users of the database, right before the swap. */
+  /** For tests: runs after the last look for other users of the database, right before the swap. @internal */
   beforeSwap?: () => Promise<void> | void;
-  /** For tests: runs right after the rename, before the looks that may undo it. */
+  /** For tests: runs right after the rename, before the looks that may undo it. @internal */
   afterSwap?: () => Promise<void> | void;
 }
 

@@ -18,8 +18,7 @@ import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as Http from 'node:http';
 import { Readable } from 'node:stream';
 import { AwsV4Signer } from 'aws4fetch';
 import { throwIfAborted } from './core/backup-loop.ts';
@@ -270,8 +269,11 @@ export class S3Client {
     // upload in 8 MiB parts peaked at 140–143 MiB RSS with it, 115–120 with fetch (3 runs each;
     // under Node and Deno fetch copies every body once more, so they keep node:http).
     if (process.versions.bun && body) return this.onceByFetch(r.method, u, headers, body, limit, onTimeout);
+    // Loaded when first needed: under Node 22+ node:http brings undici (~14 ms of every start-up,
+    // S3 or not: docs/benchmarks.md, "Start-up per Node line").
+    const request: typeof Http.request = u.protocol === 'https:' ? (await import('node:https')).request : (await import('node:http')).request;
     return new Promise<Res>((resolve, reject) => {
-      const req = (u.protocol === 'https:' ? https : http).request(u, { method: r.method, headers, signal: this.opts.signal, agent: false });
+      const req = request(u, { method: r.method, headers, signal: this.opts.signal, agent: false });
       // Until the answer starts, and then between its bytes: a server that stalls is retried.
       const timer = setTimeout(() => {
         onTimeout();

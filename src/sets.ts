@@ -309,6 +309,8 @@ export async function assess(store: SetStore, files: Array<{ name: string; bytes
     } catch (err) {
       if (err instanceof BlufioError && err.code === 'E_KEY') return { problem: null, checked: 'name' };
       if (err instanceof BlufioError && (err.code === 'E_CORRUPT' || err.code === 'E_NOT_SQLITE')) return { problem: aboutIt(err.message, shown), checked: 'header' };
+      // Removed between the listing and this read (a prune running beside it): not there to restore.
+      if (err instanceof BlufioError && err.code === 'E_SOURCE_MISSING') return { problem: 'it was removed while the set was read', checked: 'header' };
       throw err;
     }
     if (e.kind === 'full') return { problem: hasSqliteMagic(plain) ? null : 'it does not hold an SQLite database', checked: 'header' };

@@ -248,14 +248,18 @@ test('Ctrl-C during a backup: exit 130, nothing left behind', async () => {
   const home = tmpdir();
   const db = path.join(home, 'big.db');
   sql(db, 'CREATE TABLE t(b); INSERT INTO t SELECT randomblob(4000) FROM generate_series(1, 3000);');
-  const child = spawn(runtime[0], [...runtime.slice(1), CLI, 'backup', path.join(home, 'b.db'), '--db', db, '--pages-per-step', '10', '--sleep-ms', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(runtime[0], [...runtime.slice(1), CLI, 'backup', path.join(home, 'b.db'), '--db', db, '--pages-per-step', '10', '--sleep-ms', '20', '--progress'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  await new Promise((r) => setTimeout(r, 700));
+  const exited = new Promise((r) => child.on('exit', (c) => r(c)));
+  // Sent once the process says its copy began (a fixed delay met a process that had not started).
+  await Promise.race([exited, new Promise<void>((r) => child.stderr.on('data', (d) => {
+    stderr += d;
+    if (stderr.includes('Backing up:')) r();
+  }))]);
   child.kill('SIGINT');
-  const code = await new Promise((r) => child.on('exit', (c) => r(c)));
+  const code = await exited;
   assert.is(code, 130, stderr);
-  assert.match(stderr, /^error: interrupted/);
+  assert.match(stderr.slice(stderr.lastIndexOf('error:')), /^error: interrupted/);
   assert.equal(fs.readdirSync(home), ['big.db']);
 });
 

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup, restore } from '../src/index.ts';
-import { CLI, RUNTIMES, cleanup, rejects, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { CLI, RUNTIMES, cleanup, skip, rejects, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
 
 const test = suite('restore');
 test.after.each(cleanup);
@@ -75,7 +75,7 @@ test('a second restore keeps the first safety copy under a dated name: the origi
 });
 
 test('restore as root keeps the replaced database\'s owner, group and mode', async () => {
-  if (process.getuid?.() !== 0) return; // needs root to hand a file to another user
+  if (process.getuid?.() !== 0) return skip('not root: a file cannot be handed to another user');
   const { db, bak } = await setup();
   fs.chownSync(db, 65534, 65534);
   fs.chmodSync(db, 0o640);
