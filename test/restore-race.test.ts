@@ -277,6 +277,8 @@ test('as the database\'s owner (not root): a killed run\'s lock-out is put back 
   // A file the owner cannot put back (root's): refused with what to do, the claim kept for root.
   const rootFile = path.join(d, 'root.db');
   fs.copyFileSync(db, rootFile);
+  // Root's: under Node 24 copyFileSync keeps the source's owner (Node 20 gave the copier's).
+  fs.chownSync(rootFile, 0, 0);
   const rootClaim = lockOut(rootFile);
   const r = asOwner(['verify', rootFile]);
   assert.is(r.status, 1);
