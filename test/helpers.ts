@@ -225,17 +225,17 @@ export async function startS3Server(dir = tmpdir('blufio-s3-'), port = 0): Promi
     });
     proc.on('exit', (c) => reject(new Error(`the S3 server exited (${c})`)));
   });
-  return {
-    port: got,
-    dir,
-    proc,
-    stop: () => new Promise<void>((resolve) => {
-      proc.removeAllListeners('exit');
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      proc.on('exit', () => resolve());
-      proc.kill('SIGKILL');
-    }),
-  };
+  return { port: got, dir, proc, stop: () => killed(proc) };
+}
+
+/** Kills a server process (SIGKILL) and resolves once it is gone. */
+function killed(proc: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    proc.removeAllListeners('exit');
+    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+    proc.on('exit', () => resolve());
+    proc.kill('SIGKILL');
+  });
 }
 
 /** The environment that points the CLI at `server` (credentials S3RVER / S3RVER). */
@@ -263,17 +263,7 @@ export async function startMotoServer(): Promise<S3Server | null> {
   const client = new AwsClient({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', service: 's3', region: 'us-east-1' });
   const made = await client.fetch(`http://127.0.0.1:${port}/backups`, { method: 'PUT' });
   assert.ok(made.ok, `moto made the bucket: ${made.status}`);
-  return {
-    port,
-    dir: '',
-    proc,
-    stop: () => new Promise<void>((resolve) => {
-      proc.removeAllListeners('exit');
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      proc.on('exit', () => resolve());
-      proc.kill('SIGKILL');
-    }),
-  };
+  return { port, dir: '', proc, stop: () => killed(proc) };
 }
 
 /** `faketime` (Debian's package) runs a command with its clock moved; null when it is not installed. */
