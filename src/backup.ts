@@ -105,7 +105,7 @@ function refuseUnencryptedOffsite(dest: string, options: BackupOptions): void {
   if (!isS3Url(dest) || (options.recipients ?? []).length > 0) return;
   if (options.unencrypted) return;
   throw new BlufioError('E_USAGE', `refusing to send an unencrypted backup off this machine to ${dest}`,
-    'give recipients to encrypt to (--recipient age1…), or say --unencrypted to send it unencrypted on purpose');
+    'give recipients to encrypt to (--recipient age1…, --recipients-file <file>, backup.age_recipients[_file] in blufio.toml, or BLUFIO_AGE_RECIPIENTS / BLUFIO_AGE_RECIPIENTS_FILE; blufio keygen makes a key), or say --unencrypted (backup.unencrypted = true) to send it unencrypted on purpose');
 }
 
 /**

@@ -371,13 +371,9 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
         throw new BlufioError('E_USAGE', '--prune needs a policy: [backup.retention] in blufio.toml has no keep_* rule', 'add e.g. keep_daily = 7 and keep_weekly = 4 under [backup.retention], or run blufio prune with --keep-* rules');
       }
       const recipients = await recipientsFor(toStdout || toSet ? null : target, f, cfg);
-      // Off the machine means encrypted, unless the operator says otherwise (the library refuses
-      // too; said here first in the command line's words, naming every way to give a key).
+      // Off the machine means encrypted unless the operator says otherwise: backup() refuses
+      // s3:// without recipients; blufio.toml's backup.unencrypted is the opt-out beside the flag.
       const unencrypted = !!f.unencrypted || (offsite && cfg.backup.unencrypted === true && recipients.length === 0);
-      if (offsite && recipients.length === 0 && !unencrypted) {
-        throw new BlufioError('E_USAGE', `refusing to send an unencrypted backup off this machine to ${target}`,
-          `give recipients to encrypt to (--recipient age1…, --recipients-file <file>, backup.age_recipients[_file] in blufio.toml, or BLUFIO_AGE_RECIPIENTS / BLUFIO_AGE_RECIPIENTS_FILE; blufio keygen makes a key), or say --unencrypted (backup.unencrypted = true) to send it unencrypted on purpose`);
-      }
       const opts = {
         ...copyOpts, verify: f.verify !== false, onProgress, gzip: !!f.gzip, recipients, s3: cfg.backup.s3, env: io.env,
         full: !!f.full, unencrypted, fullEveryMs: cfg.backup.fullEveryDays === undefined ? undefined : cfg.backup.fullEveryDays * 86_400_000,
@@ -392,7 +388,7 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
       if (f.prune) {
         const { prune } = await import('./sets.ts');
         try {
-          const p = await prune(target, cfg.backup.retention, { s3: cfg.backup.s3, env: io.env, signal, identities: await identitiesFor({ ...f, identity: undefined }, cfg) });
+          const p = await prune(target, cfg.backup.retention, { s3: cfg.backup.s3, env: io.env, signal, identities: await identitiesFor(f, cfg) });
           pruned = { removed: p.removed.map((d) => d.name), kept: p.kept.length, ...(p.broken.length ? { broken: p.broken } : {}) };
           say(p.removed.length ? `Pruned ${p.removed.length} backup(s): ${p.removed.map((d) => d.name).join(', ')}` : 'Pruned nothing: every backup is kept by the policy');
           for (const b of p.broken) say(`  ${b.name} cannot be restored: ${b.problem}; ${b.removed ? 'removed' : 'kept for you to look at (blufio check)'}`);

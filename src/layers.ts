@@ -209,7 +209,8 @@ function refuseDamagedAge(head: Uint8Array, shown: string): void {
   }
 }
 
-function firstBytes(file: string, n: number): Buffer {
+/** The first `n` bytes of `file` (fewer when it is shorter). */
+export function firstBytes(file: string, n: number): Buffer {
   const fd = fs.openSync(file, 'r');
   try {
     const b = Buffer.alloc(n);

@@ -27,7 +27,7 @@ import { assertNotLockedOut, sweepStaleClaims } from './claim.ts';
 import { readFully } from './vfs/disk-file.ts';
 import { BlufioError, fsError, renamed } from './errors.ts';
 import { ensureRoom, makeWorkDir, publish, removeStaleTemps, statOrNull, tempPathBeside } from './files.ts';
-import { layersOfFile, packFile, packing, plainPrefix, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
+import { firstBytes, layersOfFile, packFile, packing, plainPrefix, recipientsOf, unpackFile, type KeyOptions, type Layers } from './layers.ts';
 import { hasSqliteMagic } from './core/header.ts';
 import { clientFor, download, stateDir, uploadPacked, type ObjectStorageOptions } from './object-storage.ts';
 import { isS3Url, parseS3Url, type S3Client } from './s3.ts';
@@ -442,16 +442,11 @@ function pagesMeta(b: Buffer): { pageSize: number; pages: number; sha256: string
 }
 
 function decodePages(b: Buffer): PageHashes | null {
-  if (!b.subarray(0, PAGES_MAGIC.length).equals(Buffer.from(PAGES_MAGIC))) return null;
-  const nl = b.indexOf(0x0a, PAGES_MAGIC.length);
-  try {
-    const meta = JSON.parse(b.subarray(PAGES_MAGIC.length, nl).toString('utf8')) as { pageSize: number; pages: number; sha256: string; bytes?: number; recipients?: string };
-    const hashes = b.subarray(nl + 1);
-    if (!validGeometry(meta.pageSize, meta.pages) || typeof meta.sha256 !== 'string' || hashes.length !== meta.pages * HASH_BYTES) return null;
-    return { ...meta, hashes };
-  } catch {
-    return null;
-  }
+  const meta = pagesMeta(b);
+  if (!meta) return null;
+  const hashes = b.subarray(b.indexOf(0x0a, PAGES_MAGIC.length) + 1);
+  if (!validGeometry(meta.pageSize, meta.pages) || hashes.length !== meta.pages * HASH_BYTES) return null;
+  return { ...meta, hashes };
 }
 
 /**
@@ -569,14 +564,7 @@ export async function materialize(store: SetStore, entry: SetEntry, work: string
     const plain = await plainOf(entry.name);
     // What a full backup holds must be a database: said here, as a set's member (restore would
     // only say "not an SQLite database" of the file it was given).
-    const fd = fs.openSync(plain, 'r');
-    const head = Buffer.alloc(16);
-    try {
-      fs.readSync(fd, head, 0, 16, 0);
-    } finally {
-      fs.closeSync(fd);
-    }
-    if (!hasSqliteMagic(head)) throw Object.assign(new BlufioError('E_NOT_SQLITE', `${store.where(entry.name)} does not hold an SQLite database`, 'use another backup'), { member: entry.name });
+    if (!hasSqliteMagic(firstBytes(plain, 16))) throw Object.assign(new BlufioError('E_NOT_SQLITE', `${store.where(entry.name)} does not hold an SQLite database`, 'use another backup'), { member: entry.name });
     return plain;
   }
   const diff = await plainOf(entry.name);
