@@ -5,6 +5,21 @@ import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 
 
 const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 
+// The encrypting thread's code (src/age/seal-worker.ts), bundled first into one CommonJS script
+// that src/age/thread.ts starts with `eval: true`: the bundles below carry it as a string
+// (__BLUFIO_SEAL_WORKER__), so that each stays one file. From source, thread.ts bundles it the
+// same way itself.
+const sealWorker = await build({
+  entryPoints: ['src/age/seal-worker.ts'],
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  legalComments: 'none',
+  logLevel: 'warning',
+  write: false,
+});
+
 const common = {
   bundle: true,
   platform: 'node',
@@ -14,7 +29,7 @@ const common = {
   // The .wasm goes in as base64 text, decoded by Buffer's native decoder in src/wasm-embedded.ts
   // (~1 ms; the JavaScript decoder esbuild emits for 'binary' took ~5 ms of every start-up).
   loader: { '.wasm': 'base64' },
-  define: { __BLUFIO_VERSION__: JSON.stringify(pkg.version) },
+  define: { __BLUFIO_VERSION__: JSON.stringify(pkg.version), __BLUFIO_SEAL_WORKER__: JSON.stringify(sealWorker.outputFiles[0].text) },
   legalComments: 'none',
   logLevel: 'warning',
 };

@@ -1,5 +1,5 @@
 /**
- * The command line's parser and help, from one table of commands and their options (cli.ts).
+ * The command line's parser and help, from one table of commands and their options (cli/commands.ts).
  * Written here instead of using cac: errors name options as they were typed (cac reported a typo
  * `--dry-run` as `--dryRun`, and `--no-verify` as `--verify`), a value may start with "-"
  * (`--sleep-ms -5` is a bad value, not an unknown option `-5`), `--` ends the options, a lone "-"

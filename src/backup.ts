@@ -11,11 +11,9 @@ import { BlufioError, fsError } from './errors.ts';
 import { buildVerifiedCopy, checkSource, result, sourceBytes, STAGING_HINT, type BackupOptions, type BackupResult, type BuiltCopy } from './build.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import { afterBlockingCall } from './integrity.ts';
-import { checkObjectDestination, clientFor, uploadPacked } from './object-storage.ts';
-import { isS3Url, parseS3Url } from './s3.ts';
-import { EncryptionThread } from './age.ts';
-import { checkKeysFor, layersOfName, packFile, packing, recipientsOf, streamWriter, type Layers } from './layers.ts';
-import { backupToSet, isSet } from './sets.ts';
+import { isRemote, locate, openRemoteFile, setBeside } from './storage/index.ts';
+import { checkKeysFor, compressed, encrypted, type Layers, layersFor, layersOfName, packedBody, packerAhead, packFile, packing, recipientsOf, streamWriter } from './transforms/index.ts';
+import { backupToSet } from './sets/index.ts';
 import { assertNotLockedOut, restoresRunning, sweepStaleClaims } from './claim.ts';
 import { describePid, holders } from './locks.ts';
 import { journalIsHot, walHoldsFrames } from './snapshot/source-file.ts';
@@ -26,8 +24,10 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   sweepWorkDirs(options.workDir);
   refuseUnencryptedOffsite(destPath, options);
   // A set (an existing folder, or a path or s3:// prefix ending in /): timestamped, differential.
-  if (isSet(destPath)) return backupToSet(dbPath, destPath, options);
-  if (isS3Url(destPath)) return backupToObject(dbPath, destPath, options);
+  const where = locate(destPath);
+  if (where.kind === 'stdout') throw new BlufioError('E_USAGE', 'backup() writes a file, a set or an object; "-" is for the command line', 'call backupToStream() to write a backup to a stream');
+  if (where.kind === 'set') return backupToSet(dbPath, destPath, options);
+  if (where.remote) return backupToRemoteFile(dbPath, destPath, options);
   const started = performance.now();
   const db = path.resolve(dbPath);
   const dest = path.resolve(destPath);
@@ -54,7 +54,7 @@ export async function backup(dbPath: string, destPath: string, options: BackupOp
   const recipients = recipientsOf(options);
   checkKeysFor(dest, layers, recipients);
   refuseLiveDatabase(dest);
-  checkDestination(dest, options.force ?? false, 'backup', !layers.gzip && !layers.age);
+  checkDestination(dest, options.force ?? false, 'backup', layers.length === 0);
   const copy = await backupToFile(db, dest, options, layers);
   return result(db, dest, copy, layers, options, started);
 }
@@ -69,7 +69,7 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
   const started = performance.now();
   const db = path.resolve(dbPath);
   const recipients = recipientsOf(options);
-  const layers: Layers = { gzip: !!options.gzip, age: recipients.length > 0 };
+  const layers = layersFor({ compress: !!options.gzip, encrypt: recipients.length > 0 });
   sweepStaleClaims(path.dirname(db));
   assertNotLockedOut(db);
   checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
@@ -102,36 +102,43 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
 
 /** Off the machine means encrypted, unless asked otherwise (options.unencrypted). */
 function refuseUnencryptedOffsite(dest: string, options: BackupOptions): void {
-  if (!isS3Url(dest) || (options.recipients ?? []).length > 0) return;
+  if (!isRemote(dest) || (options.recipients ?? []).length > 0) return;
   if (options.unencrypted) return;
   throw new BlufioError('E_USAGE', `refusing to send an unencrypted backup off this machine to ${dest}`,
     'give recipients to encrypt to (--recipient age1…, --recipients-file <file>, backup.age_recipients[_file] in blufio.toml, or BLUFIO_AGE_RECIPIENTS / BLUFIO_AGE_RECIPIENTS_FILE; blufio keygen makes a key), or say --unencrypted (backup.unencrypted = true) to send it unencrypted on purpose');
 }
 
 /**
- * Backs up to object storage: the keys and the destination are checked first (an existing
- * object is refused without force), the verified copy is built in a private work directory,
- * then streamed through the layers its key's name asks for and uploaded as one object.
+ * Backs up to one remote file (s3://BUCKET/KEY): the keys and the destination are checked first
+ * (an existing file is refused without force, a set beside the name is a forgotten slash), the
+ * verified copy is built in a private work directory, then streamed through the layers its name
+ * asks for into the store (an object appears whole or not at all).
  */
-async function backupToObject(dbPath: string, url: string, options: BackupOptions): Promise<BackupResult> {
+async function backupToRemoteFile(dbPath: string, url: string, options: BackupOptions): Promise<BackupResult> {
   const started = performance.now();
   const db = path.resolve(dbPath);
-  const loc = parseS3Url(url);
-  const layers = layersOfName(loc.key);
+  const { store, name } = openRemoteFile(url, options);
+  const shown = store.where(name);
+  const layers = layersOfName(name);
   const recipients = recipientsOf(options);
   checkKeysFor(url, layers, recipients);
   sweepStaleClaims(path.dirname(db));
   assertNotLockedOut(db);
   checkSource(db, 'database', 'set storage.database_path in blufio.toml, or pass --db <path>');
-  const client = clientFor(options);
-  await checkObjectDestination(client, loc, options.force ?? false);
+  // s3://b/blufio beside a set at s3://b/blufio/ is a forgotten slash, not a new object's name
+  // (an attack run wrote a plain, unencrypted object there, which restore then took for the set).
+  const set = await setBeside(shown, options);
+  if (set) throw new BlufioError('E_USAGE', `${shown} names one object, but ${set} holds objects (a backup set)`, `end it with / to back up into the set: ${set}`);
+  // (Also proves the bucket and the keys work before the copy is made.)
+  if (!options.force && (await store.stat(name))) throw new BlufioError('E_DEST_EXISTS', `${shown} already exists`, 'choose another key, or add --force to replace it');
   const dir = makeWorkDir('upload', options.workDir);
   try {
     ensureRoom(dir, sourceBytes(db), 'the copy staged before it is uploaded', STAGING_HINT);
     const tmp = path.join(dir, 'backup.db');
     const copy = await buildVerifiedCopy(db, tmp, options, 'the backup', { staging: true });
-    const bytes = await uploadPacked(client, loc, tmp, layers, recipients, options);
-    return result(db, url, { ...copy, bytes }, layers, options, started);
+    const put = await store.put(name, packedBody(tmp, layers, recipients, options.signal), { signal: options.signal, onProgress: options.onProgress, replace: options.force, alone: true });
+    if (!put.published) throw new BlufioError('E_DEST_EXISTS', `${shown} appeared while the backup was made (another run?); it was left as it is`, 'choose another key, or add --force to replace it');
+    return result(db, url, { ...copy, bytes: put.bytes }, layers, options, started);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -143,28 +150,28 @@ async function backupToObject(dbPath: string, url: string, options: BackupOption
  * beside it; published by an atomic rename or, without --force, an atomic no-clobber link.
  */
 async function backupToFile(src: string, dest: string, opts: BackupOptions, layers: Layers) {
-  if (!layers.gzip && !layers.age) return backupToPlainFile(src, dest, opts);
+  if (layers.length === 0) return backupToPlainFile(src, dest, opts);
   // The plaintext of an encrypted backup never lands in the destination's directory (it may be
   // synced or shared): it is staged in a private directory. A .gz is staged beside it, or in
   // --work-dir.
-  if (layers.age) refusePlaintextBeside(dest, opts.workDir);
-  const privateDir = layers.age ? makeWorkDir('backup', opts.workDir) : null;
+  if (encrypted(layers)) refusePlaintextBeside(dest, opts.workDir);
+  const privateDir = encrypted(layers) ? makeWorkDir('backup', opts.workDir) : null;
   const staged = privateDir ? path.join(privateDir, 'backup.db') : opts.workDir ? path.join(workDirPath(opts.workDir), path.basename(dest)) : dest;
   removeStaleTemps(dest, staged);
   const tmp = privateDir ? staged : tempPathBeside(staged);
   const tmpOut = `${tempPathBeside(dest)}.out`;
   try {
-    ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${layers.age ? 'encrypting' : 'compressing'}`, STAGING_HINT);
+    ensureRoom(path.dirname(staged), sourceBytes(src), `the uncompressed copy staged before ${encrypted(layers) ? 'encrypting' : 'compressing'}`, STAGING_HINT);
     // An encrypted backup is as big as the database (a compressed one's size is not known).
-    if (!layers.gzip) {
+    if (!compressed(layers)) {
       const both = oneFileSystem(path.dirname(staged), path.dirname(dest));
       ensureRoom(path.dirname(dest), sourceBytes(src) * (both ? 2 : 1), both ? 'the encrypted backup and the plaintext copy staged before it' : 'the encrypted backup (as big as the database)',
         both ? STAGING_HINT : 'free some space there, or choose a path on another file system');
     }
     // Encryption alone runs in a worker thread (made now: its start overlaps the copy) that seals
-    // the copy while the main thread checks it (docs/encryption.md). Started again if the copy
-    // is made again; nothing of it is used unless the check passes.
-    const encryption = layers.age && !layers.gzip ? await EncryptionThread.create(recipientsOf(opts)) : null;
+    // the copy while the main thread checks it (docs/encryption.md): the age transform's packer
+    // ahead. Started again if the copy is made again; nothing of it is used unless the check passes.
+    const encryption = await packerAhead(layers, recipientsOf(opts));
     let bytes: number;
     let copy: BuiltCopy;
     try {

@@ -1,6 +1,6 @@
 /** Entry of the one-file bundle dist/blufio.mjs: the .wasm is embedded, loaded only when needed. */
 import { setFlagsFromString } from 'node:v8';
-import { main } from './cli.ts';
+import { main } from './cli/index.ts';
 import { setWasmLoader } from './sqlite.ts';
 
 /**

@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import { BlufioError } from './errors.ts';
 import { copyDatabase, type CopyOptions } from './copy.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
-import type { ObjectStorageOptions } from './object-storage.ts';
-import type { KeyOptions, Layers } from './layers.ts';
+import type { ObjectStorageOptions } from './storage/index.ts';
+import { compressed, encrypted, type KeyOptions, type Layers } from './transforms/index.ts';
 import { statOrNull } from './files.ts';
 import type { JournalMode } from './snapshot/snapshot.ts';
 import { afterBlockingCall, integrityProblems } from './integrity.ts';
@@ -69,9 +69,9 @@ export function result(db: string, where: string, copy: BuiltCopy & { bytes: num
     path: where,
     bytes: copy.bytes,
     databaseBytes: copy.databaseBytes,
-    compressed: layers.gzip,
-    encrypted: layers.age,
-    recipients: layers.age ? options.recipients?.length ?? 0 : 0,
+    compressed: compressed(layers),
+    encrypted: encrypted(layers),
+    recipients: encrypted(layers) ? options.recipients?.length ?? 0 : 0,
     pages: copy.pages,
     pageSize: copy.pageSize,
     durationMs: Math.round(performance.now() - started),

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { BlufioError } from './errors.ts';
 import { nearest } from './typos.ts';
-import type { S3Settings } from './s3.ts';
+import type { S3Settings } from './storage/s3/client.ts';
 
 export interface StorageConfig {
   databasePath: string;

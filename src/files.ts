@@ -373,3 +373,9 @@ export function checkDestination(dest: string, force: boolean, what: string, dat
   }
   return st;
 }
+
+/** blufio's state directory: $XDG_STATE_HOME/blufio, or ~/.local/state/blufio (opts.stateDir first). */
+export function stateDir(opts: { stateDir?: string; env?: NodeJS.ProcessEnv }): string {
+  const env = opts.env ?? process.env;
+  return opts.stateDir ?? path.join(env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : path.join(os.homedir(), '.local', 'state'), 'blufio');
+}

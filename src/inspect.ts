@@ -14,10 +14,10 @@ import { journalModeOf } from './core/header.ts';
 import { throwIfAborted } from './core/backup-loop.ts';
 import { afterBlockingCall, prepareCheck, stopWhen, stopped } from './integrity.ts';
 import { BlufioError, renamed } from './errors.ts';
-import { withDownloaded, type ObjectStorageOptions } from './object-storage.ts';
-import { isS3Url } from './s3.ts';
-import { isSet, withSetBackup, withSetFile, type SetEntry } from './sets.ts';
-import { layersOfFile, unpackFile, type KeyOptions, type Layers } from './layers.ts';
+import type { ObjectStorageOptions } from './storage/index.ts';
+import type { SetEntry } from './sets/index.ts';
+import { withSource } from './sources.ts';
+import { compressed, encrypted, type KeyOptions, type Layers, layersFor, layersOfFile, PLAIN, unpackFile } from './transforms/index.ts';
 import { RetryAttempt } from './retry.ts';
 import { openSnapshotView } from './snapshot/snapshot.ts';
 import { loadSqlite, openDb, vfsOf } from './sqlite.ts';
@@ -77,20 +77,16 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
   throwIfAborted(opts.signal);
   sweepWorkDirs(opts.workDir);
   // A set: its newest backup (or the one at opts.at); a differential: rebuilt on its base.
+  const remote = async (local: string, where: string) => {
+    const r = await inspect(local, { ...opts, at: undefined });
+    return { ...r, path: where, problems: r.problems.map((p) => p.replaceAll(local, where)) };
+  };
   const rebuilt = async (local: string, e: SetEntry, where: string) => {
     const r = await inspect(local, { ...opts, at: undefined });
     return { ...r, path: where, bytes: e.bytes, compressed: true, encrypted: e.encrypted, problems: r.problems.map((p) => p.replaceAll(local, where)) };
   };
-  if (isSet(file)) return withSetBackup(file, { ...opts, stem: opts.series }, rebuilt);
-  if (opts.at) throw new BlufioError('E_USAGE', '--at picks a backup from a set (a folder or an s3:// prefix ending in /), not from one file', 'give the set instead of the file, or leave --at out');
-  const diff = await withSetFile(file, opts, rebuilt);
-  if (diff) return diff;
-  if (isS3Url(file)) {
-    return withDownloaded(file, opts, async (local) => {
-      const r = await inspect(local, opts);
-      return { ...r, path: file, problems: r.problems.map((p) => p.replaceAll(local, file)) };
-    });
-  }
+  const made = await withSource(file, { ...opts, stem: opts.series }, (local, { where, entry }) => (entry ? rebuilt(local, entry, where) : remote(local, where)));
+  if (made) return made.value;
   const abs = path.resolve(file);
   sweepStaleClaims(path.dirname(abs));
   assertNotLockedOut(abs);
@@ -100,10 +96,10 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
     layers = layersOfFile(abs, opts);
   } catch (e) {
     // A damaged age header is a verdict on the file; a missing or wrong key is not.
-    if (e instanceof BlufioError && e.code === 'E_CORRUPT') return failedVerdict(abs, st.size, { gzip: false, age: true }, opts, e);
+    if (e instanceof BlufioError && e.code === 'E_CORRUPT') return failedVerdict(abs, st.size, layersFor({ compress: false, encrypt: true }), opts, e);
     throw e;
   }
-  if (layers.gzip || layers.age) {
+  if (layers.length > 0) {
     // Unpacked into a private temporary file, then inspected as it would be restored.
     const dir = makeWorkDir('verify', opts.workDir);
     try {
@@ -119,12 +115,12 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
         return failedVerdict(abs, st.size, layers, opts, e);
       }
       // What is said of the unpacked copy names the backup, never the private file.
-      const shown = `${abs} (${layers.age ? 'decrypted' : 'unpacked'})`;
+      const shown = `${abs} (${encrypted(layers) ? 'decrypted' : 'unpacked'})`;
       const r = await verdict(plain, opts).catch((e: unknown) => {
         throw renamed(e, plain, shown);
       });
       const name = (t: string) => t.replaceAll(plain, shown);
-      return { ...r, problems: r.problems.map(name), warnings: r.warnings.map(name), path: abs, bytes: st.size, compressed: layers.gzip, encrypted: layers.age };
+      return { ...r, problems: r.problems.map(name), warnings: r.warnings.map(name), path: abs, bytes: st.size, compressed: compressed(layers), encrypted: encrypted(layers) };
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -148,7 +144,7 @@ async function verdict(abs: string, opts: InspectOptions): Promise<InspectResult
     // A damaged file shows as our "not SQLite" / "corrupt" errors, or as any SQLite error.
     const damage = e instanceof BlufioError ? ['E_NOT_SQLITE', 'E_CORRUPT'].includes(e.code) : fromSqliteException(await loadSqlite(), e) !== null;
     if (!damage) throw e;
-    return failedVerdict(abs, size, { gzip: false, age: false }, opts, e);
+    return failedVerdict(abs, size, PLAIN, opts, e);
   }
 }
 
@@ -157,8 +153,8 @@ function failedVerdict(abs: string, bytes: number, layers: Layers, opts: Inspect
   return {
     command: 'verify',
     path: abs,
-    compressed: layers.gzip,
-    encrypted: layers.age,
+    compressed: compressed(layers),
+    encrypted: encrypted(layers),
     ok: false,
     integrity: 'failed',
     check: opts.quick ? 'quick_check' : 'integrity_check',

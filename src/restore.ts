@@ -22,10 +22,9 @@ import { buildVerifiedCopy, checkSource, sourceBytes, type BackupOptions } from 
 import { BlufioError, fsError, renamed } from './errors.ts';
 import { assertNotLockedOut, claimForRestore, LOCKED_READ_VERSION, sweepStaleClaims, type Claim } from './claim.ts';
 import { appliedCompanions, checkDestination, oneFileSystem, statOrNull, sweepWorkDirs, ensureRoom, workDirPath, fsyncDir, fsyncFile, publish, publishDatabase, removeStaleTemps, sameFile, tempPathBeside } from './files.ts';
-import { layersOfFile, unpackFile, type Layers } from './layers.ts';
-import { withDownloaded } from './object-storage.ts';
-import { isSet, stemOf, withSetBackup, withSetFile } from './sets.ts';
-import { isS3Url } from './s3.ts';
+import { compressed, encrypted, type Layers, layersOfFile, unpackFile } from './transforms/index.ts';
+import { stemOf } from './sets/index.ts';
+import { withSource } from './sources.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
 import { checkBackupHeader, HEADER_BYTES, setJournalMode } from './core/header.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
@@ -103,7 +102,7 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
   if (fs.existsSync(db)) assertNotLockedOut(db);
   // An encrypted backup is opened far enough to know the identities fit, before anything else.
   const layers = layersOfFile(from, options);
-  const declared = layers.gzip || layers.age ? null : checkHeader(from, fromStat.size);
+  const declared = layers.length > 0 ? null : checkHeader(from, fromStat.size);
   const target = checkDestination(db, true, 'database');
   if (sameFile(fromStat, target)) {
     throw new BlufioError('E_SAME_FILE', `the backup file ${from} is the database itself`, 'give the path of a backup file');
@@ -115,8 +114,8 @@ export function planRestore(dbPath: string, fromPath: string, options: Pick<Rest
     command: 'restore',
     database: db,
     path: from,
-    compressed: layers.gzip,
-    encrypted: layers.age,
+    compressed: compressed(layers),
+    encrypted: encrypted(layers),
     databaseBytes: declared,
     journalMode: options.walMode ?? true ? 'wal' : 'rollback',
     replaces: target ? { bytes: files.reduce((n, p) => n + fs.statSync(p).size, 0), files } : null,
@@ -137,17 +136,9 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
   sweepWorkDirs(options.workDir);
   // A set (a folder or an s3:// prefix): the newest backup at or before options.at; a
   // differential (alone, or picked from a set) is rebuilt on its base first.
-  if (isSet(fromPath)) {
-    const r = await withSetBackup(fromPath, { ...options, stem: options.series ?? stemOf(dbPath) }, async (file, _e, where) => ({ result: await restore(dbPath, file, { ...options, at: undefined }), where }));
-    return { ...r.result, path: r.where };
-  }
-  if (options.at) throw new BlufioError('E_USAGE', '--at picks a backup from a set (a folder or an s3:// prefix ending in /), not from one file', 'give the set instead of the file, or leave --at out');
-  const fromDiff = await withSetFile(fromPath, options, async (file, _e, where) => ({ result: await restore(dbPath, file, options), where }));
-  if (fromDiff) return { ...fromDiff.result, path: fromDiff.where };
-  if (isS3Url(fromPath)) {
-    const r = await withDownloaded(fromPath, options, (file) => restore(dbPath, file, options));
-    return { ...r, path: fromPath };
-  }
+  // A set, a differential or a remote object: restored from a local plain copy, named as given.
+  const made = await withSource(fromPath, { ...options, stem: options.series ?? stemOf(dbPath) }, async (file, { where }) => ({ ...(await restore(dbPath, file, { ...options, at: undefined })), path: where }));
+  if (made) return made.value;
   const started = performance.now();
   const notice = options.onNotice ?? (() => {});
   const plan = planRestore(dbPath, fromPath, options);

@@ -8,9 +8,9 @@ import * as fs from 'node:fs';
 import { BlufioError } from './errors.ts';
 import { makeWorkDir } from './files.ts';
 import { inspect } from './inspect.ts';
-import type { KeyOptions } from './layers.ts';
-import type { ObjectStorageOptions } from './object-storage.ts';
-import { aboutIt, assess, entriesOf, hashCacheDir, materialize, openStore } from './sets.ts';
+import type { KeyOptions } from './transforms/index.ts';
+import type { ObjectStorageOptions } from './storage/index.ts';
+import { aboutIt, assess, entriesOf, hashCacheDir, materialize, openStore } from './sets/index.ts';
 
 export interface CheckOptions extends ObjectStorageOptions, KeyOptions {
   /** Rebuild and integrity_check this share of the backups (0–100; 100 = all; default 0: headers only). */

@@ -9,7 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Decrypter, identityToRecipient } from 'age-encryption';
 import { backup, inspect, restore } from '../src/index.ts';
-import { dearmorChunks, EncryptionThread, openChunks, parseIdentityFile, parseRecipient, sealChunks } from '../src/age.ts';
+import { dearmorChunks, EncryptionThread, openChunks, parseIdentityFile, parseRecipient, sealChunks } from '../src/age/index.ts';
 import { CLI, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 
 const test = suite('age');

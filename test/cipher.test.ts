@@ -2,14 +2,19 @@
  * The WebAssembly ChaCha20-Poly1305 (src/cipher/) against node:crypto's (OpenSSL) as the oracle:
  * every length around its block edges (64-byte ChaCha20 blocks, the 4-block SIMD step of 256
  * bytes, 16-byte Poly1305 blocks, a whole 64 KiB age chunk), a tampered byte anywhere is refused,
- * and the committed module is what scripts/gen-cipher.mjs makes. The age format on top of it is
- * checked against the `age` CLI in test/age.test.ts (under Bun, and with the cipher forced here).
+ * and the committed module is what scripts/gen-cipher.mjs makes. Both ciphers, as the age code
+ * uses them, against Wycheproof's vectors (test/vectors/wycheproof/). The age format on top of
+ * them is checked against the `age` CLI in test/age.test.ts (under Bun, and with the cipher forced
+ * here) and against the CCTV vectors in test/age-vectors.test.ts.
  */
 import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { nodeAead, wasmAead, type Aead } from '../src/age/primitives.ts';
+import { nodeSealer, wasmSealer, type GroupSealer } from '../src/age/sealers.ts';
 import { WasmAead, cipherWasmBase64 } from '../src/cipher/wasm-aead.ts';
 import { ROOT } from './helpers.ts';
 
@@ -115,6 +120,107 @@ test('Poly1305 at the edges of its final reduction (RFC 8439 A.3 #6-#11 inputs, 
     const key = crypto.randomBytes(32);
     const msg = crypto.randomBytes(16 * (1 + (i % 8)));
     assert.is(mac(key, msg).toString('hex'), poly1305Reference(key, msg).toString('hex'), 'random');
+  }
+});
+
+interface WycheproofTest {
+  tcId: number;
+  comment: string;
+  flags: string[];
+  key: string;
+  iv: string;
+  aad: string;
+  msg: string;
+  ct: string;
+  tag: string;
+  result: 'valid' | 'invalid' | 'acceptable';
+}
+const wycheproof = JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'vectors', 'wycheproof', 'chacha20_poly1305_test.json'), 'utf8')) as {
+  numberOfTests: number;
+  testGroups: { keySize: number; ivSize: number; tagSize: number; tests: WycheproofTest[] }[];
+};
+
+// Our ciphers take a 256-bit key, a 96-bit nonce and no associated data (age uses none): a
+// vector with other sizes is skipped; one with associated data is checked as far as it can be
+// (the ciphertext, which does not depend on it) when it is valid, and skipped when it is not (its
+// defect is in the tag, which covers the data).
+const whole: WycheproofTest[] = [];
+const ciphertextOnly: WycheproofTest[] = [];
+const skippedSizes: WycheproofTest[] = [];
+const skippedInvalidWithData: WycheproofTest[] = [];
+for (const g of wycheproof.testGroups) {
+  for (const t of g.tests) {
+    if (g.keySize !== 256 || g.ivSize !== 96 || g.tagSize !== 128) skippedSizes.push(t);
+    else if (t.aad === '') whole.push(t);
+    else if (t.result === 'valid') ciphertextOnly.push(t);
+    else skippedInvalidWithData.push(t);
+  }
+}
+
+/** One message sealed and opened with a cipher as the age code uses it. */
+interface OneShot {
+  seal(key: Buffer, nonce: Buffer, plain: Buffer): Buffer;
+  open(key: Buffer, nonce: Buffer, sealed: Buffer): Buffer | null;
+}
+const viaAead = (a: Aead): OneShot => ({
+  seal: (key, nonce, plain) => Buffer.concat(a.seal(key, nonce, plain)),
+  open: (key, nonce, sealed) => {
+    const plain = a.open(key, nonce, sealed);
+    return plain && Buffer.from(plain);
+  },
+});
+const viaSealer = (s: GroupSealer): OneShot => ({
+  seal(key, nonce, plain) {
+    s.setKey(key);
+    s.nonce.set(nonce);
+    s.buf.set(plain);
+    return Buffer.from(s.sealed.subarray(0, s.sealChunk(0, plain.length, 0)));
+  },
+  open(key, nonce, sealed) {
+    s.setKey(key);
+    s.nonce.set(nonce);
+    s.sealed.set(sealed);
+    return s.openChunk(0, sealed.length) ? Buffer.from(s.buf.subarray(0, sealed.length - 16)) : null;
+  },
+});
+const ONE_SHOTS: Record<string, OneShot> = {
+  "node:crypto's AEAD (header)": viaAead(nodeAead),
+  'the WebAssembly AEAD (header)': viaAead(wasmAead),
+  "node:crypto's sealer (payload)": viaSealer(nodeSealer(crypto, null, null)),
+  'the WebAssembly sealer (payload)': viaSealer(wasmSealer()),
+};
+const hex = (s: string) => Buffer.from(s, 'hex');
+
+test(`Wycheproof ChaCha20-Poly1305: ${whole.length} vectors without associated data through both ciphers (AEADs and sealers): the exact ciphertext and tag, opened back; refused with a bit of the tag flipped`, () => {
+  assert.is(whole.length + ciphertextOnly.length + skippedSizes.length + skippedInvalidWithData.length, wycheproof.numberOfTests);
+  assert.ok(whole.length > 0);
+  for (const [name, c] of Object.entries(ONE_SHOTS)) {
+    for (const t of whole) {
+      const where = `${name}, tcId ${t.tcId} (${t.comment || t.flags.join(', ')})`;
+      const sealed = Buffer.concat([hex(t.ct), hex(t.tag)]);
+      const opened = c.open(hex(t.key), hex(t.iv), sealed);
+      if (t.result === 'invalid') {
+        assert.is(opened, null, `${where}: opened`);
+        continue;
+      }
+      assert.is(t.result, 'valid', where);
+      assert.is(c.seal(hex(t.key), hex(t.iv), hex(t.msg)).toString('hex'), sealed.toString('hex'), `${where}: sealed`);
+      assert.is(opened?.toString('hex'), t.msg, `${where}: opened`);
+      const tampered = Buffer.from(sealed);
+      tampered[tampered.length - 1] ^= 0x80;
+      assert.is(c.open(hex(t.key), hex(t.iv), tampered), null, `${where}: opened with its tag changed`);
+    }
+  }
+});
+
+test(`Wycheproof ChaCha20-Poly1305: the ciphertext of the ${ciphertextOnly.length} valid vectors with associated data, through both ciphers (skipped: ${skippedInvalidWithData.length} invalid ones with associated data, ${skippedSizes.length} with nonces other than 96 bits)`, () => {
+  assert.ok(ciphertextOnly.length > 0);
+  assert.ok(skippedSizes.every((t) => t.result === 'invalid'));
+  for (const [name, c] of Object.entries(ONE_SHOTS)) {
+    for (const t of ciphertextOnly) {
+      const msg = hex(t.msg);
+      assert.is(c.seal(hex(t.key), hex(t.iv), msg).subarray(0, msg.length).toString('hex'), t.ct, `${name}, tcId ${t.tcId}`);
+    }
   }
 });
 

@@ -11,7 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AwsClient } from 'aws4fetch';
 import { backup, inspect, restore } from '../src/index.ts';
-import { resolveS3 } from '../src/s3.ts';
+import { resolveS3 } from '../src/storage/s3/client.ts';
 import { CLI, RUNTIMES, runtimesOf, cleanup, s3Env, startS3Server as startServer, type S3Server as Server, cli as runCli, fingerprint, makeSampleDb, rejects, sql, tmpdir } from './helpers.ts';
 import { createLiveDb, invariantHolds, startWriter } from '../testkit/writer.ts';
 
@@ -207,7 +207,7 @@ test('a 100 MB+ database goes up in parts and comes back whole', async () => {
   assert.is(sql(target, 'SELECT count(*), sum(length(b)) FROM t'), sql(db, 'SELECT count(*), sum(length(b)) FROM t'));
 });
 
-// Under Bun, parts go up through fetch (src/s3.ts): its failures are checked too.
+// Under Bun, parts go up through fetch (src/storage/s3/client.ts): its failures are checked too.
 for (const runtimeName of runtimesOf(['node', 'bun']))
 test(`${runtimeName}: the server killed mid-upload: no object at the key; the next run aborts the leftover upload and succeeds`, async () => {
   const runtime = RUNTIMES[runtimeName];

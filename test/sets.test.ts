@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup } from '../src/index.ts';
-import { parseName, planPrune, type SetEntry } from '../src/sets.ts';
+import { parseName, planPrune, type SetEntry } from '../src/sets/index.ts';
 import { CLI, ROOT, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, s3Env, sql, startS3Server, tmpdir, type S3Server } from './helpers.ts';
 
 const test = suite('sets');

@@ -15,7 +15,8 @@ export { default as cipherWasmBase64 } from './chacha20poly1305-wasm.ts';
 /** Where things live in the module's memory: 0..511 is the module's own scratch. */
 export const LAYOUT = { key: 512, nonce: 544, data: 1024 } as const;
 const PAGE = 65536;
-const TAG = 16;
+/** Bytes of the Poly1305 tag after each ciphertext. */
+export const TAG = 16;
 
 interface Exports {
   memory: WebAssembly.Memory;

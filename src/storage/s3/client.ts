@@ -21,8 +21,8 @@ import * as path from 'node:path';
 import type * as Http from 'node:http';
 import { Readable } from 'node:stream';
 import { AwsV4Signer } from 'aws4fetch';
-import { throwIfAborted } from './core/backup-loop.ts';
-import { BlufioError } from './errors.ts';
+import { throwIfAborted } from '../../core/backup-loop.ts';
+import { BlufioError } from '../../errors.ts';
 
 /** Where an object is: `s3://bucket/key`. */
 export interface S3Location {

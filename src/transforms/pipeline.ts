@@ -1,77 +1,25 @@
 /**
- * The layers of a backup file — database, then gzip, then age — and the pipelines that add and
- * remove them. gzip.ts and age.ts are the transforms; this is the one place that puts them
- * together, so every destination (a file, stdout, object storage) and every reader (restore,
- * verify) handles `.db`, `.db.gz`, `.db.age` and `.db.gz.age` alike.
+ * Runs the transforms (index.ts): a database file through its layers into a file, a writer or a
+ * store's body, and a backup file out of them. Each stage is a pull loop over reused buffers
+ * (Chunks), not a node stream:
  *
- * What a new backup gets is said by its name (`…db.gz.age`: compress, then encrypt); what a file
- * to restore or verify holds is found from its content (an age file renamed `.db` is still
- * decrypted, a `.gz` that is plain SQLite is read as is).
- */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { createGunzip, constants as zlibConstants } from 'node:zlib';
-import { AGE_MAGIC, checkAgeHeader, dearmorChunks, isArmoredAgeFile, isAgeFile, looksLikeDamagedAge, openChunks, parseIdentityFile, parseRecipient, peekAge, peekAgeFile, sealChunks, type Identity, type Recipient } from './age.ts';
-import { throwIfAborted } from './core/backup-loop.ts';
-import type { ProgressCallback } from './core/progress.ts';
-import { readFully, writeFully } from './vfs/disk-file.ts';
-import { BlufioError, fsError, isFileSystemError } from './errors.ts';
-import { gunzipChunks, gunzipError, gzipChunks, isGzip, sqliteSizeGuard, type Guard } from './gzip.ts';
-
-/** What is wrapped around the database in a backup file. */
-export interface Layers {
-  gzip: boolean;
-  age: boolean;
-  /** An age file in ASCII armor (age -a): only ever read, never written. */
-  armor?: boolean;
-}
-
-/** The layers a backup path's name asks for: `.gz` compresses, `.age` (last) encrypts. */
-export function layersOfName(name: string): Layers {
-  const lower = name.toLowerCase();
-  const age = lower.endsWith('.age');
-  return { age, gzip: (age ? lower.slice(0, -4) : lower).endsWith('.gz') };
-}
-
-/** Keys for the age layer: who to encrypt to, and what to decrypt with. */
-export interface KeyOptions {
-  /**
-   * Encrypt to these age recipients (`age1…`). Required when the destination ends in `.age`;
-   * refused for any other file destination (its name would lie about what it holds).
-   */
-  recipients?: string[];
-  /** Decrypt with these: the text of age identity files, or `AGE-SECRET-KEY-1…` keys. */
-  identities?: string[];
-}
-
-/** options.recipients, parsed (a malformed one is an E_KEY error that names it). */
-export const recipientsOf = (opts: KeyOptions): Recipient[] => (opts.recipients ?? []).map((r) => parseRecipient(r));
-
-const identitiesOf = (opts: KeyOptions): Identity[] => (opts.identities ?? []).flatMap((text, i) => parseIdentityFile(text, `identity ${i + 1}`));
-
-/**
- * Checks that `layers` and the recipients agree before anything is written: an `.age` name
- * needs a recipient, and a recipient needs an `.age` name.
- */
-export function checkKeysFor(dest: string, layers: Layers, recipients: Recipient[]): void {
-  if (layers.age && recipients.length === 0) {
-    throw new BlufioError('E_USAGE', `${dest} ends in .age but no recipient was given to encrypt it to`,
-      'pass --recipient age1… or --recipients-file <file>, or set backup.age_recipients in blufio.toml (blufio keygen makes a key)');
-  }
-  if (!layers.age && recipients.length > 0) {
-    throw new BlufioError('E_USAGE', `a recipient was given but ${dest} does not end in .age, so it would not be encrypted`,
-      `add .age to the name (${dest}.age) to encrypt it, or leave the recipients out`);
-  }
-}
-
-/**
  * Bytes in pieces, each valid only until the next one is asked for: every stage below reuses its
  * buffers, and is done with a piece of its input before it asks for the next. A pipeline of any
  * length and any size of file then holds a few MiB, and makes no garbage per MiB (streams made
  * a new 1 MiB buffer per read: 50–80 MiB more peak RSS under Bun and Deno, and Deno's stream
  * machinery took 1.3 s to pass 200 MiB along that a loop passes in 0.25 s; docs/encryption.md).
  */
-export type Chunks = AsyncIterable<Uint8Array>;
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Recipient } from '../age/index.ts';
+import { throwIfAborted } from '../core/backup-loop.ts';
+import type { ProgressCallback } from '../core/progress.ts';
+import { BlufioError, fsError, isFileSystemError } from '../errors.ts';
+import type { Body } from '../storage/store.ts';
+import { readFully, writeFully } from '../vfs/disk-file.ts';
+import { gunzipError } from './gzip.ts';
+import { sqliteSizeGuard, type Guard } from './guard.ts';
+import { compressed, detect, encrypted, refuseDamaged, type Chunks, type FilePacker, type KeyOptions, type Layers } from './registry.ts';
 
 /**
  * The file `src` in 1 MiB pieces, read into one buffer. It yields to the event loop every 16 MiB
@@ -100,10 +48,12 @@ async function* fileChunks(src: string, signal?: AbortSignal, onRead?: (bytes: n
 
 /** The database file `src` with `layers` added, as Chunks (a file's read, compressed, sealed). */
 export function packedChunks(src: string, layers: Layers, recipients: Recipient[], signal?: AbortSignal, onRead?: (bytes: number) => void): Chunks {
-  let chunks: Chunks = fileChunks(src, signal, onRead);
-  if (layers.gzip) chunks = gzipChunks(chunks);
-  if (layers.age) chunks = sealChunks(chunks, recipients);
-  return chunks;
+  return layers.reduce<Chunks>((chunks, t) => t.pack(chunks, recipients), fileChunks(src, signal, onRead));
+}
+
+/** A packer of the whole file on another thread, when the layers have one (age alone: the encrypting thread). */
+export async function packerAhead(layers: Layers, recipients: Recipient[]): Promise<FilePacker | null> {
+  return layers.length === 1 && layers[0].packerAhead ? layers[0].packerAhead(recipients) : null;
 }
 
 /**
@@ -111,7 +61,7 @@ export function packedChunks(src: string, layers: Layers, recipients: Recipient[
  * Without layers there is nothing to report, unless the copy is being written to stdout.
  */
 export function packing(file: string, layers: Layers, onProgress?: ProgressCallback, toStdout = false): ((read: number) => void) | undefined {
-  const phase = layers.gzip ? 'compress' : layers.age ? 'encrypt' : toStdout ? 'stream' : null;
+  const phase = compressed(layers) ? 'compress' : encrypted(layers) ? 'encrypt' : toStdout ? 'stream' : null;
   if (!onProgress || !phase) return undefined;
   const total = fs.statSync(file).size;
   onProgress({ phase, totalPages: total, remainingPages: total, attempt: 1, pageSize: 1 });
@@ -125,13 +75,18 @@ export type ChunkWriter = (piece: Uint8Array) => void | Promise<void>;
  * Streams the database file `src` through the layers into `out`: a file it creates (0600, never
  * over another), or a writer. Returns the bytes written.
  */
-export async function packFile(src: string, out: string | ChunkWriter, layers: Layers, recipients: Recipient[], signal?: AbortSignal, onRead?: (bytes: number) => void): Promise<number> {
+export function packFile(src: string, out: string | ChunkWriter, layers: Layers, recipients: Recipient[], signal?: AbortSignal, onRead?: (bytes: number) => void): Promise<number> {
+  return writeChunks(packedChunks(src, layers, recipients, signal, onRead), out, signal);
+}
+
+/** Writes `chunks` into `out`: a file it creates (0600, never over another), or a writer. Returns the bytes written. */
+export async function writeChunks(chunks: Chunks, out: string | ChunkWriter, signal?: AbortSignal): Promise<number> {
   let fd: number | undefined;
   let bytes = 0;
   try {
     if (typeof out === 'string') fd = fs.openSync(out, 'wx', 0o600);
     const write = typeof out === 'string' ? (p: Uint8Array) => writeFully(fd!, p, bytes) : out;
-    for await (const piece of packedChunks(src, layers, recipients, signal, onRead)) {
+    for await (const piece of chunks) {
       await write(piece);
       bytes += piece.length;
       // (A slow reader of stdout: Ctrl-C is seen after each MiB, not each 16 MiB read.)
@@ -145,6 +100,15 @@ export async function packFile(src: string, out: string | ChunkWriter, layers: L
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
+}
+
+/**
+ * The body a store puts for the database file `file` packed into `layers` (store.ts): the file
+ * as it is when there are none.
+ */
+export function packedBody(file: string, layers: Layers, recipients: Recipient[], signal?: AbortSignal): Body {
+  if (layers.length === 0) return { file };
+  return { file, pack: { chunks: (onRead) => packedChunks(file, layers, recipients, signal, onRead), phase: compressed(layers) ? 'compress' : 'encrypt' } };
 }
 
 /**
@@ -182,44 +146,6 @@ export function streamWriter(out: NodeJS.WritableStream, signal?: AbortSignal): 
   return { write, done: () => out.removeListener('error', ignore) };
 }
 
-/**
- * The layers of the file `file`, found from its content. For an age file, the identities must
- * open it (an E_KEY error says which option to give), and what is inside is looked at too.
- */
-export function layersOfFile(file: string, keys: KeyOptions): Layers {
-  const size = fs.statSync(file).size;
-  const armor = size > 0 && isArmoredAgeFile(file);
-  if (armor || (size >= AGE_MAGIC.length && isAgeFile(file))) {
-    const ids = identitiesOf(keys);
-    if (ids.length === 0) {
-      throw new BlufioError('E_KEY', `${file} is encrypted (age); no identity was given to decrypt it`,
-        'pass --identity <key file>, or set backup.age_identity_file in blufio.toml or BLUFIO_AGE_IDENTITY_FILE');
-    }
-    const first = peekAgeFile(file, ids, file);
-    return { age: true, armor, gzip: first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b };
-  }
-  if (size > 0) refuseDamagedAge(firstBytes(file, 4096), file);
-  return { age: false, gzip: size >= 2 && isGzip(file) };
-}
-
-/** An age file whose first line was damaged is said to be one, not "not an SQLite database". */
-function refuseDamagedAge(head: Uint8Array, shown: string): void {
-  if (looksLikeDamagedAge(head)) {
-    throw new BlufioError('E_CORRUPT', `${shown} is an age file whose header is damaged (its first line is not age-encryption.org/v1)`, 'use another backup file');
-  }
-}
-
-/** The first `n` bytes of `file` (fewer when it is shorter). */
-export function firstBytes(file: string, n: number): Buffer {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(n);
-    return b.subarray(0, fs.readSync(fd, b, 0, n, 0));
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** Plain bytes plainPrefix() gives: a differential's header and an SQLite header fit many times. */
 const PREFIX_PLAIN_BYTES = 64 * 1024;
 
@@ -231,55 +157,13 @@ const PREFIX_PLAIN_BYTES = 64 * 1024;
  */
 export async function plainPrefix(packed: Buffer, keys: KeyOptions, shown: string): Promise<Uint8Array> {
   let plain: Uint8Array = packed;
-  if (packed.subarray(0, AGE_MAGIC.length).equals(AGE_MAGIC) || packed.toString('latin1', 0, 200).trimStart().startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) {
-    const ids = identitiesOf(keys);
-    if (ids.length === 0) {
-      checkAgeHeader(packed, shown);
-      throw new BlufioError('E_KEY', `${shown} is encrypted (age); no identity was given to read it`, 'pass --identity <key file>, or set backup.age_identity_file in blufio.toml or BLUFIO_AGE_IDENTITY_FILE');
-    }
-    plain = peekAge(packed, ids, shown);
-  } else {
-    refuseDamagedAge(packed, shown);
+  const seen = new Set();
+  for (let t = detect(plain); t && !seen.has(t); t = detect(plain)) {
+    seen.add(t);
+    plain = await t.peek(plain, keys, shown, PREFIX_PLAIN_BYTES);
   }
-  if (plain.length >= 2 && plain[0] === 0x1f && plain[1] === 0x8b) {
-    try {
-      return await gunzipPrefix(plain, PREFIX_PLAIN_BYTES);
-    } catch (e) {
-      throw gunzipError(e, shown);
-    }
-  }
+  if (seen.size === 0) refuseDamaged(packed, shown);
   return plain;
-}
-
-/**
- * What a prefix of a gzip stream decodes to (a sync flush at its end, not an error), stopped once
- * `want` bytes came out: a long header field (FNAME, FEXTRA) is read through, and a bomb never
- * expands past `want` and one of zlib's buffers.
- */
-function gunzipPrefix(input: Uint8Array, want: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const z = createGunzip({ finishFlush: zlibConstants.Z_SYNC_FLUSH });
-    const out: Buffer[] = [];
-    let got = 0;
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      z.destroy();
-      resolve(Buffer.concat(out));
-    };
-    z.on('data', (c: Buffer) => {
-      out.push(c);
-      got += c.length;
-      if (got >= want) finish();
-    });
-    z.on('end', finish);
-    z.on('error', (e) => {
-      if (!done) reject(e);
-      done = true;
-    });
-    z.end(input);
-  });
 }
 
 /**
@@ -290,10 +174,7 @@ function gunzipPrefix(input: Uint8Array, want: number): Promise<Buffer> {
  * complete only if this resolves.
  */
 export async function unpackFile(src: string, dest: string, layers: Layers, keys: KeyOptions, signal?: AbortSignal, guard: Guard = sqliteSizeGuard(src, roomIn(path.dirname(dest)), path.dirname(dest))): Promise<void> {
-  let chunks: Chunks = fileChunks(src, signal);
-  if (layers.armor) chunks = dearmorChunks(chunks, src);
-  if (layers.age) chunks = openChunks(chunks, identitiesOf(keys), src);
-  if (layers.gzip) chunks = gunzipChunks(chunks);
+  const chunks = [...layers].reverse().reduce<Chunks>((input, t) => t.unpack(input, keys, src), fileChunks(src, signal));
   let fd: number | undefined;
   let written = 0;
   try {

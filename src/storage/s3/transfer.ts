@@ -1,7 +1,7 @@
 /**
- * Object storage as a destination and a source: a packed backup streamed up as one object
- * (multipart, constant memory, atomic), and an object streamed down to a private file that the
- * usual restore and verify then read. s3.ts is the protocol; this is what backups do with it.
+ * Moving files to and from S3: a packed backup streamed up as one object (multipart, constant
+ * memory, atomic), and an object streamed down to a private file. client.ts is the protocol,
+ * bucket.ts the store (storage/store.ts) built on these.
  *
  * Atomic: the object appears at its key only when complete (one PUT, or CompleteMultipartUpload).
  * Any failure or Ctrl-C aborts the multipart upload. A `kill -9` cannot: the upload it started is
@@ -12,17 +12,15 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { throwIfAborted } from './core/backup-loop.ts';
-import { readFully } from './vfs/disk-file.ts';
-import { BlufioError, fsError, renamed, isFileSystemError } from './errors.ts';
-import { makeWorkDir, pidAlive } from './files.ts';
-import type { Recipient } from './age.ts';
-import type { ProgressCallback } from './core/progress.ts';
-import { packedChunks, type Chunks, type Layers } from './layers.ts';
-import { expectedEtag, md5, parseS3Url, resolveS3, S3Client, s3Url, type S3Location, type S3Settings } from './s3.ts';
+import { throwIfAborted } from '../../core/backup-loop.ts';
+import { readFully } from '../../vfs/disk-file.ts';
+import { BlufioError, fsError, isFileSystemError } from '../../errors.ts';
+import { pidAlive, stateDir } from '../../files.ts';
+import type { ProgressCallback } from '../../core/progress.ts';
+import type { Body, Chunks } from '../store.ts';
+import { expectedEtag, md5, resolveS3, S3Client, s3Url, type S3Location, type S3Settings } from './client.ts';
 
 /**
  * Parts of a multipart upload: S3's least, 5 MiB (8 MiB parts, the AWS CLI's, kept a .db.gz.age
@@ -59,29 +57,6 @@ export function clientFor(opts: ObjectStorageOptions & { signal?: AbortSignal; r
   return new S3Client(config, { signal: opts.signal, retries: Math.min(opts.retries ?? 5, 8) });
 }
 
-/** Refuses an existing object without --force; also proves the bucket and the keys work. */
-export async function checkObjectDestination(client: S3Client, loc: S3Location, force: boolean): Promise<void> {
-  // s3://b/blufio beside a set at s3://b/blufio/ is a forgotten slash, not a new object's name
-  // (an attack run wrote a plain, unencrypted object there, which restore then took for the set).
-  // (Only a guard: credentials allowed to write but not to list still back up.)
-  const set = await setUnder(client, loc).catch(() => null);
-  if (set) {
-    throw new BlufioError('E_USAGE', `${s3Url(loc)} names one object, but ${set} holds objects (a backup set)`, `end it with / to back up into the set: ${set}`);
-  }
-  if (await client.head(loc) && !force) {
-    throw new BlufioError('E_DEST_EXISTS', `${s3Url(loc)} already exists`, 'choose another key, or add --force to replace it');
-  }
-}
-
-/** `s3://bucket/key/` when objects are there (the set `loc` may have been meant for), else null. */
-async function setUnder(client: S3Client, loc: S3Location): Promise<string | null> {
-  if (loc.key === '' || loc.key.endsWith('/')) return null;
-  // One page (s3rver, the test server, answers max-keys=1 with an error 500); objects right under
-  // the prefix, not deeper (a single backup at k/b/c.db does not make k/ a set).
-  const under = await client.list(loc.bucket, `${loc.key}/`, 1000);
-  return under.some((o) => !o.key.slice(loc.key.length + 1).includes('/')) ? `${s3Url(loc)}/` : null;
-}
-
 // ---------------------------------------------------------------------------------------------
 // The upload journal.
 
@@ -91,12 +66,6 @@ interface JournalEntry {
   key: string;
   uploadId: string;
   pid: number;
-}
-
-/** blufio's state directory: $XDG_STATE_HOME/blufio, or ~/.local/state/blufio (opts.stateDir first). */
-export function stateDir(opts: ObjectStorageOptions): string {
-  const env = opts.env ?? process.env;
-  return opts.stateDir ?? path.join(env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : path.join(os.homedir(), '.local', 'state'), 'blufio');
 }
 
 /** Writes down an upload before it has parts; returns the entry's file (removed when it ends). */
@@ -157,21 +126,22 @@ export interface UploadOptions extends ObjectStorageOptions {
 }
 
 /**
- * Streams the database file `src` through `layers` up to `loc`: parts of 8 MiB, four in flight,
- * each with its MD5; one PUT when the whole object is smaller than a part. Afterwards the
- * object's size (and ETag, where it is an MD5) must be what was sent. Returns the bytes sent.
+ * Streams `body` (a local file, packed on the way: storage/store.ts) up to `loc`: parts of 5 MiB,
+ * two in flight, each with its MD5; one PUT when the whole object is smaller than a part.
+ * Afterwards the object's size (and ETag, where it is an MD5) must be what was sent. Returns the
+ * bytes sent.
  */
-export async function uploadPacked(client: S3Client, loc: S3Location, src: string, layers: Layers, recipients: Recipient[], opts: UploadOptions): Promise<number> {
+export async function upload(client: S3Client, loc: S3Location, body: Body, opts: UploadOptions): Promise<number> {
   await abortAbandonedUploads(client, loc, opts);
-  const total = fs.statSync(src).size;
+  const total = fs.statSync(body.file).size;
   const pool: Buffer[] = [];
   const progress = (done: number) => opts.onProgress?.({ phase: 'upload', totalPages: total, remainingPages: total - done, attempt: 1, pageSize: 1 });
   // Nothing to add: the parts are read from the file straight into the pooled buffers (no
   // stream chunks: 1 MiB of garbage per MiB sent kept ~20 MiB more resident, measured).
   // (Packed, it is smaller, or bigger by age's 16 bytes a 64 KiB chunk.)
   const partBytes = partBytesFor(total * 1.001);
-  if (!layers.gzip && !layers.age) return sendParts(client, loc, fileParts(src, pool, partBytes, progress, opts.signal), pool, opts, partBytes);
-  return sendParts(client, loc, cutParts(packedChunks(src, layers, recipients, opts.signal, progress), pool, partBytes), pool, opts, partBytes);
+  if (!body.pack) return sendParts(client, loc, fileParts(body.file, pool, partBytes, progress, opts.signal), pool, opts, partBytes);
+  return sendParts(client, loc, cutParts(body.pack.chunks(progress), pool, partBytes), pool, opts, partBytes);
 }
 
 async function sendParts(client: S3Client, loc: S3Location, parts: AsyncGenerator<Buffer>, pool: Buffer[], opts: UploadOptions, partBytes: number): Promise<number> {
@@ -195,6 +165,7 @@ async function sendParts(client: S3Client, loc: S3Location, parts: AsyncGenerato
     let failed: unknown = null;
     let n = 0;
     for (let part: IteratorResult<Buffer> = first; !part.done; part = await parts.next()) {
+      throwIfAborted(opts.signal);
       const body = part.value;
       const number = ++n;
       bytes += body.length;
@@ -329,31 +300,5 @@ export async function download(client: S3Client, loc: S3Location, dest: string, 
       throw new BlufioError('E_CORRUPT', `${s3Url(loc)} arrived with other bytes than the server holds (MD5 differs from its ETag)`, 'try again; if it repeats, the stored object is damaged: use another backup');
     }
     return got;
-  }
-}
-
-/**
- * Runs `fn` on a private local copy of the object at `url` (in a 0700 work directory, removed
- * afterwards on every path): restore and verify then read it as they read any file.
- */
-export async function withDownloaded<T>(url: string, opts: ObjectStorageOptions & { workDir?: string; signal?: AbortSignal; retries?: number; onProgress?: ProgressCallback }, fn: (file: string) => Promise<T>): Promise<T> {
-  const loc = parseS3Url(url);
-  const client = clientFor(opts);
-  const dir = makeWorkDir('download', opts.workDir);
-  try {
-    // Not named after the key: a key's last part may be longer than a file name may be.
-    const file = path.join(dir, 'object');
-    await download(client, loc, file, opts).catch(async (e) => {
-      const set = e instanceof BlufioError && e.code === 'E_SOURCE_MISSING' ? await setUnder(client, loc).catch(() => null) : null;
-      throw set ? new BlufioError('E_SOURCE_MISSING', `no object at ${url}, but ${set} holds objects (a backup set)`, `end it with / to restore from the set: ${set}`) : e;
-    });
-    try {
-      return await fn(file);
-    } catch (e) {
-      // Messages name the object, not the private copy of it.
-      throw renamed(e, file, url);
-    }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,37 @@
+/** The list command: a set's backups on stdout, newest first, and which cannot be restored. */
+import { formatMB } from '../progress.ts';
+import { loadConfig } from './config.ts';
+import type { CommonFlags } from './flags.ts';
+import { emit, type Io, type Say } from './io.ts';
+import { identitiesFor } from './keys.ts';
+
+/**
+ * `blufio list <set>`: newest first, one line each, and which cannot be restored (and why); --json
+ * for scripts. Each backup's first bytes are read (its header; a key opens an encrypted one).
+ */
+export async function runList(target: string, f: CommonFlags, io: Io, say: Say): Promise<void> {
+  const { listMembers } = await import('../sets/index.ts');
+  const cfg = await loadConfig(f, io, say);
+  const entries = await listMembers(target, { s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg) });
+  if (f.json) {
+    emit(io, 'list', {
+      ok: true,
+      backups: entries.map((e) => ({
+        name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}),
+        restorable: e.restorable, ...(e.problem ? { problem: e.problem } : {}), checked: e.checked, ...(e.future ? { future: true } : {}),
+      })),
+    });
+    return;
+  }
+  if (entries.length === 0) say(`${target}: no backups`);
+  // The listing is what the command is for: on stdout, for grep and files (notes stay on stderr).
+  for (const e of entries) {
+    const mark = !e.restorable ? `  UNRESTORABLE: ${e.problem}` : e.future ? '  (named in the future: a clock that jumped?)' : '';
+    io.stdout(`${e.time.toISOString().replace('.000Z', 'Z')}  ${e.kind === 'full' ? 'full' : 'diff'}  ${formatMB(e.bytes).padStart(10)}  ${e.name}${e.base ? `  (base ${e.base})` : ''}${mark}\n`);
+  }
+  const broken = entries.filter((e) => !e.restorable).length;
+  if (broken > 0) {
+    const newest = entries.find((e) => e.restorable && !e.future);
+    say(`warning: ${broken} backup(s) cannot be restored${newest ? `; the newest that can is ${newest.name}` : '; none can'} (blufio prune removes differentials whose base is gone; blufio check tells more)`);
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * prune: the retention policy applied to every series of a set, counting only backups that can
+ * be restored; removes differentials before full backups, so that a killed run never leaves a
+ * differential without its base.
+ */
+import { BlufioError } from '../errors.ts';
+import type { KeyOptions } from '../transforms/index.ts';
+import type { ObjectStorageOptions } from '../storage/index.ts';
+import { openStore } from '../storage/index.ts';
+import { assess, type SetMember } from './health.ts';
+import { entriesOf, FUTURE_SLACK, parseName } from './names.ts';
+import { hashCacheDir } from './pages.ts';
+import { planPrune, type PruneDecision, type RetentionPolicy } from './retention.ts';
+
+export interface PruneResult {
+  command: 'prune';
+  set: string;
+  dryRun: boolean;
+  kept: PruneDecision[];
+  removed: PruneDecision[];
+  /** Backups that cannot be restored, with why; differentials whose base is gone are removed (removed: true), the others kept for the operator. */
+  broken: Array<{ name: string; problem: string; removed: boolean }>;
+}
+
+/** Applies `policy` to every series in the set; removes what no rule keeps (not with dryRun). */
+export async function prune(set: string, policy: RetentionPolicy, opts: ObjectStorageOptions & KeyOptions & { dryRun?: boolean; signal?: AbortSignal; stem?: string } = {}): Promise<PruneResult> {
+  if (!Object.values(policy).some((n) => typeof n === 'number' && n > 0)) {
+    const zeros = Object.values(policy).some((n) => n === 0);
+    throw new BlufioError('E_USAGE', zeros ? 'every --keep-* rule given is 0: nothing would be kept, so nothing is pruned' : 'prune needs a policy: no --keep-* rule was given and [backup.retention] in blufio.toml has none',
+      'e.g. blufio prune <set> --keep-daily 7 --keep-weekly 4, or keep_daily = 7 under [backup.retention] (at least one rule above 0)');
+  }
+  const store = openStore(set, opts);
+  const files = await store.list();
+  const all = entriesOf(files, opts.stem);
+  const future = all.filter((e) => e.time.getTime() > Date.now() + FUTURE_SLACK);
+  if (future.length > 0) {
+    // Rules count periods back from the newest backup: one named in the future would push the real ones out.
+    throw new BlufioError('E_USAGE', `${store.where(future[0].name)}${future.length > 1 ? ` and ${future.length - 1} more are` : ' is'} named after now (a clock that jumped ahead?); pruning would count from it`,
+      'check this machine\'s clock, and rename or remove that backup first');
+  }
+  const names = new Set(files.map((f) => f.name));
+  // The rules count only backups that can be restored (names and headers, as list reads them):
+  // a --keep-last 2 that kept two broken ones would remove the only backup that restores. A
+  // differential whose base is gone can never be restored: it is removed. Any other broken
+  // backup (a damaged header, a base that is not the file it was made from) is kept and said,
+  // counted by no rule: the operator decides (blufio check names them).
+  const members = await assess(store, files, all, { headers: true, keys: opts, cacheDir: hashCacheDir(set, opts) });
+  const broken = members.filter((m) => !m.restorable);
+  const orphan = (m: SetMember) => m.kind === 'diff' && !names.has(m.base!);
+  const sound = all.filter((e) => !broken.some((b) => b.name === e.name));
+  const decisions: PruneDecision[] = [];
+  for (const stem of new Set(sound.map((e) => e.stem))) decisions.push(...planPrune(sound.filter((e) => e.stem === stem), policy));
+  const removed = [
+    ...decisions.filter((d) => d.keptBecause.length === 0),
+    ...broken.filter(orphan).map((m) => ({ name: m.name, time: m.time.toISOString(), kind: m.kind, keptBecause: [], problem: m.problem! })),
+  ];
+  // A broken full backup that a kept differential names stays with it, as any base does.
+  const keptBroken = broken.filter((m) => !orphan(m)).map((m) => ({ name: m.name, time: m.time.toISOString(), kind: m.kind, keptBecause: ['cannot be restored: counted by no rule, kept for you to look at (blufio check)'], problem: m.problem! }));
+  if (!opts.dryRun) {
+    // Differentials first, then full backups: a run killed midway never leaves a differential
+    // without its base (a base goes only when none of its differentials stays).
+    removed.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'diff' ? -1 : 1));
+    for (const d of removed) {
+      await store.remove(d.name);
+      if (names.has(`${d.name}.pages`)) await store.remove(`${d.name}.pages`);
+    }
+    // Page hashes whose backup is gone (a prune killed between the two removals).
+    const kept = new Set(entriesOf(files).map((e) => e.name));
+    for (const f of files) {
+      const p = parseName(f.name);
+      if (p?.pages && !kept.has(f.name.slice(0, -'.pages'.length)) && (opts.stem === undefined || p.stem === opts.stem)) await store.remove(f.name);
+    }
+  }
+  return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, kept: [...decisions.filter((d) => d.keptBecause.length > 0), ...keptBroken], removed, broken: broken.map((b) => ({ name: b.name, problem: b.problem!, removed: orphan(b) })) };
+}

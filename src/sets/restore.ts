@@ -1,0 +1,129 @@
+/**
+ * Restore and verify from a set: the backup at a time (or the newest), made local and plain
+ * (rebuild.ts), or an error that names the newest older one that can be restored.
+ */
+import * as fs from 'node:fs';
+import { BlufioError, renamed } from '../errors.ts';
+import { makeWorkDir } from '../files.ts';
+import type { KeyOptions } from '../transforms/index.ts';
+import type { ObjectStorageOptions } from '../storage/index.ts';
+import { openStore, splitFile } from '../storage/index.ts';
+import { aboutIt, assess, problemByName } from './health.ts';
+import { entriesOf, FUTURE_SLACK, parseName, type SetEntry } from './names.ts';
+import { hashCacheDir } from './pages.ts';
+import { materialize } from './rebuild.ts';
+
+/** The newest backup at or before `at` (default: the newest), or an error saying what there is. */
+function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
+  if (entries.length === 0) throw Object.assign(new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups`, 'check the path; blufio list shows what is there'), { emptySet: true });
+  // By default the newest that is not named in the future (a clock that jumped ahead).
+  const limit = at ? at.getTime() : Date.now() + FUTURE_SLACK;
+  const pick = entries.find((e) => e.time.getTime() <= limit);
+  if (!pick) {
+    const oldest = entries[entries.length - 1];
+    throw new BlufioError('E_SOURCE_MISSING', `no backup in ${set} is at or before ${new Date(limit).toISOString()} (the oldest is from ${oldest.time.toISOString()})`,
+      at ? 'give a later --at, or leave it out for the newest' : 'every backup there is named in the future (a clock that jumped ahead?): give --at to pick one');
+  }
+  return pick;
+}
+
+/**
+ * Runs `fn` on a local, plain database of the set's backup at `at`: a full backup unpacked, or
+ * a differential rebuilt on its base and checked against both hashes (in a private directory,
+ * removed afterwards). `fn` gets the file and the backup's entry and location.
+ */
+export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions & KeyOptions & { at?: Date; stem?: string; workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string) => Promise<T>): Promise<T> {
+  const store = openStore(set, opts);
+  const files = await store.list();
+  const all = entriesOf(files);
+  const entries = opts.stem === undefined ? all : all.filter((e) => e.stem === opts.stem);
+  const stems = new Set(all.map((e) => e.stem));
+  if (opts.stem !== undefined && entries.length === 0 && stems.size > 0) {
+    // Never another database's backups in place of this one's.
+    throw new BlufioError('E_SOURCE_MISSING', `the backup set ${set} holds no backups of "${opts.stem}" (it holds ${[...stems].map((x) => `"${x}"`).join(', ')})`,
+      `if you mean to, say whose: --series ${[...stems][0]}; blufio list shows them`);
+  }
+  if (opts.stem === undefined && stems.size > 1) {
+    throw new BlufioError('E_USAGE', `the backup set ${set} holds backups of several databases (${[...stems].join(', ')})`, `say whose: --series ${[...stems][0]}`);
+  }
+  const entry = pickEntry(entries, set, opts.at);
+  const names = new Set(files.map((f) => f.name));
+  const work = makeWorkDir('set', opts.workDir);
+  try {
+    let file: string;
+    try {
+      const missing = problemByName(entry, names);
+      if (missing) throw new BlufioError('E_SOURCE_MISSING', missing);
+      file = await materialize(store, entry, work, opts, opts.signal);
+    } catch (e) {
+      // Never an older state in its place, and never without saying which one can be restored.
+      if (!(e instanceof BlufioError) || !['E_SOURCE_MISSING', 'E_CORRUPT', 'E_NOT_SQLITE'].includes(e.code)) throw e;
+      // The newest older one that may be restored: not the file that failed (a differential's base,
+      // say), nor one made from it, and its name and header sound.
+      const failed = new Set([entry.name, (e as { member?: string }).member ?? entry.name]);
+      const candidates = entries.slice(entries.indexOf(entry) + 1).filter((x) => !failed.has(x.name) && !(x.base && failed.has(x.base)));
+      const members = await assess(store, files, candidates.slice(0, 8), { headers: true, keys: opts, cacheDir: hashCacheDir(set, opts) }).catch(() => null);
+      const older = members ? members.find((m) => m.restorable) : candidates.find((x) => !problemByName(x, names));
+      const which = opts.at ? `the newest backup at or before ${opts.at.toISOString()}` : 'the newest backup';
+      // --at takes the newest of its second: when the older one shares it, it is named by its file.
+      const take = older && (older.time.getTime() === entry.time.getTime() ? `give its file instead of the set: ${store.where(older.name)}` : `take it with --at ${older.time.toISOString().replace('.000Z', 'Z')}`);
+      throw new BlufioError(e.code, `${which} in ${store.where('')}, ${entry.name}, cannot be restored: ${aboutIt(e.message, store.where(entry.name))}`,
+        older ? `the newest one before it whose base is there is ${older.name}: ${take}; blufio check ${set} tells which are sound` : `no older backup of it can be restored either; blufio check ${set} tells more`, { cause: e });
+    }
+    const where = store.where(entry.name);
+    try {
+      return await fn(file, entry, where);
+    } catch (e) {
+      throw renamed(e, file, where);
+    }
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * withSetBackup() for one named file of a set (`verify /backups/blufio-….from-….diff.gz`): a
+ * differential is rebuilt on its base, found beside it; anything else is left to the caller
+ * (null: not a set file, or a full backup that reads as it is).
+ */
+export async function withSetFile<T>(file: string, opts: ObjectStorageOptions & KeyOptions & { workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string) => Promise<T>): Promise<T | null> {
+  const { store: dir, name } = splitFile(file);
+  const parsed = parseName(name);
+  if (!parsed || parsed.kind !== 'diff' || parsed.pages) return null;
+  const store = openStore(dir, opts);
+  const found = (await store.list()).find((f) => f.name === name);
+  if (!found) return null;
+  const { pages: _p, ...entry } = parsed;
+  const work = makeWorkDir('set', opts.workDir);
+  try {
+    const plain = await materialize(store, { ...entry, bytes: found.bytes }, work, opts, opts.signal);
+    return await fn(plain, { ...entry, bytes: found.bytes }, store.where(name));
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** True for the error of a set that holds no backups at all (restore --if-missing starts empty then). */
+export function isEmptySet(e: unknown): boolean {
+  return e instanceof BlufioError && (e as BlufioError & { emptySet?: boolean }).emptySet === true;
+}
+
+/** Parses --at: ISO 8601, extended or basic (a date alone is its midnight UTC; no zone means UTC). */
+export function parseAt(text: string): Date {
+  // ISO 8601's basic form too, the one backups are named in (20261202T082645Z).
+  // (t and z as T and Z: ISO 8601 allows lower case.)
+  const given = text.trim().replace(/t/, 'T').replace(/z$/, 'Z');
+  const basic = /^(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})?)?(Z?)$/.exec(given);
+  const t = basic ? `${basic[1]}-${basic[2]}-${basic[3]}${basic[4] ? `T${basic[4]}:${basic[5]}${basic[6] ? `:${basic[6]}` : ''}` : ''}${basic[7]}` : given;
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/.exec(t);
+  const bad = () => new BlufioError('E_USAGE', `--at "${text}" is not a time`, 'write it in ISO 8601, e.g. --at 2026-11-24T08:00Z (UTC unless a zone is given)');
+  if (!m) throw bad();
+  const [, y, mo, d, h = '0', mi = '0', sec = '0'] = m;
+  // Each field in its range (JavaScript would roll February 30 over into March).
+  const days = new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate();
+  if (Number(mo) < 1 || Number(mo) > 12 || Number(d) < 1 || Number(d) > days || Number(h) > 23 || Number(mi) > 59 || Number(sec) > 59) throw bad();
+  const date = new Date(m[7] ? t.replace(' ', 'T') : `${t.replace(' ', 'T')}${m[4] === undefined ? 'T00:00:00' : ''}Z`);
+  if (Number.isNaN(date.getTime())) throw bad();
+  return date;
+}
+

@@ -1,0 +1,88 @@
+/**
+ * The one interface every place that holds backups implements: a folder, an S3 bucket's prefix,
+ * and whatever comes next (one file in this folder, one line in index.ts). It is deliberately
+ * small — list, read the first bytes, fetch, put if absent, remove — and knows nothing of what
+ * the bytes are: sets (src/sets/) decide names, transforms (layers.ts) decide the bytes.
+ *
+ * The contract, checked for every store by one conformance suite (test/storage.test.ts, run
+ * against a folder, the signature-checking S3 test server and moto's server):
+ * - `list()` gives the store's own files (not those under a deeper folder or prefix), each with
+ *   its size, in any order; an empty store lists nothing.
+ * - `put()` publishes a file completely or not at all, and never replaces one (unless told to): of two puts of one
+ *   name at once, at most one publishes; the other gets `published: false` (both may give way,
+ *   leaving the name free: a caller takes another name or tries again). A failed or aborted put
+ *   leaves nothing under the name.
+ * - `peek()`, `fetch()` of a name that is not there fail with E_SOURCE_MISSING; `remove()` of one
+ *   that is not there succeeds.
+ * - Messages and results name a file as `where(name)`: a path or an s3:// URL, never a private
+ *   download.
+ * Retries (a dropped connection, a 503) are the store's own business, below this interface.
+ */
+import type { ProgressCallback } from '../core/progress.ts';
+
+/**
+ * Bytes in pieces, each valid only until the next one is asked for (layers.ts explains why every
+ * stage reuses its buffers).
+ */
+export type Chunks = AsyncIterable<Uint8Array>;
+
+/** A file of a store, as listed. */
+export interface StoredFile {
+  name: string;
+  bytes: number;
+}
+
+/**
+ * What a put stores: the bytes of a local file, as they are or packed (compressed, encrypted) on
+ * the way. `pack` may be called again for each attempt (a put that gave way to another run's
+ * name is retried under the next name by its caller).
+ */
+export interface Body {
+  /** The local file. */
+  file: string;
+  /** Its bytes packed, read as they are needed (onRead: how much of `file` has been read). */
+  pack?: {
+    chunks(onRead?: (bytesOfFile: number) => void): Chunks;
+    /** What packing is called in progress events while it is the slow part (a local write). */
+    phase: 'compress' | 'encrypt';
+  };
+}
+
+export interface PutOptions {
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+  /**
+   * Replace a file of that name (a single backup with --force). Never for a set's files, which
+   * are never replaced; a replaced file is still never seen half-written.
+   */
+  replace?: boolean;
+  /**
+   * The name is not shared with other runs (a single backup, checked absent just before): no
+   * claim protocol, only what the store itself offers against a file appearing meanwhile (S3's
+   * If-None-Match). A killed run's claim would otherwise hold the name for an hour.
+   */
+  alone?: boolean;
+}
+
+export interface Store {
+  /** What to call the store's file `name` in messages and results ('' names the store itself). */
+  where(name: string): string;
+  /** The store's files. */
+  list(): Promise<StoredFile[]>;
+  /** The size of `name`, or null when there is none (and, remote, proof that the store answers as one). */
+  stat(name: string): Promise<StoredFile | null>;
+  /** The first `bytes` bytes of `name` (all of it when shorter): headers, without fetching whole files. */
+  peek(name: string, bytes: number): Promise<Buffer>;
+  /** A local file with the content of `name`: the file itself, or a private copy in `workDir`. */
+  fetch(name: string, workDir: string, opts?: PutOptions): Promise<string>;
+  /** Publishes `body` as `name` if no file of that name exists; `published: false` when one does. */
+  put(name: string, body: Body, opts?: PutOptions): Promise<{ published: boolean; bytes: number }>;
+  /** Removes `name`; nothing to remove is not an error. */
+  remove(name: string): Promise<void>;
+}
+
+/** Options every store may be opened with (each takes what it needs). */
+export interface StoreOptions {
+  signal?: AbortSignal;
+  retries?: number;
+}
