@@ -10,7 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup } from '../src/index.ts';
 import { parseName, planPrune, type SetEntry } from '../src/sets/index.ts';
-import { CLI, ROOT, RUNTIMES, cleanup, cli as runCli, fingerprint, makeSampleDb, s3Env, sql, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+import { CLI, ROOT, RUNTIMES, cleanup, cli as runCli, faketime, fingerprint, makeSampleDb, s3Env, sql, startS3Server, tmpdir, type S3Server } from './helpers.ts';
 
 const test = suite('sets');
 test.after.each(cleanup);
@@ -35,6 +35,18 @@ const listJson = (set: string, env: Record<string, string> = {}) => {
 /** Waits for the next whole second (backups are named by the second). */
 const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
 
+/**
+ * The command prefix that runs `runtime` with its clock `i` seconds ahead (Debian's faketime), so
+ * that backups made one after another are named in distinct seconds without waiting for them;
+ * without faketime, it waits for the next second instead. (Backups made in one second need no
+ * wait at all: they are numbered in the order they were made.)
+ */
+async function secondsAhead(i: number, runtime: string[] = [process.execPath]): Promise<string[]> {
+  if (faketime()) return ['faketime', '-f', `+${i}s`, ...runtime];
+  if (i > 0) await nextSecond();
+  return runtime;
+}
+
 for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
   const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { runtime, env });
 
@@ -44,12 +56,11 @@ for (const [runtimeName, runtime] of Object.entries(RUNTIMES)) {
     for (let i = 0; i < 3; i++) {
       if (i > 0) sql(db, `INSERT INTO sessions(name) VALUES ('run ${i}'); UPDATE memory SET content = 'changed ${i}' WHERE id = ${i * 7};`);
       states.push(fingerprint(db));
-      const r = cli(['backup', '--db', db, `${set}/`, '--json']);
+      const r = runCli(['backup', '--db', db, `${set}/`, '--json'], { runtime: await secondsAhead(i, runtime) });
       assert.is(r.code, 0, r.stderr);
       const j = JSON.parse(r.stdout);
       assert.is(j.kind, i === 0 ? 'full' : 'diff');
       assert.match(path.basename(j.path), NAME);
-      await nextSecond();
     }
     const list = listJson(set);
     assert.equal(list.map((b) => b.kind), ['diff', 'diff', 'full']);
@@ -141,7 +152,6 @@ test('s3:// set: three backups at once land as three, each reporting its own obj
         assert.ok(entry, `${r.path} is in the set`);
         assert.is(entry!.bytes, r.bytes, `${r.path} holds what its run sent`);
       }
-      await nextSecond();
     }
     // The set's prefix without its slash is a forgotten slash, not an object's name.
     const noSlash = set.slice(0, -1);
@@ -202,7 +212,6 @@ test('a small change on a 100 MB database: the differential is under 10 % of the
   const set = path.join(d, 'set');
   fs.mkdirSync(set);
   assert.is(runCli(['backup', '--db', db, set]).code, 0);
-  await nextSecond();
   sql(db, `UPDATE memory SET content = randomblob(3000) WHERE id % 100 = 0; INSERT INTO memory(content) SELECT randomblob(3000) FROM generate_series(1, 50);`);
   const r = runCli(['backup', '--db', db, set, '--json']);
   assert.is(r.code, 0, r.stderr);
@@ -215,7 +224,6 @@ test('a small change on a 100 MB database: the differential is under 10 % of the
   const q = 'SELECT count(*), sum(length(content)), hex(substr(content, 1, 16)) FROM memory WHERE id % 97 = 0';
   assert.is(sql(target, q), sql(db, q));
   // Most of the database changed (a VACUUM-like churn): a full backup instead, saying why.
-  await nextSecond();
   sql(db, 'UPDATE memory SET content = randomblob(3000)');
   const again = runCli(['backup', '--db', db, set]);
   assert.is(again.code, 0, again.stderr);
@@ -280,7 +288,6 @@ test('prune on disk: --dry-run removes nothing; differentials keep their base; f
   for (let i = 0; i < 3; i++) {
     sql(db, `INSERT INTO sessions(name) VALUES ('p${i}')`);
     assert.is(runCli(['backup', '--db', db, set, ...(i === 1 ? ['--full'] : [])]).code, 0);
-    await nextSecond();
   }
   fs.writeFileSync(path.join(set, 'README'), 'keep me');
   // full(0) <- nothing; full(1) <- diff(2): keep-last 1 keeps diff(2) and so its base full(1).
@@ -318,7 +325,6 @@ test('backup <set> --prune applies [backup.retention]; without a policy it is re
   for (let i = 0; i < 3; i++) {
     r = runCli(['backup', set, '--prune', '--config', toml, '--full']);
     assert.is(r.code, 0, r.stderr);
-    await nextSecond();
   }
   assert.is(listJson(set).length, 2);
 });
@@ -326,7 +332,6 @@ test('backup <set> --prune applies [backup.retention]; without a policy it is re
 test('kill -9 during a differential and during a prune leaves a set that lists, restores and prunes', async () => {
   const { d, db, set } = sample(20_000);
   assert.is(runCli(['backup', '--db', db, set]).code, 0);
-  await nextSecond();
   sql(db, "UPDATE memory SET content = 'x' || content WHERE id % 3 = 0");
   for (const delay of [50, 150, 300]) {
     const child = spawn(process.execPath, [CLI, 'backup', '--db', db, set, '--quiet']);
@@ -342,7 +347,6 @@ test('kill -9 during a differential and during a prune leaves a set that lists, 
   assert.is(sql(target, 'PRAGMA integrity_check'), 'ok');
   // A prune killed midway: whatever it removed, the rest still restores.
   for (let i = 0; i < 3; i++) {
-    await nextSecond();
     sql(db, `INSERT INTO sessions(name) VALUES ('k${i}')`);
     assert.is(runCli(['backup', '--db', db, set, ...(i === 1 ? ['--full'] : [])]).code, 0);
   }
@@ -371,9 +375,8 @@ test('s3:// sets of encrypted differentials: .db.gz.age and .diff.gz.age go up, 
     for (let i = 0; i < 3; i++) {
       sql(db, `INSERT INTO sessions(name) VALUES ('s${i}')`);
       states.push(fingerprint(db));
-      const r = runCli(['backup', '--db', db, set, '--recipient', recipient], { env });
+      const r = runCli(['backup', '--db', db, set, '--recipient', recipient], { env, runtime: await secondsAhead(i) });
       assert.is(r.code, 0, r.stderr);
-      await nextSecond();
     }
     const list = listJson(set, env);
     assert.equal(list.map((b) => b.kind), ['diff', 'diff', 'full']);
@@ -484,7 +487,6 @@ test('encrypted sets: a new key means a full backup; a plain backup into one is 
   });
   const env = { HOME: tmpdir('blufio-home-') };
   assert.is(runCli(['backup', '--db', db, set, '--recipient', keys[0]], { env }).code, 0);
-  await nextSecond();
   sql(db, "INSERT INTO sessions(name) VALUES ('rotated')");
   let r = runCli(['backup', '--db', db, set, '--recipient', keys[1], '--json'], { env });
   assert.is(r.code, 0, r.stderr);
@@ -512,7 +514,6 @@ test('encrypted sets: a new key means a full backup; a plain backup into one is 
   r = runCli(['backup', '--db', db, set, '--unencrypted', '--recipient', keys[1]], { env });
   assert.is(r.code, 2);
   assert.match(r.stderr, '--unencrypted was given with recipients');
-  await nextSecond();
   assert.is(runCli(['backup', '--db', db, set, '--recipient', keys[1]], { env }).code, 0);
   const [diff, base] = listJson(set);
   assert.is(diff.kind, 'diff');
@@ -520,7 +521,6 @@ test('encrypted sets: a new key means a full backup; a plain backup into one is 
   r = runCli(['verify', set, '--identity', path.join(d, 'k2.txt')], { env });
   assert.is(r.code, 1);
   assert.match(r.stderr, `error: the newest backup in ${set}, ${diff.name}, cannot be restored: its base ${base.name} is missing`);
-  await nextSecond();
   r = runCli(['backup', '--db', db, set, '--unencrypted', '--json'], { env });
   assert.is(r.code, 0, r.stderr);
   assert.is(JSON.parse(r.stdout).kind, 'full');
@@ -532,7 +532,6 @@ test('a backup named in the future (a clock that jumped ahead) is not restored b
   assert.is(runCli(['backup', '--db', db, set]).code, 0);
   const [first] = listJson(set);
   fs.renameSync(path.join(set, first.name), path.join(set, 'blufio-20991231T000000Z.db.gz'));
-  await nextSecond();
   sql(db, "INSERT INTO sessions(name) VALUES ('now')");
   const r = runCli(['backup', '--db', db, set, '--json']);
   assert.is(r.code, 0, r.stderr);
@@ -581,7 +580,6 @@ test('the crontab line and the systemd ExecStart of docs/sets.md, run as written
       child.stderr.on('data', (c) => (stderr += c));
       assert.is(await new Promise((r) => child.on('exit', r)), 0, `${line}: ${stderr}`);
       assert.is(stderr, '', 'quiet: nothing for cron to mail');
-      await nextSecond();
     }
     assert.equal(hits, ['/uuid', '/uuid']);
     const list = listJson('s3://backups/blufio/', { ...s3Env(server), HOME: d });
