@@ -101,7 +101,7 @@ export async function backupToStream(dbPath: string, out: NodeJS.WritableStream,
 }
 
 /** Off the machine means encrypted, unless asked otherwise (options.unencrypted). */
-function refuseUnencryptedOffsite(dest: string, options: BackupOptions): void {
+export function refuseUnencryptedOffsite(dest: string, options: BackupOptions): void {
   if (!isRemote(dest) || (options.recipients ?? []).length > 0) return;
   if (options.unencrypted) return;
   throw new BlufioError('E_USAGE', `refusing to send an unencrypted backup off this machine to ${dest}`,

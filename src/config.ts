@@ -17,6 +17,8 @@ export interface StorageConfig {
   walMode: boolean;
   /** The [backup] table: keys for encrypted backups (relative paths: from the file that set them). */
   backup: BackupConfig;
+  /** The [replicate] table: `blufio replicate`'s settings. */
+  replicate?: { interval?: number };
   /** The configuration files that were read, in order (for `--json` and error messages). */
   files: string[];
   /** Keys blufio's backup reads nothing from, each "file:line: …" (the CLI prints them). */
@@ -140,6 +142,7 @@ function applyFile(cfg: StorageConfig, file: string, home: string): void {
   }
   checkKeys(cfg, doc, file, text);
   applyBackup(cfg, doc.backup, file, home);
+  applyReplicate(cfg, doc.replicate, file);
   const storage = doc.storage;
   if (storage === undefined) return;
   if (typeof storage !== 'object' || storage === null || Array.isArray(storage)) {
@@ -158,6 +161,19 @@ function applyFile(cfg: StorageConfig, file: string, home: string): void {
       throw new BlufioError('E_CONFIG', `${file}: storage.wal_mode must be true or false`, 'fix the file');
     }
     cfg.walMode = s.wal_mode;
+  }
+}
+
+/** The [replicate] table: interval (seconds, fractions allowed). */
+function applyReplicate(cfg: StorageConfig, replicate: unknown, file: string): void {
+  if (replicate === undefined) return;
+  if (typeof replicate !== 'object' || replicate === null || Array.isArray(replicate)) {
+    throw new BlufioError('E_CONFIG', `${file}: replicate must be a table ([replicate])`, 'fix the file');
+  }
+  const r = replicate as Record<string, unknown>;
+  if (r.interval !== undefined) {
+    if (typeof r.interval !== 'number' || !(r.interval >= 0.05 && r.interval <= 3600)) throw new BlufioError('E_CONFIG', `${file}: replicate.interval must be a number of seconds from 0.05 to 3600`, 'fix the file (e.g. interval = 1)');
+    cfg.replicate = { ...cfg.replicate, interval: r.interval };
   }
 }
 
@@ -227,6 +243,7 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
 const KNOWN: Record<string, string[]> = {
   storage: ['database_path', 'wal_mode'],
   backup: ['age_recipients', 'age_recipients_file', 'age_identity_file', 'full_every_days', 's3', 'retention', 'unencrypted'],
+  replicate: ['interval'],
 };
 
 /**

@@ -90,7 +90,7 @@ export async function runBackup(target: string, f: CommonFlags, io: Io, say: Say
  * Tells a monitor how the run went (healthchecks.io's convention: GET the URL, or URL/fail).
  * A monitor that cannot be reached never fails the backup: a warning, within 10 s.
  */
-async function ping(url: string, say: Say, body?: string): Promise<void> {
+export async function ping(url: string, say: Say, body?: string): Promise<void> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(10_000), ...(body === undefined ? {} : { method: 'POST', body }) });
     await res.arrayBuffer().catch(() => {});

@@ -4,7 +4,7 @@
  */
 import type { CommandSpec, OptionSpec } from '../args.ts';
 
-export type CommandName = 'backup' | 'restore' | 'verify' | 'keygen' | 'list' | 'prune' | 'check';
+export type CommandName = 'backup' | 'restore' | 'verify' | 'keygen' | 'list' | 'prune' | 'check' | 'replicate';
 
 const opt = (name: string, help: string, value?: string, repeatable?: boolean, short?: string): OptionSpec => ({ name, help, value, repeatable, short });
 const DB = opt('db', 'Database path (overrides storage.database_path in blufio.toml)', '<path>');
@@ -104,6 +104,20 @@ export const COMMANDS: CommandSpec[] = [
       QUIET, opt('json', 'Print one JSON object with what was kept (and why) and removed'), CONFIG,
     ],
     examples: ['blufio prune /var/backups/blufio/ --keep-daily 7 --keep-weekly 4 --keep-monthly 12'],
+  },
+  {
+    name: 'replicate', arg: '<set>',
+    summary: 'Ship every commit of the live database to a set (a folder or an s3:// prefix ending in /) within a second, until SIGTERM; restore --at then reaches any moment.',
+    options: [
+      DB, CONFIG,
+      opt('interval', 'How often what was committed is shipped, in seconds (default: 1, or [replicate] interval in blufio.toml)', '<seconds>'),
+      opt('recipient', 'Encrypt to this age public key (repeatable; default: backup.age_recipients, env BLUFIO_AGE_RECIPIENTS); required for s3:// unless --unencrypted', '<age1…>', true, 'r'),
+      opt('recipients-file', 'Encrypt to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', '<file>', true),
+      opt('unencrypted', 'To s3:// without recipients: ship unencrypted, on purpose (or backup.unencrypted = true)'),
+      opt('ping', 'Tell a monitor: GET <url> at most once a minute while shipping works, <url>/fail when it does not', '<url>'),
+      QUIET, opt('json', 'Events as JSON lines on stderr'), WORK_DIR,
+    ],
+    examples: ['blufio replicate /var/backups/blufio/', 'blufio replicate s3://my-bucket/blufio/ --recipient age1…', 'blufio restore s3://my-bucket/blufio/ --at 2026-12-07T03:15:42.250Z'],
   },
   {
     name: 'keygen', arg: '[file]',

@@ -11,6 +11,7 @@
 import { helpText, parseArgs } from '../args.ts';
 import { BlufioError } from '../errors.ts';
 import { runBackup } from './backup.ts';
+import { runReplicate } from './replicate.ts';
 import { runCheck } from './check.ts';
 import { COMMANDS, type CommandName } from './commands.ts';
 import { STDOUT, type CommonFlags } from './flags.ts';
@@ -100,5 +101,6 @@ async function runCommand(name: CommandName, target: string, f: CommonFlags, io:
   // The jobs: each bounds itself by --timeout and takes the copy options (job.ts).
   if (name === 'verify') return runVerify(target, f, io, say, signal);
   if (name === 'backup') return runBackup(target, f, io, say, signal);
+  if (name === 'replicate') return runReplicate(target, f, io, say, signal);
   return runRestore(target, f, io, say, signal);
 }

@@ -10,16 +10,24 @@ import { identitiesFor } from './keys.ts';
  * for scripts. Each backup's first bytes are read (its header; a key opens an encrypted one).
  */
 export async function runList(target: string, f: CommonFlags, io: Io, say: Say): Promise<void> {
-  const { listMembers } = await import('../sets/index.ts');
+  const { listSetContents } = await import('../sets/index.ts');
   const cfg = await loadConfig(f, io, say);
-  const entries = await listMembers(target, { s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg) });
+  const { backups: entries, logs, ranges } = await listSetContents(target, { s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg) });
   if (f.json) {
     emit(io, 'list', {
       ok: true,
-      backups: entries.map((e) => ({
-        name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}),
-        restorable: e.restorable, ...(e.problem ? { problem: e.problem } : {}), checked: e.checked, ...(e.future ? { future: true } : {}),
-      })),
+      backups: [
+        ...entries.map((e) => ({
+          name: e.name, time: e.time.toISOString(), kind: e.kind, bytes: e.bytes, ...(e.base ? { base: e.base } : {}),
+          restorable: e.restorable, ...(e.problem ? { problem: e.problem } : {}), checked: e.checked, ...(e.future ? { future: true } : {}),
+        })),
+        // Log segments (blufio replicate), newest first after the backups: by their names only.
+        ...[...logs].reverse().map((l) => ({
+          name: l.name, time: l.to.toISOString(), kind: 'log', bytes: l.bytes, base: l.base, segment: l.n, from: l.from.toISOString(), to: l.to.toISOString(),
+          restorable: l.restorable, ...(l.problem ? { problem: l.problem } : {}), checked: 'name', ...(l.gap ? { gap: true } : {}),
+        })),
+      ],
+      ...(logs.length > 0 ? { ranges } : {}),
     });
     return;
   }
@@ -28,6 +36,18 @@ export async function runList(target: string, f: CommonFlags, io: Io, say: Say):
   for (const e of entries) {
     const mark = !e.restorable ? `  UNRESTORABLE: ${e.problem}` : e.future ? '  (named in the future: a clock that jumped?)' : '';
     io.stdout(`${e.time.toISOString().replace('.000Z', 'Z')}  ${e.kind === 'full' ? 'full' : 'diff'}  ${formatMB(e.bytes).padStart(10)}  ${e.name}${e.base ? `  (base ${e.base})` : ''}${mark}\n`);
+  }
+  if (logs.length > 0) {
+    // Segments are many (one a second): summed up per chain, not one line each.
+    for (const base of [...new Set(logs.map((l) => l.base))]) {
+      const mine = logs.filter((l) => l.base === base);
+      const bad = mine.filter((l) => !l.restorable);
+      const bytes = mine.reduce((a, l) => a + l.bytes, 0);
+      io.stdout(`${mine[mine.length - 1].to.toISOString()}  log   ${formatMB(bytes).padStart(10)}  ${mine.length} segment(s) from ${mine[0].from.toISOString()} on ${base}${bad.length ? `  UNRESTORABLE from segment ${bad[0].n}: ${bad[0].problem}` : ''}\n`);
+    }
+    for (const r of ranges) {
+      io.stdout(`restorable: ${r.series} from ${r.from} to ${r.to}${r.gaps.length ? `; gaps (a time inside restores to the state at its start): ${r.gaps.map((g) => `${g.from}..${g.to}`).join(', ')}` : ''}\n`);
+    }
   }
   const broken = entries.filter((e) => !e.restorable).length;
   if (broken > 0) {

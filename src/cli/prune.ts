@@ -23,4 +23,5 @@ export async function runPrune(target: string, f: CommonFlags, io: Io, say: Say,
   for (const d of r.removed) say(`${r.dryRun ? 'would remove' : 'removed'}  ${d.name}${d.problem ? ` — it can never be restored: ${d.problem}` : ''}`);
   for (const d of r.kept) say(`keep          ${d.name}  (${d.keptBecause.join(', ')})`);
   say(`${r.dryRun ? 'Dry run: would remove' : 'Removed'} ${r.removed.length} backup(s), kept ${r.kept.length}`);
+  if (r.segmentsRemoved !== undefined) say(`Log segments: ${r.dryRun ? 'would remove' : 'removed'} ${r.segmentsRemoved} with their base, kept ${r.segmentsKept}`);
 }

@@ -22,6 +22,12 @@ export interface SetBackupOptions extends BackupOptions {
   unencrypted?: boolean;
   /** A new full backup when the newest full one is older than this (default 7 days). */
   fullEveryMs?: number;
+  /**
+   * Keep the plain database this backup was made from at this path (a private file of the
+   * caller's: `blufio replicate` follows the source from there). Only with `full`.
+   * @internal
+   */
+  keepCopyAt?: string;
 }
 
 export interface SetBackupResult extends BackupResult {
@@ -189,6 +195,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
         }
       }
     }
+    if (opts.keepCopyAt && kind === 'full') fs.copyFileSync(plain, opts.keepCopyAt);
     return {
       ...result(db, store.where(name), { ...copy, bytes }, layers, opts, started),
       kind,

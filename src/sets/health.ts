@@ -10,6 +10,7 @@ import { hasSqliteMagic } from '../core/header.ts';
 import type { ObjectStorageOptions } from '../storage/index.ts';
 import { openStore, type Store, type StoredFile } from '../storage/index.ts';
 import { parseDiffHeader, type DiffHeader } from './diff.ts';
+import { chainOf, logsOf, rangesOf, type LogEntry, type Range } from './logs.ts';
 import { entriesOf, FUTURE_SLACK, type SetEntry } from './names.ts';
 import { hashCacheDir, pagesMeta } from './pages.ts';
 
@@ -126,8 +127,31 @@ export async function listSet(set: string, opts: ObjectStorageOptions & { stem?:
 
 /** The backups of a set (of one series when `stem` is given), newest first, each with whether it can be restored. */
 export async function listMembers(set: string, opts: ObjectStorageOptions & KeyOptions & { stem?: string; signal?: AbortSignal; headers?: boolean } = {}): Promise<SetMember[]> {
+  return (await listSetContents(set, opts)).backups;
+}
+
+/** A log segment of a set, and whether it can be replayed (its base restorable, its chain whole up to it). */
+export interface LogMember extends LogEntry {
+  restorable: boolean;
+  problem: string | null;
+}
+
+/**
+ * Everything a set holds of one listing: its backups (as listMembers), its log segments, and the
+ * restorable range of each series. Segments are judged by their names (no segment is read).
+ */
+export async function listSetContents(set: string, opts: ObjectStorageOptions & KeyOptions & { stem?: string; signal?: AbortSignal; headers?: boolean } = {}): Promise<{ backups: SetMember[]; logs: LogMember[]; ranges: Range[] }> {
   const store = openStore(set, opts);
   const files = await store.list();
-  return assess(store, files, entriesOf(files, opts.stem), { headers: opts.headers ?? true, keys: opts, cacheDir: hashCacheDir(set, opts) });
+  const backups = await assess(store, files, entriesOf(files, opts.stem), { headers: opts.headers ?? true, keys: opts, cacheDir: hashCacheDir(set, opts) });
+  const all = logsOf(files, opts.stem);
+  const byName = new Map(backups.map((b) => [b.name, b]));
+  const chained = new Set(backups.flatMap((b) => chainOf(all, b.name).map((l) => l.name)));
+  const logs = all.map((l) => {
+    const base = byName.get(l.base);
+    const problem = !base ? `its base ${l.base} is missing` : !base.restorable ? `its base ${l.base} cannot be restored` : !chained.has(l.name) ? 'a segment before it in its chain is missing' : null;
+    return { ...l, restorable: problem === null, problem };
+  });
+  return { backups, logs, ranges: rangesOf(backups, logs.filter((l) => l.restorable)) };
 }
 

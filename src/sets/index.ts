@@ -17,7 +17,8 @@
  */
 export { backupToSet, type SetBackupOptions, type SetBackupResult } from './backup.ts';
 export { parseDiffHeader } from './diff.ts';
-export { aboutIt, assess, listMembers, listSet, type SetMember } from './health.ts';
+export { aboutIt, assess, listMembers, listSet, listSetContents, type LogMember, type SetMember } from './health.ts';
+export { logsOf, type LogEntry, type Range } from './logs.ts';
 export { entriesOf, FUTURE_SLACK, parseName, stemOf, type SetEntry } from './names.ts';
 export { hashCacheDir } from './pages.ts';
 export { prune, type PruneResult } from './prune.ts';

@@ -8,6 +8,7 @@ import type { KeyOptions } from '../transforms/index.ts';
 import type { ObjectStorageOptions } from '../storage/index.ts';
 import { openStore } from '../storage/index.ts';
 import { assess, type SetMember } from './health.ts';
+import { chainOf, logsOf } from './logs.ts';
 import { entriesOf, FUTURE_SLACK, parseName } from './names.ts';
 import { hashCacheDir } from './pages.ts';
 import { planPrune, type PruneDecision, type RetentionPolicy } from './retention.ts';
@@ -20,6 +21,9 @@ export interface PruneResult {
   removed: PruneDecision[];
   /** Backups that cannot be restored, with why; differentials whose base is gone are removed (removed: true), the others kept for the operator. */
   broken: Array<{ name: string; problem: string; removed: boolean }>;
+  /** Log segments (blufio replicate) removed with their base, and kept; only when the set holds any. */
+  segmentsRemoved?: number;
+  segmentsKept?: number;
 }
 
 /** Applies `policy` to every series in the set; removes what no rule keeps (not with dryRun). */
@@ -50,6 +54,33 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
   const sound = all.filter((e) => !broken.some((b) => b.name === e.name));
   const decisions: PruneDecision[] = [];
   for (const stem of new Set(sound.map((e) => e.stem))) decisions.push(...planPrune(sound.filter((e) => e.stem === stem), policy));
+  // Log segments (blufio replicate) live and go with their chain's base: a base whose chain
+  // reaches into what the policy keeps (after the oldest backup kept of its series) stays, so
+  // that the range restore --at reaches is never cut inside the kept window; the newest chain's
+  // base always stays (a replicator may be shipping to it).
+  const logs = logsOf(files, opts.stem);
+  const keptSince = new Map<string, number>();
+  for (const d of decisions) {
+    if (d.keptBecause.length === 0) continue;
+    const stem = all.find((e) => e.name === d.name)!.stem;
+    keptSince.set(stem, Math.min(keptSince.get(stem) ?? Infinity, Date.parse(d.time)));
+  }
+  const newestChain = new Map<string, { base: string; to: number }>();
+  for (const l of logs) {
+    const cur = newestChain.get(l.stem);
+    if (!cur || l.to.getTime() > cur.to) newestChain.set(l.stem, { base: l.base, to: l.to.getTime() });
+  }
+  for (const d of decisions) {
+    if (d.kind !== 'full') continue;
+    const chain = chainOf(logs, d.name);
+    if (chain.length === 0) continue;
+    const stem = all.find((e) => e.name === d.name)!.stem;
+    if (newestChain.get(stem)?.base === d.name) d.keptBecause.push('base of the newest log segments (blufio replicate)');
+    else if (chain[chain.length - 1].to.getTime() > (keptSince.get(stem) ?? Infinity)) d.keptBecause.push('base of log segments inside the kept range');
+  }
+  const goneBases = new Set(decisions.filter((d) => d.keptBecause.length === 0).map((d) => d.name));
+  // Segments of a base that goes, or whose base is already gone or broken, go too (never one without its base).
+  const logsRemoved = logs.filter((l) => goneBases.has(l.base) || !names.has(l.base) || broken.some((b) => b.name === l.base && orphan(b)));
   const removed = [
     ...decisions.filter((d) => d.keptBecause.length === 0),
     ...broken.filter(orphan).map((m) => ({ name: m.name, time: m.time.toISOString(), kind: m.kind, keptBecause: [], problem: m.problem! })),
@@ -60,6 +91,8 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
     // Differentials first, then full backups: a run killed midway never leaves a differential
     // without its base (a base goes only when none of its differentials stays).
     removed.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'diff' ? -1 : 1));
+    // Segments before their base, newest first: a killed prune leaves a chain that is whole up to where it was cut.
+    for (const l of [...logsRemoved].sort((a, b) => b.n - a.n)) await store.remove(l.name);
     for (const d of removed) {
       await store.remove(d.name);
       if (names.has(`${d.name}.pages`)) await store.remove(`${d.name}.pages`);
@@ -71,5 +104,5 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
       if (p?.pages && !kept.has(f.name.slice(0, -'.pages'.length)) && (opts.stem === undefined || p.stem === opts.stem)) await store.remove(f.name);
     }
   }
-  return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, kept: [...decisions.filter((d) => d.keptBecause.length > 0), ...keptBroken], removed, broken: broken.map((b) => ({ name: b.name, problem: b.problem!, removed: orphan(b) })) };
+  return { command: 'prune', set: store.where(''), dryRun: !!opts.dryRun, ...(logs.length > 0 ? { segmentsRemoved: logsRemoved.length, segmentsKept: logs.length - logsRemoved.length } : {}), kept: [...decisions.filter((d) => d.keptBecause.length > 0), ...keptBroken], removed, broken: broken.map((b) => ({ name: b.name, problem: b.problem!, removed: orphan(b) })) };
 }

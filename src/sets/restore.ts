@@ -11,7 +11,9 @@ import { openStore, splitFile } from '../storage/index.ts';
 import { aboutIt, assess, problemByName } from './health.ts';
 import { entriesOf, FUTURE_SLACK, parseName, type SetEntry } from './names.ts';
 import { hashCacheDir } from './pages.ts';
+import { logsOf, type LogEntry } from './logs.ts';
 import { materialize } from './rebuild.ts';
+import { planLogs, replayLogs } from './replay.ts';
 
 /** The newest backup at or before `at` (default: the newest), or an error saying what there is. */
 function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
@@ -48,8 +50,31 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
   }
   const entry = pickEntry(entries, set, opts.at);
   const names = new Set(files.map((f) => f.name));
+  // A chain of log segments (blufio replicate) reaching later than that backup: the state at the
+  // time itself, replayed on the chain's base.
+  const limit = opts.at ? opts.at.getTime() : Date.now() + FUTURE_SLACK;
+  const series = opts.stem ?? (stems.size === 1 ? [...stems][0] : undefined);
+  const plan = planLogs(entries, logsOf(files, series), limit);
   const work = makeWorkDir('set', opts.workDir);
   try {
+    if (plan && plan.reach > entry.time.getTime()) {
+      let replayed: { file: string; last: LogEntry };
+      try {
+        replayed = await replayLogs(store, plan, work, opts, limit, opts.signal);
+      } catch (e) {
+        if (!(e instanceof BlufioError) || !['E_SOURCE_MISSING', 'E_CORRUPT', 'E_NOT_SQLITE'].includes(e.code)) throw e;
+        const member = (e as { member?: string }).member;
+        const bad = plan.chain.find((l) => l.name === member);
+        throw new BlufioError(e.code, `the state at ${new Date(limit).toISOString()} in ${store.where('')} cannot be replayed: ${e.message}`,
+          bad ? `restore to a time before it: --at ${bad.from.toISOString()} or earlier; blufio check ${set} tells more` : `blufio check ${set} tells more`, { cause: e });
+      }
+      const where = store.where(replayed.last.name);
+      try {
+        return await fn(replayed.file, plan.base, where);
+      } catch (e) {
+        throw renamed(e, replayed.file, where);
+      }
+    }
     let file: string;
     try {
       const missing = problemByName(entry, names);

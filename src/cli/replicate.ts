@@ -1,0 +1,83 @@
+/**
+ * `blufio replicate <set>`: runs in the foreground (a systemd service) until SIGTERM or SIGINT,
+ * shipping every commit to the set within the interval; on the signal, what was committed is
+ * shipped and it exits 0. One line per event on stderr (--json: JSON lines); the status file in
+ * the state directory tells the lag and what was sent without parsing logs.
+ */
+import { BlufioError } from '../errors.ts';
+import { loadConfig } from './config.ts';
+import { pathFlag, type CommonFlags } from './flags.ts';
+import type { Io, Say } from './io.ts';
+import { jobOptions } from './job.ts';
+import { recipientsFor } from './keys.ts';
+import { ping } from './backup.ts';
+
+export async function runReplicate(target: string, f: CommonFlags & { interval?: string }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
+  const copyOpts = jobOptions(f, io, signal);
+  const cfg = await loadConfig(f, io, say, pathFlag(f.db, '--db'));
+  const { locate } = await import('../storage/index.ts');
+  const dest = locate(target);
+  if (dest.kind !== 'set') throw new BlufioError('E_USAGE', `blufio replicate ships to a set: ${target} is a file`, `give a folder or a prefix ending in /: blufio replicate ${target}/`);
+  const seconds = f.interval === undefined ? cfg.replicate?.interval ?? 1 : Number(f.interval);
+  if (!(seconds >= 0.05 && seconds <= 3600)) throw new BlufioError('E_USAGE', `--interval must be a number of seconds from 0.05 to 3600, not "${f.interval}"`, 'e.g. --interval 1 (the default)');
+  const recipients = await recipientsFor(null, f, cfg);
+  const offsite = dest.remote !== null;
+  const unencrypted = !!f.unencrypted || (offsite && cfg.backup.unencrypted === true && recipients.length === 0);
+  const url = f.ping === undefined ? null : pathFlag(f.ping, '--ping')!;
+  if (url !== null && (!/^https?:\/\//i.test(url) || !URL.canParse(url))) throw new BlufioError('E_USAGE', `--ping needs an http(s) URL, not "${url}"`, 'e.g. --ping https://hc-ping.com/<uuid>');
+  let lastPing = 0;
+  let failedSaid = false;
+  const onInterval = (ok: boolean, why?: string) => {
+    if (url === null) return;
+    const now = Date.now();
+    if (ok && now - lastPing < 60_000 && !failedSaid) return;
+    if (!ok && failedSaid) return;
+    lastPing = now;
+    failedSaid = !ok;
+    void ping(ok ? url : `${url.replace(/\/+$/, '')}/fail`, () => {}, ok ? undefined : `error: ${why}`);
+  };
+  // A writer that closes its last connection after each commit leaves no WAL to follow: every
+  // step is then a gap closed from the file. Said once, then at most once a minute with a count.
+  let gapSaid = 0;
+  let gapsSince = 0;
+  const line = (e: Record<string, unknown> & { event: string }) => {
+    if (e.event === 'gap' && !f.json) {
+      gapsSince++;
+      if (gapSaid && Date.now() - gapSaid < 60_000) return;
+      if (gapSaid) e = { ...e, why: `${e.why}; ${gapsSince} gap(s) in the last minute` };
+      gapSaid = Date.now();
+      gapsSince = 0;
+    }
+    if (f.json) {
+      io.stderr(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+      return;
+    }
+    if (f.quiet && e.event !== 'retry' && e.event !== 'lag' && e.event !== 'gap') return;
+    io.stderr(`${describe(e)}\n`);
+  };
+  const { replicate } = await import('../replicate/replicator.ts');
+  await replicate(cfg.databasePath, target, {
+    ...copyOpts, signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), onEvent: line, onInterval,
+  });
+}
+
+function describe(e: Record<string, unknown> & { event: string }): string {
+  switch (e.event) {
+    case 'started':
+      return `Replicating ${e.database} to ${e.set} (${e.resumed ? 'resuming the chain of' : 'a new chain on'} ${e.base})`;
+    case 'shipped':
+      return `Shipped ${e.segment} (${e.steps} step(s), ${e.pages} page(s), ${e.bytes} bytes, ${e.lagMs} ms after the first commit in it)`;
+    case 'gap':
+      return `warning: commits were not seen one by one before ${e.segment} (${e.why}): closed from the database file; times inside the gap restore to the state before it`;
+    case 'retry':
+      return `warning: shipping failed (${e.error}); ${e.backlogSteps} step(s) kept here, trying again in ${Math.round(Number(e.nextInMs) / 1000)} s`;
+    case 'caught-up':
+      return `Caught up after ${Math.round(Number(e.afterMs) / 1000)} s`;
+    case 'lag':
+      return `warning: the oldest commit not shipped was seen ${Math.round(Number(e.lagMs) / 1000)} s ago`;
+    case 'stopped':
+      return `Stopped: ${e.segments} segment(s) in the chain; the last commit shipped was seen at ${e.lastCommit ?? '(none this run)'}`;
+    default:
+      return JSON.stringify(e);
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * Follows the source database from a private copy of one of its committed states (the replica),
+ * one step at a time without any lock: the snapshot's own machinery (docs/consistency.md) used
+ * continuously. A WalFollower reads every frame committed since the last step; catchUp() reads
+ * the pages they touched from their newest frames or the database file (overlay.ts, into a
+ * scratch file) and proves they are one committed state exactly as the WAL guard proves a backup
+ * (wal-guard.ts): nothing read from the database file can have moved under it. Where the WAL cannot show what was committed (checkpointed and restarted before it
+ * was read: the replicator was slow, stopped or killed) and the database file changed, every
+ * page is compared with the file instead (a full pass): the gap is closed by the pages that
+ * differ from the last shipped state, never by a guess.
+ *
+ * The hashes of the newest state's pages are kept here (the checksum of segment.ts): a step is
+ * the pages whose hash changed, written to the replicator's spool. The replica file itself is
+ * not changed here: the replicator applies a segment to it once the segment is shipped, so that
+ * it is always the state the chain in the set ends with (what a restart resumes from).
+ */
+import * as fs from 'node:fs';
+import { RetryAttempt } from '../retry.ts';
+import { overlay } from '../snapshot/overlay.ts';
+import { SourceFile } from '../snapshot/source-file.ts';
+import { readFully } from '../vfs/disk-file.ts';
+import { WalFollower, diskWal } from '../wal-follower.ts';
+import { CHECKSUM_BYTES, pageHash, xorInto, type StepWriter } from './segment.ts';
+
+/** Most rounds of one catch-up before it is left for the next interval. */
+const ROUNDS = 8;
+
+/** A step as written to the spool: when, the size after it, its checksum, how many pages, and a gap it closed. */
+export interface StepMeta {
+  time: number;
+  pages: number;
+  checksum: Uint8Array;
+  count: number;
+  gap: string | null;
+}
+
+export class LiveReplica {
+  /** Pages the WAL showed committed since the replica's state, not yet in it. */
+  private touched = new Set<number>();
+  /** Why every page must be compared (frames may have been committed unseen), or null. */
+  private gap: string | null = null;
+  /** A full pass was made since the last step: every page is compared for it. */
+  private wide = false;
+  private lastPre: string;
+  readonly follower: WalFollower;
+  /** The hash of each page of the replica's state (16 bytes each), and their checksum. */
+  private hashes: Buffer;
+  readonly checksum = new Uint8Array(CHECKSUM_BYTES);
+  /** Gaps closed since start (for reports). */
+  gaps = 0;
+  lastGap: string | null = null;
+
+  /**
+   * `follower` must have been started before the replica's state was copied (so that every page
+   * committed since then is touched), and `lastPre` is the database file's stamp taken just
+   * before its start().
+   */
+  /** Where pages are read to (each step's touched pages, at their offsets; sparse). */
+  private readonly scratch: string;
+
+  constructor(readonly src: SourceFile, follower: WalFollower, lastPre: string, readonly replica: string, readonly pageSize: number, public nPages: number) {
+    this.follower = follower;
+    this.lastPre = lastPre;
+    this.scratch = `${replica}.scratch`;
+    fs.writeFileSync(this.scratch, '', { mode: 0o600 });
+    for (const p of follower.touched) this.touched.add(p);
+    this.hashes = Buffer.alloc(nPages * CHECKSUM_BYTES);
+    this.rehash(1, nPages);
+  }
+
+  /** Starts following the database at `dbPath`: call before its state is copied to the replica. */
+  static follow(dbPath: string): { src: SourceFile; follower: WalFollower; lastPre: string } {
+    const src = SourceFile.open(dbPath);
+    const lastPre = src.stamp();
+    const follower = new WalFollower(diskWal(`${dbPath}-wal`));
+    follower.start();
+    return { src, follower, lastPre };
+  }
+
+  /** The next catch-up compares every page with the database file (frames may have been committed unseen). */
+  forceFullPass(why: string): void {
+    this.gap = why;
+  }
+
+  /** The checksum of the replica's state, hex. */
+  get checksumHex(): string {
+    return Buffer.from(this.checksum).toString('hex');
+  }
+
+  /** Anything committed since the last step, or a gap to close (a cheap look at the WAL). */
+  pending(): boolean {
+    this.look(undefined);
+    return this.touched.size > 0 || this.gap !== null;
+  }
+
+  /**
+   * Brings the replica to the newest committed state and returns what changed (null: nothing).
+   * Throws RetryAttempt when the state could not be proven in ROUNDS rounds (a storm of
+   * checkpoints): nothing is lost, the next call goes on from the same pages.
+   */
+  catchUp(now: number, out: StepWriter, opts: { fullPass?: boolean } = {}): StepMeta | null {
+    this.look(undefined);
+    if (this.touched.size === 0 && this.gap === null) return null;
+    // A full pass reads the whole database file: not at every look (a writer that truncates its
+    // WAL after every commit would make it one every tenth of a second), only when allowed.
+    if (this.gap !== null && opts.fullPass === false) return null;
+    let why = 'the WAL kept moving under the pages being read';
+    let closed: string | null = null;
+    for (let round = 1; round <= ROUNDS; round++) {
+      const full = this.gap !== null;
+      if (full) {
+        closed ??= this.gap;
+        this.wide = true;
+      }
+      this.gap = null;
+      const f = this.follower;
+      const gen = f.gen;
+      const nFinal = gen && gen.lastCommit > 0 ? gen.nPages : this.src.dbPages(this.pageSize);
+      const before = this.lastPre;
+      const applying = new Set(this.touched);
+      // Page 1 every time: the scratch file's header is rewritten by the overlay from it.
+      applying.add(1);
+      let fromFile: (p: number) => boolean;
+      try {
+        fromFile = overlay({ destPath: this.scratch, src: this.src, pageSize: this.pageSize, viewPages: this.nPages, viewIndex: null, gen, wal: f.reader, touched: full ? null : applying, nFinal });
+      } catch (e) {
+        if (!(e instanceof RetryAttempt)) throw e;
+        this.gap = why = e.reason;
+        continue;
+      }
+      const fresh = new Set<number>();
+      this.look(fresh);
+      if (this.gap) {
+        why = `a full pass did not fit between two commits (${this.gap})`;
+        continue;
+      }
+      if (f.gen !== gen) continue;
+      if (before !== this.src.stamp() && [...fresh].some(fromFile)) continue;
+      const format = this.src.headerByte(18);
+      if (format >= 0 && format !== 2) throw new RetryAttempt('the database left WAL mode');
+      // One committed state: what changed is told by the pages' hashes.
+      out.begin(now, nFinal);
+      const count = this.advance(nFinal, this.wide ? null : applying, out);
+      out.end(this.checksum);
+      this.touched = fresh;
+      this.wide = false;
+      if (closed) {
+        this.gaps++;
+        this.lastGap = closed;
+      }
+      return { time: now, pages: nFinal, checksum: Uint8Array.from(this.checksum), count, gap: closed };
+    }
+    throw new RetryAttempt(why);
+  }
+
+  /**
+   * Takes the new state's pages in (from the scratch file): those of `pages` (null: all), page 1,
+   * and any beyond the old size; each whose hash changed goes to `out`. Returns how many did.
+   */
+  private advance(nFinal: number, pages: Set<number> | null, out: StepWriter): number {
+    const ps = this.pageSize;
+    // Pages past the new end leave the checksum.
+    for (let p = nFinal + 1; p <= this.nPages; p++) xorInto(this.checksum, this.hashes.subarray((p - 1) * CHECKSUM_BYTES, p * CHECKSUM_BYTES));
+    const grown = Buffer.alloc(nFinal * CHECKSUM_BYTES);
+    this.hashes.copy(grown, 0, 0, Math.min(this.hashes.length, grown.length));
+    const old = this.nPages;
+    this.hashes = grown;
+    this.nPages = nFinal;
+    const check = new Set<number>(pages ?? []);
+    check.add(1);
+    if (pages === null) for (let p = 1; p <= nFinal; p++) check.add(p);
+    for (let p = old + 1; p <= nFinal; p++) check.add(p);
+    let count = 0;
+    const fd = fs.openSync(this.scratch, 'r');
+    try {
+      const page = new Uint8Array(ps);
+      for (const p of [...check].sort((a, b) => a - b)) {
+        if (p > nFinal) continue;
+        page.fill(0, readFully(fd, page, (p - 1) * ps));
+        const h = pageHash(p, page);
+        const at = (p - 1) * CHECKSUM_BYTES;
+        const was = this.hashes.subarray(at, at + CHECKSUM_BYTES);
+        if (p <= old && h.equals(was)) continue;
+        if (p <= old) xorInto(this.checksum, was);
+        xorInto(this.checksum, h);
+        h.copy(this.hashes, at);
+        out.record(p, page);
+        count++;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return count;
+  }
+
+  /** Hashes pages `first`..`last` of the replica into `hashes` and the checksum. */
+  private rehash(first: number, last: number): void {
+    const ps = this.pageSize;
+    const fd = fs.openSync(this.replica, 'r');
+    try {
+      const page = new Uint8Array(ps);
+      for (let p = first; p <= last; p++) {
+        page.fill(0, readFully(fd, page, (p - 1) * ps));
+        const h = pageHash(p, page);
+        h.copy(this.hashes, (p - 1) * CHECKSUM_BYTES);
+        xorInto(this.checksum, h);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** One look at the source (as WalGuard.look): a discontinuity counts only if the database file changed. */
+  private look(fresh: Set<number> | undefined): void {
+    const pre = this.src.stamp();
+    const collect = new Set<number>();
+    const { read, reason, blind } = this.follower.look(collect);
+    const post = this.src.stamp();
+    if (post !== this.lastPre) {
+      if (reason) this.gap = reason;
+      else if (blind) this.gap = 'the database file changed while there was no WAL to follow';
+    }
+    if (read) this.lastPre = pre;
+    for (const p of collect) {
+      this.touched.add(p);
+      fresh?.add(p);
+    }
+    // The follower's own set grows with every page ever touched: ours is what matters.
+    this.follower.touched.clear();
+  }
+
+  close(): void {
+    this.follower.close();
+    this.src.close();
+    fs.rmSync(this.scratch, { force: true });
+  }
+}

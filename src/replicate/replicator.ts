@@ -1,0 +1,353 @@
+/**
+ * `blufio replicate`: every commit of a live database off the machine within the sync interval,
+ * without a lock, a checkpoint or a table in the server's database.
+ *
+ *   start     the series' chain is resumed from this machine's state directory (the replica,
+ *             the base and the chain's last number and checksum) when the set still ends
+ *             there; otherwise a new full backup is the base (and the replica a copy of it).
+ *   every look (a tenth of the interval) the replica catches up with what was committed
+ *             (live-replica.ts): one step, observed now.
+ *   every interval  the steps seen are shipped as the chain's next segment (segment.ts), named
+ *             put-if-absent: a second replicator on the same chain can never interleave — its
+ *             put of a number already there is refused, and it stops.
+ *   on SIGTERM / SIGINT  what was committed is shipped, then it ends (exit 0).
+ *
+ * Resuming after a stop or a kill -9, the commits made meanwhile may have been checkpointed out
+ * of the WAL: the first step is then a full pass (every page compared with the file), marked as
+ * a gap in its segment: times inside it restore to the state before it.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { backup, refuseUnencryptedOffsite } from '../backup.ts';
+import type { BackupOptions } from '../build.ts';
+import { BlufioError } from '../errors.ts';
+import { canonicalPath, fsyncFile, makeWorkDir, pidAlive, stateDir } from '../files.ts';
+import { RetryAttempt } from '../retry.ts';
+import { readFully, writeFully } from '../vfs/disk-file.ts';
+import { chainOf, logNameFor, logsOf } from '../sets/logs.ts';
+import { stemOf } from '../sets/names.ts';
+import { openStore } from '../storage/index.ts';
+import { layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
+import { LiveReplica, type StepMeta } from './live-replica.ts';
+import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter } from './segment.ts';
+
+export interface ReplicateOptions extends BackupOptions {
+  /** How often what was committed is shipped (default 1000 ms). */
+  intervalMs?: number;
+  /** Each event worth an operator's notice (started, shipped, caught up, gap closed, retried, …). */
+  onEvent?: (e: ReplicateEvent) => void;
+  /** Say so when the oldest unshipped commit is older than this (default 10 s). */
+  lagWarnMs?: number;
+  /** Called after each interval that shipped or had nothing to ship (for --ping); `ok` false when shipping failed. */
+  onInterval?: (ok: boolean, why?: string) => void;
+}
+
+export type ReplicateEvent =
+  | { event: 'started'; base: string; resumed: boolean; set: string; database: string }
+  | { event: 'shipped'; segment: string; steps: number; pages: number; bytes: number; lagMs: number }
+  | { event: 'gap'; segment: string; why: string }
+  | { event: 'retry'; error: string; backlogSteps: number; nextInMs: number }
+  | { event: 'caught-up'; afterMs: number }
+  | { event: 'lag'; lagMs: number }
+  | { event: 'stopped'; segments: number; lastCommit: string | null };
+
+export interface ReplicateStatus {
+  database: string;
+  set: string;
+  base: string;
+  /** The chain's last shipped segment number. */
+  segment: number;
+  /** The newest observed commit shipped (ISO time), and how long ago it was observed when shipped. */
+  lastShipped: string | null;
+  lagMs: number;
+  /** Steps seen and not yet shipped. */
+  backlogSteps: number;
+  bytesSent: number;
+  requests: number;
+  updated: string;
+  pid: number;
+}
+
+interface Meta {
+  database: string;
+  set: string;
+  base: string;
+  /** The chain's last segment number and the checksum after it: the replica's state. */
+  n: number;
+  post: string;
+  pageSize: number;
+  /** A segment being shipped (outgoing.seg), not yet applied to the replica. */
+  pending?: { n: number; post: string };
+}
+
+/** Where this machine keeps a chain's replica and state: one folder per (set, database). */
+export function replicaDir(set: string, db: string, opts: BackupOptions): string {
+  const id = createHash('sha256').update(`${setId(set)}\n${db}`).digest('hex').slice(0, 16);
+  return path.join(stateDir(opts), 'replicate', id);
+}
+
+const setId = (set: string) => (/^[a-z0-9+.-]+:\/\//i.test(set) ? set.replace(/^[^:]+/, (s) => s.toLowerCase()).replace(/\/?$/, '/') : canonicalPath(path.resolve(set)));
+
+/** Runs until `opts.signal` is aborted; then ships what was committed and returns. */
+export async function replicate(dbPath: string, set: string, opts: ReplicateOptions = {}): Promise<ReplicateStatus> {
+  const db = path.resolve(dbPath);
+  const interval = Math.max(50, opts.intervalMs ?? 1000);
+  const lagWarn = opts.lagWarnMs ?? 10_000;
+  const say = opts.onEvent ?? (() => {});
+  const stem = stemOf(db);
+  refuseUnencryptedOffsite(set, opts);
+  // The store is not bound to the job's signal: a stop ships what was committed first (each put
+  // gets its own signal, the last one a time limit instead).
+  const store = openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: undefined });
+  const recipients = recipientsOf(opts);
+  const layers = layersFor({ compress: true, encrypt: recipients.length > 0 });
+  const dir = replicaDir(set, db, opts);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const replicaPath = path.join(dir, 'replica.db');
+  const metaPath = path.join(dir, 'chain.json');
+  const outgoing = path.join(dir, 'outgoing.seg');
+  const statusPath = path.join(dir, 'status.json');
+
+  // One replicator per chain: a lock file in the state directory (a dead holder's is taken over).
+  const unlock = lockChain(path.join(dir, 'lock'), db, store.where(''));
+  try {
+    return await run();
+  } finally {
+    unlock();
+  }
+
+  async function run(): Promise<ReplicateStatus> {
+  // Resume the chain, or start one on a new full backup.
+  const files = await store.list();
+  let meta = readMeta(metaPath);
+  const chainLength = meta ? chainOf(logsOf(files, stem), meta.base).length : -1;
+  if (meta?.pending && chainLength === meta.pending.n && fs.existsSync(outgoing) && fs.existsSync(replicaPath)) {
+    // Killed after its last segment was shipped, before (or while) it was applied here.
+    replaySteps(outgoing, replicaPath);
+    if (hex(checksumOf(replicaPath, meta.pageSize)) === meta.pending.post) {
+      meta = { ...meta, n: meta.pending.n, post: meta.pending.post, pending: undefined };
+      writeMeta(metaPath, meta);
+    }
+  }
+  fs.rmSync(outgoing, { force: true });
+  const resumable = meta && meta.database === db && fs.existsSync(replicaPath) && files.some((f) => f.name === meta!.base)
+    && chainOf(logsOf(files, stem), meta.base).length === meta.n;
+  const watch = LiveReplica.follow(db);
+  let live: LiveReplica;
+  let resumed = false;
+  try {
+    if (resumable) {
+      live = new LiveReplica(watch.src, watch.follower, watch.lastPre, replicaPath, meta!.pageSize, Math.floor(fs.statSync(replicaPath).size / meta!.pageSize));
+      if (live.checksumHex !== meta!.post) {
+        live.close();
+        throw new RetryAttempt('the replica is not the state the chain ends with');
+      }
+      // What was committed while no replicator ran may be in the database file only.
+      live.forceFullPass('the replicator was not running');
+      resumed = true;
+    } else {
+      throw new RetryAttempt('no chain to resume');
+    }
+  } catch (e) {
+    if (!(e instanceof RetryAttempt)) throw e;
+    // A new base: a full backup into the set, made after the follower started (every page
+    // committed since is touched), its plain copy kept as the replica.
+    const w = resumable ? LiveReplica.follow(db) : watch;
+    fs.rmSync(replicaPath, { force: true });
+    const r = await backup(db, store.where(''), { ...opts, full: true, keepCopyAt: replicaPath } as BackupOptions);
+    const base = r.path.slice(r.path.lastIndexOf(r.path.startsWith('s3:') || r.path.includes('://') ? '/' : path.sep) + 1);
+    live = new LiveReplica(w.src, w.follower, w.lastPre, replicaPath, r.pageSize, r.pages);
+    meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize };
+    writeMeta(metaPath, meta);
+  }
+  say({ event: 'started', base: meta!.base, resumed, set: store.where(''), database: db });
+
+  const status: ReplicateStatus = { database: db, set: store.where(''), base: meta!.base, segment: meta!.n, lastShipped: null, lagMs: 0, backlogSteps: 0, bytesSent: 0, requests: 0, updated: new Date().toISOString(), pid: process.pid };
+  // What was seen and not shipped yet: the steps' pages in a spool file, their times here.
+  const pending: StepMeta[] = [];
+  const spoolFd = fs.openSync(path.join(dir, 'spool'), 'w+', 0o600);
+  const spool = new StepWriter(spoolFd, meta!.pageSize);
+  let backoff = 0;
+  let nextShip = Date.now() + interval;
+  let lagSaid = false;
+  let behindSince: number | null = null;
+  const work = makeWorkDir('replicate', opts.workDir);
+  const writeStatus = () => {
+    status.updated = new Date().toISOString();
+    status.backlogSteps = pending.length;
+    try {
+      fs.writeFileSync(`${statusPath}.tmp`, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o600 });
+      fs.renameSync(`${statusPath}.tmp`, statusPath);
+    } catch {
+      // the status file is a convenience: never a reason to stop shipping
+    }
+  };
+
+  const ship = async (stopping: boolean): Promise<boolean> => {
+    if (pending.length === 0) return true;
+    const steps = pending.slice();
+    const n = meta!.n + 1;
+    const gap = steps.find((s) => s.gap)?.gap ?? undefined;
+    const name = logNameFor(stem, meta!.base, n, new Date(steps[0].time), new Date(steps[steps.length - 1].time), layers, gap !== undefined);
+    const head = segmentHead({ base: meta!.base, n, pageSize: meta!.pageSize, pre: meta!.post, post: hex(steps[steps.length - 1].checksum), from: new Date(steps[0].time).toISOString(), to: new Date(steps[steps.length - 1].time).toISOString(), steps: steps.length, ...(gap ? { gap } : {}) });
+    // Kept in the state directory until it is applied to the replica (a kill between the two
+    // is finished by the next start).
+    const file = outgoing;
+    fs.rmSync(file, { force: true });
+    writeSegmentFile(file, head, spoolFd, spool.bytes);
+    const post = hex(steps[steps.length - 1].checksum);
+    writeMeta(metaPath, { ...meta!, pending: { n, post } });
+    try {
+      const put = await store.put(name, packedBody(file, layers, recipients), { signal: stopping ? AbortSignal.timeout(60_000) : opts.signal });
+      status.requests += 4;
+      // Already there under this very name (its first and last times to the millisecond): our own
+      // earlier attempt, whose answer was lost. Any other name with this number cannot be: one
+      // replicator per chain (the lock in the state directory).
+      if (!put.published && !(await store.stat(name))) {
+        throw new BlufioError('E_IN_USE', `segment ${n} of ${meta!.base} is already in ${store.where('')}: another replicator is shipping this database's chain`, 'run one replicator per database; stop the other one (or remove its state if it is gone), then start this one again');
+      }
+      pending.splice(0, steps.length);
+      spool.reset();
+      // The replica moves to the state the chain now ends with.
+      const sum = Buffer.from(meta!.post, 'hex');
+      applySegment(file, replicaPath, sum, Infinity, store.where(name));
+      fsyncFile(replicaPath);
+      meta = { ...meta!, n, post, pending: undefined };
+      writeMeta(metaPath, meta);
+      const lagMs = Date.now() - steps[0].time;
+      status.segment = n;
+      status.lastShipped = new Date(steps[steps.length - 1].time).toISOString();
+      status.lagMs = lagMs;
+      status.bytesSent += put.bytes;
+      say({ event: 'shipped', segment: name, steps: steps.length, pages: steps.reduce((a, s) => a + s.count, 0), bytes: put.bytes, lagMs });
+      if (gap) say({ event: 'gap', segment: name, why: gap });
+      return true;
+    } finally {
+      fs.rmSync(file, { force: true });
+      if (meta!.pending) writeMeta(metaPath, { ...meta!, pending: undefined });
+    }
+  };
+
+  try {
+    const look = Math.max(20, Math.min(100, Math.floor(interval / 10)));
+    for (;;) {
+      const stopping = opts.signal?.aborted ?? false;
+      try {
+        // Full passes (a gap to close) once an interval, when the steps are shipped.
+        const step = live.catchUp(Date.now(), spool, { fullPass: stopping || Date.now() >= nextShip - look });
+        if (step && (step.count > 0 || step.gap)) pending.push(step);
+        else if (step) spool.drop();
+      } catch (e) {
+        if (!(e instanceof RetryAttempt)) throw e;
+        // A storm of checkpoints: the same pages are tried again at the next look.
+      }
+      const now = Date.now();
+      if (pending.length > 0 && (now >= nextShip || stopping)) {
+        try {
+          await ship(stopping);
+          if (backoff > 0) say({ event: 'caught-up', afterMs: now - (behindSince ?? now) });
+          backoff = 0;
+          behindSince = null;
+          lagSaid = false;
+          opts.onInterval?.(true);
+        } catch (e) {
+          if (e instanceof BlufioError && (e.code === 'E_IN_USE' || e.code === 'E_ABORTED')) throw e;
+          if (stopping) throw e;
+          behindSince ??= now;
+          backoff = Math.min(30_000, backoff ? backoff * 2 : interval);
+          const why = e instanceof Error ? e.message : String(e);
+          say({ event: 'retry', error: why, backlogSteps: pending.length, nextInMs: backoff });
+          opts.onInterval?.(false, why);
+        }
+        nextShip = Date.now() + (backoff || interval);
+        writeStatus();
+      } else if (now >= nextShip) {
+        nextShip = now + interval;
+        opts.onInterval?.(true);
+      }
+      if (pending.length > 0 && !lagSaid && now - pending[0].time > lagWarn) {
+        lagSaid = true;
+        say({ event: 'lag', lagMs: now - pending[0].time });
+      }
+      if (stopping) break;
+      await sleep(look, opts.signal);
+    }
+  } finally {
+    live.close();
+    fs.closeSync(spoolFd);
+    fs.rmSync(work, { recursive: true, force: true });
+    writeStatus();
+  }
+  say({ event: 'stopped', segments: meta!.n, lastCommit: status.lastShipped });
+  return status;
+  }
+}
+
+/** Takes the chain's lock file (O_EXCL, with our pid); returns its release. */
+function lockChain(file: string, db: string, set: string): () => void {
+  for (let tries = 0; ; tries++) {
+    try {
+      const fd = fs.openSync(file, 'wx', 0o600);
+      fs.writeSync(fd, `${JSON.stringify({ pid: process.pid, started: new Date().toISOString() })}\n`);
+      fs.closeSync(fd);
+      return () => fs.rmSync(file, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries > 0) throw e;
+      let holder: { pid?: number } = {};
+      try {
+        holder = JSON.parse(fs.readFileSync(file, 'utf8'));
+      } catch {
+        // unreadable: a kill while it was written; taken over
+      }
+      if (holder.pid && holder.pid !== process.pid && pidAlive(holder.pid)) {
+        throw new BlufioError('E_IN_USE', `another blufio replicate (process ${holder.pid}) is shipping ${db} to ${set}`, 'run one replicator per database and set; stop the other one first');
+      }
+      fs.rmSync(file, { force: true });
+    }
+  }
+}
+
+/** The segment file: its header, then the spool's steps. */
+function writeSegmentFile(file: string, head: Buffer, spoolFd: number, spoolBytes: number): void {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    writeFully(fd, head, 0);
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let at = 0; at < spoolBytes; ) {
+      const n = readFully(spoolFd, buf.subarray(0, Math.min(buf.length, spoolBytes - at)), at);
+      if (n === 0) throw new BlufioError('E_IO', 'the replicator\'s spool file was cut short', 'restart blufio replicate');
+      writeFully(fd, buf.subarray(0, n), head.length + at);
+      at += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+function readMeta(file: string): Meta | null {
+  try {
+    const m = JSON.parse(fs.readFileSync(file, 'utf8')) as Meta;
+    return typeof m.base === 'string' && Number.isSafeInteger(m.n) && typeof m.post === 'string' ? m : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeMeta(file: string, meta: Meta): void {
+  fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(meta)}\n`, { mode: 0o600 });
+  fs.renameSync(`${file}.tmp`, file);
+}

@@ -1,0 +1,124 @@
+/**
+ * Log segments in a set (`blufio replicate`): their names, and the chains they make.
+ *
+ *   <stem>-<base time>[-<n>].seg<chain number, 8 digits>.<first step>-<last step>[.gap].log.gz[.age]
+ *
+ * e.g. blufio-20261207T070000Z.seg00000042.20261207T071500250Z-20261207T071501100Z.log.gz: the
+ * 42nd segment after the full backup blufio-20261207T070000Z.db.gz, holding the steps observed
+ * from 07:15:00.250 to 07:15:01.100 UTC. A chain is its base and segments 1, 2, … without a hole;
+ * the names alone say where it breaks (list and prune read no segment to know that), the
+ * checksums inside prove it (segment.ts). `.gap`: commits before its first step were not seen one
+ * by one (the WAL was checkpointed unread): closed from the database file, and times between the
+ * segment before and its first step restore to the state before the gap.
+ */
+import type { StoredFile } from '../storage/store.ts';
+import { compressed, encrypted, layersOfName, suffixOf, TRANSFORMS, type Layers } from '../transforms/index.ts';
+
+const TIME = String.raw`\d{8}T\d{6}Z`;
+const MS_TIME = String.raw`\d{8}T\d{9}Z`;
+const SUFFIX = TRANSFORMS.map((t) => t.suffix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+const LOG_RE = new RegExp(String.raw`^(?<stem>.+?)-(?<base>${TIME}(?:-\d+)?)\.seg(?<n>\d{8})\.(?<from>${MS_TIME})-(?<to>${MS_TIME})(?<gap>\.gap)?\.log(?<layers>(?:${SUFFIX})*)$`);
+
+export interface LogEntry {
+  name: string;
+  stem: string;
+  /** The full backup the chain starts from. */
+  base: string;
+  /** Its place in the chain (1: the first after the base). */
+  n: number;
+  /** When its first and last steps were observed. */
+  from: Date;
+  to: Date;
+  bytes: number;
+  encrypted: boolean;
+  /** Commits before its first step were not seen one by one (a gap, closed by this segment). */
+  gap: boolean;
+}
+
+const msStamp = (t: Date) => t.toISOString().replace(/[-:.]/g, '');
+const parseMsStamp = (s: string) => new Date(`${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}.${s.slice(15, 18)}Z`);
+
+/** A segment's name. `base` is its base's name. */
+export function logNameFor(stem: string, base: string, n: number, from: Date, to: Date, layers: Layers, gap = false): string {
+  const baseTime = base.slice(stem.length + 1).replace(/\.db(?:\.[a-z]+)*$/, '');
+  return `${stem}-${baseTime}.seg${String(n).padStart(8, '0')}.${msStamp(from)}-${msStamp(to)}${gap ? '.gap' : ''}.log${suffixOf(layers)}`;
+}
+
+/** A segment's name parsed; null for anything else. */
+export function parseLogName(name: string): Omit<LogEntry, 'bytes'> | null {
+  const g = LOG_RE.exec(name)?.groups;
+  if (!g) return null;
+  const layers = layersOfName(g.layers);
+  if (suffixOf(layers) !== g.layers || !compressed(layers)) return null;
+  const from = parseMsStamp(g.from);
+  const to = parseMsStamp(g.to);
+  if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || msStamp(from) !== g.from || msStamp(to) !== g.to || to < from) return null;
+  return { name, stem: g.stem, base: `${g.stem}-${g.base}.db${g.layers}`, n: Number(g.n), from, to, encrypted: encrypted(layers), gap: !!g.gap };
+}
+
+/** The segments of a listing (of one series when `stem` is given), by base, then chain order. */
+export function logsOf(files: StoredFile[], stem?: string): LogEntry[] {
+  const out: LogEntry[] = [];
+  for (const f of files) {
+    const p = parseLogName(f.name);
+    if (p && (stem === undefined || p.stem === stem)) out.push({ ...p, bytes: f.bytes });
+  }
+  return out.sort((a, b) => (a.base === b.base ? a.n - b.n : a.base < b.base ? -1 : 1));
+}
+
+/**
+ * The unbroken chain of segments of `base`: 1, 2, … up to the first missing number (a later
+ * segment past a hole cannot be applied: its state before is unknown). Two segments of one
+ * number (two replicators: never written, put-if-absent refuses the second) end it too.
+ */
+export function chainOf(logs: LogEntry[], base: string): LogEntry[] {
+  const mine = logs.filter((l) => l.base === base);
+  const chain: LogEntry[] = [];
+  for (let n = 1; ; n++) {
+    const at = mine.filter((l) => l.n === n);
+    if (at.length !== 1) return chain;
+    chain.push(at[0]);
+  }
+}
+
+export interface Range {
+  series: string;
+  /** The oldest and newest time `restore --at` reaches (ISO 8601). */
+  from: string;
+  to: string;
+  /** Where commits were not seen one by one: a time inside restores to the state at the gap's start. */
+  gaps: Array<{ from: string; to: string }>;
+}
+
+/**
+ * What `--at` can reach, per series: from its oldest restorable backup to the newest of its
+ * backups and its chains' last steps; gaps inside chains (a `.gap` segment: from the step before
+ * it to its first) and between one chain's end and the next chain's base.
+ */
+export function rangesOf(backups: Array<{ name: string; stem: string; time: Date; kind: string; restorable: boolean }>, logs: LogEntry[]): Range[] {
+  const out: Range[] = [];
+  for (const series of [...new Set(backups.map((b) => b.stem))].sort()) {
+    const mine = backups.filter((b) => b.stem === series && b.restorable);
+    if (mine.length === 0) continue;
+    let from = Math.min(...mine.map((b) => b.time.getTime()));
+    let to = Math.max(...mine.map((b) => b.time.getTime()));
+    const gaps: Range['gaps'] = [];
+    const chains = mine.filter((b) => b.kind === 'full').map((b) => ({ base: b, chain: chainOf(logs, b.name) })).filter((c) => c.chain.length > 0)
+      .sort((a, b) => a.base.time.getTime() - b.base.time.getTime());
+    let prevEnd: number | null = null;
+    for (const { base, chain } of chains) {
+      const start = base.time.getTime();
+      if (prevEnd !== null && start > prevEnd) gaps.push({ from: new Date(prevEnd).toISOString(), to: new Date(start).toISOString() });
+      let last = start;
+      for (const l of chain) {
+        if (l.gap && l.from.getTime() > last) gaps.push({ from: new Date(last).toISOString(), to: l.from.toISOString() });
+        last = l.to.getTime();
+      }
+      prevEnd = last;
+      to = Math.max(to, last);
+      from = Math.min(from, start);
+    }
+    out.push({ series, from: new Date(from).toISOString(), to: new Date(to).toISOString(), gaps });
+  }
+  return out;
+}

@@ -1,0 +1,185 @@
+/**
+ * Continuous replication (blufio replicate): a native writer (Python's sqlite3, one connection
+ * kept open like the server's) commits numbered rows stamped with their time; the replicator
+ * ships them to a set; restores --at many times must each give exactly rows 1..k, none stamped
+ * after the time, and every row from before it (outside a gap the set itself reports). Through a
+ * kill -9 of the replicator and a restart, TRUNCATE checkpoints after every commit (which must
+ * never be busy: the replicator takes no lock), and a second process checkpointing in a loop.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CLI, ROOT, RUNTIMES, cleanup, cli, s3Env, skip, startS3Server, tmpdir } from './helpers.ts';
+
+const test = suite('replicate');
+test.after.each(cleanup);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts `python3 testkit/<script>` and resolves once it printed "ready" (or at once). */
+function python(script: string, args: string[], waitReady: boolean): Promise<{ proc: ChildProcess; out: () => string }> {
+  const proc = spawn('python3', [path.join(ROOT, 'testkit', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      if (waitReady && out.includes('ready')) resolve({ proc, out: () => out });
+    });
+    proc.on('exit', (c) => reject(new Error(`${script} exited (${c}): ${out}`)));
+    if (!waitReady) resolve({ proc, out: () => out });
+  });
+}
+
+async function stopped(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  proc.removeAllListeners('exit');
+  if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+  const done = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
+  proc.kill(signal);
+  return done;
+}
+
+/** Starts `blufio replicate` and resolves once it says it is replicating. */
+function replicator(runtime: string[], args: string[], env: Record<string, string>): Promise<{ proc: ChildProcess; err: () => string }> {
+  const proc = spawn(runtime[0], [...runtime.slice(1), CLI, 'replicate', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '', ...env } });
+  let err = '';
+  return new Promise((resolve, reject) => {
+    proc.stderr!.on('data', (d) => {
+      err += d;
+      if (err.includes('Replicating ')) resolve({ proc, err: () => err });
+    });
+    proc.on('exit', (c) => reject(new Error(`replicate exited (${c}) before it started: ${err}`)));
+  });
+}
+
+/** Rows of a restored database: their numbers and times. */
+function rows(db: string): Array<{ i: number; t: number }> {
+  const r = spawnSync('sqlite3', ['-json', db, 'SELECT i, t FROM log ORDER BY i'], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  return r.stdout.trim() ? JSON.parse(r.stdout) : [];
+}
+
+/** Restores the set at `at` (or its newest) into a new file and checks it is exactly a prefix of the writer's rows. */
+function restoreAt(set: string, env: Record<string, string>, all: Array<{ i: number; t: number }>, at: number | null, gaps: Array<{ from: string; to: string }>, runtime?: string[]): number {
+  const target = path.join(tmpdir(), 'restored.db');
+  const r = cli(['restore', set, '--db', target, '--series', 'blufio', ...(at === null ? [] : ['--at', new Date(at).toISOString()]), '-q'], { env, runtime });
+  assert.is(r.code, 0, `restore --at ${at === null ? 'newest' : new Date(at).toISOString()}: ${r.stderr}`);
+  assert.is(spawnSync('sqlite3', [target, 'PRAGMA integrity_check'], { encoding: 'utf8' }).stdout.trim(), 'ok');
+  const got = rows(target);
+  // Exactly rows 1..k: a committed state, never a mix.
+  got.forEach((row, k) => assert.is(row.i, k + 1, `row ${k + 1} at ${at}`));
+  if (at !== null) {
+    // None committed after the time…
+    for (const row of got) assert.ok(row.t <= at, `row ${row.i} (${new Date(row.t).toISOString()}) is after --at ${new Date(at).toISOString()}`);
+    // …and every one committed a little before it, unless the time is inside a reported gap.
+    const inGap = gaps.some((g) => Date.parse(g.from) <= at && at <= Date.parse(g.to) + 1000);
+    if (!inGap) {
+      const due = all.filter((row) => row.t <= at - 1000).length;
+      assert.ok(got.length >= due, `--at ${new Date(at).toISOString()}: ${got.length} rows, but ${due} were committed a second before`);
+    }
+  }
+  return got.length;
+}
+
+test('replicate: every commit shipped through a kill -9 and checkpoint storms; restore --at gives each moment exactly; the server\'s checkpoints never busy', async () => {
+  if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !== 0) return skip('python3 is not installed');
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  const set = `${path.join(d, 'set')}/`;
+  fs.mkdirSync(set);
+  const env = { HOME: tmpdir('blufio-home-') };
+  const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100, checkpoint: 'TRUNCATE', pad: 300 })], true);
+  let rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.5'], env);
+  await sleep(1500);
+  // kill -9 mid-run: what it had not shipped is shipped by the next run (a gap, closed from the file).
+  await stopped(rep.proc, 'SIGKILL');
+  await sleep(700);
+  rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.5'], env);
+  assert.match(rep.err(), 'resuming the chain');
+  // So far the server's own TRUNCATE checkpoint after every commit was never busy: the
+  // replicator (running, killed, restarted) takes no lock.
+  await sleep(300);
+  const before = JSON.parse(writer.out().trim().split('\n').pop()!);
+  assert.ok(before.checkpoints > 100, JSON.stringify(before));
+  assert.is(before.busy, 0, `the writer's checkpoints were busy: ${JSON.stringify(before)}`);
+  // A second process checkpointing (RESTART) in a loop, for a while (it and the writer may make
+  // each other's checkpoints busy: not counted against the replicator).
+  const storm = await python('checkpointer.py', [db, 'RESTART'], false);
+  await sleep(1500);
+  await stopped(storm.proc);
+  await sleep(800);
+  assert.is(await stopped(writer.proc), 0);
+  const w = JSON.parse(writer.out().trim().split('\n').pop()!);
+  assert.ok(w.commits > 150, JSON.stringify(w));
+  await sleep(700);
+  assert.is(await stopped(rep.proc), 0, rep.err());
+  assert.match(rep.err(), /Stopped: \d+ segment/);
+  const all = rows(db);
+  assert.is(all.length, w.commits);
+  const listed = cli(['list', set, '--json'], { env });
+  assert.is(listed.code, 0, listed.stderr);
+  const { ranges, backups } = JSON.parse(listed.stdout);
+  assert.ok(backups.some((b: { kind: string }) => b.kind === 'log'));
+  assert.is(ranges.length, 1);
+  const gaps = ranges[0].gaps as Array<{ from: string; to: string }>;
+  // The newest state holds every commit.
+  assert.is(restoreAt(set, env, all, null, gaps), all.length);
+  // Any moment: a dozen times across the restorable range (it begins with the replicator's base).
+  const first = Date.parse(ranges[0].from);
+  const last = Math.max(Date.parse(ranges[0].to), all[all.length - 1].t);
+  assert.ok(first <= all[Math.floor(all.length / 4)].t, `the range begins early in the run: ${ranges[0].from}`);
+  let prev = -1;
+  for (let k = 0; k <= 10; k++) {
+    const at = Math.round(first + ((last - first) * k) / 10 + 37 * k);
+    const n = restoreAt(set, env, all, at, gaps);
+    assert.ok(n >= prev, 'later times hold more');
+    prev = n;
+  }
+});
+
+for (const [name, runtime] of Object.entries(RUNTIMES)) {
+  test(`${name}: replicate to S3 (s3rver), encrypted; SIGTERM ships what was committed; exit 0; restore --at reaches it`, async () => {
+    if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !== 0) return skip('python3 is not installed');
+    const server = await startS3Server(fs.mkdtempSync(path.join(tmpdir(), 's3-')));
+    try {
+      const d = tmpdir();
+      const db = path.join(d, 'blufio.db');
+      const key = path.join(d, 'key.txt');
+      const k = cli(['keygen', key, '--json'], {});
+      const recipient = JSON.parse(k.stdout).recipient as string;
+      const env = { ...s3Env(server), HOME: tmpdir('blufio-home-') };
+      const set = `s3://backups/r${name}/`;
+      const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 50 })], true);
+      const rep = await replicator(runtime, [set, '--db', db, '--recipient', recipient, '--interval', '0.5'], env);
+      await sleep(1500);
+      assert.is(await stopped(writer.proc), 0);
+      // SIGTERM right after the last commit: it is shipped before the exit.
+      assert.is(await stopped(rep.proc), 0, rep.err());
+      const all = rows(db);
+      const listed = cli(['list', set, '--json', '--identity', key], { env });
+      assert.is(listed.code, 0, listed.stderr);
+      const { backups, ranges } = JSON.parse(listed.stdout);
+      assert.ok(backups.every((b: { name: string }) => b.name.endsWith('.age')), 'every object encrypted');
+      const restore = (at: number | null) => restoreAt(set, { ...env, BLUFIO_AGE_IDENTITY_FILE: key }, all, at, ranges[0].gaps, runtime);
+      assert.is(restore(null), all.length);
+      restore(Math.round((Date.parse(ranges[0].from) + Date.parse(ranges[0].to)) / 2));
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+test('replicate refuses a file destination, and s3:// without recipients', () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x);']);
+  let r = cli(['replicate', path.join(d, 'x.db.gz'), '--db', db]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, 'blufio replicate ships to a set');
+  r = cli(['replicate', 's3://backups/x/', '--db', db], { env: { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b', AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9' } });
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, 'refusing to send an unencrypted backup off this machine');
+});
+
+test.run();
