@@ -1,0 +1,232 @@
+/**
+ * Log segments from bytes: the format, the chain check (a missing, reordered, foreign or altered
+ * segment is found from the segments alone), names and ranges, and the live replica's gap
+ * detection driven by WALs built in memory (test/wal-builder.ts) over a database file of bytes.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BlufioError } from '../src/errors.ts';
+import { LiveReplica } from '../src/replicate/live-replica.ts';
+import { applySegment, checksumOf, decodeSegment, encodeSegment, hex, pageHash, segmentHead, StepWriter, xorInto, type Step } from '../src/replicate/segment.ts';
+import { chainOf, logNameFor, logsOf, parseLogName, rangesOf } from '../src/sets/logs.ts';
+import { SourceFile } from '../src/snapshot/source-file.ts';
+import { layersFor } from '../src/transforms/index.ts';
+import { WalFollower } from '../src/wal-follower.ts';
+import { cleanup, tmpdir } from './helpers.ts';
+import { MemWal, PS, WalBuilder } from './wal-builder.ts';
+
+const test = suite('segment');
+test.after.each(cleanup);
+
+/** A database file of `n` pages of `PS` bytes: page 1 an SQLite WAL-mode header, page k filled with k. */
+function dbFile(n: number): string {
+  const file = path.join(tmpdir(), 'db');
+  const b = Buffer.alloc(n * PS);
+  for (let p = 2; p <= n; p++) b.fill(p, (p - 1) * PS, p * PS);
+  b.write('SQLite format 3\0', 0, 'latin1');
+  b.writeUInt16BE(PS, 16);
+  b[18] = 2;
+  b[19] = 2;
+  b.writeUInt32BE(1, 24);
+  b.writeUInt32BE(n, 28);
+  b.writeUInt32BE(1, 92);
+  fs.writeFileSync(file, b);
+  return file;
+}
+
+const page = (fill: number) => new Uint8Array(PS).fill(fill);
+
+/** A step changing `pages` (page number -> fill) of a database whose checksum is `sum` (updated) and whose pages are `state`. */
+function step(time: number, state: Map<number, Uint8Array>, sum: Uint8Array, changes: Array<[number, number]>, pages: number): Step {
+  for (const [pgno, old] of [...state]) {
+    if (pgno <= pages) continue;
+    xorInto(sum, pageHash(pgno, old));
+    state.delete(pgno);
+  }
+  const records = changes.map(([pgno, fill]) => {
+    const old = state.get(pgno);
+    if (old) xorInto(sum, pageHash(pgno, old));
+    const p = page(fill);
+    xorInto(sum, pageHash(pgno, p));
+    state.set(pgno, p);
+    return { pgno, page: p };
+  });
+  return { time, pages, checksum: Uint8Array.from(sum), records };
+}
+
+function stateOf(file: string): Map<number, Uint8Array> {
+  const b = fs.readFileSync(file);
+  const m = new Map<number, Uint8Array>();
+  for (let p = 1; p * PS <= b.length; p++) m.set(p, new Uint8Array(b.subarray((p - 1) * PS, p * PS)));
+  return m;
+}
+
+function segmentFile(bytes: Buffer): string {
+  const f = path.join(tmpdir(), 'seg');
+  fs.writeFileSync(f, bytes);
+  return f;
+}
+
+function corrupt(fn: () => unknown, match: string): void {
+  try {
+    fn();
+  } catch (e) {
+    assert.instance(e, BlufioError);
+    assert.is((e as BlufioError).code, 'E_CORRUPT');
+    assert.match((e as Error).message, match);
+    return;
+  }
+  assert.unreachable(`expected E_CORRUPT (${match})`);
+}
+
+test('a chain of two segments rebuilds every step\'s state; a time between steps gives the earlier one', () => {
+  const db = dbFile(4);
+  const state = stateOf(db);
+  const sum = checksumOf(db, PS);
+  const pre1 = hex(sum);
+  const s1 = [step(1000, state, sum, [[2, 20]], 4), step(2000, state, sum, [[3, 30], [5, 50]], 5)];
+  const seg1 = encodeSegment({ base: 'b', n: 1, pageSize: PS, pre: pre1, post: hex(sum), from: new Date(1000).toISOString(), to: new Date(2000).toISOString() }, s1);
+  const pre2 = hex(sum);
+  const s2 = [step(3000, state, sum, [[2, 21]], 3)];
+  const seg2 = encodeSegment({ base: 'b', n: 2, pageSize: PS, pre: pre2, post: hex(sum), from: new Date(3000).toISOString(), to: new Date(3000).toISOString() }, s2);
+  assert.is(decodeSegment(seg1, 's1').steps.length, 2);
+  // Up to 1500: only the first step.
+  const a = path.join(tmpdir(), 'a.db');
+  fs.copyFileSync(db, a);
+  const sa = checksumOf(a, PS);
+  const r = applySegment(segmentFile(seg1), a, sa, 1500, 's1');
+  assert.equal([r.applied, r.whole], [1000, false]);
+  assert.equal(fs.readFileSync(a).subarray(PS, 2 * PS), Buffer.from(page(20)));
+  assert.equal(fs.readFileSync(a).subarray(2 * PS, 3 * PS), Buffer.from(fs.readFileSync(db).subarray(2 * PS, 3 * PS)));
+  // Everything: grows to 5 pages, then shrinks to 3; the checksum is the file's own.
+  const b = path.join(tmpdir(), 'b.db');
+  fs.copyFileSync(db, b);
+  const sb = checksumOf(b, PS);
+  assert.is(applySegment(segmentFile(seg1), b, sb, Infinity, 's1').whole, true);
+  assert.is(fs.statSync(b).size, 5 * PS);
+  assert.is(applySegment(segmentFile(seg2), b, sb, Infinity, 's2').whole, true);
+  assert.is(fs.statSync(b).size, 3 * PS);
+  assert.is(hex(checksumOf(b, PS)), hex(sum));
+  assert.is(hex(sb), hex(sum));
+});
+
+test('a missing, reordered or foreign segment, an altered page, a cut-off file: each refused, said as such', () => {
+  const db = dbFile(3);
+  const state = stateOf(db);
+  const sum = checksumOf(db, PS);
+  const pre = hex(sum);
+  const steps = [step(10, state, sum, [[2, 9]], 3)];
+  const seg = encodeSegment({ base: 'b', n: 1, pageSize: PS, pre, post: hex(sum), from: new Date(10).toISOString(), to: new Date(10).toISOString() }, steps);
+  const next = encodeSegment({ base: 'b', n: 2, pageSize: PS, pre: hex(sum), post: hex(step(20, state, sum, [[3, 7]], 3).checksum), from: new Date(20).toISOString(), to: new Date(20).toISOString() }, [step(20, stateOf(db), Uint8Array.from(Buffer.from(hex(steps[0].checksum), 'hex')), [[3, 7]], 3)]);
+  const fresh = () => {
+    const f = path.join(tmpdir(), 'x.db');
+    fs.copyFileSync(db, f);
+    return { f, s: checksumOf(f, PS) };
+  };
+  // Segment 2 first (segment 1 missing, or out of order): its state before is not the database's.
+  let x = fresh();
+  corrupt(() => applySegment(segmentFile(next), x.f, x.s, Infinity, 'seg2'), 'does not follow the state before it');
+  // A page altered in transit: its step's checksum does not come out.
+  const altered = Buffer.from(seg);
+  altered[altered.length - 10] ^= 1;
+  x = fresh();
+  corrupt(() => applySegment(segmentFile(altered), x.f, x.s, Infinity, 'alt'), 'does not give the state it says');
+  // Cut off.
+  x = fresh();
+  corrupt(() => applySegment(segmentFile(seg.subarray(0, seg.length - 100)), x.f, x.s, Infinity, 'cut'), 'malformed');
+  corrupt(() => decodeSegment(seg.subarray(0, seg.length - 1), 'cut'), 'cut off or malformed');
+  // Not a segment at all.
+  x = fresh();
+  corrupt(() => applySegment(segmentFile(Buffer.from('blufio-diff 1\n{}\n')), x.f, x.s, Infinity, 'diff'), 'not a blufio log segment');
+});
+
+test('the spool writer makes what encodeSegment makes; a step that changed nothing is taken back', () => {
+  const db = dbFile(3);
+  const state = stateOf(db);
+  const sum = checksumOf(db, PS);
+  const pre = hex(sum);
+  const steps = [step(5, state, sum, [[2, 1], [3, 2]], 3), step(6, state, sum, [[2, 3]], 3)];
+  const header = { base: 'b', n: 1, pageSize: PS, pre, post: hex(sum), from: new Date(5).toISOString(), to: new Date(6).toISOString() };
+  const spool = path.join(tmpdir(), 'spool');
+  const fd = fs.openSync(spool, 'w+');
+  const w = new StepWriter(fd, PS);
+  for (const s of steps) {
+    w.begin(s.time, s.pages);
+    for (const r of s.records) w.record(r.pgno, r.page);
+    w.end(s.checksum);
+    w.begin(s.time + 0.5, s.pages);
+    w.end(s.checksum);
+    w.drop();
+  }
+  fs.closeSync(fd);
+  assert.equal(Buffer.concat([segmentHead({ ...header, steps: 2 }), fs.readFileSync(spool)]), encodeSegment(header, steps));
+});
+
+test('names: a segment\'s name says its base, number, times and a gap; chains stop at a hole; ranges show gaps', () => {
+  const layers = layersFor({ compress: true, encrypt: true });
+  const name = logNameFor('blufio', 'blufio-20261207T070000Z.db.gz.age', 42, new Date('2026-12-07T07:15:00.250Z'), new Date('2026-12-07T07:15:01.100Z'), layers, true);
+  assert.is(name, 'blufio-20261207T070000Z.seg00000042.20261207T071500250Z-20261207T071501100Z.gap.log.gz.age');
+  const p = parseLogName(name)!;
+  assert.equal([p.base, p.n, p.from.toISOString(), p.to.toISOString(), p.gap, p.encrypted], ['blufio-20261207T070000Z.db.gz.age', 42, '2026-12-07T07:15:00.250Z', '2026-12-07T07:15:01.100Z', true, true]);
+  for (const bad of ['blufio-20261207T070000Z.seg00000042.20261207T071500250Z-20261207T071501100Z.log', 'blufio-20261207T070000Z.seg42.20261207T071500250Z-20261207T071501100Z.log.gz', 'blufio-20261207T070000Z.seg00000042.20261207T071501100Z-20261207T071500250Z.log.gz', 'blufio-20261207T070000Z.db.gz']) {
+    assert.is(parseLogName(bad), null, bad);
+  }
+  const base = 'blufio-20261207T070000Z.db.gz';
+  const t = (s: number) => new Date(Date.parse('2026-12-07T07:00:00Z') + s * 1000);
+  const seg = (n: number, from: number, to: number, gap = false) => ({ name: logNameFor('blufio', base, n, t(from), t(to), layersFor({ compress: true, encrypt: false }), gap), bytes: 1 });
+  const logs = logsOf([seg(1, 1, 2), seg(2, 3, 4), seg(3, 10, 11, true), seg(5, 12, 13), { name: base, bytes: 1 }]);
+  assert.equal(chainOf(logs, base).map((l) => l.n), [1, 2, 3]);
+  const ranges = rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }], chainOf(logs, base));
+  assert.equal(ranges, [{ series: 'blufio', from: t(0).toISOString(), to: t(11).toISOString(), gaps: [{ from: t(4).toISOString(), to: t(10).toISOString() }] }]);
+});
+
+/** A live replica over a database file of bytes and a WAL in memory. */
+function live(n: number) {
+  const db = dbFile(n);
+  // The replica is a backup's copy: its header says rollback journal (backups are self-contained).
+  const replica = path.join(path.dirname(db), 'replica');
+  const copy = fs.readFileSync(db);
+  copy[18] = 1;
+  copy[19] = 1;
+  fs.writeFileSync(replica, copy);
+  const wal = new MemWal();
+  const src = SourceFile.open(db);
+  const lastPre = src.stamp();
+  const follower = new WalFollower(wal);
+  follower.start();
+  const r = new LiveReplica(src, follower, lastPre, replica, PS, n);
+  const spool = path.join(path.dirname(db), 'spool');
+  const out = new StepWriter(fs.openSync(spool, 'w+'), PS);
+  return { db, wal, r, out, spool };
+}
+
+test('live replica: commits seen in the WAL are steps of exactly their pages; a WAL checkpointed and restarted unseen while the file changed is a gap closed by comparing every page', () => {
+  const { db, wal, r, out } = live(4);
+  // Nothing committed: no step.
+  assert.is(r.catchUp(1, out), null);
+  // One transaction touching pages 2 and 3.
+  const g = new WalBuilder(7, 8).tx([2, 3], 4, 0x22);
+  wal.create(g.bytes);
+  const s1 = r.catchUp(2, out)!;
+  assert.equal([s1.count, s1.gap], [2, null]);
+  // The writer checkpoints (the file takes the frames), restarts the WAL with new salts and
+  // commits again, all between two looks, and the file changed: frames were never seen one by one.
+  const b = fs.readFileSync(db);
+  b.fill(0x22, PS, 3 * PS);
+  b.fill(0x44, 3 * PS, 4 * PS);
+  fs.writeFileSync(db, b);
+  wal.set(new WalBuilder(9, 1).tx([2], 4, 0x55).bytes);
+  // Not at every look: a full pass waits for the interval.
+  assert.is(r.catchUp(3, out, { fullPass: false }), null);
+  const s2 = r.catchUp(4, out)!;
+  assert.ok(s2.gap, 'a gap');
+  // Page 4 changed in the file only (checkpointed unseen), page 2 in the new WAL: both, nothing else.
+  assert.is(s2.count, 2);
+  // Quiet again: nothing.
+  assert.is(r.catchUp(5, out), null);
+  r.close();
+});
+
+test.run();
