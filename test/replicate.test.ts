@@ -170,7 +170,7 @@ for (const [name, runtime] of Object.entries(RUNTIMES)) {
   });
 }
 
-test('replicate refuses a file destination, and s3:// without recipients', () => {
+test('replicate refuses a file destination, s3:// without recipients, a rollback-journal database, a second replicator of the same chain', async () => {
   const d = tmpdir();
   const db = path.join(d, 'blufio.db');
   spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x);']);
@@ -180,6 +180,23 @@ test('replicate refuses a file destination, and s3:// without recipients', () =>
   r = cli(['replicate', 's3://backups/x/', '--db', db], { env: { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b', AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9' } });
   assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, 'refusing to send an unencrypted backup off this machine');
+  // A rollback-journal database has no WAL to follow: refused, nothing written (it once ran and
+  // shipped nothing: every catch-up was given up as "left WAL mode", silently).
+  const rb = path.join(d, 'rollback.db');
+  spawnSync('sqlite3', [rb, 'CREATE TABLE t(x); INSERT INTO t VALUES (1);']);
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  r = cli(['replicate', `${set}/`, '--db', rb]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, 'is in rollback-journal mode: blufio replicate follows a WAL-mode database');
+  assert.equal(fs.readdirSync(set), []);
+  // Two of one chain on one machine: the second is refused while the first runs.
+  const home = tmpdir('blufio-home-');
+  const first = await replicator([process.execPath], [`${set}/`, '--db', db], { HOME: home });
+  r = cli(['replicate', `${set}/`, '--db', db], { env: { HOME: home } });
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, /another blufio replicate \(process \d+\) is shipping/);
+  assert.is(await stopped(first.proc), 0);
 });
 
 test.run();

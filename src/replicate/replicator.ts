@@ -97,6 +97,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const say = opts.onEvent ?? (() => {});
   const stem = stemOf(db);
   refuseUnencryptedOffsite(set, opts);
+  refuseRollbackMode(db);
   // The store is not bound to the job's signal: a stop ships what was committed first (each put
   // gets its own signal, the last one a time limit instead).
   const store = openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: undefined });
@@ -171,6 +172,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let backoff = 0;
   let nextShip = Date.now() + interval;
   let lagSaid = false;
+  let stuckSince: number | null = null;
+  let stuckSaid = false;
   let behindSince: number | null = null;
   const work = makeWorkDir('replicate', opts.workDir);
   const writeStatus = () => {
@@ -242,9 +245,18 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         const step = live.catchUp(Date.now(), spool, { fullPass: stopping || Date.now() >= nextShip - look });
         if (step && (step.count > 0 || step.gap)) pending.push(step);
         else if (step) spool.drop();
+        stuckSince = null;
       } catch (e) {
         if (!(e instanceof RetryAttempt)) throw e;
-        // A storm of checkpoints: the same pages are tried again at the next look.
+        if (e.reason === 'the database left WAL mode') {
+          throw new BlufioError('E_USAGE', `${db} left WAL mode (journal_mode was changed): blufio replicate follows a WAL-mode database only`, 'switch it back (PRAGMA journal_mode=WAL) and start blufio replicate again; what was shipped so far stays restorable');
+        }
+        // A storm of checkpoints: the same pages are tried again at the next look; said when it lasts.
+        stuckSince ??= Date.now();
+        if (Date.now() - stuckSince > lagWarn && !stuckSaid) {
+          stuckSaid = true;
+          say({ event: 'lag', lagMs: Date.now() - stuckSince });
+        }
       }
       const now = Date.now();
       if (pending.length > 0 && (now >= nextShip || stopping)) {
@@ -285,6 +297,26 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   }
   say({ event: 'stopped', segments: meta!.n, lastCommit: status.lastShipped });
   return status;
+  }
+}
+
+/** Replication follows the WAL: a rollback-journal database (or not a database) is refused before anything is written. */
+function refuseRollbackMode(db: string): void {
+  let head: Buffer;
+  try {
+    head = Buffer.alloc(100);
+    const fd = fs.openSync(db, 'r');
+    try {
+      head = head.subarray(0, fs.readSync(fd, head, 0, 100, 0));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return; // the base backup says what is wrong with the path
+  }
+  if (head.length === 100 && head.toString('latin1', 0, 16) === 'SQLite format 3\0' && head[18] !== 2) {
+    throw new BlufioError('E_USAGE', `${db} is in rollback-journal mode: blufio replicate follows a WAL-mode database's commits`,
+      'the blufio server keeps its database in WAL mode (storage.wal_mode = true); for other databases, take backups with blufio backup');
   }
 }
 
