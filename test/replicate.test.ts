@@ -47,7 +47,7 @@ function replicator(runtime: string[], args: string[], env: Record<string, strin
   return new Promise((resolve, reject) => {
     proc.stderr!.on('data', (d) => {
       err += d;
-      if (err.includes('Replicating ')) resolve({ proc, err: () => err });
+      if (err.includes('Replicating ') || err.includes('"event":"started"')) resolve({ proc, err: () => err });
     });
     proc.on('exit', (c) => reject(new Error(`replicate exited (${c}) before it started: ${err}`)));
   });
@@ -169,6 +169,39 @@ for (const [name, runtime] of Object.entries(RUNTIMES)) {
     }
   });
 }
+
+test('compaction: segments merged 30 at a time, the merged ones removed; restore --at still gives each moment exactly, from fewer objects', async () => {
+  if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !== 0) return skip('python3 is not installed');
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  const set = `${path.join(d, 'set')}/`;
+  fs.mkdirSync(set);
+  const env = { HOME: tmpdir('blufio-home-') };
+  const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 200 })], true);
+  // A segment every 50 ms: 30 of them in ~1.5 s.
+  const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.05', '--json'], env);
+  await sleep(4500);
+  assert.is(await stopped(writer.proc), 0);
+  await sleep(300);
+  assert.is(await stopped(rep.proc), 0, rep.err());
+  const events = rep.err().trim().split('\n').map((l) => JSON.parse(l));
+  const merged = events.filter((e) => e.event === 'compacted');
+  assert.ok(merged.length >= 2, `compactions: ${merged.length} of ${events.filter((e) => e.event === 'shipped').length} segments`);
+  assert.ok(merged.every((e) => e.merged === 30));
+  const names = fs.readdirSync(set).filter((n) => n.includes('.seg'));
+  // What was merged is gone: the merged segments stand for it.
+  for (const e of merged) {
+    assert.ok(names.includes(e.segment), e.segment);
+    const [a, b] = /\.seg(\d{8})-(\d{8})\./.exec(e.segment)!.slice(1).map(Number);
+    assert.not.ok(names.some((n) => { const m = /\.seg(\d{8})\./.exec(n); return m !== null && Number(m[1]) >= a && Number(m[1]) <= b; }), `segments ${a}..${b} removed`);
+  }
+  const all = rows(db);
+  const { ranges } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
+  assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
+  const first = Date.parse(ranges[0].from);
+  const last = Date.parse(ranges[0].to);
+  for (let k = 1; k <= 5; k++) restoreAt(set, env, all, Math.round(first + ((last - first) * k) / 6), ranges[0].gaps);
+});
 
 test('replicate refuses a file destination, s3:// without recipients, a rollback-journal database, a second replicator of the same chain', async () => {
   const d = tmpdir();

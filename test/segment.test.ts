@@ -178,6 +178,9 @@ test('names: a segment\'s name says its base, number, times and a gap; chains st
   const seg = (n: number, from: number, to: number, gap = false) => ({ name: logNameFor('blufio', base, n, t(from), t(to), layersFor({ compress: true, encrypt: false }), gap), bytes: 1 });
   const logs = logsOf([seg(1, 1, 2), seg(2, 3, 4), seg(3, 10, 11, true), seg(5, 12, 13), { name: base, bytes: 1 }]);
   assert.equal(chainOf(logs, base).map((l) => l.n), [1, 2, 3]);
+  // A compacted segment (1-2) stands for the two it merged, still beside it: the chain takes it.
+  const merged = logsOf([seg(1, 1, 2), seg(2, 3, 4), { name: logNameFor('blufio', base, 1, t(1), t(4), layersFor({ compress: true, encrypt: false }), false, 2), bytes: 1 }, seg(3, 10, 11, true)]);
+  assert.equal(chainOf(merged, base).map((l) => [l.n, l.last]), [[1, 2], [3, 3]]);
   const ranges = rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }], chainOf(logs, base));
   assert.equal(ranges, [{ series: 'blufio', from: t(0).toISOString(), to: t(11).toISOString(), gaps: [{ from: t(4).toISOString(), to: t(10).toISOString() }] }]);
 });

@@ -71,6 +71,8 @@ function describe(e: Record<string, unknown> & { event: string }): string {
       return `warning: commits were not seen one by one before ${e.segment} (${e.why}): closed from the database file; times inside the gap restore to the state before it`;
     case 'retry':
       return `warning: shipping failed (${e.error}); ${e.backlogSteps} step(s) kept here, trying again in ${Math.round(Number(e.nextInMs) / 1000)} s`;
+    case 'compacted':
+      return `Compacted ${e.merged} segments into ${e.segment} (${e.bytes} bytes)`;
     case 'caught-up':
       return `Caught up after ${Math.round(Number(e.afterMs) / 1000)} s`;
     case 'lag':

@@ -25,12 +25,13 @@ import { BlufioError } from '../errors.ts';
 import { canonicalPath, fsyncFile, makeWorkDir, pidAlive, stateDir } from '../files.ts';
 import { RetryAttempt } from '../retry.ts';
 import { readFully, writeFully } from '../vfs/disk-file.ts';
-import { chainOf, logNameFor, logsOf } from '../sets/logs.ts';
+import { chainEnd, logNameFor, logsOf } from '../sets/logs.ts';
 import { stemOf } from '../sets/names.ts';
 import { openStore } from '../storage/index.ts';
 import { layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta } from './live-replica.ts';
-import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter } from './segment.ts';
+import { compact, keepShipped } from './compact.ts';
+import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
 export interface ReplicateOptions extends BackupOptions {
   /** How often what was committed is shipped (default 1000 ms). */
@@ -50,6 +51,7 @@ export type ReplicateEvent =
   | { event: 'retry'; error: string; backlogSteps: number; nextInMs: number }
   | { event: 'caught-up'; afterMs: number }
   | { event: 'lag'; lagMs: number }
+  | { event: 'compacted'; segment: string; merged: number; bytes: number }
   | { event: 'stopped'; segments: number; lastCommit: string | null };
 
 export interface ReplicateStatus {
@@ -108,6 +110,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const replicaPath = path.join(dir, 'replica.db');
   const metaPath = path.join(dir, 'chain.json');
   const outgoing = path.join(dir, 'outgoing.seg');
+  const segDir = path.join(dir, 'segments');
   const statusPath = path.join(dir, 'status.json');
 
   // One replicator per chain: a lock file in the state directory (a dead holder's is taken over).
@@ -122,7 +125,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // Resume the chain, or start one on a new full backup.
   const files = await store.list();
   let meta = readMeta(metaPath);
-  const chainLength = meta ? chainOf(logsOf(files, stem), meta.base).length : -1;
+  const chainLength = meta ? chainEnd(logsOf(files, stem), meta.base) : -1;
   if (meta?.pending && chainLength === meta.pending.n && fs.existsSync(outgoing) && fs.existsSync(replicaPath)) {
     // Killed after its last segment was shipped, before (or while) it was applied here.
     replaySteps(outgoing, replicaPath);
@@ -133,7 +136,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   }
   fs.rmSync(outgoing, { force: true });
   const resumable = meta && meta.database === db && fs.existsSync(replicaPath) && files.some((f) => f.name === meta!.base)
-    && chainOf(logsOf(files, stem), meta.base).length === meta.n;
+    && chainEnd(logsOf(files, stem), meta.base) === meta.n;
   const watch = LiveReplica.follow(db);
   let live: LiveReplica;
   let resumed = false;
@@ -172,6 +175,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let backoff = 0;
   let nextShip = Date.now() + interval;
   let lagSaid = false;
+  let compacting: Promise<void> | null = null;
   let stuckSince: number | null = null;
   let stuckSaid = false;
   let behindSince: number | null = null;
@@ -193,7 +197,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const n = meta!.n + 1;
     const gap = steps.find((s) => s.gap)?.gap ?? undefined;
     const name = logNameFor(stem, meta!.base, n, new Date(steps[0].time), new Date(steps[steps.length - 1].time), layers, gap !== undefined);
-    const head = segmentHead({ base: meta!.base, n, pageSize: meta!.pageSize, pre: meta!.post, post: hex(steps[steps.length - 1].checksum), from: new Date(steps[0].time).toISOString(), to: new Date(steps[steps.length - 1].time).toISOString(), steps: steps.length, ...(gap ? { gap } : {}) });
+    const header: SegmentHeader = { base: meta!.base, n, pageSize: meta!.pageSize, pre: meta!.post, post: hex(steps[steps.length - 1].checksum), from: new Date(steps[0].time).toISOString(), to: new Date(steps[steps.length - 1].time).toISOString(), steps: steps.length, ...(gap ? { gap } : {}) };
+    const head = segmentHead(header);
     // Kept in the state directory until it is applied to the replica (a kill between the two
     // is finished by the next start).
     const file = outgoing;
@@ -227,6 +232,22 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       status.bytesSent += put.bytes;
       say({ event: 'shipped', segment: name, steps: steps.length, pages: steps.reduce((a, s) => a + s.count, 0), bytes: put.bytes, lagMs });
       if (gap) say({ event: 'gap', segment: name, why: gap });
+      // Kept for compaction (compact.ts), merged beside the shipping when a batch is full (one
+      // compaction at a time; the next ship never waits for it).
+      keepShipped(segDir, file, header);
+      if (!compacting) {
+        const base = meta.base;
+        compacting = compact({ store, dir: segDir, stem, layers, recipients, base, onMerged: (merged, count, bytes) => say({ event: 'compacted', segment: merged, merged: count, bytes }) })
+          .then((r) => {
+            status.requests += r;
+          }, (e) => {
+            // An optimisation: the segments stay as they are, merged next time.
+            say({ event: 'retry', error: `compaction: ${e instanceof Error ? e.message : String(e)}`, backlogSteps: pending.length, nextInMs: interval });
+          })
+          .finally(() => {
+            compacting = null;
+          });
+      }
       return true;
     } finally {
       fs.rmSync(file, { force: true });
@@ -290,6 +311,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       await sleep(look, opts.signal);
     }
   } finally {
+    await compacting;
     live.close();
     fs.closeSync(spoolFd);
     fs.rmSync(work, { recursive: true, force: true });

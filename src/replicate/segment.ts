@@ -35,6 +35,8 @@ export interface SegmentHeader {
   base: string;
   /** The segment's place in the chain (1 for the first after the base). */
   n: number;
+  /** The last place it covers (a compacted segment: the steps of segments n to last); n when absent. */
+  last?: number;
   pageSize: number;
   /** The database's checksum before the first step and after the last (hex). */
   pre: string;
@@ -163,7 +165,7 @@ export function parseSegmentHeader(buf: Uint8Array, shown: string): { header: Se
   }
   try {
     const h = JSON.parse(b.subarray(LOG_MAGIC.length, nl).toString('utf8')) as SegmentHeader;
-    if (typeof h.base !== 'string' || !Number.isSafeInteger(h.n) || h.n < 1 || !validPageSize(h.pageSize) || !/^[0-9a-f]{32}$/.test(h.pre) || !/^[0-9a-f]{32}$/.test(h.post)
+    if (typeof h.base !== 'string' || !Number.isSafeInteger(h.n) || h.n < 1 || (h.last !== undefined && (!Number.isSafeInteger(h.last) || h.last < h.n)) || !validPageSize(h.pageSize) || !/^[0-9a-f]{32}$/.test(h.pre) || !/^[0-9a-f]{32}$/.test(h.post)
       || Number.isNaN(Date.parse(h.from)) || Number.isNaN(Date.parse(h.to)) || !Number.isSafeInteger(h.steps) || h.steps < 1) throw new Error('bad header');
     return { header: h, offset: nl + 1 };
   } catch (e) {

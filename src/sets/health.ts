@@ -10,7 +10,7 @@ import { hasSqliteMagic } from '../core/header.ts';
 import type { ObjectStorageOptions } from '../storage/index.ts';
 import { openStore, type Store, type StoredFile } from '../storage/index.ts';
 import { parseDiffHeader, type DiffHeader } from './diff.ts';
-import { chainOf, logsOf, rangesOf, type LogEntry, type Range } from './logs.ts';
+import { chainEnd, logsOf, rangesOf, type LogEntry, type Range } from './logs.ts';
 import { entriesOf, FUTURE_SLACK, type SetEntry } from './names.ts';
 import { hashCacheDir, pagesMeta } from './pages.ts';
 
@@ -146,10 +146,10 @@ export async function listSetContents(set: string, opts: ObjectStorageOptions & 
   const backups = await assess(store, files, entriesOf(files, opts.stem), { headers: opts.headers ?? true, keys: opts, cacheDir: hashCacheDir(set, opts) });
   const all = logsOf(files, opts.stem);
   const byName = new Map(backups.map((b) => [b.name, b]));
-  const chained = new Set(backups.flatMap((b) => chainOf(all, b.name).map((l) => l.name)));
+  const ends = new Map(backups.map((b) => [b.name, chainEnd(all, b.name)]));
   const logs = all.map((l) => {
     const base = byName.get(l.base);
-    const problem = !base ? `its base ${l.base} is missing` : !base.restorable ? `its base ${l.base} cannot be restored` : !chained.has(l.name) ? 'a segment before it in its chain is missing' : null;
+    const problem = !base ? `its base ${l.base} is missing` : !base.restorable ? `its base ${l.base} cannot be restored` : l.last > (ends.get(l.base) ?? 0) ? 'a segment before it in its chain is missing' : null;
     return { ...l, restorable: problem === null, problem };
   });
   return { backups, logs, ranges: rangesOf(backups, logs.filter((l) => l.restorable)) };

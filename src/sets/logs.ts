@@ -1,13 +1,14 @@
 /**
  * Log segments in a set (`blufio replicate`): their names, and the chains they make.
  *
- *   <stem>-<base time>[-<n>].seg<chain number, 8 digits>.<first step>-<last step>[.gap].log.gz[.age]
+ *   <stem>-<base time>[-<n>].seg<chain number, 8 digits>[-<last number>].<first step>-<last step>[.gap].log.gz[.age]
  *
  * e.g. blufio-20261207T070000Z.seg00000042.20261207T071500250Z-20261207T071501100Z.log.gz: the
  * 42nd segment after the full backup blufio-20261207T070000Z.db.gz, holding the steps observed
- * from 07:15:00.250 to 07:15:01.100 UTC. A chain is its base and segments 1, 2, … without a hole;
- * the names alone say where it breaks (list and prune read no segment to know that), the
- * checksums inside prove it (segment.ts). `.gap`: commits before its first step were not seen one
+ * from 07:15:00.250 to 07:15:01.100 UTC. `seg00000031-00000060` is a compacted segment: the steps
+ * of segments 31 to 60, merged by the replicator (fewer objects for a restore, nothing lost). A
+ * chain is its base and segments covering 1, 2, … without a hole; the names alone say where it
+ * breaks (list and prune read no segment to know that), the checksums inside prove it. `.gap`: commits before its first step were not seen one
  * by one (the WAL was checkpointed unread): closed from the database file, and times between the
  * segment before and its first step restore to the state before the gap.
  */
@@ -17,15 +18,16 @@ import { compressed, encrypted, layersOfName, suffixOf, TRANSFORMS, type Layers 
 const TIME = String.raw`\d{8}T\d{6}Z`;
 const MS_TIME = String.raw`\d{8}T\d{9}Z`;
 const SUFFIX = TRANSFORMS.map((t) => t.suffix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
-const LOG_RE = new RegExp(String.raw`^(?<stem>.+?)-(?<base>${TIME}(?:-\d+)?)\.seg(?<n>\d{8})\.(?<from>${MS_TIME})-(?<to>${MS_TIME})(?<gap>\.gap)?\.log(?<layers>(?:${SUFFIX})*)$`);
+const LOG_RE = new RegExp(String.raw`^(?<stem>.+?)-(?<base>${TIME}(?:-\d+)?)\.seg(?<n>\d{8})(?:-(?<last>\d{8}))?\.(?<from>${MS_TIME})-(?<to>${MS_TIME})(?<gap>\.gap)?\.log(?<layers>(?:${SUFFIX})*)$`);
 
 export interface LogEntry {
   name: string;
   stem: string;
   /** The full backup the chain starts from. */
   base: string;
-  /** Its place in the chain (1: the first after the base). */
+  /** Its place in the chain (1: the first after the base), and the last place it covers (n, unless compacted). */
   n: number;
+  last: number;
   /** When its first and last steps were observed. */
   from: Date;
   to: Date;
@@ -39,9 +41,10 @@ const msStamp = (t: Date) => t.toISOString().replace(/[-:.]/g, '');
 const parseMsStamp = (s: string) => new Date(`${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 8)}T${s.slice(9, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}.${s.slice(15, 18)}Z`);
 
 /** A segment's name. `base` is its base's name. */
-export function logNameFor(stem: string, base: string, n: number, from: Date, to: Date, layers: Layers, gap = false): string {
+export function logNameFor(stem: string, base: string, n: number, from: Date, to: Date, layers: Layers, gap = false, last = n): string {
   const baseTime = base.slice(stem.length + 1).replace(/\.db(?:\.[a-z]+)*$/, '');
-  return `${stem}-${baseTime}.seg${String(n).padStart(8, '0')}.${msStamp(from)}-${msStamp(to)}${gap ? '.gap' : ''}.log${suffixOf(layers)}`;
+  const span = `${String(n).padStart(8, '0')}${last > n ? `-${String(last).padStart(8, '0')}` : ''}`;
+  return `${stem}-${baseTime}.seg${span}.${msStamp(from)}-${msStamp(to)}${gap ? '.gap' : ''}.log${suffixOf(layers)}`;
 }
 
 /** A segment's name parsed; null for anything else. */
@@ -53,7 +56,10 @@ export function parseLogName(name: string): Omit<LogEntry, 'bytes'> | null {
   const from = parseMsStamp(g.from);
   const to = parseMsStamp(g.to);
   if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || msStamp(from) !== g.from || msStamp(to) !== g.to || to < from) return null;
-  return { name, stem: g.stem, base: `${g.stem}-${g.base}.db${g.layers}`, n: Number(g.n), from, to, encrypted: encrypted(layers), gap: !!g.gap };
+  const n = Number(g.n);
+  const last = g.last === undefined ? n : Number(g.last);
+  if (n < 1 || last <= n - (g.last === undefined ? 1 : 0)) return null;
+  return { name, stem: g.stem, base: `${g.stem}-${g.base}.db${g.layers}`, n, last, from, to, encrypted: encrypted(layers), gap: !!g.gap };
 }
 
 /** The segments of a listing (of one series when `stem` is given), by base, then chain order. */
@@ -63,22 +69,31 @@ export function logsOf(files: StoredFile[], stem?: string): LogEntry[] {
     const p = parseLogName(f.name);
     if (p && (stem === undefined || p.stem === stem)) out.push({ ...p, bytes: f.bytes });
   }
-  return out.sort((a, b) => (a.base === b.base ? a.n - b.n : a.base < b.base ? -1 : 1));
+  return out.sort((a, b) => (a.base === b.base ? a.n - b.n || a.last - b.last : a.base < b.base ? -1 : 1));
 }
 
 /**
- * The unbroken chain of segments of `base`: 1, 2, … up to the first missing number (a later
- * segment past a hole cannot be applied: its state before is unknown). Two segments of one
- * number (two replicators: never written, put-if-absent refuses the second) end it too.
+ * The unbroken chain of segments of `base`, fewest objects first: from place 1, at each place the
+ * segment that covers the most places (a compacted one over the segments it merged, which stay
+ * until they are removed), up to the first place no segment starts at (a later segment past a
+ * hole cannot be applied: its state before is unknown).
  */
 export function chainOf(logs: LogEntry[], base: string): LogEntry[] {
   const mine = logs.filter((l) => l.base === base);
   const chain: LogEntry[] = [];
-  for (let n = 1; ; n++) {
-    const at = mine.filter((l) => l.n === n);
-    if (at.length !== 1) return chain;
-    chain.push(at[0]);
+  for (let n = 1; ; ) {
+    let pick: LogEntry | null = null;
+    for (const l of mine) if (l.n === n && (!pick || l.last > pick.last)) pick = l;
+    if (!pick) return chain;
+    chain.push(pick);
+    n = pick.last + 1;
   }
+}
+
+/** The last place the chain of `base` covers without a hole (0: none). */
+export function chainEnd(logs: LogEntry[], base: string): number {
+  const chain = chainOf(logs, base);
+  return chain.length ? chain[chain.length - 1].last : 0;
 }
 
 export interface Range {

@@ -60,8 +60,8 @@ export async function replayLogs(store: Store, plan: LogPlan, work: string, keys
     try {
       await unpackFile(packed, plain, layersOfFile(packed, keys), keys, signal, logGuard(shown, work));
       const r = applySegment(plain, file, sum, limit, shown);
-      if (r.header.base !== plan.base.name || r.header.n !== l.n) {
-        throw new BlufioError('E_CORRUPT', `${shown} says it is segment ${r.header.n} of ${r.header.base} inside: renamed or foreign`, 'restore to a time before it');
+      if (r.header.base !== plan.base.name || r.header.n !== l.n || (r.header.last ?? r.header.n) !== l.last) {
+        throw new BlufioError('E_CORRUPT', `${shown} says it is segment ${r.header.n}${(r.header.last ?? r.header.n) > r.header.n ? `-${r.header.last}` : ''} of ${r.header.base} inside: renamed or foreign`, 'restore to a time before it');
       }
       if (r.applied !== null) last = l;
       if (!r.whole) break;

@@ -1,0 +1,160 @@
+/**
+ * Compaction: the replicator merges what it shipped into coarser segments, so that a restore
+ * fetches few objects whatever the time. Segments of one interval (level 0) are merged 30 at a
+ * time (level 1: ~30 s), those 20 at a time (level 2: ~10 min), those 6 at a time (level 3:
+ * ~1 h), those 24 at a time (level 4: ~1 day). A merged segment holds every step of the ones it
+ * merged (no precision is lost); once it is in the set, they are removed. Merging is done from
+ * the replicator's own copies of what it shipped (the state directory): nothing is downloaded.
+ *
+ * Requests a day at one segment a second: 86,400 + 2,880 + 144 + 24 + 1 PUTs (89,449), and a
+ * restore to any time needs at most 29 + 19 + 5 + 23 segments, plus one a day since the chain's
+ * base (docs/replication.md). A segment that closed a gap is never merged (its place in the
+ * range is said by its name), nor are the few before it that cannot make a batch.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BlufioError } from '../errors.ts';
+import { logNameFor } from '../sets/logs.ts';
+import type { Store } from '../storage/store.ts';
+import type { Recipient } from '../age/index.ts';
+import { packedBody, type Layers } from '../transforms/index.ts';
+import { readFully, writeFully } from '../vfs/disk-file.ts';
+import { parseSegmentHeader, segmentHead, type SegmentHeader } from './segment.ts';
+
+/** How many segments of each level make one of the next. */
+export const FANIN = [30, 20, 6, 24];
+
+interface Held {
+  level: number;
+  file: string;
+  header: SegmentHeader;
+}
+
+const fileName = (level: number, h: SegmentHeader) => `${level}-${String(h.n).padStart(8, '0')}-${String(h.last ?? h.n).padStart(8, '0')}${h.gap ? '-gap' : ''}.seg`;
+
+/** The shipped segments kept in `dir` for merging. */
+function held(dir: string): Held[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: Held[] = [];
+  for (const name of names) {
+    const m = /^(\d)-\d{8}-\d{8}(-gap)?\.seg$/.exec(name);
+    if (!m) continue;
+    const file = path.join(dir, name);
+    try {
+      const b = Buffer.alloc(4096);
+      const fd = fs.openSync(file, 'r');
+      try {
+        out.push({ level: Number(m[1]), file, header: parseSegmentHeader(b.subarray(0, readFully(fd, b, 0)), file).header });
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      fs.rmSync(file, { force: true }); // unreadable (a kill while it was written): never merged
+    }
+  }
+  return out.sort((a, b) => a.header.n - b.header.n);
+}
+
+/** Keeps a shipped segment (its plain file) for merging; a gap's is not kept. */
+export function keepShipped(dir: string, file: string, header: SegmentHeader, level = 0): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (header.gap || level >= FANIN.length) {
+    fs.rmSync(file, { force: true });
+    return;
+  }
+  fs.renameSync(file, path.join(dir, fileName(level, header)));
+}
+
+export interface CompactContext {
+  store: Store;
+  dir: string;
+  stem: string;
+  layers: Layers;
+  recipients: Recipient[];
+  /** The chain's base: segments of another chain kept here are removed, never merged. */
+  base: string;
+  signal?: AbortSignal;
+  onMerged?: (name: string, merged: number, bytes: number) => void;
+}
+
+/** Merges every full batch kept in `dir`; returns how many requests were made. */
+export async function compact(c: CompactContext): Promise<number> {
+  let requests = 0;
+  for (let level = 0; level < FANIN.length; level++) {
+    const all = held(c.dir);
+    for (const h of all) if (h.header.base !== c.base) fs.rmSync(h.file, { force: true });
+    const mine = all.filter((h) => h.level === level && h.header.base === c.base);
+    // Runs of consecutive segments (each starts where the one before ends).
+    let run: Held[] = [];
+    for (const h of mine) {
+      if (run.length > 0 && h.header.n !== (run[run.length - 1].header.last ?? run[run.length - 1].header.n) + 1) {
+        // A hole (a gap segment was not kept): what came before can never make a batch.
+        for (const r of run) fs.rmSync(r.file, { force: true });
+        run = [];
+      }
+      run.push(h);
+      if (run.length === FANIN[level]) {
+        requests += await merge(c, level, run);
+        run = [];
+      }
+    }
+  }
+  return requests;
+}
+
+async function merge(c: CompactContext, level: number, batch: Held[]): Promise<number> {
+  const first = batch[0].header;
+  const last = batch[batch.length - 1].header;
+  const header: SegmentHeader = {
+    base: first.base, n: first.n, last: last.last ?? last.n, pageSize: first.pageSize, pre: first.pre, post: last.post,
+    from: first.from, to: last.to, steps: batch.reduce((a, h) => a + h.header.steps, 0),
+  };
+  const out = path.join(c.dir, `merging-${level + 1}.seg`);
+  fs.rmSync(out, { force: true });
+  const fd = fs.openSync(out, 'wx', 0o600);
+  try {
+    const head = segmentHead(header);
+    writeFully(fd, head, 0);
+    let at = head.length;
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (const h of batch) {
+      const fdIn = fs.openSync(h.file, 'r');
+      try {
+        const start = segmentHead(h.header).length;
+        const size = fs.fstatSync(fdIn).size;
+        for (let off = start; off < size; ) {
+          const n = readFully(fdIn, buf.subarray(0, Math.min(buf.length, size - off)), off);
+          if (n === 0) throw new BlufioError('E_IO', `${h.file} was cut short`, 'nothing is lost: the segments stay as they are');
+          writeFully(fd, buf.subarray(0, n), at);
+          at += n;
+          off += n;
+        }
+      } finally {
+        fs.closeSync(fdIn);
+      }
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const name = logNameFor(c.stem, header.base, header.n, new Date(header.from), new Date(header.to), c.layers, false, header.last);
+  const put = await c.store.put(name, packedBody(out, c.layers, c.recipients), { signal: c.signal, alone: true });
+  if (!put.published && !(await c.store.stat(name))) {
+    fs.rmSync(out, { force: true });
+    throw new BlufioError('E_IN_USE', `${c.store.where(name)} could not be written`, 'the segments it merges stay as they are');
+  }
+  // It is in the set: the segments it merged go (a kill here leaves them beside it: the chain
+  // takes the merged one, prune removes them with their base).
+  for (const h of batch) {
+    await c.store.remove(logNameFor(c.stem, h.header.base, h.header.n, new Date(h.header.from), new Date(h.header.to), c.layers, false, h.header.last ?? h.header.n));
+    fs.rmSync(h.file, { force: true });
+  }
+  c.onMerged?.(name, batch.length, put.bytes);
+  keepShipped(c.dir, out, header, level + 1);
+  return 2 + batch.length;
+}
