@@ -136,7 +136,7 @@ async function backupToRemoteFile(dbPath: string, url: string, options: BackupOp
     ensureRoom(dir, sourceBytes(db), 'the copy staged before it is uploaded', STAGING_HINT);
     const tmp = path.join(dir, 'backup.db');
     const copy = await buildVerifiedCopy(db, tmp, options, 'the backup', { staging: true });
-    const put = await store.put(name, packedBody(tmp, layers, recipients, options.signal), { signal: options.signal, onProgress: options.onProgress, replace: options.force, alone: true });
+    const put = await store.put(name, packedBody(tmp, layers, recipients, options.signal), { signal: options.signal, onProgress: options.onProgress, replace: options.force });
     if (!put.published) throw new BlufioError('E_DEST_EXISTS', `${shown} appeared while the backup was made (another run?); it was left as it is`, 'choose another key, or add --force to replace it');
     return result(db, url, { ...copy, bytes: put.bytes }, layers, options, started);
   } finally {

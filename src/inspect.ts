@@ -108,6 +108,9 @@ export async function inspect(file: string, opts: InspectOptions = {}): Promise<
         await unpackFile(abs, plain, layers, opts, opts.signal);
       } catch (e) {
         // A full or read-only work directory says nothing about the backup: that is the error.
+        // A missing or wrong key is not a verdict on the file either (an age file inside gzip is
+        // opened only here).
+        if (e instanceof BlufioError && e.code === 'E_KEY') throw e;
         if (e instanceof BlufioError && (e.code === 'E_IO' || e.code === 'E_ABORTED' || e.code === 'E_TIMEOUT')) {
           throw new BlufioError(e.code, `${e.message} (the backup itself was not judged)`,
             e.code === 'E_IO' ? 'free some space there, or pass --work-dir <directory> on a file system with room' : e.hint, { cause: e });

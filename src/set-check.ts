@@ -81,6 +81,9 @@ export async function checkSet(set: string, opts: CheckOptions = {}): Promise<Ch
     dataRead++;
   }
   if (pct === 0 && readable.length > 0) notes.push('the backups\' data was not read: --read-data rebuilds and integrity_checks each one (--read-data-subset 10% a random tenth)');
+  // An empty set is no backup at all: a mistyped prefix or folder would otherwise stay green
+  // in a weekly check forever (found by an attack run).
+  if (members.length === 0) problems.push({ name: store.where(''), problem: 'it holds no backups (a mistyped path or prefix?)' });
   return { ok: problems.length === 0, command: 'check', set: store.where(''), backups: members.length, headersRead: members.filter((m) => m.checked === 'header').length, dataRead, problems, notes };
 }
 

@@ -12,7 +12,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlufioError } from '../src/errors.ts';
 import { locate, openStore, splitFile, canonicalSet, type Store } from '../src/storage/index.ts';
-import { cleanup, cli, makeSampleDb, s3Env, skip, startMotoServer, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+import { spawnSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
+import { cleanup, cli, cliAsync, makeSampleDb, s3Env, skip, startMotoServer, startS3Server, tmpdir, type S3Server } from './helpers.ts';
 
 /** A way to make empty stores of one kind. */
 interface Kind {
@@ -310,3 +312,89 @@ where('restore S3://… --dry-run reads the object, not a local path of that nam
 });
 
 where.run();
+
+// ---------------------------------------------------------------------------------------------
+
+const found = suite('storage: what an attack run found');
+found.after.each(cleanup);
+
+found('three backups to one S3 key at once, on a server that ignores If-None-Match: at most one says it was written, and that one is there', async () => {
+  const server = await startS3Server(fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-s3-race-')));
+  try {
+    const d = tmpdir();
+    const env = { ...s3Env(server), HOME: tmpdir('blufio-home-') };
+    const dbs = [3000, 2000, 1000].map((rows, i) => {
+      const db = path.join(d, `db${i}.db`);
+      makeSampleDb(db, { rows, wal: true });
+      return db;
+    });
+    const runs = await Promise.all(dbs.map((db) => cliAsync(['backup', '--db', db, 's3://backups/race/one.db.gz', '--unencrypted', '--json'], { env })));
+    const ok = runs.filter((r) => r.code === 0);
+    assert.ok(ok.length <= 1, runs.map((r) => `${r.code}: ${r.stderr.trim()}`).join('\n'));
+    const v = cli(['verify', 's3://backups/race/one.db.gz', '--json'], { env });
+    if (ok.length === 1) assert.is(JSON.parse(v.stdout).bytes, JSON.parse(ok[0].stdout).bytes, 'the object is the one reported');
+    const listed = cli(['list', 's3://backups/race/', '--json'], { env });
+    assert.not.match(listed.stdout, '.claim-');
+  } finally {
+    await server.stop();
+  }
+});
+
+found('a set backup to S3 stopped by --timeout leaves no claim behind; an object key or an empty prefix is not a healthy set; // is refused', async () => {
+  const server = await startS3Server(fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-s3-found-')));
+  try {
+    const d = tmpdir();
+    const env = { ...s3Env(server), HOME: tmpdir('blufio-home-') };
+    const db = path.join(d, 'big.db');
+    spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(b); INSERT INTO t SELECT randomblob(4000) FROM generate_series(1, 30000);']);
+    const r = cli(['backup', '--db', db, 's3://backups/to/', '--unencrypted', '--timeout', '2'], { env });
+    assert.is(r.code, 1, r.stderr);
+    const { AwsClient } = await import('aws4fetch');
+    const s3 = new AwsClient({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', service: 's3', region: 'us-east-1' });
+    const keys = await (await s3.fetch(`http://127.0.0.1:${server.port}/backups?prefix=to/`)).text();
+    assert.not.match(keys, '.claim-', keys);
+    // One object named as a set: refused, not an empty healthy set.
+    const small = path.join(d, 'small.db');
+    makeSampleDb(small, { rows: 10, wal: true });
+    assert.is(cli(['backup', '--db', small, 's3://backups/obj/a.db.gz', '--unencrypted'], { env }).code, 0);
+    for (const cmd of [['list'], ['check'], ['prune', '--keep-last', '1']]) {
+      const x = cli([cmd[0], 's3://backups/obj/a.db.gz', ...cmd.slice(1)], { env });
+      assert.is(x.code, 2, `${cmd[0]}: ${x.stderr}`);
+      assert.match(x.stderr, 'is one backup, not a set');
+    }
+    // An empty (mistyped) prefix fails check.
+    const c = cli(['check', 's3://backups/typo/'], { env });
+    assert.is(c.code, 1, c.stderr);
+    assert.match(c.stderr, 'it holds no backups');
+    const slash = cli(['backup', '--db', small, 's3://backups/m1//', '--unencrypted'], { env });
+    assert.is(slash.code, 2);
+    assert.match(slash.stderr, 'has an empty segment');
+  } finally {
+    await server.stop();
+  }
+});
+
+found('an age file inside gzip (gzip x.db.age) verifies with its key, and without one says a key is needed; --db - is refused', () => {
+  const d = tmpdir();
+  const db = path.join(d, 'x.db');
+  makeSampleDb(db, { rows: 50 });
+  const key = path.join(d, 'k.txt');
+  spawnSync('age-keygen', ['-o', key], { stdio: 'ignore' });
+  const recipient = spawnSync('age-keygen', ['-y', key], { encoding: 'utf8' }).stdout.trim();
+  if (!recipient) return skip('age is not installed');
+  spawnSync('age', ['-r', recipient, '-o', `${db}.age`, db]);
+  fs.writeFileSync(`${db}.age.gz`, gzipSync(fs.readFileSync(`${db}.age`)));
+  const ok = cli(['verify', `${db}.age.gz`, '-i', key, '--json']);
+  assert.is(ok.code, 0, ok.stderr);
+  assert.equal([JSON.parse(ok.stdout).compressed, JSON.parse(ok.stdout).encrypted], [true, true]);
+  const nokey = cli(['verify', `${db}.age.gz`]);
+  assert.is(nokey.code, 1);
+  assert.match(nokey.stderr, 'no identity was given');
+  assert.not.match(nokey.stderr, 'FAILED');
+  const dash = cli(['restore', '--db', '-', `${db}.age.gz`, '-i', key], { cwd: d });
+  assert.is(dash.code, 2);
+  assert.match(dash.stderr, '--db names the database file');
+  assert.not.ok(fs.existsSync(path.join(d, '-')));
+});
+
+found.run();

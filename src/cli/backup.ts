@@ -39,7 +39,10 @@ export async function runBackup(target: string, f: CommonFlags, io: Io, say: Say
       return;
     }
     const { backup, backupToStream } = await import('../backup.ts');
-    if (f.gzip && !toStdout) throw new BlufioError('E_USAGE', '--gzip is for "-" (stdout): a file\'s name says whether it is compressed', `name it ${target}.gz instead`);
+    if (f.gzip && !toStdout) {
+      const intoSet = (await import('../storage/index.ts')).locate(target).kind === 'set';
+      throw new BlufioError('E_USAGE', `--gzip is for "-" (stdout): ${intoSet ? 'a set\'s backups are always compressed' : 'a file\'s name says whether it is compressed'}`, intoSet ? 'drop --gzip' : `name it ${target}.gz instead`);
+    }
     const { locate } = await import('../storage/index.ts');
     const dest = locate(toStdout ? '-' : target);
     const toSet = dest.kind === 'set';

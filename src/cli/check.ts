@@ -16,6 +16,7 @@ export async function runCheck(target: string, f: CommonFlags, io: Io, say: Say,
   }
   const { checkSet } = await import('../set-check.ts');
   const cfg = await loadConfig(f, io, say);
+  await (await import('../storage/index.ts')).refuseFileAsSet(target, 'check', { s3: cfg.backup.s3, env: io.env });
   const r = await checkSet(target, { readDataPercent: pct, s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg), stem: pathFlag(f.series, '--series'), workDir: workDir(f, io), signal });
   if (f.json) emit(io, 'check', r);
   for (const p of r.problems) say(`PROBLEM  ${p.name}: ${p.problem}`);

@@ -81,6 +81,9 @@ export function pathFlag(v: unknown, name: string): string | undefined {
   if (typeof v === 'boolean' || String(v).trim() === '') {
     throw new BlufioError('E_USAGE', `${name} needs a path`, `give ${name} <path>, or leave it out to use blufio.toml`);
   }
+  // "-" is stdin/stdout for the command's argument, never a database's name: `restore --db -`
+  // made a database file named "-" in the current directory (found by an attack run).
+  if (name === '--db' && String(v) === '-') throw new BlufioError('E_USAGE', '--db names the database file; "-" is not one', 'give its path: --db /var/lib/blufio/blufio.db (or ./- for a file really named so)');
   return home(String(v));
 }
 

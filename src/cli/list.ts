@@ -12,6 +12,7 @@ import { identitiesFor } from './keys.ts';
 export async function runList(target: string, f: CommonFlags, io: Io, say: Say): Promise<void> {
   const { listSetContents } = await import('../sets/index.ts');
   const cfg = await loadConfig(f, io, say);
+  await (await import('../storage/index.ts')).refuseFileAsSet(target, 'list', { s3: cfg.backup.s3, env: io.env });
   const { backups: entries, logs, ranges } = await listSetContents(target, { s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg) });
   if (f.json) {
     emit(io, 'list', {

@@ -8,6 +8,7 @@ import { identitiesFor } from './keys.ts';
 export async function runPrune(target: string, f: CommonFlags, io: Io, say: Say, signal: AbortSignal): Promise<void> {
   const { prune } = await import('../sets/index.ts');
   const cfg = await loadConfig(f, io, say);
+  await (await import('../storage/index.ts')).refuseFileAsSet(target, 'prune', { s3: cfg.backup.s3, env: io.env });
   const keep = (v: unknown, name: string) => (v === undefined ? undefined : intFlag(v, name, 0));
   const given = {
     last: keep(f.keepLast, '--keep-last'), hourly: keep(f.keepHourly, '--keep-hourly'), daily: keep(f.keepDaily, '--keep-daily'),

@@ -105,6 +105,20 @@ export async function setBeside(url: string, opts: OpenOptions = {}): Promise<st
   }
 }
 
+/**
+ * For commands that take a set (list, check, prune): refuses `text` when it names one remote
+ * object (s3://b/k/x.db.gz) rather than a prefix — it was listed as an empty, healthy set (found
+ * by an attack run). A remote prefix without its slash still counts as the set.
+ */
+export async function refuseFileAsSet(text: string, command: string, opts: OpenOptions = {}): Promise<void> {
+  const where = locate(text);
+  if (where.kind !== 'file' || where.remote === null) return;
+  const { store, name } = openRemoteFile(text, opts);
+  if (await store.stat(name)) {
+    throw new BlufioError('E_USAGE', `${store.where(name)} is one backup, not a set`, `blufio ${command} takes a set: the prefix that holds the backups, ending in / (e.g. ${store.where('')}); blufio verify checks one backup`);
+  }
+}
+
 /** A file's store and name within it: `/backups/x.diff.gz` → (/backups, x.diff.gz); `s3://b/p/x` → (s3://b/p/, x). */
 export function splitFile(file: string): { store: string; name: string } {
   if (remoteOf(file)) {

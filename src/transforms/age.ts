@@ -36,7 +36,11 @@ export const age: Transform = {
     }
   },
   pack: (input, recipients) => sealChunks(input, recipients),
-  unpack: (input, keys, shown) => openChunks(dearmoredIfArmored(input, shown), identitiesOf(keys), shown),
+  unpack(input, keys, shown) {
+    const ids = identitiesOf(keys);
+    if (ids.length === 0) throw new BlufioError('E_KEY', `${shown} is encrypted (age); no identity was given to decrypt it`, NEEDS_IDENTITY);
+    return openChunks(dearmoredIfArmored(input, shown), ids, shown);
+  },
   async peek(packed, keys, shown) {
     const ids = identitiesOf(keys);
     const buf = Buffer.from(packed.buffer, packed.byteOffset, packed.length);

@@ -108,7 +108,9 @@ export function layersOfFile(file: string, keys: KeyOptions): Layers {
     const t = found.length < TRANSFORMS.length ? detect(head) : null;
     if (!t || found.includes(t)) break;
     found.unshift(t);
-    if (!t.innerHead) break;
+    // Only the outermost layer reads the file for what it holds (an age file inside gzip, made
+    // by `gzip x.db.age`, is found so: its layers are age, then gzip).
+    if (!t.innerHead || found.length > 1) break;
     head = t.innerHead(file, keys);
   }
   if (found.length === 0) refuseDamaged(head, file);

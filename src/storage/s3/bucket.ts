@@ -5,10 +5,12 @@
  * S3-compatible servers ignore If-None-Match (see put()).
  */
 import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { BlufioError } from '../../errors.ts';
 import { clientFor, download, upload, type ObjectStorageOptions } from './transfer.ts';
-import { parseS3Url, type S3Client } from './client.ts';
+import { parseS3Url, S3Client } from './client.ts';
+import { pidAlive } from '../../files.ts';
 import type { Body, PutOptions, Store, StoreOptions } from '../store.ts';
 
 /** A run's claim on a name it is about to publish (BucketStore.put). */
@@ -82,7 +84,9 @@ export class BucketStore implements Store {
       }
     }
     const claim = { bucket: this.bucket, key: `${loc.key}${CLAIM}${randomBytes(8).toString('hex')}` };
-    await this.client.put(claim, Buffer.alloc(0), true);
+    // Who holds it: a claim of this machine whose process is gone (killed, or its server went
+    // down before it could remove the claim) is stale at once.
+    await this.client.put(claim, Buffer.from(JSON.stringify({ host: os.hostname(), pid: process.pid })), true);
     try {
       const listed = await this.client.list(this.bucket, this.prefix);
       // Any other claim on this name counts, however old (a killed run's blocks only its own
@@ -95,7 +99,15 @@ export class BucketStore implements Store {
           await this.client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
         }
       }
-      const rivals = listed.filter((o) => o.key.startsWith(`${loc.key}${CLAIM}`) && o.key !== claim.key);
+      const rivals: typeof listed = [];
+      for (const o of listed) {
+        if (!o.key.startsWith(`${loc.key}${CLAIM}`) || o.key === claim.key) continue;
+        if (Date.parse(o.lastModified) < stale || (await this.deadHolder(o.key))) {
+          await this.client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
+          continue;
+        }
+        rivals.push(o);
+      }
       // Our own claim not listed yet: the argument above does not hold, so give way too.
       if (!ours || rivals.length > 0 || listed.some((o) => o.key === loc.key)) {
         await new Promise((r) => setTimeout(r, 20 + Math.random() * 200));
@@ -106,7 +118,19 @@ export class BucketStore implements Store {
       if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') return { published: false, bytes: 0 };
       throw e;
     } finally {
-      await this.client.delete(claim).catch(() => {});
+      // Not through the job's client: after a Ctrl-C or --timeout its signal is aborted, and the
+      // claim would stay behind (found by an attack run). A few seconds at most.
+      await new S3Client(this.client.config, { retries: 1, requestTimeoutMs: 5_000 }).delete(claim).catch(() => {});
+    }
+  }
+
+  /** True when the claim at `key` was made by a process of this machine that is gone. */
+  private async deadHolder(key: string): Promise<boolean> {
+    try {
+      const holder = JSON.parse((await this.client.getPrefix({ bucket: this.bucket, key }, 512)).toString('utf8')) as { host?: string; pid?: number };
+      return holder.host === os.hostname() && typeof holder.pid === 'number' && holder.pid !== process.pid && !pidAlive(holder.pid);
+    } catch {
+      return false;
     }
   }
 

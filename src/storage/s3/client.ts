@@ -42,6 +42,11 @@ export function parseS3Url(url: string, needKey = true): S3Location {
   if (needKey && (m[2] === '' || m[2].endsWith('/'))) {
     throw new BlufioError('E_USAGE', `"${url}" names no object${m[2] === '' ? '' : ' (it ends in /)'}`, `give the object's key: s3://${bucket}/${m[2]}blufio.db.gz`);
   }
+  // An empty segment (s3://b/p//k, s3://b//p/) is a key of its own on S3, beside the one meant:
+  // a set there would never be listed with s3://b/p/ (found by an attack run).
+  if (m[2].startsWith('/') || m[2].includes('//')) {
+    throw new BlufioError('E_USAGE', `"${url}" has an empty segment (// or a / right after the bucket), which would name other keys than the ones meant`, `write it with single slashes: s3://${bucket}/${m[2].replace(/\/{2,}/g, '/').replace(/^\//, '')}`);
+  }
   // HTTP clients resolve "." and ".." in a path (even as %2E): the request would go to another
   // object, or another bucket. S3 allows such keys; we refuse them rather than write elsewhere.
   if (m[2].split('/').some((seg) => seg === '.' || seg === '..')) {
