@@ -208,11 +208,11 @@ function live(n: number) {
 test('live replica: commits seen in the WAL are steps of exactly their pages; a WAL checkpointed and restarted unseen while the file changed is a gap closed by comparing every page', () => {
   const { db, wal, r, out } = live(4);
   // Nothing committed: no step.
-  assert.is(r.catchUp(1, out), null);
+  assert.is(r.catchUp(out, { now: 1 }), null);
   // One transaction touching pages 2 and 3.
   const g = new WalBuilder(7, 8).tx([2, 3], 4, 0x22);
   wal.create(g.bytes);
-  const s1 = r.catchUp(2, out)!;
+  const s1 = r.catchUp(out, { now: 2 })!;
   assert.equal([s1.count, s1.gap], [2, null]);
   // The writer checkpoints (the file takes the frames), restarts the WAL with new salts and
   // commits again, all between two looks, and the file changed: frames were never seen one by one.
@@ -222,13 +222,13 @@ test('live replica: commits seen in the WAL are steps of exactly their pages; a 
   fs.writeFileSync(db, b);
   wal.set(new WalBuilder(9, 1).tx([2], 4, 0x55).bytes);
   // Not at every look: a full pass waits for the interval.
-  assert.is(r.catchUp(3, out, { fullPass: false }), null);
-  const s2 = r.catchUp(4, out)!;
+  assert.is(r.catchUp(out, { now: 3, fullPass: false }), null);
+  const s2 = r.catchUp(out, { now: 4 })!;
   assert.ok(s2.gap, 'a gap');
   // Page 4 changed in the file only (checkpointed unseen), page 2 in the new WAL: both, nothing else.
   assert.is(s2.count, 2);
   // Quiet again: nothing.
-  assert.is(r.catchUp(5, out), null);
+  assert.is(r.catchUp(out, { now: 5 }), null);
   r.close();
 });
 

@@ -12,7 +12,7 @@ import { jobOptions } from './job.ts';
 import { recipientsFor } from './keys.ts';
 import { ping } from './backup.ts';
 
-export async function runReplicate(target: string, f: CommonFlags & { interval?: string }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
+export async function runReplicate(target: string, f: CommonFlags & { interval?: string; newBaseEvery?: string }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
   const copyOpts = jobOptions(f, io, signal);
   const cfg = await loadConfig(f, io, say, pathFlag(f.db, '--db'));
   const { locate } = await import('../storage/index.ts');
@@ -20,6 +20,8 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   if (dest.kind !== 'set') throw new BlufioError('E_USAGE', `blufio replicate ships to a set: ${target} is a file`, `give a folder or a prefix ending in /: blufio replicate ${target}/`);
   const seconds = f.interval === undefined ? cfg.replicate?.interval ?? 1 : Number(f.interval);
   if (!(seconds >= 0.05 && seconds <= 3600)) throw new BlufioError('E_USAGE', `--interval must be a number of seconds from 0.05 to 3600, not "${f.interval}"`, 'e.g. --interval 1 (the default)');
+  const everyHours = f.newBaseEvery === undefined ? 6 : Number(f.newBaseEvery);
+  if (!(everyHours >= 0.0001 && everyHours <= 24 * 366)) throw new BlufioError('E_USAGE', `--new-base-every must be a number of hours above 0, not "${f.newBaseEvery}"`, 'e.g. --new-base-every 6 (the default)');
   const recipients = await recipientsFor(null, f, cfg);
   const offsite = dest.remote !== null;
   const unencrypted = !!f.unencrypted || (offsite && cfg.backup.unencrypted === true && recipients.length === 0);
@@ -57,7 +59,7 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   };
   const { replicate } = await import('../replicate/replicator.ts');
   await replicate(cfg.databasePath, target, {
-    ...copyOpts, signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), onEvent: line, onInterval,
+    ...copyOpts, signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), onEvent: line, onInterval,
   });
 }
 
@@ -71,6 +73,8 @@ function describe(e: Record<string, unknown> & { event: string }): string {
       return `warning: commits were not seen one by one before ${e.segment} (${e.why}): closed from the database file; times inside the gap restore to the state before it`;
     case 'retry':
       return `warning: shipping failed (${e.error}); ${e.backlogSteps} step(s) kept here, trying again in ${Math.round(Number(e.nextInMs) / 1000)} s`;
+    case 'new-base':
+      return `A new chain on ${e.base} (restores need its base and a few segments)`;
     case 'compacted':
       return `Compacted ${e.merged} segments into ${e.segment} (${e.bytes} bytes)`;
     case 'caught-up':

@@ -46,6 +46,8 @@ export class LiveReplica {
   /** The hash of each page of the replica's state (16 bytes each), and their checksum. */
   private hashes: Buffer;
   readonly checksum = new Uint8Array(CHECKSUM_BYTES);
+  /** When the last look at the WAL ended (ms, rounded up). */
+  private lookedAt = 0;
   /** Gaps closed since start (for reports). */
   gaps = 0;
   lastGap: string | null = null;
@@ -98,8 +100,11 @@ export class LiveReplica {
    * Throws RetryAttempt when the state could not be proven in ROUNDS rounds (a storm of
    * checkpoints): nothing is lost, the next call goes on from the same pages.
    */
-  catchUp(now: number, out: StepWriter, opts: { fullPass?: boolean } = {}): StepMeta | null {
+  catchUp(out: StepWriter, opts: { fullPass?: boolean; now?: number } = {}): StepMeta | null {
     this.look(undefined);
+    // When the commits the step holds were seen: the look they were read in (not later: a commit
+    // seen after it is in the next step, and its time must not be this one's).
+    let seenAt = this.lookedAt;
     if (this.touched.size === 0 && this.gap === null) return null;
     // A full pass reads the whole database file: not at every look (a writer that truncates its
     // WAL after every commit would make it one every tenth of a second), only when allowed.
@@ -130,15 +135,21 @@ export class LiveReplica {
       }
       const fresh = new Set<number>();
       this.look(fresh);
+      const lookedAgain = this.lookedAt;
       if (this.gap) {
         why = `a full pass did not fit between two commits (${this.gap})`;
+        seenAt = lookedAgain;
         continue;
       }
-      if (f.gen !== gen) continue;
-      if (before !== this.src.stamp() && [...fresh].some(fromFile)) continue;
+      if (f.gen !== gen || (before !== this.src.stamp() && [...fresh].some(fromFile))) {
+        // The next round takes in what that look saw.
+        seenAt = lookedAgain;
+        continue;
+      }
       const format = this.src.headerByte(18);
       if (format >= 0 && format !== 2) throw new RetryAttempt('the database left WAL mode');
       // One committed state: what changed is told by the pages' hashes.
+      const now = opts.now ?? seenAt;
       out.begin(now, nFinal);
       const count = this.advance(nFinal, this.wide ? null : applying, out);
       out.end(this.checksum);
@@ -215,6 +226,8 @@ export class LiveReplica {
     const pre = this.src.stamp();
     const collect = new Set<number>();
     const { read, reason, blind } = this.follower.look(collect);
+    // Every commit this look read was made before now (to the millisecond above).
+    this.lookedAt = Math.ceil(performance.timeOrigin + performance.now());
     const post = this.src.stamp();
     if (post !== this.lastPre) {
       if (reason) this.gap = reason;

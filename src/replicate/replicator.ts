@@ -20,13 +20,13 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backup, refuseUnencryptedOffsite } from '../backup.ts';
-import type { BackupOptions } from '../build.ts';
+import type { BackupOptions, BackupResult } from '../build.ts';
 import { BlufioError } from '../errors.ts';
 import { canonicalPath, fsyncFile, makeWorkDir, pidAlive, stateDir } from '../files.ts';
 import { RetryAttempt } from '../retry.ts';
 import { readFully, writeFully } from '../vfs/disk-file.ts';
 import { chainEnd, logNameFor, logsOf } from '../sets/logs.ts';
-import { stemOf } from '../sets/names.ts';
+import { parseName, stemOf } from '../sets/names.ts';
 import { openStore } from '../storage/index.ts';
 import { layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta } from './live-replica.ts';
@@ -38,6 +38,11 @@ export interface ReplicateOptions extends BackupOptions {
   intervalMs?: number;
   /** Each event worth an operator's notice (started, shipped, caught up, gap closed, retried, …). */
   onEvent?: (e: ReplicateEvent) => void;
+  /**
+   * Start a new chain on a new full backup this often (default 6 h): a restore then needs the
+   * base and at most 29 + 19 + 5 + 5 segments (docs/replication.md).
+   */
+  newBaseEveryMs?: number;
   /** Say so when the oldest unshipped commit is older than this (default 10 s). */
   lagWarnMs?: number;
   /** Called after each interval that shipped or had nothing to ship (for --ping); `ok` false when shipping failed. */
@@ -52,6 +57,7 @@ export type ReplicateEvent =
   | { event: 'caught-up'; afterMs: number }
   | { event: 'lag'; lagMs: number }
   | { event: 'compacted'; segment: string; merged: number; bytes: number }
+  | { event: 'new-base'; base: string }
   | { event: 'stopped'; segments: number; lastCommit: string | null };
 
 export interface ReplicateStatus {
@@ -81,6 +87,19 @@ interface Meta {
   pageSize: number;
   /** A segment being shipped (outgoing.seg), not yet applied to the replica. */
   pending?: { n: number; post: string };
+}
+
+/** The time a backup's name says (a set's file: ms), 0 when it says none. */
+function nameTime(file: string): number {
+  return parseName(file.slice(file.lastIndexOf('/') + 1))?.time.getTime() ?? 0;
+}
+
+/** A new chain's full backup, being made while the old chain goes on. */
+interface NextBase {
+  done: boolean;
+  failed: unknown;
+  w: ReturnType<typeof LiveReplica.follow>;
+  r: BackupResult | null;
 }
 
 /** Where this machine keeps a chain's replica and state: one folder per (set, database). */
@@ -179,6 +198,12 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let stuckSince: number | null = null;
   let stuckSaid = false;
   let behindSince: number | null = null;
+  // A new chain every newBaseEveryMs: its full backup is made while the old chain goes on
+  // shipping, then the replicator moves over (the chains overlap: no gap between them).
+  const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
+  let chainStart = Date.now();
+  let nextBase: NextBase | null = null;
+  const nextReplica = `${replicaPath}.next`;
   const work = makeWorkDir('replicate', opts.workDir);
   const writeStatus = () => {
     status.updated = new Date().toISOString();
@@ -263,7 +288,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       const stopping = opts.signal?.aborted ?? false;
       try {
         // Full passes (a gap to close) once an interval, when the steps are shipped.
-        const step = live.catchUp(Date.now(), spool, { fullPass: stopping || Date.now() >= nextShip - look });
+        // A step's time is when the look that read its commits ended (live-replica.ts).
+        const step = live.catchUp(spool, { fullPass: stopping || Date.now() >= nextShip - look });
         if (step && (step.count > 0 || step.gap)) pending.push(step);
         else if (step) spool.drop();
         stuckSince = null;
@@ -307,10 +333,62 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         lagSaid = true;
         say({ event: 'lag', lagMs: now - pending[0].time });
       }
+      if (!stopping && !nextBase && Date.now() - chainStart >= baseEvery) {
+        fs.rmSync(nextReplica, { force: true });
+        const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null };
+        nextBase = nb;
+        backup(db, store.where(''), { ...opts, signal: opts.signal, full: true, keepCopyAt: nextReplica } as BackupOptions).then((r) => {
+          nb.r = r;
+        }, (e) => {
+          nb.failed = e;
+        }).finally(() => {
+          nb.done = true;
+        });
+      }
+      // The new chain reaches back only to its base's name (its time rounded up to the second):
+      // the old one goes on until then, so that no moment falls between them.
+      const baseReady = nextBase?.done && (nextBase.failed || !nextBase.r || Date.now() >= nameTime(nextBase.r.path) + 2 * look);
+      if (baseReady && nextBase && (nextBase.failed || pending.length === 0)) {
+        const nb = nextBase;
+        nextBase = null;
+        if (nb.failed || !nb.r) {
+          nb.w.follower.close();
+          nb.w.src.close();
+          fs.rmSync(nextReplica, { force: true });
+          if (!stopping) say({ event: 'retry', error: `a new base: ${nb.failed instanceof Error ? nb.failed.message : String(nb.failed)}`, backlogSteps: pending.length, nextInMs: 600_000 });
+          chainStart = Date.now() - baseEvery + 600_000;
+        } else {
+          // Everything the old chain saw is shipped: move over to the new one.
+          live.close();
+          fs.renameSync(nextReplica, replicaPath);
+          const base = nb.r.path.slice(nb.r.path.lastIndexOf('/') + 1);
+          live = new LiveReplica(nb.w.src, nb.w.follower, nb.w.lastPre, replicaPath, nb.r.pageSize, nb.r.pages);
+          meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: nb.r.pageSize };
+          writeMeta(metaPath, meta);
+          spool.reset();
+          status.base = base;
+          status.segment = 0;
+          chainStart = Date.now();
+          say({ event: 'new-base', base });
+        }
+      } else if (baseReady && pending.length > 0 && !stopping && now < nextShip) {
+        // Ship what the old chain has before moving over.
+        nextShip = now;
+      }
       if (stopping) break;
       await sleep(look, opts.signal);
     }
   } finally {
+    if (nextBase) {
+      const nb = nextBase;
+      await new Promise<void>((r) => {
+        const wait = () => (nb.done ? r() : setTimeout(wait, 20));
+        wait();
+      });
+      nb.w.follower.close();
+      nb.w.src.close();
+      fs.rmSync(nextReplica, { force: true });
+    }
     await compacting;
     live.close();
     fs.closeSync(spoolFd);
