@@ -11,6 +11,7 @@ import { inspect } from './inspect.ts';
 import type { KeyOptions } from './transforms/index.ts';
 import type { ObjectStorageOptions } from './storage/index.ts';
 import { aboutIt, assess, entriesOf, hashCacheDir, materialize, openStore } from './sets/index.ts';
+import { chainEnd, logsOf } from './sets/logs.ts';
 
 export interface CheckOptions extends ObjectStorageOptions, KeyOptions {
   /** Rebuild and integrity_check this share of the backups (0–100; 100 = all; default 0: headers only). */
@@ -46,6 +47,16 @@ export async function checkSet(set: string, opts: CheckOptions = {}): Promise<Ch
   const entries = entriesOf(files, opts.stem);
   const members = await assess(store, files, entries, { headers: true, keys: opts, cacheDir: hashCacheDir(set, opts) });
   const problems: CheckResult['problems'] = [];
+  // Log segments (blufio replicate): each must be reachable from its base without a hole
+  // (by their names; segments are not replayed here: restore --at and verify --at do that).
+  const logs = logsOf(files, opts.stem);
+  const byName = new Map(members.map((m) => [m.name, m]));
+  for (const base of new Set(logs.map((l) => l.base))) {
+    const end = chainEnd(logs, base);
+    const b = byName.get(base);
+    const broken = logs.filter((l) => l.base === base && (l.last > end || !b || !b.restorable));
+    if (broken.length > 0) problems.push({ name: broken[0].name, problem: !b ? `its base ${base} is missing` : !b.restorable ? `its base ${base} cannot be restored` : `segment ${end + 1} of the chain on ${base} is missing: ${broken.length} segment(s) after it cannot be replayed` });
+  }
   for (const m of members) {
     if (!m.restorable) problems.push({ name: m.name, problem: m.problem! });
     if (m.future) problems.push({ name: m.name, problem: `it is named after now (${m.time.toISOString()}; a clock that jumped ahead?): it sorts as the newest backup and stops prune; check the clock, then rename or remove it` });

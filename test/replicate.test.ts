@@ -232,6 +232,35 @@ test('a new chain on a new full backup every --new-base-every: the chains overla
   for (let k = 1; k <= 8; k++) restoreAt(set, env, all, Math.round(first + ((last - first) * k) / 9), ranges[0].gaps);
 });
 
+test('a database file replaced under the replicator (a restore, a copy moved over it) stops it with an error; started again, it goes on from the new file and every state restores', async () => {
+  if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !== 0) return skip('python3 is not installed');
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  const set = `${path.join(d, 'set')}/`;
+  fs.mkdirSync(set);
+  const env = { HOME: tmpdir('blufio-home-') };
+  let writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100 })], true);
+  let rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2'], env);
+  await sleep(1500);
+  assert.is(await stopped(writer.proc), 0);
+  await sleep(500);
+  // An attack run shipped corrupt segments after this (the replicator read the old file).
+  fs.copyFileSync(db, path.join(d, 'copy.db'));
+  fs.renameSync(path.join(d, 'copy.db'), db);
+  const code = await new Promise<number | null>((r) => rep.proc.on('exit', (c) => r(c)));
+  assert.is(code, 1, rep.err());
+  assert.match(rep.err(), 'was replaced by another file');
+  writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100 })], true);
+  rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2'], env);
+  await sleep(1500);
+  assert.is(await stopped(writer.proc), 0);
+  await sleep(300);
+  assert.is(await stopped(rep.proc), 0, rep.err());
+  const all = rows(db);
+  const { ranges } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
+  assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
+});
+
 test('replicate refuses a file destination, s3:// without recipients, a rollback-journal database, a second replicator of the same chain', async () => {
   const d = tmpdir();
   const db = path.join(d, 'blufio.db');

@@ -181,6 +181,10 @@ test('names: a segment\'s name says its base, number, times and a gap; chains st
   // A compacted segment (1-2) stands for the two it merged, still beside it: the chain takes it.
   const merged = logsOf([seg(1, 1, 2), seg(2, 3, 4), { name: logNameFor('blufio', base, 1, t(1), t(4), layersFor({ compress: true, encrypt: false }), false, 2), bytes: 1 }, seg(3, 10, 11, true)]);
   assert.equal(chainOf(merged, base).map((l) => [l.n, l.last]), [[1, 2], [3, 3]]);
+  // Overlapping merged segments (a removal failed midway once): the chain still reaches as far
+  // as any path goes, by the fewest objects.
+  const overlap = logsOf([seg(1, 1, 2), seg(2, 3, 4), seg(3, 5, 6), seg(4, 7, 8), { name: logNameFor('blufio', base, 1, t(1), t(4), layersFor({ compress: true, encrypt: false }), false, 2), bytes: 1 }, { name: logNameFor('blufio', base, 2, t(3), t(8), layersFor({ compress: true, encrypt: false }), false, 4), bytes: 1 }]);
+  assert.equal(chainOf(overlap, base).map((l) => [l.n, l.last]), [[1, 1], [2, 4]]);
   const ranges = rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }], chainOf(logs, base));
   assert.equal(ranges, [{ series: 'blufio', from: t(0).toISOString(), to: t(11).toISOString(), gaps: [{ from: t(4).toISOString(), to: t(10).toISOString() }] }]);
 });

@@ -148,11 +148,13 @@ async function merge(c: CompactContext, level: number, batch: Held[]): Promise<n
     fs.rmSync(out, { force: true });
     throw new BlufioError('E_IN_USE', `${c.store.where(name)} could not be written`, 'the segments it merges stay as they are');
   }
-  // It is in the set: the segments it merged go (a kill here leaves them beside it: the chain
-  // takes the merged one, prune removes them with their base).
+  // It is in the set: this batch is done here before anything is removed there (a failed
+  // removal must never leave its segments to be merged again into a batch that overlaps this
+  // one: an attack run broke a chain so). The segments it merged then go, each as it can; one
+  // left beside it is harmless (the chain takes the merged one; prune removes it with its base).
+  for (const h of batch) fs.rmSync(h.file, { force: true });
   for (const h of batch) {
-    await c.store.remove(logNameFor(c.stem, h.header.base, h.header.n, new Date(h.header.from), new Date(h.header.to), c.layers, false, h.header.last ?? h.header.n));
-    fs.rmSync(h.file, { force: true });
+    await c.store.remove(logNameFor(c.stem, h.header.base, h.header.n, new Date(h.header.from), new Date(h.header.to), c.layers, false, h.header.last ?? h.header.n)).catch(() => {});
   }
   c.onMerged?.(name, batch.length, put.bytes);
   keepShipped(c.dir, out, header, level + 1);

@@ -15,6 +15,8 @@
  * it is always the state the chain in the set ends with (what a restart resumes from).
  */
 import * as fs from 'node:fs';
+import { pageSizeOf } from '../core/header.ts';
+import { BlufioError } from '../errors.ts';
 import { RetryAttempt } from '../retry.ts';
 import { overlay } from '../snapshot/overlay.ts';
 import { SourceFile } from '../snapshot/source-file.ts';
@@ -79,6 +81,22 @@ export class LiveReplica {
     return { src, follower, lastPre };
   }
 
+  /**
+   * A step that changes nothing, at the last look's time: "the state was still this then". Only
+   * when that look found nothing committed and no gap (else null).
+   */
+  heartbeat(out: StepWriter): StepMeta | null {
+    if (this.touched.size > 0 || this.gap !== null || this.lookedAt === 0) return null;
+    out.begin(this.lookedAt, this.nPages);
+    out.end(this.checksum);
+    return { time: this.lookedAt, pages: this.nPages, checksum: Uint8Array.from(this.checksum), count: 0, gap: null };
+  }
+
+  /** A gap waits to be closed by a full pass. */
+  gapPending(): boolean {
+    return this.gap !== null;
+  }
+
   /** The next catch-up compares every page with the database file (frames may have been committed unseen). */
   forceFullPass(why: string): void {
     this.gap = why;
@@ -100,7 +118,12 @@ export class LiveReplica {
    * Throws RetryAttempt when the state could not be proven in ROUNDS rounds (a storm of
    * checkpoints): nothing is lost, the next call goes on from the same pages.
    */
-  catchUp(out: StepWriter, opts: { fullPass?: boolean; now?: number } = {}): StepMeta | null {
+  catchUp(out: StepWriter, opts: { fullPass?: boolean; now?: number; holdGap?: boolean } = {}): StepMeta | null {
+    // A database file replaced (a restore, a copy moved over it) or rebuilt with another page
+    // size: its pages no longer follow the chain's (an attack run shipped corrupt segments so).
+    if (this.src.replaced()) throw new BlufioError('E_SOURCE_MISSING', `${this.src.path} was replaced by another file (a restore, or a copy moved over it)`, 'start blufio replicate again: it compares every page with the new file and goes on from there');
+    const head = this.src.header();
+    if (head.length >= 18 && pageSizeOf(head) !== this.pageSize) throw new BlufioError('E_USAGE', `${this.src.path} now has pages of ${pageSizeOf(head)} bytes, not ${this.pageSize} (a VACUUM with another page_size)`, 'start blufio replicate again: a new chain starts on a new full backup');
     this.look(undefined);
     // When the commits the step holds were seen: the look they were read in (not later: a commit
     // seen after it is in the next step, and its time must not be this one's).
@@ -108,7 +131,7 @@ export class LiveReplica {
     if (this.touched.size === 0 && this.gap === null) return null;
     // A full pass reads the whole database file: not at every look (a writer that truncates its
     // WAL after every commit would make it one every tenth of a second), only when allowed.
-    if (this.gap !== null && opts.fullPass === false) return null;
+    if (this.gap !== null && (opts.fullPass === false || opts.holdGap)) return null;
     let why = 'the WAL kept moving under the pages being read';
     let closed: string | null = null;
     for (let round = 1; round <= ROUNDS; round++) {
@@ -226,8 +249,10 @@ export class LiveReplica {
     const pre = this.src.stamp();
     const collect = new Set<number>();
     const { read, reason, blind } = this.follower.look(collect);
-    // Every commit this look read was made before now (to the millisecond above).
-    this.lookedAt = Math.ceil(performance.timeOrigin + performance.now());
+    // Every commit this look read was made before now (to the millisecond above), on the wall
+    // clock as it is now (a monotonic clock kept the time before an NTP correction: an attack
+    // run restored rows 5 s after --at); never before an earlier look's (steps are ordered).
+    this.lookedAt = Math.max(this.lookedAt, Date.now() + 1);
     const post = this.src.stamp();
     if (post !== this.lastPre) {
       if (reason) this.gap = reason;

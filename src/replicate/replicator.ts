@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backup, refuseUnencryptedOffsite } from '../backup.ts';
 import type { BackupOptions, BackupResult } from '../build.ts';
+import { pageSizeOf } from '../core/header.ts';
 import { BlufioError } from '../errors.ts';
 import { canonicalPath, fsyncFile, makeWorkDir, pidAlive, stateDir } from '../files.ts';
 import { RetryAttempt } from '../retry.ts';
@@ -89,6 +90,21 @@ interface Meta {
   pending?: { n: number; post: string };
 }
 
+/** The page size the database's header says now (0: unknown). */
+function pageSizeNow(db: string): number {
+  try {
+    const fd = fs.openSync(db, 'r');
+    try {
+      const head = Buffer.alloc(100);
+      return fs.readSync(fd, head, 0, 100, 0) >= 18 ? pageSizeOf(head) : 0;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return 0;
+  }
+}
+
 /** The time a backup's name says (a set's file: ms), 0 when it says none. */
 function nameTime(file: string): number {
   return parseName(file.slice(file.lastIndexOf('/') + 1))?.time.getTime() ?? 0;
@@ -112,7 +128,9 @@ const setId = (set: string) => (/^[a-z0-9+.-]+:\/\//i.test(set) ? set.replace(/^
 
 /** Runs until `opts.signal` is aborted; then ships what was committed and returns. */
 export async function replicate(dbPath: string, set: string, opts: ReplicateOptions = {}): Promise<ReplicateStatus> {
-  const db = path.resolve(dbPath);
+  // One name per database, however it is reached (a symlinked directory made a second
+  // replicator and a second chain: found by an attack run).
+  const db = canonicalPath(path.resolve(dbPath));
   const interval = Math.max(50, opts.intervalMs ?? 1000);
   const lagWarn = opts.lagWarnMs ?? 10_000;
   const say = opts.onEvent ?? (() => {});
@@ -154,7 +172,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     }
   }
   fs.rmSync(outgoing, { force: true });
-  const resumable = meta && meta.database === db && fs.existsSync(replicaPath) && files.some((f) => f.name === meta!.base)
+  const resumable = meta && meta.database === db && fs.existsSync(replicaPath) && files.some((f) => f.name === meta!.base) && pageSizeNow(db) === meta.pageSize
     && chainEnd(logsOf(files, stem), meta.base) === meta.n;
   const watch = LiveReplica.follow(db);
   let live: LiveReplica;
@@ -198,6 +216,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let stuckSince: number | null = null;
   let stuckSaid = false;
   let behindSince: number | null = null;
+  let stopRounds = 0;
+  let lastStepTime = 0;
   // A new chain every newBaseEveryMs: its full backup is made while the old chain goes on
   // shipping, then the replicator moves over (the chains overlap: no gap between them).
   const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
@@ -288,11 +308,29 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       const stopping = opts.signal?.aborted ?? false;
       try {
         // Full passes (a gap to close) once an interval, when the steps are shipped.
+        // A gap is closed in a segment of its own (shipped first: what was seen before it), so
+        // that its place in the range is its first step's (an attack run found gaps shown
+        // seconds away from where they were).
         // A step's time is when the look that read its commits ended (live-replica.ts).
-        const step = live.catchUp(spool, { fullPass: stopping || Date.now() >= nextShip - look });
-        if (step && (step.count > 0 || step.gap)) pending.push(step);
-        else if (step) spool.drop();
-        stuckSince = null;
+        const step = live.catchUp(spool, { fullPass: stopping || Date.now() >= nextShip - look, holdGap: pending.length > 0 });
+        if (step && (step.count > 0 || step.gap)) {
+          pending.push(step);
+          lastStepTime = step.time;
+        } else if (step) spool.drop();
+        if (live.gapPending() && pending.length > 0) nextShip = Math.min(nextShip, Date.now());
+        if (step || !live.gapPending()) {
+          stuckSince = null;
+          stuckSaid = false;
+        } else {
+          // A gap that no full pass has closed yet (a big database whose WAL is truncated after
+          // every commit): said when it lasts, and the monitor told.
+          stuckSince ??= Date.now();
+          if (Date.now() - stuckSince > lagWarn && !stuckSaid) {
+            stuckSaid = true;
+            say({ event: 'lag', lagMs: Date.now() - stuckSince });
+            opts.onInterval?.(false, `no committed state could be proven for ${Math.round((Date.now() - stuckSince) / 1000)} s (checkpoints after every commit on a big database?)`);
+          }
+        }
       } catch (e) {
         if (!(e instanceof RetryAttempt)) throw e;
         if (e.reason === 'the database left WAL mode') {
@@ -348,7 +386,16 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // The new chain reaches back only to its base's name (its time rounded up to the second):
       // the old one goes on until then, so that no moment falls between them.
       const baseReady = nextBase?.done && (nextBase.failed || !nextBase.r || Date.now() >= nameTime(nextBase.r.path) + 2 * look);
-      if (baseReady && nextBase && (nextBase.failed || pending.length === 0)) {
+      // The old chain must reach the new base's time; with nothing committed since its last
+      // step, a step that changes nothing says the state held until now.
+      if (baseReady && nextBase?.r && !nextBase.failed && pending.length === 0 && lastStepTime < nameTime(nextBase.r.path)) {
+        const hb = live.heartbeat(spool);
+        if (hb) {
+          pending.push(hb);
+          lastStepTime = hb.time;
+          nextShip = Date.now();
+        }
+      } else if (baseReady && nextBase && (nextBase.failed || pending.length === 0)) {
         const nb = nextBase;
         nextBase = null;
         if (nb.failed || !nb.r) {
@@ -375,8 +422,10 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // Ship what the old chain has before moving over.
         nextShip = now;
       }
-      if (stopping) break;
-      await sleep(look, opts.signal);
+      // Stopping: what was committed is shipped — a gap still open is closed first (its own
+      // segment, one more round).
+      if (stopping && (!live.gapPending() || ++stopRounds > 2)) break;
+      if (!stopping) await sleep(look, opts.signal);
     }
   } finally {
     if (nextBase) {

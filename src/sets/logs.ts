@@ -79,15 +79,26 @@ export function logsOf(files: StoredFile[], stem?: string): LogEntry[] {
  * hole cannot be applied: its state before is unknown).
  */
 export function chainOf(logs: LogEntry[], base: string): LogEntry[] {
-  const mine = logs.filter((l) => l.base === base);
-  const chain: LogEntry[] = [];
-  for (let n = 1; ; ) {
-    let pick: LogEntry | null = null;
-    for (const l of mine) if (l.n === n && (!pick || l.last > pick.last)) pick = l;
-    if (!pick) return chain;
-    chain.push(pick);
-    n = pick.last + 1;
+  // The furthest place reachable from 1 without a hole, by the fewest segments (segments that
+  // overlap — merged ones beside what they merged — are paths of their own, never a hole).
+  const mine = logs.filter((l) => l.base === base).sort((a, b) => a.n - b.n || b.last - a.last);
+  const best = new Map<number, { count: number; via: LogEntry | null; from: number }>([[1, { count: 0, via: null, from: 0 }]]);
+  let far = 1;
+  for (const l of mine) {
+    const at = best.get(l.n);
+    if (!at) continue;
+    const next = l.last + 1;
+    const had = best.get(next);
+    if (!had || had.count > at.count + 1) best.set(next, { count: at.count + 1, via: l, from: l.n });
+    far = Math.max(far, next);
   }
+  const chain: LogEntry[] = [];
+  for (let p = far; p > 1; ) {
+    const step = best.get(p)!;
+    chain.unshift(step.via!);
+    p = step.from;
+  }
+  return chain;
 }
 
 /** The last place the chain of `base` covers without a hole (0: none). */
@@ -122,7 +133,7 @@ export function rangesOf(backups: Array<{ name: string; stem: string; time: Date
       .sort((a, b) => a.base.time.getTime() - b.base.time.getTime());
     let prevEnd: number | null = null;
     for (const { base, chain } of chains) {
-      const start = base.time.getTime();
+      const start = Math.min(base.time.getTime(), chain[0].from.getTime());
       if (prevEnd !== null && start > prevEnd) gaps.push({ from: new Date(prevEnd).toISOString(), to: new Date(start).toISOString() });
       let last = start;
       for (const l of chain) {

@@ -28,7 +28,9 @@ export interface LogPlan {
  */
 export function planLogs(entries: SetEntry[], logs: LogEntry[], limit: number): LogPlan | null {
   for (const base of entries) {
-    if (base.kind !== 'full' || base.time.getTime() > limit) continue;
+    // A base is named after its state's time rounded up to the second; its chain's first step
+    // may come before that name (it was seen after the state was taken): it counts from there.
+    if (base.kind !== 'full') continue;
     const chain = chainOf(logs, base.name).filter((l) => l.from.getTime() <= limit);
     if (chain.length === 0) continue;
     return { base, chain, reach: Math.min(limit, chain[chain.length - 1].to.getTime()) };

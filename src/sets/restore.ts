@@ -48,16 +48,16 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
   if (opts.stem === undefined && stems.size > 1) {
     throw new BlufioError('E_USAGE', `the backup set ${set} holds backups of several databases (${[...stems].join(', ')})`, `say whose: --series ${[...stems][0]}`);
   }
-  const entry = pickEntry(entries, set, opts.at);
   const names = new Set(files.map((f) => f.name));
-  // A chain of log segments (blufio replicate) reaching later than that backup: the state at the
-  // time itself, replayed on the chain's base.
+  // A chain of log segments (blufio replicate) reaching at least as late as the newest backup at
+  // the time: the state at the time itself, replayed on the chain's base.
   const limit = opts.at ? opts.at.getTime() : Date.now() + FUTURE_SLACK;
   const series = opts.stem ?? (stems.size === 1 ? [...stems][0] : undefined);
   const plan = planLogs(entries, logsOf(files, series), limit);
+  const entry = plan && !entries.some((e) => e.time.getTime() <= limit) ? plan.base : pickEntry(entries, set, opts.at);
   const work = makeWorkDir('set', opts.workDir);
   try {
-    if (plan && plan.reach > entry.time.getTime()) {
+    if (plan && plan.reach >= entry.time.getTime()) {
       let replayed: { file: string; last: LogEntry };
       try {
         replayed = await replayLogs(store, plan, work, opts, limit, opts.signal);
