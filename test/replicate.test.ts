@@ -82,13 +82,26 @@ function restoreAt(set: string, env: Record<string, string>, all: Array<{ i: num
   return got.length;
 }
 
-test('replicate: every commit shipped through a kill -9 and checkpoint storms; restore --at gives each moment exactly; the server\'s checkpoints never busy', async () => {
-  if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !== 0) return skip('python3 is not installed');
+const hasPython = () => spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status === 0;
+
+/** A directory with the database's path, an empty set folder, and a fresh HOME. */
+function place() {
   const d = tmpdir();
-  const db = path.join(d, 'blufio.db');
   const set = `${path.join(d, 'set')}/`;
   fs.mkdirSync(set);
-  const env = { HOME: tmpdir('blufio-home-') };
+  return { d, db: path.join(d, 'blufio.db'), set, env: { HOME: tmpdir('blufio-home-') } };
+}
+
+/** Restores at `n` times spread across the range, each checked by restoreAt(). */
+function acrossRange(set: string, env: Record<string, string>, all: Array<{ i: number; t: number }>, range: { from: string; to: string; gaps: Array<{ from: string; to: string }> }, n: number): void {
+  const first = Date.parse(range.from);
+  const last = Date.parse(range.to);
+  for (let k = 1; k <= n; k++) restoreAt(set, env, all, Math.round(first + ((last - first) * k) / (n + 1)), range.gaps);
+}
+
+test('replicate: every commit shipped through a kill -9 and checkpoint storms; restore --at gives each moment exactly; the server\'s checkpoints never busy', async () => {
+  if (!hasPython()) return skip('python3 is not installed');
+  const { db, set, env } = place();
   const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100, checkpoint: 'TRUNCATE', pad: 300 })], true);
   let rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.5'], env);
   await sleep(1500);
@@ -171,12 +184,8 @@ for (const [name, runtime] of Object.entries(RUNTIMES)) {
 }
 
 test('compaction: segments merged 30 at a time, the merged ones removed; restore --at still gives each moment exactly, from fewer objects', async () => {
-  if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !== 0) return skip('python3 is not installed');
-  const d = tmpdir();
-  const db = path.join(d, 'blufio.db');
-  const set = `${path.join(d, 'set')}/`;
-  fs.mkdirSync(set);
-  const env = { HOME: tmpdir('blufio-home-') };
+  if (!hasPython()) return skip('python3 is not installed');
+  const { db, set, env } = place();
   const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 200 })], true);
   // A segment every 50 ms: 30 of them in ~1.5 s.
   const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.05', '--json'], env);
@@ -198,18 +207,12 @@ test('compaction: segments merged 30 at a time, the merged ones removed; restore
   const all = rows(db);
   const { ranges } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
   assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
-  const first = Date.parse(ranges[0].from);
-  const last = Date.parse(ranges[0].to);
-  for (let k = 1; k <= 5; k++) restoreAt(set, env, all, Math.round(first + ((last - first) * k) / 6), ranges[0].gaps);
+  acrossRange(set, env, all, ranges[0], 5);
 });
 
 test('a new chain on a new full backup every --new-base-every: the chains overlap (no gap), restore --at exact across both', async () => {
-  if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !== 0) return skip('python3 is not installed');
-  const d = tmpdir();
-  const db = path.join(d, 'blufio.db');
-  const set = `${path.join(d, 'set')}/`;
-  fs.mkdirSync(set);
-  const env = { HOME: tmpdir('blufio-home-') };
+  if (!hasPython()) return skip('python3 is not installed');
+  const { db, set, env } = place();
   const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100 })], true);
   // A new base every 1.8 s.
   const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2', '--new-base-every', '0.0005', '--json'], env);
@@ -227,18 +230,12 @@ test('a new chain on a new full backup every --new-base-every: the chains overla
   const bases = new Set(backups.filter((b: { kind: string }) => b.kind === 'full').map((b: { time: string }) => Date.parse(b.time)));
   assert.equal(ranges[0].gaps.filter((g: { to: string }) => bases.has(Date.parse(g.to))), [], 'no gap between the chains');
   assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
-  const first = Date.parse(ranges[0].from);
-  const last = Date.parse(ranges[0].to);
-  for (let k = 1; k <= 8; k++) restoreAt(set, env, all, Math.round(first + ((last - first) * k) / 9), ranges[0].gaps);
+  acrossRange(set, env, all, ranges[0], 8);
 });
 
 test('a database file replaced under the replicator (a restore, a copy moved over it) stops it with an error; started again, it goes on from the new file and every state restores', async () => {
-  if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !== 0) return skip('python3 is not installed');
-  const d = tmpdir();
-  const db = path.join(d, 'blufio.db');
-  const set = `${path.join(d, 'set')}/`;
-  fs.mkdirSync(set);
-  const env = { HOME: tmpdir('blufio-home-') };
+  if (!hasPython()) return skip('python3 is not installed');
+  const { d, db, set, env } = place();
   let writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100 })], true);
   let rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2'], env);
   await sleep(1500);
