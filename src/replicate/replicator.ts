@@ -21,15 +21,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backup, refuseUnencryptedOffsite } from '../backup.ts';
 import type { BackupOptions, BackupResult } from '../build.ts';
-import { pageSizeOf } from '../core/header.ts';
+import { hasSqliteMagic, journalModeOf, pageSizeOf } from '../core/header.ts';
 import { BlufioError } from '../errors.ts';
 import { canonicalPath, fsyncFile, makeWorkDir, pidAlive, stateDir } from '../files.ts';
 import { RetryAttempt } from '../retry.ts';
 import { readFully, writeFully } from '../vfs/disk-file.ts';
 import { chainEnd, logNameFor, logsOf } from '../sets/logs.ts';
 import { parseName, stemOf } from '../sets/names.ts';
-import { openStore } from '../storage/index.ts';
-import { layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
+import { canonicalSet, openStore } from '../storage/index.ts';
+import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta } from './live-replica.ts';
 import { compact, keepShipped } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
@@ -93,13 +93,8 @@ interface Meta {
 /** The page size the database's header says now (0: unknown). */
 function pageSizeNow(db: string): number {
   try {
-    const fd = fs.openSync(db, 'r');
-    try {
-      const head = Buffer.alloc(100);
-      return fs.readSync(fd, head, 0, 100, 0) >= 18 ? pageSizeOf(head) : 0;
-    } finally {
-      fs.closeSync(fd);
-    }
+    const head = firstBytes(db, 100);
+    return head.length >= 18 ? pageSizeOf(head) : 0;
   } catch {
     return 0;
   }
@@ -120,11 +115,10 @@ interface NextBase {
 
 /** Where this machine keeps a chain's replica and state: one folder per (set, database). */
 export function replicaDir(set: string, db: string, opts: BackupOptions): string {
-  const id = createHash('sha256').update(`${setId(set)}\n${db}`).digest('hex').slice(0, 16);
+  const id = createHash('sha256').update(`${canonicalSet(set)}\n${db}`).digest('hex').slice(0, 16);
   return path.join(stateDir(opts), 'replicate', id);
 }
 
-const setId = (set: string) => (/^[a-z0-9+.-]+:\/\//i.test(set) ? set.replace(/^[^:]+/, (s) => s.toLowerCase()).replace(/\/?$/, '/') : canonicalPath(path.resolve(set)));
 
 /** Runs until `opts.signal` is aborted; then ships what was committed and returns. */
 export async function replicate(dbPath: string, set: string, opts: ReplicateOptions = {}): Promise<ReplicateStatus> {
@@ -197,7 +191,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const w = resumable ? LiveReplica.follow(db) : watch;
     fs.rmSync(replicaPath, { force: true });
     const r = await backup(db, store.where(''), { ...opts, full: true, keepCopyAt: replicaPath } as BackupOptions);
-    const base = r.path.slice(r.path.lastIndexOf(r.path.startsWith('s3:') || r.path.includes('://') ? '/' : path.sep) + 1);
+    const base = r.path.slice(r.path.lastIndexOf('/') + 1);
     live = new LiveReplica(w.src, w.follower, w.lastPre, replicaPath, r.pageSize, r.pages);
     meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize };
     writeMeta(metaPath, meta);
@@ -451,19 +445,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
 
 /** Replication follows the WAL: a rollback-journal database (or not a database) is refused before anything is written. */
 function refuseRollbackMode(db: string): void {
-  let head: Buffer;
+  let head: Uint8Array;
   try {
-    head = Buffer.alloc(100);
-    const fd = fs.openSync(db, 'r');
-    try {
-      head = head.subarray(0, fs.readSync(fd, head, 0, 100, 0));
-    } finally {
-      fs.closeSync(fd);
-    }
+    head = firstBytes(db, 100);
   } catch {
     return; // the base backup says what is wrong with the path
   }
-  if (head.length === 100 && head.toString('latin1', 0, 16) === 'SQLite format 3\0' && head[18] !== 2) {
+  if (head.length === 100 && hasSqliteMagic(head) && journalModeOf(head) !== 'wal') {
     throw new BlufioError('E_USAGE', `${db} is in rollback-journal mode: blufio replicate follows a WAL-mode database's commits`,
       'the blufio server keeps its database in WAL mode (storage.wal_mode = true); for other databases, take backups with blufio backup');
   }

@@ -22,6 +22,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { validPageSize } from '../core/header.ts';
 import { BlufioError } from '../errors.ts';
 import { readFully, writeFully } from '../vfs/disk-file.ts';
 
@@ -154,7 +155,6 @@ export function encodeSegment(header: Omit<SegmentHeader, 'steps'>, steps: Step[
   return Buffer.concat(parts);
 }
 
-const validPageSize = (n: unknown) => typeof n === 'number' && n >= 512 && n <= 65536 && (n & (n - 1)) === 0;
 
 /** A segment's header from its first bytes (4 KiB hold it), and where its steps start. */
 export function parseSegmentHeader(buf: Uint8Array, shown: string): { header: SegmentHeader; offset: number } {
@@ -165,7 +165,7 @@ export function parseSegmentHeader(buf: Uint8Array, shown: string): { header: Se
   }
   try {
     const h = JSON.parse(b.subarray(LOG_MAGIC.length, nl).toString('utf8')) as SegmentHeader;
-    if (typeof h.base !== 'string' || !Number.isSafeInteger(h.n) || h.n < 1 || (h.last !== undefined && (!Number.isSafeInteger(h.last) || h.last < h.n)) || !validPageSize(h.pageSize) || !/^[0-9a-f]{32}$/.test(h.pre) || !/^[0-9a-f]{32}$/.test(h.post)
+    if (typeof h.base !== 'string' || !Number.isSafeInteger(h.n) || h.n < 1 || (h.last !== undefined && (!Number.isSafeInteger(h.last) || h.last < h.n)) || !(typeof h.pageSize === 'number' && validPageSize(h.pageSize)) || !/^[0-9a-f]{32}$/.test(h.pre) || !/^[0-9a-f]{32}$/.test(h.post)
       || Number.isNaN(Date.parse(h.from)) || Number.isNaN(Date.parse(h.to)) || !Number.isSafeInteger(h.steps) || h.steps < 1) throw new Error('bad header');
     return { header: h, offset: nl + 1 };
   } catch (e) {

@@ -13,11 +13,10 @@
  * segment before and its first step restore to the state before the gap.
  */
 import type { StoredFile } from '../storage/store.ts';
-import { compressed, encrypted, layersOfName, suffixOf, TRANSFORMS, type Layers } from '../transforms/index.ts';
+import { compressed, encrypted, layersOfName, suffixOf, type Layers } from '../transforms/index.ts';
+import { SUFFIX, TIME } from './names.ts';
 
-const TIME = String.raw`\d{8}T\d{6}Z`;
 const MS_TIME = String.raw`\d{8}T\d{9}Z`;
-const SUFFIX = TRANSFORMS.map((t) => t.suffix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
 const LOG_RE = new RegExp(String.raw`^(?<stem>.+?)-(?<base>${TIME}(?:-\d+)?)\.seg(?<n>\d{8})(?:-(?<last>\d{8}))?\.(?<from>${MS_TIME})-(?<to>${MS_TIME})(?<gap>\.gap)?\.log(?<layers>(?:${SUFFIX})*)$`);
 
 export interface LogEntry {

@@ -14,9 +14,9 @@ import * as path from 'node:path';
 import { compressed, encrypted, layersOfName, suffixOf, TRANSFORMS, type Layers } from '../transforms/index.ts';
 import type { StoredFile } from '../storage/store.ts';
 
-const TIME = String.raw`\d{8}T\d{6}Z`;
+export const TIME = String.raw`\d{8}T\d{6}Z`;
 /** Any transform's suffix (transforms/registry.ts): which and in what order is checked by layersOfName. */
-const SUFFIX = TRANSFORMS.map((t) => t.suffix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+export const SUFFIX = TRANSFORMS.map((t) => t.suffix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
 const NAME_RE = new RegExp(String.raw`^(?<stem>.+?)-(?<time>${TIME})(?:-(?<seq>\d+))?(?:\.from-(?<base>${TIME}(?:-\d+)?))?(?<kind>\.db|\.diff)(?<layers>(?:${SUFFIX})*)(?<pages>\.pages)?$`);
 
 export interface SetEntry {

@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { BlufioError, renamed } from '../errors.ts';
 import { applySegment, checksumOf, LOG_MAGIC } from '../replicate/segment.ts';
 import type { Store } from '../storage/store.ts';
-import { layersOfFile, unpackFile, type Guard, type KeyOptions } from '../transforms/index.ts';
+import { pageSizeOf } from '../core/header.ts';
+import { firstBytes, layersOfFile, unpackFile, type Guard, type KeyOptions } from '../transforms/index.ts';
 import { chainOf, type LogEntry } from './logs.ts';
 import type { SetEntry } from './names.ts';
 import { materialize } from './rebuild.ts';
@@ -44,15 +45,7 @@ export function planLogs(entries: SetEntry[], logs: LogEntry[], limit: number): 
  */
 export async function replayLogs(store: Store, plan: LogPlan, work: string, keys: KeyOptions, limit: number, signal?: AbortSignal): Promise<{ file: string; last: LogEntry }> {
   const file = await materialize(store, plan.base, work, keys, signal);
-  const head = Buffer.alloc(100);
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.readSync(fd, head, 0, 100, 0);
-  } finally {
-    fs.closeSync(fd);
-  }
-  const raw = head.readUInt16BE(16);
-  const pageSize = raw === 1 ? 65536 : raw;
+  const pageSize = pageSizeOf(firstBytes(file, 100));
   const sum = checksumOf(file, pageSize);
   let last = plan.chain[0];
   for (const l of plan.chain) {
