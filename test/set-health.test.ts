@@ -282,7 +282,10 @@ test('check --read-data finds damage that headers cannot show; --read-data-subse
   assert.equal([bad.code, bad.stderr], [2, 'error: --read-data-subset takes a share above 0 and at most 100%, not "0%" (e.g. --read-data-subset 10%)\n']);
 });
 
-for (const runtimeName of runtimesOf(['node', 'deno'])) {
+// Node only: faketime preloads itself into the runtime, and Deno crashed under it now and then
+// ("Caught Segmentation fault" before our code ran: 1 start in 60 here under load, once in CI).
+// The clock logic is the same JavaScript under every runtime.
+for (const runtimeName of runtimesOf(['node'])) {
   test(`${runtimeName}: the clock steps back less than five minutes (faketime): the next backup is named after the newest, and the newest state is restored`, () => {
     if (!faketime()) return skip('faketime is not installed (apt-get install faketime)');
     const runtime = RUNTIMES[runtimeName];

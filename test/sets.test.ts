@@ -38,11 +38,12 @@ const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1
 /**
  * The command prefix that runs `runtime` with its clock `i` seconds ahead (Debian's faketime), so
  * that backups made one after another are named in distinct seconds without waiting for them;
- * without faketime, it waits for the next second instead. (Backups made in one second need no
+ * without faketime (or under Deno), it waits for the next second instead. (Backups made in one second need no
  * wait at all: they are numbered in the order they were made.)
  */
 async function secondsAhead(i: number, runtime: string[] = [process.execPath]): Promise<string[]> {
-  if (faketime()) return ['faketime', '-f', `+${i}s`, ...runtime];
+  // Not Deno: it crashed under faketime's preload now and then (once in CI, 1 start in 60 here).
+  if (faketime() && !runtime[0].endsWith('deno')) return ['faketime', '-f', `+${i}s`, ...runtime];
   if (i > 0) await nextSecond();
   return runtime;
 }
