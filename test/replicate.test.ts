@@ -183,6 +183,45 @@ for (const [name, runtime] of Object.entries(RUNTIMES)) {
   });
 }
 
+test('a store that stops answering does not stop the looks: commits made meanwhile are each seen when made (restore --at inside the pause is exact); it catches up when the store is back', async () => {
+  if (!hasPython()) return skip('python3 is not installed');
+  const server = await startS3Server(fs.mkdtempSync(path.join(tmpdir(), 's3-')));
+  try {
+    const { db, env: home } = place();
+    const key = path.join(path.dirname(db), 'key.txt');
+    const recipient = JSON.parse(cli(['keygen', key, '--json'], {}).stdout).recipient as string;
+    const env = { ...s3Env(server), ...home };
+    const set = 's3://backups/paused/';
+    const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 50 })], true);
+    const rep = await replicator([process.execPath], [set, '--db', db, '--recipient', recipient, '--interval', '0.5', '--json'], env);
+    await sleep(1200);
+    // The store hangs (a segment's PUT waits on it) for four seconds.
+    const pausedFrom = Date.now();
+    server.proc.kill('SIGSTOP');
+    await sleep(4000);
+    server.proc.kill('SIGCONT');
+    const pausedTo = Date.now();
+    await sleep(2500);
+    assert.is(await stopped(writer.proc), 0);
+    assert.is(await stopped(rep.proc), 0, rep.err());
+    const all = rows(db);
+    const listed = cli(['list', set, '--json', '--identity', key], { env });
+    assert.is(listed.code, 0, listed.stderr);
+    const { ranges } = JSON.parse(listed.stdout);
+    assert.is(ranges.length, 1);
+    // The looks went on while the store hung: nothing to close from the file then (the writer's
+    // last close removes the WAL: a gap at the very end, after the pause).
+    const gaps = ranges[0].gaps as Array<{ from: string; to: string }>;
+    assert.ok(!gaps.some((g) => Date.parse(g.from) <= pausedTo && Date.parse(g.to) >= pausedFrom), `a gap in the pause: ${JSON.stringify(gaps)}`);
+    const ids = { ...env, BLUFIO_AGE_IDENTITY_FILE: key };
+    assert.is(restoreAt(set, ids, all, null, gaps), all.length);
+    // Moments inside the pause restore exactly (every row committed a second before is there).
+    for (let k = 1; k <= 4; k++) restoreAt(set, ids, all, Math.round(pausedFrom + ((pausedTo - pausedFrom) * k) / 5), gaps);
+  } finally {
+    await server.stop();
+  }
+});
+
 test('compaction: segments merged 30 at a time, the merged ones removed; restore --at still gives each moment exactly, from fewer objects', async () => {
   if (!hasPython()) return skip('python3 is not installed');
   const { db, set, env } = place();
@@ -206,6 +245,33 @@ test('compaction: segments merged 30 at a time, the merged ones removed; restore
   }
   const all = rows(db);
   const { ranges } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
+  assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
+  acrossRange(set, env, all, ranges[0], 5);
+});
+
+test('a writer that truncates its WAL after every commit makes every segment a gap: they are merged too, the merged span listed as a gap; restore --at exact', async () => {
+  if (!hasPython()) return skip('python3 is not installed');
+  const { db, set, env } = place();
+  const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100, checkpoint: 'TRUNCATE' })], true);
+  const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.05', '--json'], env);
+  await sleep(4500);
+  assert.is(await stopped(writer.proc), 0);
+  await sleep(300);
+  assert.is(await stopped(rep.proc), 0, rep.err());
+  const events = rep.err().trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(events.filter((e) => e.event === 'gap').length >= 30, 'segments that closed a gap');
+  const merged = events.filter((e) => e.event === 'compacted');
+  assert.ok(merged.length >= 1 && merged.every((e) => e.merged === 30), `compactions: ${JSON.stringify(merged)}`);
+  const { ranges, backups } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
+  const mergedGap = backups.filter((b: { name: string }) => /\.seg\d{8}-\d{8}\.\S+\.gap\.log/.test(b.name));
+  assert.ok(mergedGap.length >= 1, 'a merged segment named as a gap');
+  // Its whole span is listed as a gap.
+  for (const b of mergedGap) {
+    const m = /\.(\d{8}T\d{9}Z)-(\d{8}T\d{9}Z)\.gap/.exec(b.name)!;
+    const to = Date.parse(m[2].replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(\d{3})Z$/, '$1-$2-$3T$4:$5:$6.$7Z'));
+    assert.ok(ranges[0].gaps.some((g: { from: string; to: string }) => Date.parse(g.to) === to), `a gap reaching ${new Date(to).toISOString()}: ${JSON.stringify(ranges[0].gaps)}`);
+  }
+  const all = rows(db);
   assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
   acrossRange(set, env, all, ranges[0], 5);
 });

@@ -164,6 +164,38 @@ test('the spool writer makes what encodeSegment makes; a step that changed nothi
   assert.equal(Buffer.concat([segmentHead({ ...header, steps: 2 }), fs.readFileSync(spool)]), encodeSegment(header, steps));
 });
 
+test('the spool keeps what was written after the steps shipped: shift() moves it to the start', () => {
+  const db = dbFile(3);
+  const state = stateOf(db);
+  const sum = checksumOf(db, PS);
+  const pre = hex(sum);
+  const first = step(5, state, sum, [[2, 1], [3, 2]], 3);
+  const mid = hex(sum);
+  const later = [step(6, state, sum, [[2, 3]], 3), step(7, state, sum, [[3, 4]], 3)];
+  const fd = fs.openSync(path.join(tmpdir(), 'spool'), 'w+');
+  const w = new StepWriter(fd, PS);
+  const write = (s: Step) => {
+    w.begin(s.time, s.pages);
+    for (const r of s.records) w.record(r.pgno, r.page);
+    w.end(s.checksum);
+  };
+  write(first);
+  const shipped = w.bytes;
+  for (const s of later) write(s);
+  w.shift(shipped);
+  // What is left is exactly the later steps, and the spool goes on after them.
+  const header = { base: 'b', n: 2, pageSize: PS, pre: mid, post: hex(sum), from: new Date(6).toISOString(), to: new Date(7).toISOString() };
+  const left = Buffer.alloc(w.bytes);
+  fs.readSync(fd, left, 0, left.length, 0);
+  assert.equal(Buffer.concat([segmentHead({ ...header, steps: 2 }), left]), encodeSegment(header, later));
+  assert.is(fs.fstatSync(fd).size, w.bytes);
+  assert.throws(() => w.shift(w.bytes + 1), /past the spool/);
+  w.shift(w.bytes);
+  assert.is(w.bytes, 0);
+  fs.closeSync(fd);
+  assert.ok(pre !== mid);
+});
+
 test('names: a segment\'s name says its base, number, times and a gap; chains stop at a hole; ranges show gaps', () => {
   const layers = layersFor({ compress: true, encrypt: true });
   const name = logNameFor('blufio', 'blufio-20261207T070000Z.db.gz.age', 42, new Date('2026-12-07T07:15:00.250Z'), new Date('2026-12-07T07:15:01.100Z'), layers, true);
@@ -187,6 +219,9 @@ test('names: a segment\'s name says its base, number, times and a gap; chains st
   assert.equal(chainOf(overlap, base).map((l) => [l.n, l.last]), [[1, 1], [2, 4]]);
   const ranges = rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }], chainOf(logs, base));
   assert.equal(ranges, [{ series: 'blufio', from: t(0).toISOString(), to: t(11).toISOString(), gaps: [{ from: t(4).toISOString(), to: t(10).toISOString() }] }]);
+  // A compacted segment that holds a gap (3-4, from 10 to 20) is a gap over its whole span.
+  const gapMerged = logsOf([seg(1, 1, 2), seg(2, 3, 4), { name: logNameFor('blufio', base, 3, t(10), t(20), layersFor({ compress: true, encrypt: false }), true, 4), bytes: 1 }, seg(5, 21, 22)]);
+  assert.equal(rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }], chainOf(gapMerged, base))[0].gaps, [{ from: t(4).toISOString(), to: t(20).toISOString() }]);
 });
 
 /** A live replica over a database file of bytes and a WAL in memory. */

@@ -8,8 +8,10 @@
  *
  * Requests a day at one segment a second: 86,400 + 2,880 + 144 + 24 + 1 PUTs (89,449), and a
  * restore to any time needs at most 29 + 19 + 5 + 23 segments, plus one a day since the chain's
- * base (docs/replication.md). A segment that closed a gap is never merged (its place in the
- * range is said by its name), nor are the few before it that cannot make a batch.
+ * base (docs/replication.md). Segments that closed a gap are merged too (a writer that
+ * truncates its WAL after every commit makes every segment one): the merged segment is then
+ * named a gap over its whole span (list shows the span as a gap: times inside it restore to the
+ * newest state observed by then, which may miss commits made just before).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -60,10 +62,10 @@ function held(dir: string): Held[] {
   return out.sort((a, b) => a.header.n - b.header.n);
 }
 
-/** Keeps a shipped segment (its plain file) for merging; a gap's is not kept. */
+/** Keeps a shipped segment (its plain file) for merging. */
 export function keepShipped(dir: string, file: string, header: SegmentHeader, level = 0): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (header.gap || level >= FANIN.length) {
+  if (level >= FANIN.length) {
     fs.rmSync(file, { force: true });
     return;
   }
@@ -93,7 +95,8 @@ export async function compact(c: CompactContext): Promise<number> {
     let run: Held[] = [];
     for (const h of mine) {
       if (run.length > 0 && h.header.n !== (run[run.length - 1].header.last ?? run[run.length - 1].header.n) + 1) {
-        // A hole (a gap segment was not kept): what came before can never make a batch.
+        // A hole (a segment not kept: a kill between its shipping and its keeping): what came
+        // before can never make a batch.
         for (const r of run) fs.rmSync(r.file, { force: true });
         run = [];
       }
@@ -114,6 +117,8 @@ async function merge(c: CompactContext, level: number, batch: Held[]): Promise<n
     base: first.base, n: first.n, last: last.last ?? last.n, pageSize: first.pageSize, pre: first.pre, post: last.post,
     from: first.from, to: last.to, steps: batch.reduce((a, h) => a + h.header.steps, 0),
   };
+  const gap = batch.find((h) => h.header.gap)?.header.gap;
+  if (gap) header.gap = gap;
   const out = path.join(c.dir, `merging-${level + 1}.seg`);
   fs.rmSync(out, { force: true });
   const fd = fs.openSync(out, 'wx', 0o600);
@@ -142,7 +147,7 @@ async function merge(c: CompactContext, level: number, batch: Held[]): Promise<n
   } finally {
     fs.closeSync(fd);
   }
-  const name = logNameFor(c.stem, header.base, header.n, new Date(header.from), new Date(header.to), c.layers, false, header.last);
+  const name = logNameFor(c.stem, header.base, header.n, new Date(header.from), new Date(header.to), c.layers, gap !== undefined, header.last);
   const put = await c.store.put(name, packedBody(out, c.layers, c.recipients), { signal: c.signal, alone: true });
   if (!put.published && !(await c.store.stat(name))) {
     fs.rmSync(out, { force: true });
@@ -154,7 +159,7 @@ async function merge(c: CompactContext, level: number, batch: Held[]): Promise<n
   // left beside it is harmless (the chain takes the merged one; prune removes it with its base).
   for (const h of batch) fs.rmSync(h.file, { force: true });
   for (const h of batch) {
-    await c.store.remove(logNameFor(c.stem, h.header.base, h.header.n, new Date(h.header.from), new Date(h.header.to), c.layers, false, h.header.last ?? h.header.n)).catch(() => {});
+    await c.store.remove(logNameFor(c.stem, h.header.base, h.header.n, new Date(h.header.from), new Date(h.header.to), c.layers, h.header.gap !== undefined, h.header.last ?? h.header.n)).catch(() => {});
   }
   c.onMerged?.(name, batch.length, put.bytes);
   keepShipped(c.dir, out, header, level + 1);

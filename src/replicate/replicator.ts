@@ -199,8 +199,17 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   say({ event: 'started', base: meta!.base, resumed, set: store.where(''), database: db });
 
   const status: ReplicateStatus = { database: db, set: store.where(''), base: meta!.base, segment: meta!.n, lastShipped: null, lagMs: 0, backlogSteps: 0, bytesSent: 0, requests: 0, updated: new Date().toISOString(), pid: process.pid };
-  // What was seen and not shipped yet: the steps' pages in a spool file, their times here.
+  // What was seen and not shipped yet: the steps' pages in a spool file, their times here and
+  // their sizes in the spool. The first `inFlight` of them are being shipped (a segment on its
+  // way): the looks go on meanwhile, what they see is spooled after them.
   const pending: StepMeta[] = [];
+  const stepBytes: number[] = [];
+  let inFlight = 0;
+  let shipping: Promise<void> | null = null;
+  let fatal: unknown = null;
+  // A stop lets the segments on their way finish, for a minute at most.
+  const stopLimit = new AbortController();
+  let stopTimer: ReturnType<typeof setTimeout> | undefined;
   const spoolFd = fs.openSync(path.join(dir, 'spool'), 'w+', 0o600);
   const spool = new StepWriter(spoolFd, meta!.pageSize);
   let backoff = 0;
@@ -230,9 +239,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     }
   };
 
-  const ship = async (stopping: boolean): Promise<boolean> => {
-    if (pending.length === 0) return true;
-    const steps = pending.slice();
+  const ship = async (): Promise<void> => {
+    // A step that closed a gap starts a segment of its own (its place in the range is its
+    // segment's first time): the steps before it go first.
+    let k = pending.findIndex((s, i) => i > 0 && s.gap !== null);
+    if (k < 0) k = pending.length;
+    const steps = pending.slice(0, k);
+    const bytes = stepBytes.slice(0, k).reduce((a, b) => a + b, 0);
     const n = meta!.n + 1;
     const gap = steps.find((s) => s.gap)?.gap ?? undefined;
     const name = logNameFor(stem, meta!.base, n, new Date(steps[0].time), new Date(steps[steps.length - 1].time), layers, gap !== undefined);
@@ -242,13 +255,14 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // is finished by the next start).
     const file = outgoing;
     fs.rmSync(file, { force: true });
-    writeSegmentFile(file, head, spoolFd, spool.bytes);
+    writeSegmentFile(file, head, spoolFd, bytes);
+    inFlight = k;
     const post = hex(steps[steps.length - 1].checksum);
     writeMeta(metaPath, { ...meta!, pending: { n, post } });
     try {
       // One writer per chain (the lock) and names that cannot repeat: no claim protocol, two
       // requests a segment (HEAD, PUT with If-None-Match), not five.
-      const put = await store.put(name, packedBody(file, layers, recipients), { signal: stopping ? AbortSignal.timeout(60_000) : opts.signal, alone: true });
+      const put = await store.put(name, packedBody(file, layers, recipients), { signal: stopLimit.signal, alone: true });
       status.requests += 2;
       // Already there under this very name (its first and last times to the millisecond): our own
       // earlier attempt, whose answer was lost. Any other name with this number cannot be: one
@@ -256,8 +270,10 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       if (!put.published && !(await store.stat(name))) {
         throw new BlufioError('E_IN_USE', `segment ${n} of ${meta!.base} is already in ${store.where('')}: another replicator is shipping this database's chain`, 'run one replicator per database; stop the other one (or remove its state if it is gone), then start this one again');
       }
-      pending.splice(0, steps.length);
-      spool.reset();
+      // What was seen while it was on its way stays in the spool, first now.
+      pending.splice(0, k);
+      stepBytes.splice(0, k);
+      spool.shift(bytes);
       // The replica moves to the state the chain now ends with.
       const sum = Buffer.from(meta!.post, 'hex');
       applySegment(file, replicaPath, sum, Infinity, store.where(name));
@@ -287,8 +303,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
             compacting = null;
           });
       }
-      return true;
     } finally {
+      inFlight = 0;
       fs.rmSync(file, { force: true });
       if (meta!.pending) writeMeta(metaPath, { ...meta!, pending: undefined });
     }
@@ -298,7 +314,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // Looks at the WAL 40 times a second at the default interval: a commit is seen within ~25 ms,
     // so that its lag to shipped stays near the interval.
     const look = Math.max(10, Math.min(50, Math.floor(interval / 40)));
+    const onStop = () => {
+      stopTimer = setTimeout(() => stopLimit.abort(new BlufioError('E_ABORTED', 'stopped: what was committed could not be shipped within a minute')), 60_000);
+    };
+    if (opts.signal?.aborted) onStop();
+    else opts.signal?.addEventListener('abort', onStop, { once: true });
     for (;;) {
+      if (fatal) throw fatal;
       const stopping = opts.signal?.aborted ?? false;
       try {
         // Full passes (a gap to close) once an interval, when the steps are shipped.
@@ -306,12 +328,14 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // that its place in the range is its first step's (an attack run found gaps shown
         // seconds away from where they were).
         // A step's time is when the look that read its commits ended (live-replica.ts).
-        const step = live.catchUp(spool, { fullPass: stopping || Date.now() >= nextShip - look, holdGap: pending.length > 0 });
+        const before = spool.bytes;
+        const step = live.catchUp(spool, { fullPass: stopping || Date.now() >= nextShip - look, holdGap: pending.length > inFlight });
         if (step && (step.count > 0 || step.gap)) {
           pending.push(step);
+          stepBytes.push(spool.bytes - before);
           lastStepTime = step.time;
         } else if (step) spool.drop();
-        if (live.gapPending() && pending.length > 0) nextShip = Math.min(nextShip, Date.now());
+        if (live.gapPending() && pending.length > inFlight) nextShip = Math.min(nextShip, Date.now());
         if (step || !live.gapPending()) {
           stuckSince = null;
           stuckSaid = false;
@@ -338,25 +362,31 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         }
       }
       const now = Date.now();
-      if (pending.length > 0 && (now >= nextShip || stopping)) {
-        try {
-          await ship(stopping);
-          if (backoff > 0) say({ event: 'caught-up', afterMs: now - (behindSince ?? now) });
+      if (!shipping && pending.length > 0 && (now >= nextShip || stopping)) {
+        // Shipped beside the looks: a slow store or a big segment does not delay seeing commits.
+        nextShip = now + interval;
+        const shipped = ship().then(() => {
+          if (backoff > 0) say({ event: 'caught-up', afterMs: Date.now() - (behindSince ?? now) });
           backoff = 0;
           behindSince = null;
           lagSaid = false;
           opts.onInterval?.(true);
-        } catch (e) {
-          if (e instanceof BlufioError && (e.code === 'E_IN_USE' || e.code === 'E_ABORTED')) throw e;
-          if (stopping) throw e;
+        }, (e) => {
+          if ((e instanceof BlufioError && (e.code === 'E_IN_USE' || e.code === 'E_ABORTED')) || opts.signal?.aborted) {
+            fatal = e;
+            return;
+          }
           behindSince ??= now;
           backoff = Math.min(30_000, backoff ? backoff * 2 : interval);
           const why = e instanceof Error ? e.message : String(e);
           say({ event: 'retry', error: why, backlogSteps: pending.length, nextInMs: backoff });
           opts.onInterval?.(false, why);
-        }
-        nextShip = Date.now() + (backoff || interval);
-        writeStatus();
+          nextShip = Date.now() + backoff;
+        }).finally(() => {
+          if (shipping === shipped) shipping = null;
+          writeStatus();
+        });
+        shipping = shipped;
       } else if (now >= nextShip) {
         nextShip = now + interval;
         opts.onInterval?.(true);
@@ -383,9 +413,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // The old chain must reach the new base's time; with nothing committed since its last
       // step, a step that changes nothing says the state held until now.
       if (baseReady && nextBase?.r && !nextBase.failed && pending.length === 0 && lastStepTime < nameTime(nextBase.r.path)) {
+        const before = spool.bytes;
         const hb = live.heartbeat(spool);
         if (hb) {
           pending.push(hb);
+          stepBytes.push(spool.bytes - before);
           lastStepTime = hb.time;
           nextShip = Date.now();
         }
@@ -416,12 +448,17 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // Ship what the old chain has before moving over.
         nextShip = now;
       }
-      // Stopping: what was committed is shipped — a gap still open is closed first (its own
-      // segment, one more round).
-      if (stopping && (!live.gapPending() || ++stopRounds > 2)) break;
-      if (!stopping) await sleep(look, opts.signal);
+      // Stopping: what was committed is shipped — the segment on its way first, then what was
+      // seen after it; a gap still open is closed (its own segment, one more round).
+      if (stopping) {
+        if (shipping) await shipping;
+        if (fatal) throw fatal;
+        if ((pending.length === 0 && !live.gapPending()) || ++stopRounds > 4) break;
+      } else await sleep(look, opts.signal);
     }
   } finally {
+    await shipping;
+    clearTimeout(stopTimer);
     if (nextBase) {
       const nb = nextBase;
       await new Promise<void>((r) => {

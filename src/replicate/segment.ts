@@ -128,6 +128,24 @@ export class StepWriter {
     fs.ftruncateSync(this.fd, 0);
     this.at = 0;
   }
+  /**
+   * Forgets the first `bytes` (whole steps, shipped) and keeps what was written after them (steps
+   * seen while they were being shipped), moved to the start.
+   */
+  shift(bytes: number): void {
+    if (bytes <= 0) return;
+    if (bytes > this.at) throw new Error(`shift(${bytes}) past the spool's ${this.at} bytes`);
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let from = bytes; from < this.at; ) {
+      const n = readFully(this.fd, buf.subarray(0, Math.min(buf.length, this.at - from)), from);
+      if (n === 0) throw new Error('the spool was cut short');
+      writeFully(this.fd, buf.subarray(0, n), from - bytes);
+      from += n;
+    }
+    this.at -= bytes;
+    this.head -= bytes;
+    fs.ftruncateSync(this.fd, this.at);
+  }
   private write(b: Uint8Array): void {
     writeFully(this.fd, b, this.at);
     this.at += b.length;

@@ -10,7 +10,8 @@
  * chain is its base and segments covering 1, 2, … without a hole; the names alone say where it
  * breaks (list and prune read no segment to know that), the checksums inside prove it. `.gap`: commits before its first step were not seen one
  * by one (the WAL was checkpointed unread): closed from the database file, and times between the
- * segment before and its first step restore to the state before the gap.
+ * segment before and its first step restore to the state before the gap. A compacted segment
+ * marked `.gap` holds a gap somewhere inside: its whole span is shown as one.
  */
 import type { StoredFile } from '../storage/store.ts';
 import { compressed, encrypted, layersOfName, suffixOf, type Layers } from '../transforms/index.ts';
@@ -136,7 +137,10 @@ export function rangesOf(backups: Array<{ name: string; stem: string; time: Date
       if (prevEnd !== null && start > prevEnd) gaps.push({ from: new Date(prevEnd).toISOString(), to: new Date(start).toISOString() });
       let last = start;
       for (const l of chain) {
-        if (l.gap && l.from.getTime() > last) gaps.push({ from: new Date(last).toISOString(), to: l.from.toISOString() });
+        // A merged segment that holds a gap is a gap over its whole span (where inside it the
+        // gaps were is in its steps, not its name).
+        const end = l.gap ? (l.last > l.n ? l.to : l.from).getTime() : 0;
+        if (l.gap && end > last) gaps.push({ from: new Date(last).toISOString(), to: new Date(end).toISOString() });
         last = l.to.getTime();
       }
       prevEnd = last;
