@@ -25,10 +25,11 @@ export interface SourceOptions extends ObjectStorageOptions, KeyOptions {
   onProgress?: ProgressCallback;
 }
 
-/** Where a local file came from: the source as the user knows it, and its set entry if any. */
+/** Where a local file came from: the source as the user knows it, its set entry if any, and the objects read for it. */
 export interface Origin {
   where: string;
   entry: SetEntry | null;
+  objects: string[];
 }
 
 /**
@@ -39,14 +40,14 @@ export interface Origin {
 export async function withSource<T>(text: string, opts: SourceOptions, fn: (file: string, origin: Origin) => Promise<T>): Promise<{ value: T } | null> {
   const source = locate(text);
   if (source.kind === 'stdout') throw new BlufioError('E_USAGE', 'a backup is read from a file or a set, not from "-" (stdin)', 'give its path');
-  if (source.kind === 'set') return { value: await withSetBackup(text, opts, (file, entry, where) => fn(file, { where, entry })) };
+  if (source.kind === 'set') return { value: await withSetBackup(text, opts, (file, entry, where, objects) => fn(file, { where, entry, objects })) };
   if (opts.at) throw new BlufioError('E_USAGE', '--at picks a backup from a set (a folder or an s3:// prefix ending in /), not from one file', 'give the set instead of the file, or leave --at out');
   let rebuilt: { value: T } | null = null;
-  await withSetFile(text, opts, async (file, entry, where) => {
-    rebuilt = { value: await fn(file, { where, entry }) };
+  await withSetFile(text, opts, async (file, entry, where, objects) => {
+    rebuilt = { value: await fn(file, { where, entry, objects }) };
   });
   if (rebuilt) return rebuilt;
-  if (source.remote) return { value: await withFetched(text, opts, (file) => fn(file, { where: text, entry: null })) };
+  if (source.remote) return { value: await withFetched(text, opts, (file) => fn(file, { where: text, entry: null, objects: [text] })) };
   return null;
 }
 

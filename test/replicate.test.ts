@@ -244,9 +244,21 @@ test('compaction: segments merged 30 at a time, the merged ones removed; restore
     assert.not.ok(names.some((n) => { const m = /\.seg(\d{8})\./.exec(n); return m !== null && Number(m[1]) >= a && Number(m[1]) <= b; }), `segments ${a}..${b} removed`);
   }
   const all = rows(db);
-  const { ranges } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
+  const { ranges, backups } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
   assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
   acrossRange(set, env, all, ranges[0], 5);
+  // The dry run names the objects a restore reads: the base, then the chain's segments up to the
+  // time, merged ones standing for their parts (fewer objects than segments shipped).
+  const dry = cli(['restore', set, '--db', path.join(tmpdir(), 'x.db'), '--series', 'blufio', '--dry-run', '--json'], { env });
+  assert.is(dry.code, 0, dry.stderr);
+  const objects = JSON.parse(dry.stdout).objects as string[];
+  const logs = backups.filter((b: { kind: string }) => b.kind === 'log').map((b: { name: string }) => b.name);
+  assert.match(path.basename(objects[0]), /^blufio-\d{8}T\d{6}Z\.db\.gz$/);
+  assert.equal(objects.slice(1).map((o) => path.basename(o)), logs.slice().sort((a: string, b: string) => Number(/\.seg(\d{8})/.exec(a)![1]) - Number(/\.seg(\d{8})/.exec(b)![1])));
+  const shipped = events.filter((e) => e.event === 'shipped').length;
+  assert.ok(objects.length - 1 < shipped - 40, `${objects.length} objects for ${shipped} segments shipped`);
+  const text = cli(['restore', set, '--db', path.join(tmpdir(), 'x.db'), '--series', 'blufio', '--dry-run'], { env });
+  assert.match(text.stderr + text.stdout, `It is made from ${objects.length} objects, read in this order:\n  ${objects[0]}\n`);
 });
 
 test('a writer that truncates its WAL after every commit makes every segment a gap: they are merged too, the merged span listed as a gap; restore --at exact', async () => {

@@ -67,14 +67,15 @@ async function dryRun(target: string, f: CommonFlags, io: Io, say: Say, cfg: Sto
   const remote = { ...copyOpts, ...planOpts, s3: cfg.backup.s3, env: io.env };
   // A set's backup or a differential is rebuilt, an object downloaded, to be planned on:
   // what they hold is only known from their bytes.
-  const made = await withSource(target, { ...remote, at: await atFlag(f), stem: pathFlag(f.series, '--series') ?? stemOf(cfg.databasePath) }, async (file, { where }) => ({ ...planRestore(cfg.databasePath, file, planOpts), path: where }));
-  const { fromStat: _s, target: _t, layers: _l, ...plan } = made?.value ?? planRestore(cfg.databasePath, target, planOpts);
+  const made = await withSource(target, { ...remote, at: await atFlag(f), stem: pathFlag(f.series, '--series') ?? stemOf(cfg.databasePath) }, async (file, { where, objects }) => ({ ...planRestore(cfg.databasePath, file, planOpts), path: where, objects }));
+  const { fromStat: _s, target: _t, layers: _l, ...plan } = made?.value ?? { ...planRestore(cfg.databasePath, target, planOpts), objects: [target] };
   const refused = plan.inUseBy !== null && plan.inUseBy.length > 0 && !f.force;
   const { database, ...rest } = plan;
   if (f.json) emit(io, 'restore', { ok: !refused, database, restored: false, dryRun: true, wouldBeRefused: refused, ...rest });
   say('Dry run: nothing was changed.');
   const size = plan.databaseBytes === null ? [plan.compressed && 'compressed', plan.encrypted && 'encrypted'].filter(Boolean).join(', ') : formatMB(plan.databaseBytes);
   say(`Would restore ${plan.path} (${size}) into ${plan.database} (${plan.journalMode === 'wal' ? 'WAL' : 'rollback-journal'} mode)`);
+  if (plan.objects.length > 1) say(`It is made from ${plan.objects.length} objects, read in this order:\n${plan.objects.map((o) => `  ${o}`).join('\n')}`);
   if (plan.replaces) say(`The current database (${formatMB(plan.replaces.bytes)}: ${plan.replaces.files.join(', ')}) would be kept as ${plan.safetyCopy}`);
   else say(`There is no database there now: it would be created`);
   if (plan.earlierSafetyCopyMovesTo) say(`The earlier safety copy ${plan.safetyCopy} would be kept as ${plan.earlierSafetyCopyMovesTo}`);

@@ -29,12 +29,16 @@ function pickEntry(entries: SetEntry[], set: string, at?: Date): SetEntry {
   return pick;
 }
 
+/** The objects a backup is made from: a differential's base, then it. */
+const objectsOf = (entry: SetEntry) => (entry.kind === 'diff' && entry.base ? [entry.base, entry.name] : [entry.name]);
+
 /**
  * Runs `fn` on a local, plain database of the set's backup at `at`: a full backup unpacked, or
- * a differential rebuilt on its base and checked against both hashes (in a private directory,
- * removed afterwards). `fn` gets the file and the backup's entry and location.
+ * a differential rebuilt on its base and checked against both hashes, or a chain's base with its
+ * log segments replayed to the time (in a private directory, removed afterwards). `fn` gets the
+ * file, the backup's entry and location, and every object it was made from (in the order read).
  */
-export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions & KeyOptions & { at?: Date; stem?: string; workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string) => Promise<T>): Promise<T> {
+export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions & KeyOptions & { at?: Date; stem?: string; workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string, objects: string[]) => Promise<T>): Promise<T> {
   const store = openStore(set, opts);
   const files = await store.list();
   const all = entriesOf(files);
@@ -69,8 +73,9 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
           bad ? `restore to a time before it: --at ${bad.from.toISOString()} or earlier; blufio check ${set} tells more` : `blufio check ${set} tells more`, { cause: e });
       }
       const where = store.where(replayed.last.name);
+      const objects = [...objectsOf(plan.base), ...plan.chain.slice(0, plan.chain.indexOf(replayed.last) + 1).map((l) => l.name)].map((n) => store.where(n));
       try {
-        return await fn(replayed.file, plan.base, where);
+        return await fn(replayed.file, plan.base, where, objects);
       } catch (e) {
         throw renamed(e, replayed.file, where);
       }
@@ -97,7 +102,7 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
     }
     const where = store.where(entry.name);
     try {
-      return await fn(file, entry, where);
+      return await fn(file, entry, where, objectsOf(entry).map((n) => store.where(n)));
     } catch (e) {
       throw renamed(e, file, where);
     }
@@ -111,7 +116,7 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
  * differential is rebuilt on its base, found beside it; anything else is left to the caller
  * (null: not a set file, or a full backup that reads as it is).
  */
-export async function withSetFile<T>(file: string, opts: ObjectStorageOptions & KeyOptions & { workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string) => Promise<T>): Promise<T | null> {
+export async function withSetFile<T>(file: string, opts: ObjectStorageOptions & KeyOptions & { workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string, objects: string[]) => Promise<T>): Promise<T | null> {
   const { store: dir, name } = splitFile(file);
   const parsed = parseName(name);
   if (!parsed || parsed.kind !== 'diff' || parsed.pages) return null;
@@ -122,7 +127,7 @@ export async function withSetFile<T>(file: string, opts: ObjectStorageOptions & 
   const work = makeWorkDir('set', opts.workDir);
   try {
     const plain = await materialize(store, { ...entry, bytes: found.bytes }, work, opts, opts.signal);
-    return await fn(plain, { ...entry, bytes: found.bytes }, store.where(name));
+    return await fn(plain, { ...entry, bytes: found.bytes }, store.where(name), objectsOf({ ...entry, bytes: found.bytes }).map((n) => store.where(n)));
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
