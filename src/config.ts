@@ -18,7 +18,7 @@ export interface StorageConfig {
   /** The [backup] table: keys for encrypted backups (relative paths: from the file that set them). */
   backup: BackupConfig;
   /** The [replicate] table: `blufio replicate`'s settings. */
-  replicate?: { interval?: number };
+  replicate?: { interval?: number; maxBacklogMb?: number };
   /** The configuration files that were read, in order (for `--json` and error messages). */
   files: string[];
   /** Keys blufio's backup reads nothing from, each "file:line: …" (the CLI prints them). */
@@ -164,7 +164,7 @@ function applyFile(cfg: StorageConfig, file: string, home: string): void {
   }
 }
 
-/** The [replicate] table: interval (seconds, fractions allowed). */
+/** The [replicate] table: interval (seconds, fractions allowed), max_backlog_mb. */
 function applyReplicate(cfg: StorageConfig, replicate: unknown, file: string): void {
   if (replicate === undefined) return;
   if (typeof replicate !== 'object' || replicate === null || Array.isArray(replicate)) {
@@ -174,6 +174,10 @@ function applyReplicate(cfg: StorageConfig, replicate: unknown, file: string): v
   if (r.interval !== undefined) {
     if (typeof r.interval !== 'number' || !(r.interval >= 0.05 && r.interval <= 3600)) throw new BlufioError('E_CONFIG', `${file}: replicate.interval must be a number of seconds from 0.05 to 3600`, 'fix the file (e.g. interval = 1)');
     cfg.replicate = { ...cfg.replicate, interval: r.interval };
+  }
+  if (r.max_backlog_mb !== undefined) {
+    if (typeof r.max_backlog_mb !== 'number' || !(r.max_backlog_mb >= 1)) throw new BlufioError('E_CONFIG', `${file}: replicate.max_backlog_mb must be a number of MiB, at least 1`, 'fix the file (e.g. max_backlog_mb = 1024)');
+    cfg.replicate = { ...cfg.replicate, maxBacklogMb: r.max_backlog_mb };
   }
 }
 
@@ -243,7 +247,7 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
 const KNOWN: Record<string, string[]> = {
   storage: ['database_path', 'wal_mode'],
   backup: ['age_recipients', 'age_recipients_file', 'age_identity_file', 'full_every_days', 's3', 'retention', 'unencrypted'],
-  replicate: ['interval'],
+  replicate: ['interval', 'max_backlog_mb'],
 };
 
 /**

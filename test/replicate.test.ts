@@ -222,6 +222,44 @@ test('a store that stops answering does not stop the looks: commits made meanwhi
   }
 });
 
+test('the set unreachable for seconds: the backlog kept here stays within --max-backlog (folded into one state, said), and is shipped when the set is back; nothing lost, restore --at exact', async () => {
+  if (!hasPython()) return skip('python3 is not installed');
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 's3-'));
+  let server = await startS3Server(dir);
+  try {
+    const { db, env: home } = place();
+    const env = { ...s3Env(server), ...home };
+    const set = 's3://backups/down/';
+    const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100, pad: 3000 })], true);
+    const rep = await replicator([process.execPath], [set, '--db', db, '--unencrypted', '--interval', '0.2', '--max-backlog', '1', '--json'], env);
+    await sleep(1000);
+    await server.stop();
+    await sleep(5000);
+    server = await startS3Server(dir, server.port);
+    // Caught up within the backoff (it doubles from the interval: the next try within ~7 s).
+    for (let i = 0; i < 100 && !rep.err().includes('"caught-up"'); i++) await sleep(100);
+    await sleep(500);
+    assert.is(await stopped(writer.proc), 0);
+    assert.is(await stopped(rep.proc), 0, rep.err());
+    const events = rep.err().trim().split('\n').map((l) => JSON.parse(l));
+    const folds = events.filter((e) => e.event === 'backlog');
+    assert.ok(folds.length >= 1, `the backlog was folded: ${events.map((e) => e.event).join(',')}`);
+    // Bounded: never more than the bound (1 MiB) past what one folded state needs.
+    for (const f of folds) assert.ok(f.bytes < 4 * 2 ** 20, JSON.stringify(f));
+    assert.ok(events.some((e) => e.event === 'caught-up'));
+    const all = rows(db);
+    const listed = cli(['list', set, '--json'], { env });
+    assert.is(listed.code, 0, listed.stderr);
+    const { ranges } = JSON.parse(listed.stdout);
+    // The folded span is listed as a gap; outside it, every moment is exact.
+    assert.ok(ranges[0].gaps.some((g: { to: string }) => folds.some((f) => Date.parse(g.to) >= Date.parse(f.to))), JSON.stringify(ranges[0].gaps));
+    assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
+    acrossRange(set, env, all, ranges[0], 6);
+  } finally {
+    await server.stop();
+  }
+});
+
 test('compaction: segments merged 30 at a time, the merged ones removed; restore --at still gives each moment exactly, from fewer objects', async () => {
   if (!hasPython()) return skip('python3 is not installed');
   const { db, set, env } = place();

@@ -196,6 +196,38 @@ test('the spool keeps what was written after the steps shipped: shift() moves it
   assert.ok(pre !== mid);
 });
 
+test('a backlog folded into one step (collapse) gives the same state as its steps: newest image of each page, pages past the end left out', () => {
+  const db = dbFile(4);
+  const state = stateOf(db);
+  const sum = checksumOf(db, PS);
+  const pre = hex(sum);
+  // Page 2 changed twice, the database grown to 6 pages, then cut to 5 (page 6 dropped).
+  const steps = [step(5, state, sum, [[2, 1], [3, 2]], 4), step(6, state, sum, [[2, 3], [5, 9], [6, 8]], 6), step(7, state, sum, [[4, 7]], 5)];
+  const fd = fs.openSync(path.join(tmpdir(), 'spool'), 'w+');
+  const w = new StepWriter(fd, PS);
+  for (const st of steps) {
+    w.begin(st.time, st.pages);
+    for (const r of st.records) w.record(r.pgno, r.page);
+    w.end(st.checksum);
+  }
+  const whole = w.bytes;
+  const c = w.collapse(path.join(tmpdir(), 'fold'));
+  assert.equal([c.time, c.pages, c.count, c.folded, hex(c.checksum)], [7, 5, 4, 3, hex(sum)]);
+  assert.ok(w.bytes < whole);
+  const body = Buffer.alloc(w.bytes);
+  fs.readSync(fd, body, 0, body.length, 0);
+  fs.closeSync(fd);
+  // Applied to the first state, it is a valid segment ending in the last state.
+  const header = { base: 'b', n: 1, pageSize: PS, pre, post: hex(sum), from: new Date(7).toISOString(), to: new Date(7).toISOString(), steps: 1 };
+  const seg = segmentFile(Buffer.concat([segmentHead(header), body]));
+  const target = path.join(tmpdir(), 'target');
+  fs.copyFileSync(db, target);
+  applySegment(seg, target, checksumOf(target, PS), Infinity, 'folded');
+  assert.is(hex(checksumOf(target, PS)), hex(sum));
+  assert.is(fs.statSync(target).size, 5 * PS);
+  assert.equal(new Uint8Array(fs.readFileSync(target).subarray(PS, 2 * PS)), page(3));
+});
+
 test('names: a segment\'s name says its base, number, times and a gap; chains stop at a hole; ranges show gaps', () => {
   const layers = layersFor({ compress: true, encrypt: true });
   const name = logNameFor('blufio', 'blufio-20261207T070000Z.db.gz.age', 42, new Date('2026-12-07T07:15:00.250Z'), new Date('2026-12-07T07:15:01.100Z'), layers, true);

@@ -12,7 +12,7 @@ import { jobOptions } from './job.ts';
 import { recipientsFor } from './keys.ts';
 import { ping } from './backup.ts';
 
-export async function runReplicate(target: string, f: CommonFlags & { interval?: string; newBaseEvery?: string }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
+export async function runReplicate(target: string, f: CommonFlags & { interval?: string; newBaseEvery?: string; maxBacklog?: string }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
   const copyOpts = jobOptions(f, io, signal);
   const cfg = await loadConfig(f, io, say, pathFlag(f.db, '--db'));
   const { locate } = await import('../storage/index.ts');
@@ -22,6 +22,8 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   if (!(seconds >= 0.05 && seconds <= 3600)) throw new BlufioError('E_USAGE', `--interval must be a number of seconds from 0.05 to 3600, not "${f.interval}"`, 'e.g. --interval 1 (the default)');
   const everyHours = f.newBaseEvery === undefined ? 6 : Number(f.newBaseEvery);
   if (!(everyHours >= 0.0001 && everyHours <= 24 * 366)) throw new BlufioError('E_USAGE', `--new-base-every must be a number of hours above 0, not "${f.newBaseEvery}"`, 'e.g. --new-base-every 6 (the default)');
+  const backlogMb = f.maxBacklog === undefined ? cfg.replicate?.maxBacklogMb ?? 1024 : Number(f.maxBacklog);
+  if (!(backlogMb >= 1)) throw new BlufioError('E_USAGE', `--max-backlog must be a number of MiB, at least 1, not "${f.maxBacklog}"`, 'e.g. --max-backlog 1024 (the default)');
   const recipients = await recipientsFor(null, f, cfg);
   const offsite = dest.remote !== null;
   const unencrypted = !!f.unencrypted || (offsite && cfg.backup.unencrypted === true && recipients.length === 0);
@@ -54,12 +56,12 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
       io.stderr(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
       return;
     }
-    if (f.quiet && e.event !== 'retry' && e.event !== 'lag' && e.event !== 'gap') return;
+    if (f.quiet && e.event !== 'retry' && e.event !== 'lag' && e.event !== 'gap' && e.event !== 'backlog') return;
     io.stderr(`${describe(e)}\n`);
   };
   const { replicate } = await import('../replicate/replicator.ts');
   await replicate(cfg.databasePath, target, {
-    ...copyOpts, signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), onEvent: line, onInterval,
+    ...copyOpts, signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), maxBacklogBytes: Math.round(backlogMb * 2 ** 20), onEvent: line, onInterval,
   });
 }
 
@@ -79,6 +81,8 @@ function describe(e: Record<string, unknown> & { event: string }): string {
       return `Compacted ${e.merged} segments into ${e.segment} (${e.bytes} bytes)`;
     case 'caught-up':
       return `Caught up after ${Math.round(Number(e.afterMs) / 1000)} s`;
+    case 'backlog':
+      return `warning: the set could not be reached: the ${e.folded} step(s) kept here (${(Number(e.bytes) / 2 ** 20).toFixed(1)} MiB after folding) were folded into one state at the --max-backlog bound; times from ${e.from} to ${e.to} will restore to the state before them`;
     case 'lag':
       return `warning: the oldest commit not shipped was seen ${Math.round(Number(e.lagMs) / 1000)} s ago`;
     case 'stopped':

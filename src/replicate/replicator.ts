@@ -44,6 +44,12 @@ export interface ReplicateOptions extends BackupOptions {
    * base and at most 29 + 19 + 5 + 5 segments (docs/replication.md).
    */
   newBaseEveryMs?: number;
+  /**
+   * Most bytes of unshipped steps kept in the spool while the set cannot be reached (default
+   * 1 GiB): beyond it they are folded into one state (a gap in the range: per-commit times are
+   * given up for that span, never a commit).
+   */
+  maxBacklogBytes?: number;
   /** Say so when the oldest unshipped commit is older than this (default 10 s). */
   lagWarnMs?: number;
   /** Called after each interval that shipped or had nothing to ship (for --ping); `ok` false when shipping failed. */
@@ -57,6 +63,7 @@ export type ReplicateEvent =
   | { event: 'retry'; error: string; backlogSteps: number; nextInMs: number }
   | { event: 'caught-up'; afterMs: number }
   | { event: 'lag'; lagMs: number }
+  | { event: 'backlog'; folded: number; bytes: number; from: string; to: string }
   | { event: 'compacted'; segment: string; merged: number; bytes: number }
   | { event: 'new-base'; base: string }
   | { event: 'stopped'; segments: number; lastCommit: string | null };
@@ -70,8 +77,9 @@ export interface ReplicateStatus {
   /** The newest observed commit shipped (ISO time), and how long ago it was observed when shipped. */
   lastShipped: string | null;
   lagMs: number;
-  /** Steps seen and not yet shipped. */
+  /** Steps seen and not yet shipped, and their bytes kept here. */
   backlogSteps: number;
+  backlogBytes: number;
   bytesSent: number;
   requests: number;
   updated: string;
@@ -198,7 +206,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   }
   say({ event: 'started', base: meta!.base, resumed, set: store.where(''), database: db });
 
-  const status: ReplicateStatus = { database: db, set: store.where(''), base: meta!.base, segment: meta!.n, lastShipped: null, lagMs: 0, backlogSteps: 0, bytesSent: 0, requests: 0, updated: new Date().toISOString(), pid: process.pid };
+  const status: ReplicateStatus = { database: db, set: store.where(''), base: meta!.base, segment: meta!.n, lastShipped: null, lagMs: 0, backlogSteps: 0, backlogBytes: 0, bytesSent: 0, requests: 0, updated: new Date().toISOString(), pid: process.pid };
   // What was seen and not shipped yet: the steps' pages in a spool file, their times here and
   // their sizes in the spool. The first `inFlight` of them are being shipped (a segment on its
   // way): the looks go on meanwhile, what they see is spooled after them.
@@ -210,6 +218,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // A stop lets the segments on their way finish, for a minute at most.
   const stopLimit = new AbortController();
   let stopTimer: ReturnType<typeof setTimeout> | undefined;
+  const maxBacklog = opts.maxBacklogBytes ?? 2 ** 30;
+  let backlogLimit = maxBacklog;
   const spoolFd = fs.openSync(path.join(dir, 'spool'), 'w+', 0o600);
   const spool = new StepWriter(spoolFd, meta!.pageSize);
   let backoff = 0;
@@ -231,6 +241,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const writeStatus = () => {
     status.updated = new Date().toISOString();
     status.backlogSteps = pending.length;
+    status.backlogBytes = spool.bytes;
     try {
       fs.writeFileSync(`${statusPath}.tmp`, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o600 });
       fs.renameSync(`${statusPath}.tmp`, statusPath);
@@ -336,6 +347,21 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           lastStepTime = step.time;
         } else if (step) spool.drop();
         if (live.gapPending() && pending.length > inFlight) nextShip = Math.min(nextShip, Date.now());
+        // A backlog at its bound while the set answers (a long --interval): shipped at once.
+        if (!shipping && spool.bytes > backlogLimit && behindSince === null) nextShip = Math.min(nextShip, Date.now());
+        else if (!shipping && pending.length > 1 && spool.bytes > backlogLimit) {
+          // The set cannot be reached and the backlog is at its bound: folded into one state
+          // (the newest image of each page), shipped as a gap when the set is back.
+          const from = new Date(pending[0].time).toISOString();
+          const c = spool.collapse(path.join(dir, 'spool.fold'));
+          const to = new Date(c.time).toISOString();
+          pending.splice(0, pending.length, { time: c.time, pages: c.pages, checksum: c.checksum, count: c.count, gap: `the set could not be reached: ${c.folded} steps seen from ${from} to ${to} were kept as one state (the --max-backlog bound)` });
+          stepBytes.splice(0, stepBytes.length, spool.bytes);
+          // Not folded again at every look when one state is itself near the bound.
+          backlogLimit = Math.max(maxBacklog, 2 * spool.bytes);
+          say({ event: 'backlog', folded: c.folded, bytes: spool.bytes, from, to });
+          writeStatus();
+        }
         if (step || !live.gapPending()) {
           stuckSince = null;
           stuckSaid = false;
@@ -368,6 +394,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         const shipped = ship().then(() => {
           if (backoff > 0) say({ event: 'caught-up', afterMs: Date.now() - (behindSince ?? now) });
           backoff = 0;
+          backlogLimit = maxBacklog;
           behindSince = null;
           lagSaid = false;
           opts.onInterval?.(true);

@@ -146,6 +146,59 @@ export class StepWriter {
     this.head -= bytes;
     fs.ftruncateSync(this.fd, this.at);
   }
+  /**
+   * Folds every step written into one: the state after the last, holding the newest image of
+   * each page any of them changed (a backlog kept while the store was unreachable, bounded so).
+   * `tmp` is a scratch file beside the spool. Returns the folded step's time, size, checksum and
+   * page count, and how many steps were folded.
+   */
+  collapse(tmp: string): { time: number; pages: number; checksum: Uint8Array; count: number; folded: number } {
+    const ps = this.pageSize;
+    const head = Buffer.alloc(STEP_HEAD);
+    const num = Buffer.alloc(4);
+    const newest = new Map<number, number>();
+    let last: { time: number; pages: number; checksum: Uint8Array } | null = null;
+    let folded = 0;
+    for (let at = 0; at < this.at; ) {
+      if (readFully(this.fd, head, at) !== STEP_HEAD || head.readUInt32BE(0) !== STEP_MAGIC) throw new Error(`the spool has no step at byte ${at}`);
+      last = { time: head.readDoubleBE(4), pages: head.readUInt32BE(12), checksum: Uint8Array.from(head.subarray(20, 20 + CHECKSUM_BYTES)) };
+      const count = head.readUInt32BE(16);
+      at += STEP_HEAD;
+      for (let k = 0; k < count; k++) {
+        readFully(this.fd, num, at);
+        newest.set(num.readUInt32BE(0), at + 4);
+        at += 4 + ps;
+      }
+      folded++;
+    }
+    if (!last) throw new Error('collapse() of an empty spool');
+    const out = fs.openSync(tmp, 'w+', 0o600);
+    try {
+      const w = new StepWriter(out, ps);
+      w.begin(last.time, last.pages);
+      const page = Buffer.alloc(ps);
+      for (const pgno of [...newest.keys()].sort((a, b) => a - b)) {
+        if (pgno > last.pages) continue;
+        readFully(this.fd, page, newest.get(pgno)!);
+        w.record(pgno, page);
+      }
+      const count = w.end(last.checksum);
+      // Back into the spool, from its start.
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (let at = 0; at < w.bytes; ) {
+        const n = readFully(out, buf.subarray(0, Math.min(buf.length, w.bytes - at)), at);
+        writeFully(this.fd, buf.subarray(0, n), at);
+        at += n;
+      }
+      fs.ftruncateSync(this.fd, w.bytes);
+      this.at = w.bytes;
+      this.head = 0;
+      return { ...last, count, folded };
+    } finally {
+      fs.closeSync(out);
+      fs.rmSync(tmp, { force: true });
+    }
+  }
   private write(b: Uint8Array): void {
     writeFully(this.fd, b, this.at);
     this.at += b.length;
