@@ -10,6 +10,9 @@
  *   --huge            also back up and restore a database larger than 4 GiB (correctness + time)
  *   --smoke           tiny and quick (CI): 8M, 2 runs; does not write docs/
  *   --only <text>     only the groups whose title holds <text>; prints, does not write docs/
+ *
+ * Replication's goals (lag, RPO, requests a day, a big restore) are measured by
+ * scripts/replication-bench.ts: `npm run bench:replication`.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';

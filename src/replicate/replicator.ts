@@ -31,7 +31,7 @@ import { parseName, stemOf } from '../sets/names.ts';
 import { canonicalSet, openStore } from '../storage/index.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta } from './live-replica.ts';
-import { compact, keepShipped } from './compact.ts';
+import { batchEndingAt, compact, keepShipped, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
 export interface ReplicateOptions extends BackupOptions {
@@ -58,7 +58,7 @@ export interface ReplicateOptions extends BackupOptions {
 
 export type ReplicateEvent =
   | { event: 'started'; base: string; resumed: boolean; set: string; database: string }
-  | { event: 'shipped'; segment: string; steps: number; pages: number; bytes: number; lagMs: number }
+  | { event: 'shipped'; segment: string; steps: number; pages: number; bytes: number; lagMs: number; shipMs: number }
   | { event: 'gap'; segment: string; why: string }
   | { event: 'retry'; error: string; backlogSteps: number; nextInMs: number }
   | { event: 'caught-up'; afterMs: number }
@@ -207,11 +207,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   say({ event: 'started', base: meta!.base, resumed, set: store.where(''), database: db });
 
   const status: ReplicateStatus = { database: db, set: store.where(''), base: meta!.base, segment: meta!.n, lastShipped: null, lagMs: 0, backlogSteps: 0, backlogBytes: 0, bytesSent: 0, requests: 0, updated: new Date().toISOString(), pid: process.pid };
-  // What was seen and not shipped yet: the steps' pages in a spool file, their times here and
-  // their sizes in the spool. The first `inFlight` of them are being shipped (a segment on its
-  // way): the looks go on meanwhile, what they see is spooled after them.
-  const pending: StepMeta[] = [];
-  const stepBytes: number[] = [];
+  // What was seen and not shipped yet: the steps' pages in a spool file, their times here, their
+  // sizes in the spool and when the look before them began (their commits were made after it).
+  // The first `inFlight` of them are being shipped (a segment on its way): the looks go on
+  // meanwhile, what they see is spooled after them.
+  const pending: Array<StepMeta & { bytes: number; since: number }> = [];
   let inFlight = 0;
   let shipping: Promise<void> | null = null;
   let fatal: unknown = null;
@@ -219,6 +219,23 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const stopLimit = new AbortController();
   let stopTimer: ReturnType<typeof setTimeout> | undefined;
   const maxBacklog = opts.maxBacklogBytes ?? 2 ** 30;
+  // How long shipping a segment takes (ms, a moving average): a segment is started that much
+  // before its first commit's interval is up.
+  let shipEwma = 0;
+  let mergeEwma = 0;
+  const mergedOut = path.join(dir, 'outgoing-merged.seg');
+  // Removals of segments merged as they were shipped: waited for before the end.
+  const background = new Set<Promise<void>>();
+  // A segment is due when its first commit's interval is up, less the time shipping it takes
+  // (and 2 ms for the timer): every commit off the machine within the interval. (Compaction's
+  // first level costs no PUT of its own, so that a segment a little more often than once a
+  // second still stays under 90,000 PUTs a day.)
+  const dueOf = (st: { since: number }) => {
+    // The 30th segment of a run goes up merged with the 29 before it: it takes longer.
+    const takes = mergeEwma > 0 && batchEndingAt(segDir, meta!.base, meta!.n + 1) ? mergeEwma : shipEwma;
+    return st.since + interval - Math.min(interval / 4, takes + 2);
+  };
+  let lookStart = Date.now();
   let backlogLimit = maxBacklog;
   const spoolFd = fs.openSync(path.join(dir, 'spool'), 'w+', 0o600);
   const spool = new StepWriter(spoolFd, meta!.pageSize);
@@ -256,7 +273,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     let k = pending.findIndex((s, i) => i > 0 && s.gap !== null);
     if (k < 0) k = pending.length;
     const steps = pending.slice(0, k);
-    const bytes = stepBytes.slice(0, k).reduce((a, b) => a + b, 0);
+    const bytes = steps.reduce((a, st) => a + st.bytes, 0);
     const n = meta!.n + 1;
     const gap = steps.find((s) => s.gap)?.gap ?? undefined;
     const name = logNameFor(stem, meta!.base, n, new Date(steps[0].time), new Date(steps[steps.length - 1].time), layers, gap !== undefined);
@@ -268,22 +285,38 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     fs.rmSync(file, { force: true });
     writeSegmentFile(file, head, spoolFd, bytes);
     inFlight = k;
+    // The 30th segment of a run goes up as the merge of the run (compaction's first level, at no
+    // PUT of its own); the segments it stands for are removed once it is in the set.
+    const batch = batchEndingAt(segDir, meta!.base, n);
+    const merged = batch ? { file: mergedOut, header: writeMerged(mergedOut, [...batch, { file, header }]) } : null;
+    const upName = merged ? nameOf(stem, merged.header, layers) : name;
     const post = hex(steps[steps.length - 1].checksum);
     writeMeta(metaPath, { ...meta!, pending: { n, post } });
+    const started = Date.now();
     try {
-      // One writer per chain (the lock) and names that cannot repeat: no claim protocol, two
-      // requests a segment (HEAD, PUT with If-None-Match), not five.
-      const put = await store.put(name, packedBody(file, layers, recipients), { signal: stopLimit.signal, alone: true });
-      status.requests += 2;
+      // One writer per chain (the lock) and names that cannot repeat: no claim protocol and no
+      // look first, one request a segment (a PUT with If-None-Match), not five.
+      const put = await store.put(upName, packedBody(merged?.file ?? file, layers, recipients), { signal: stopLimit.signal, alone: true, fresh: true });
+      status.requests += 1;
       // Already there under this very name (its first and last times to the millisecond): our own
       // earlier attempt, whose answer was lost. Any other name with this number cannot be: one
       // replicator per chain (the lock in the state directory).
-      if (!put.published && !(await store.stat(name))) {
+      if (!put.published && !(await store.stat(upName))) {
         throw new BlufioError('E_IN_USE', `segment ${n} of ${meta!.base} is already in ${store.where('')}: another replicator is shipping this database's chain`, 'run one replicator per database; stop the other one (or remove its state if it is gone), then start this one again');
       }
+      // Off the machine: said now (the replica here is brought to it next).
+      const shippedAt = Date.now();
+      const lagMs = shippedAt - steps[0].time;
+      status.segment = n;
+      status.lastShipped = new Date(steps[steps.length - 1].time).toISOString();
+      status.lagMs = lagMs;
+      status.bytesSent += put.bytes;
+      if (merged) mergeEwma = mergeEwma === 0 ? shippedAt - started : 0.7 * mergeEwma + 0.3 * (shippedAt - started);
+      else shipEwma = shipEwma === 0 ? shippedAt - started : 0.8 * shipEwma + 0.2 * (shippedAt - started);
+      say({ event: 'shipped', segment: upName, steps: steps.length, pages: steps.reduce((a, s) => a + s.count, 0), bytes: put.bytes, lagMs, shipMs: shippedAt - started });
+      if (gap) say({ event: 'gap', segment: upName, why: gap });
       // What was seen while it was on its way stays in the spool, first now.
       pending.splice(0, k);
-      stepBytes.splice(0, k);
       spool.shift(bytes);
       // The replica moves to the state the chain now ends with.
       const sum = Buffer.from(meta!.post, 'hex');
@@ -291,16 +324,22 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       fsyncFile(replicaPath);
       meta = { ...meta!, n, post, pending: undefined };
       writeMeta(metaPath, meta);
-      const lagMs = Date.now() - steps[0].time;
-      status.segment = n;
-      status.lastShipped = new Date(steps[steps.length - 1].time).toISOString();
-      status.lagMs = lagMs;
-      status.bytesSent += put.bytes;
-      say({ event: 'shipped', segment: name, steps: steps.length, pages: steps.reduce((a, s) => a + s.count, 0), bytes: put.bytes, lagMs });
-      if (gap) say({ event: 'gap', segment: name, why: gap });
       // Kept for compaction (compact.ts), merged beside the shipping when a batch is full (one
       // compaction at a time; the next ship never waits for it).
-      keepShipped(segDir, file, header);
+      if (merged) {
+        // Done here before anything is removed there (compact.ts merge() says why).
+        for (const h of batch!) fs.rmSync(h.file, { force: true });
+        keepShipped(segDir, merged.file, merged.header, 1);
+        fs.rmSync(file, { force: true });
+        say({ event: 'compacted', segment: upName, merged: batch!.length + 1, bytes: put.bytes });
+        const gone = batch!.map((h) => nameOf(stem, h.header, layers));
+        const removing = (async () => {
+          for (const g of gone) await store.remove(g).catch(() => {});
+          status.requests += gone.length;
+        })();
+        background.add(removing);
+        void removing.finally(() => background.delete(removing));
+      } else keepShipped(segDir, file, header);
       if (!compacting) {
         const base = meta.base;
         compacting = compact({ store, dir: segDir, stem, layers, recipients, base, onMerged: (merged, count, bytes) => say({ event: 'compacted', segment: merged, merged: count, bytes }) })
@@ -317,6 +356,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     } finally {
       inFlight = 0;
       fs.rmSync(file, { force: true });
+      fs.rmSync(mergedOut, { force: true });
       if (meta!.pending) writeMeta(metaPath, { ...meta!, pending: undefined });
     }
   };
@@ -340,12 +380,15 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // seconds away from where they were).
         // A step's time is when the look that read its commits ended (live-replica.ts).
         const before = spool.bytes;
+        const thisLook = Date.now();
         const step = live.catchUp(spool, { fullPass: stopping || Date.now() >= nextShip - look, holdGap: pending.length > inFlight });
         if (step && (step.count > 0 || step.gap)) {
-          pending.push(step);
-          stepBytes.push(spool.bytes - before);
+          pending.push({ ...step, bytes: spool.bytes - before, since: lookStart });
+          if (pending.length === 1) nextShip = dueOf(pending[0]);
           lastStepTime = step.time;
         } else if (step) spool.drop();
+        // Commits not yet in a step were made after the last look that left none behind.
+        if (!live.gapPending()) lookStart = thisLook;
         if (live.gapPending() && pending.length > inFlight) nextShip = Math.min(nextShip, Date.now());
         // A backlog at its bound while the set answers (a long --interval): shipped at once.
         if (!shipping && spool.bytes > backlogLimit && behindSince === null) nextShip = Math.min(nextShip, Date.now());
@@ -355,8 +398,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           const from = new Date(pending[0].time).toISOString();
           const c = spool.collapse(path.join(dir, 'spool.fold'));
           const to = new Date(c.time).toISOString();
-          pending.splice(0, pending.length, { time: c.time, pages: c.pages, checksum: c.checksum, count: c.count, gap: `the set could not be reached: ${c.folded} steps seen from ${from} to ${to} were kept as one state (the --max-backlog bound)` });
-          stepBytes.splice(0, stepBytes.length, spool.bytes);
+          pending.splice(0, pending.length, { time: c.time, pages: c.pages, checksum: c.checksum, count: c.count, gap: `the set could not be reached: ${c.folded} steps seen from ${from} to ${to} were kept as one state (the --max-backlog bound)`, bytes: spool.bytes, since: pending[0].since });
           // Not folded again at every look when one state is itself near the bound.
           backlogLimit = Math.max(maxBacklog, 2 * spool.bytes);
           say({ event: 'backlog', folded: c.folded, bytes: spool.bytes, from, to });
@@ -398,6 +440,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           behindSince = null;
           lagSaid = false;
           opts.onInterval?.(true);
+          // What was seen while it was on its way is due by its own first commit.
+          if (pending.length > 0) nextShip = dueOf(pending[0]);
         }, (e) => {
           if ((e instanceof BlufioError && (e.code === 'E_IN_USE' || e.code === 'E_ABORTED')) || opts.signal?.aborted) {
             fatal = e;
@@ -443,8 +487,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         const before = spool.bytes;
         const hb = live.heartbeat(spool);
         if (hb) {
-          pending.push(hb);
-          stepBytes.push(spool.bytes - before);
+          pending.push({ ...hb, bytes: spool.bytes - before, since: hb.time });
           lastStepTime = hb.time;
           nextShip = Date.now();
         }
@@ -481,7 +524,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         if (shipping) await shipping;
         if (fatal) throw fatal;
         if ((pending.length === 0 && !live.gapPending()) || ++stopRounds > 4) break;
-      } else await sleep(look, opts.signal);
+      } else await sleep(!shipping && pending.length > 0 ? Math.max(1, Math.min(look, nextShip - Date.now())) : look, opts.signal);
     }
   } finally {
     await shipping;
@@ -497,6 +540,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       fs.rmSync(nextReplica, { force: true });
     }
     await compacting;
+    await Promise.all([...background]);
     live.close();
     fs.closeSync(spoolFd);
     fs.rmSync(work, { recursive: true, force: true });

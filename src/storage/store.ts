@@ -62,6 +62,12 @@ export interface PutOptions {
    * If-None-Match). A killed run's claim would otherwise hold the name for an hour.
    */
   alone?: boolean;
+  /**
+   * With `alone`: the name cannot exist yet (made unique by its writer, which holds a lock: the
+   * replicator's segments), so no request is spent looking for it first. A server that honours
+   * If-None-Match still refuses a name that does exist; one that ignores it would replace it.
+   */
+  fresh?: boolean;
 }
 
 export interface Store {

@@ -74,7 +74,7 @@ export class BucketStore implements Store {
     const sending = { ...this.opts, signal: opts.signal ?? this.opts.signal, onProgress: opts.onProgress };
     // Replacing needs no claim: the object is whole before and after (S3's PUTs are atomic).
     if (opts.replace) return { published: true, bytes: await upload(this.client, loc, body, { ...sending, force: true }) };
-    if (await this.client.head(loc)) return { published: false, bytes: 0 };
+    if (!(opts.alone && opts.fresh) && (await this.client.head(loc))) return { published: false, bytes: 0 };
     if (opts.alone) {
       try {
         return { published: true, bytes: await upload(this.client, loc, body, { ...sending, force: false }) };
