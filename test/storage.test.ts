@@ -143,6 +143,15 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
     assert.equal(await store.list(), [{ name: 'one.db.gz', bytes: 9000 }]);
   });
 
+  run('a fresh put alone (a replicator\'s segment: a name unique by construction, no look first) publishes, packed or not, nothing beside it', async (store) => {
+    const bytes = randomBytes(3000);
+    assert.equal(await store.put('seg.log.gz', { file: localFile(bytes) }, { alone: true, fresh: true }), { published: true, bytes: 3000 });
+    const packed = await store.put('seg2.log.gz', xorBody(localFile(bytes)), { alone: true, fresh: true });
+    assert.ok(packed.published);
+    assert.equal((await store.list()).map((f) => f.name).sort(), ['seg.log.gz', 'seg2.log.gz']);
+    assert.equal(fs.readFileSync(await store.fetch('seg.log.gz', tmpdir())), bytes);
+  });
+
   run('a put alone (a single backup) publishes without leaving anything beside it, and still never replaces', async (store) => {
     assert.ok((await store.put('alone.db.gz', { file: localFile(randomBytes(100)) }, { alone: true })).published);
     assert.equal(await store.put('alone.db.gz', { file: localFile(randomBytes(200)) }, { alone: true }), { published: false, bytes: 0 });
