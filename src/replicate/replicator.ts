@@ -142,6 +142,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // The store is not bound to the job's signal: a stop ships what was committed first (each put
   // gets its own signal, the last one a time limit instead).
   const store = openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: undefined });
+  // Compaction and the removals after it are an optimisation: a stop ends them at once (what
+  // they did not finish is merged or removed next time, never lost), even on a hung store.
+  const background = new AbortController();
+  opts.signal?.addEventListener('abort', () => background.abort(), { once: true });
+  const bgStore = openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: background.signal });
   const recipients = recipientsOf(opts);
   const layers = layersFor({ compress: true, encrypt: recipients.length > 0 });
   const dir = replicaDir(set, db, opts);
@@ -225,7 +230,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let mergeEwma = 0;
   const mergedOut = path.join(dir, 'outgoing-merged.seg');
   // Removals of segments merged as they were shipped: waited for before the end.
-  const background = new Set<Promise<void>>();
+  const removals = new Set<Promise<void>>();
   // A segment is due when its first commit's interval is up, less the time shipping it takes
   // (and 2 ms for the timer): every commit off the machine within the interval. (Compaction's
   // first level costs no PUT of its own, so that a segment a little more often than once a
@@ -334,20 +339,20 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         say({ event: 'compacted', segment: upName, merged: batch!.length + 1, bytes: put.bytes });
         const gone = batch!.map((h) => nameOf(stem, h.header, layers));
         const removing = (async () => {
-          for (const g of gone) await store.remove(g).catch(() => {});
+          for (const g of gone) await bgStore.remove(g).catch(() => {});
           status.requests += gone.length;
         })();
-        background.add(removing);
-        void removing.finally(() => background.delete(removing));
+        removals.add(removing);
+        void removing.finally(() => removals.delete(removing));
       } else keepShipped(segDir, file, header);
       if (!compacting) {
         const base = meta.base;
-        compacting = compact({ store, dir: segDir, stem, layers, recipients, base, onMerged: (merged, count, bytes) => say({ event: 'compacted', segment: merged, merged: count, bytes }) })
+        compacting = compact({ store: bgStore, dir: segDir, stem, layers, recipients, base, onMerged: (merged, count, bytes) => say({ event: 'compacted', segment: merged, merged: count, bytes }) })
           .then((r) => {
             status.requests += r;
           }, (e) => {
             // An optimisation: the segments stay as they are, merged next time.
-            say({ event: 'retry', error: `compaction: ${e instanceof Error ? e.message : String(e)}`, backlogSteps: pending.length, nextInMs: interval });
+            if (!background.signal.aborted) say({ event: 'retry', error: `compaction: ${e instanceof Error ? e.message : String(e)}`, backlogSteps: pending.length, nextInMs: interval });
           })
           .finally(() => {
             compacting = null;
@@ -540,7 +545,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       fs.rmSync(nextReplica, { force: true });
     }
     await compacting;
-    await Promise.all([...background]);
+    await Promise.all([...removals]);
     live.close();
     fs.closeSync(spoolFd);
     fs.rmSync(work, { recursive: true, force: true });
