@@ -394,7 +394,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         } else if (step) spool.drop();
         // Commits not yet in a step were made after the last look that left none behind.
         if (!live.gapPending()) lookStart = thisLook;
-        if (live.gapPending() && pending.length > inFlight) nextShip = Math.min(nextShip, Date.now());
+        // (Not while backing off from a failed ship: that would try the store at every look.)
+        if (live.gapPending() && pending.length > inFlight && behindSince === null) nextShip = Math.min(nextShip, Date.now());
         // A backlog at its bound while the set answers (a long --interval): shipped at once.
         if (!shipping && spool.bytes > backlogLimit && behindSince === null) nextShip = Math.min(nextShip, Date.now());
         else if (!shipping && pending.length > 1 && spool.bytes > backlogLimit) {
@@ -519,7 +520,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           chainStart = Date.now();
           say({ event: 'new-base', base });
         }
-      } else if (baseReady && pending.length > 0 && !stopping && now < nextShip) {
+      } else if (baseReady && pending.length > 0 && !stopping && now < nextShip && behindSince === null) {
         // Ship what the old chain has before moving over.
         nextShip = now;
       }
