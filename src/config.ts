@@ -176,7 +176,7 @@ function applyReplicate(cfg: StorageConfig, replicate: unknown, file: string): v
     cfg.replicate = { ...cfg.replicate, interval: r.interval };
   }
   if (r.max_backlog_mb !== undefined) {
-    if (typeof r.max_backlog_mb !== 'number' || !(r.max_backlog_mb >= 1)) throw new BlufioError('E_CONFIG', `${file}: replicate.max_backlog_mb must be a number of MiB, at least 1`, 'fix the file (e.g. max_backlog_mb = 1024)');
+    if (typeof r.max_backlog_mb !== 'number' || !(r.max_backlog_mb >= 1 && r.max_backlog_mb <= 2 ** 30)) throw new BlufioError('E_CONFIG', `${file}: replicate.max_backlog_mb must be a number of MiB, at least 1`, 'fix the file (e.g. max_backlog_mb = 1024)');
     cfg.replicate = { ...cfg.replicate, maxBacklogMb: r.max_backlog_mb };
   }
 }

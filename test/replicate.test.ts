@@ -400,7 +400,43 @@ test('replicate refuses a file destination, s3:// without recipients, a rollback
   r = cli(['replicate', `${set}/`, '--db', db], { env: { HOME: home } });
   assert.is(r.code, 1, r.stderr);
   assert.match(r.stderr, /another blufio replicate \(process \d+\) is shipping/);
+  // The same file by a symbolic or a hard link, or from another user's state directory: the
+  // same database, refused too (an attack run started second chains so).
+  fs.symlinkSync(db, path.join(d, 'link.db'));
+  fs.linkSync(db, path.join(d, 'hard.db'));
+  for (const [other, env] of [[path.join(d, 'link.db'), { HOME: home }], [path.join(d, 'hard.db'), { HOME: home }], [db, { HOME: tmpdir('blufio-home-') }]] as const) {
+    r = cli(['replicate', `${set}/`, '--db', other], { env });
+    assert.is(r.code, 1, `${other}: ${r.stderr}`);
+    assert.match(r.stderr, /another blufio replicate \(process \d+\) is shipping/);
+  }
   assert.is(await stopped(first.proc), 0);
+  // --max-backlog takes a number of MiB, no more.
+  for (const bad of ['0', 'abc', 'Infinity', '0x10', '-5']) {
+    r = cli(['replicate', `${set}/`, '--db', db, '--max-backlog', bad], { env: { HOME: home } });
+    assert.is(r.code, 2, `${bad}: ${r.stderr}`);
+    assert.match(r.stderr, '--max-backlog must be a number of MiB');
+  }
+});
+
+test('a clean stop, then a start with nothing written meanwhile: resumed without a full pass, no gap; a write made while stopped is a gap, and restored', async () => {
+  const { d, db, set, env } = place();
+  spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE log(i INTEGER PRIMARY KEY, t REAL NOT NULL, pad BLOB); INSERT INTO log(t) VALUES (1);']);
+  for (let i = 0; i < 2; i++) {
+    const r = await replicator([process.execPath], [set, '--db', db, '--json'], env);
+    await sleep(600);
+    assert.is(await stopped(r.proc), 0, r.err());
+    if (i === 1) assert.not.match(r.err(), '"event":"gap"');
+  }
+  spawnSync('sqlite3', [db, 'INSERT INTO log(t) VALUES (2);']);
+  const r = await replicator([process.execPath], [set, '--db', db, '--json'], env);
+  await sleep(600);
+  assert.is(await stopped(r.proc), 0, r.err());
+  assert.match(r.err(), '"event":"gap"');
+  const { ranges } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
+  assert.is(ranges[0].gaps.length, 1);
+  const target = path.join(d, 'restored.db');
+  assert.is(cli(['restore', set, '--db', target, '--series', 'blufio', '-q'], { env }).code, 0);
+  assert.is(spawnSync('sqlite3', [target, 'SELECT count(*) FROM log'], { encoding: 'utf8' }).stdout.trim(), '2');
 });
 
 test.run();

@@ -226,7 +226,31 @@ test('a backlog folded into one step (collapse) gives the same state as its step
   assert.is(hex(checksumOf(target, PS)), hex(sum));
   assert.is(fs.statSync(target).size, 5 * PS);
   assert.equal(new Uint8Array(fs.readFileSync(target).subarray(PS, 2 * PS)), page(3));
+
+  // Folding only what follows a step on its way (from its end): that step stays as it was.
+  const fd2 = fs.openSync(path.join(tmpdir(), 'spool2'), 'w+');
+  const w2 = new StepWriter(fd2, PS);
+  const state2 = stateOf(db);
+  const sum2 = checksumOf(db, PS);
+  const kept = step(5, state2, sum2, [[2, 1]], 4);
+  const later = [step(6, state2, sum2, [[3, 5]], 4), step(7, state2, sum2, [[3, 6], [4, 2]], 4)];
+  for (const st of [kept, ...later]) {
+    w2.begin(st.time, st.pages);
+    for (const r of st.records) w2.record(r.pgno, r.page);
+    w2.end(st.checksum);
+  }
+  const keptBytes = STEP_BYTES(kept);
+  const c2 = w2.collapse(path.join(tmpdir(), 'fold2'), keptBytes);
+  assert.equal([c2.time, c2.count, c2.folded, hex(c2.checksum)], [7, 2, 2, hex(sum2)]);
+  const body2 = Buffer.alloc(w2.bytes);
+  fs.readSync(fd2, body2, 0, body2.length, 0);
+  fs.closeSync(fd2);
+  const folded = { time: 7, pages: 4, checksum: c2.checksum, records: [{ pgno: 3, page: page(6) }, { pgno: 4, page: page(2) }] };
+  assert.equal(body2, encodeSegment({ base: 'b', n: 1, pageSize: PS, pre: '', post: hex(sum2), from: '', to: '' }, [kept, folded]).subarray(segmentHead({ base: 'b', n: 1, pageSize: PS, pre: '', post: hex(sum2), from: '', to: '', steps: 2 }).length));
 });
+
+/** The bytes a step takes in a spool. */
+const STEP_BYTES = (st: Step) => 36 + st.records.length * (4 + PS);
 
 test('names: a segment\'s name says its base, number, times and a gap; chains stop at a hole; ranges show gaps', () => {
   const layers = layersFor({ compress: true, encrypt: true });

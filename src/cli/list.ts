@@ -47,7 +47,7 @@ export async function runList(target: string, f: CommonFlags, io: Io, say: Say):
       io.stdout(`${mine[mine.length - 1].to.toISOString()}  log   ${formatMB(bytes).padStart(10)}  ${mine.length} segment(s) from ${mine[0].from.toISOString()} on ${base}${bad.length ? `  UNRESTORABLE from segment ${bad[0].n}: ${bad[0].problem}` : ''}\n`);
     }
     for (const r of ranges) {
-      io.stdout(`restorable: ${r.series} from ${r.from} to ${r.to}${r.gaps.length ? `; gaps (a time inside restores to the state at its start): ${r.gaps.map((g) => `${g.from}..${g.to}`).join(', ')}` : ''}\n`);
+      io.stdout(`restorable: ${r.series} from ${r.from} to ${r.to}${r.gaps.length ? `; gaps (commits inside were not all seen one by one: a time inside restores to the newest state seen by then, at least the state at its start): ${r.gaps.map((g) => `${g.from}..${g.to}`).join(', ')}` : ''}\n`);
     }
   }
   const broken = entries.filter((e) => !e.restorable).length;

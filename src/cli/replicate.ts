@@ -22,8 +22,8 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   if (!(seconds >= 0.05 && seconds <= 3600)) throw new BlufioError('E_USAGE', `--interval must be a number of seconds from 0.05 to 3600, not "${f.interval}"`, 'e.g. --interval 1 (the default)');
   const everyHours = f.newBaseEvery === undefined ? 6 : Number(f.newBaseEvery);
   if (!(everyHours >= 0.0001 && everyHours <= 24 * 366)) throw new BlufioError('E_USAGE', `--new-base-every must be a number of hours above 0, not "${f.newBaseEvery}"`, 'e.g. --new-base-every 6 (the default)');
-  const backlogMb = f.maxBacklog === undefined ? cfg.replicate?.maxBacklogMb ?? 1024 : Number(f.maxBacklog);
-  if (!(backlogMb >= 1)) throw new BlufioError('E_USAGE', `--max-backlog must be a number of MiB, at least 1, not "${f.maxBacklog}"`, 'e.g. --max-backlog 1024 (the default)');
+  const backlogMb = f.maxBacklog === undefined ? cfg.replicate?.maxBacklogMb ?? 1024 : /^\d+(\.\d+)?$/.test(f.maxBacklog.trim()) ? Number(f.maxBacklog) : NaN;
+  if (!(backlogMb >= 1 && backlogMb <= 2 ** 30)) throw new BlufioError('E_USAGE', `--max-backlog must be a number of MiB, at least 1, not "${f.maxBacklog}"`, 'e.g. --max-backlog 1024 (the default)');
   const recipients = await recipientsFor(null, f, cfg);
   const offsite = dest.remote !== null;
   const unencrypted = !!f.unencrypted || (offsite && cfg.backup.unencrypted === true && recipients.length === 0);
@@ -60,9 +60,22 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
     io.stderr(`${describe(e)}\n`);
   };
   const { replicate } = await import('../replicate/replicator.ts');
-  await replicate(cfg.databasePath, target, {
-    ...copyOpts, signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), maxBacklogBytes: Math.round(backlogMb * 2 ** 20), onEvent: line, onInterval,
-  });
+  // A second SIGTERM or Ctrl-C: stop now, without waiting for the segment on its way.
+  const hurry = new AbortController();
+  let signals = 0;
+  const again = () => {
+    if (++signals >= 2) hurry.abort();
+  };
+  process.on('SIGTERM', again);
+  process.on('SIGINT', again);
+  try {
+    await replicate(cfg.databasePath, target, {
+      ...copyOpts, signal, hurry: hurry.signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), maxBacklogBytes: Math.round(backlogMb * 2 ** 20), onEvent: line, onInterval,
+    });
+  } finally {
+    process.off('SIGTERM', again);
+    process.off('SIGINT', again);
+  }
 }
 
 function describe(e: Record<string, unknown> & { event: string }): string {

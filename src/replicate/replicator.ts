@@ -18,11 +18,12 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { backup, refuseUnencryptedOffsite } from '../backup.ts';
 import type { BackupOptions, BackupResult } from '../build.ts';
 import { hasSqliteMagic, journalModeOf, pageSizeOf } from '../core/header.ts';
-import { BlufioError } from '../errors.ts';
+import { BlufioError, fsError } from '../errors.ts';
 import { canonicalPath, fsyncFile, makeWorkDir, pidAlive, stateDir } from '../files.ts';
 import { RetryAttempt } from '../retry.ts';
 import { readFully, writeFully } from '../vfs/disk-file.ts';
@@ -50,6 +51,8 @@ export interface ReplicateOptions extends BackupOptions {
    * given up for that span, never a commit).
    */
   maxBacklogBytes?: number;
+  /** Aborted when the stop must not wait any longer for what is being shipped (a second SIGTERM). */
+  hurry?: AbortSignal;
   /** Say so when the oldest unshipped commit is older than this (default 10 s). */
   lagWarnMs?: number;
   /** Called after each interval that shipped or had nothing to ship (for --ping); `ok` false when shipping failed. */
@@ -96,6 +99,12 @@ interface Meta {
   pageSize: number;
   /** A segment being shipped (outgoing.seg), not yet applied to the replica. */
   pending?: { n: number; post: string };
+  /**
+   * Written by a clean stop that had shipped everything it saw: the database file's and its
+   * WAL's stamps then. A start that finds both unchanged resumes without a full pass (nothing
+   * was written meanwhile), and without a gap in the range.
+   */
+  stopped?: { db: string; wal: string };
 }
 
 /** The page size the database's header says now (0: unknown). */
@@ -157,17 +166,56 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const segDir = path.join(dir, 'segments');
   const statusPath = path.join(dir, 'status.json');
 
-  // One replicator per chain: a lock file in the state directory (a dead holder's is taken over).
+  // One replicator per chain: a lock file in the state directory (a dead holder's is taken over),
+  // and one per database *file* and set in the machine's temporary directory, so that the same
+  // file reached by a symbolic or hard link, or from another user's state directory, is refused
+  // too (an attack run started a second chain so).
   const unlock = lockChain(path.join(dir, 'lock'), db, store.where(''));
+  let unlockFile = () => {};
+  try {
+    const st = fs.statSync(db);
+    const setId = createHash('sha256').update(canonicalSet(set)).digest('hex').slice(0, 16);
+    unlockFile = lockChain(path.join(os.tmpdir(), `blufio-replicate-${st.dev}-${st.ino}-${setId}.lock`), db, store.where(''));
+  } catch (e) {
+    if (e instanceof BlufioError || !(e as NodeJS.ErrnoException).code) {
+      unlock();
+      throw e;
+    }
+    // No such file yet, or no temporary directory: the base backup says what is wrong.
+  }
   try {
     return await run();
+  } catch (e) {
+    // The state directory full, read-only or taken away: said as such, not as a bug.
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (!(e instanceof BlufioError) && code && ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO'].includes(code)) {
+      const err = fsError(e, dir, 'blufio replicate cannot keep its state');
+      const fix = code === 'ENOSPC' || code === 'EDQUOT' ? 'free some space there (or set XDG_STATE_HOME to a roomier place)' : (err.hint ?? 'fix it');
+      throw new BlufioError(err.code, err.message, `${fix}, then start blufio replicate again: what was not shipped is closed from the database file`, { cause: e });
+    }
+    throw e;
   } finally {
+    unlockFile();
     unlock();
   }
 
   async function run(): Promise<ReplicateStatus> {
-  // Resume the chain, or start one on a new full backup.
-  const files = await store.list();
+  // Resume the chain, or start one on a new full backup. A set that cannot be reached yet (the
+  // endpoint down at boot) is waited for, said, with backoff: a service that exited at once
+  // would be given up on by its supervisor. Commits made meanwhile are closed from the file.
+  let files: Awaited<ReturnType<typeof store.list>>;
+  for (let wait = Math.min(interval, 1000); ; wait = Math.min(30_000, wait * 2)) {
+    try {
+      files = await store.list();
+      break;
+    } catch (e) {
+      if (!(e instanceof BlufioError) || e.code !== 'E_IO' || opts.signal?.aborted) throw e;
+      say({ event: 'retry', error: e.message, backlogSteps: 0, nextInMs: wait });
+      opts.onInterval?.(false, e.message);
+      await sleep(wait, opts.signal);
+      if (opts.signal?.aborted) throw new BlufioError('E_ABORTED', `stopped while waiting for ${store.where('')} to answer (nothing was shipped)`);
+    }
+  }
   let meta = readMeta(metaPath);
   const chainLength = meta ? chainEnd(logsOf(files, stem), meta.base) : -1;
   if (meta?.pending && chainLength === meta.pending.n && fs.existsSync(outgoing) && fs.existsSync(replicaPath)) {
@@ -191,8 +239,12 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         live.close();
         throw new RetryAttempt('the replica is not the state the chain ends with');
       }
-      // What was committed while no replicator ran may be in the database file only.
-      live.forceFullPass('the replicator was not running');
+      // What was committed while no replicator ran may be in the database file only — unless
+      // neither it nor its WAL has been written since a clean stop.
+      const quiet = meta!.stopped && meta!.stopped.db === fileStamp(db) && meta!.stopped.wal === fileStamp(`${db}-wal`);
+      if (!quiet) live.forceFullPass('the replicator was not running');
+      meta = { ...meta!, stopped: undefined };
+      writeMeta(metaPath, meta);
       resumed = true;
     } else {
       throw new RetryAttempt('no chain to resume');
@@ -240,12 +292,14 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const takes = mergeEwma > 0 && batchEndingAt(segDir, meta!.base, meta!.n + 1) ? mergeEwma : shipEwma;
     return st.since + interval - Math.min(interval / 4, takes + 2);
   };
-  let lookStart = Date.now();
+  // Scheduling is on a monotonic clock (a wall clock stepped back by NTP stopped shipping for as
+  // long as the step, in an attack run); step times stay on the wall clock (live-replica.ts).
+  let lookStart = clock();
   let backlogLimit = maxBacklog;
   const spoolFd = fs.openSync(path.join(dir, 'spool'), 'w+', 0o600);
   const spool = new StepWriter(spoolFd, meta!.pageSize);
   let backoff = 0;
-  let nextShip = Date.now() + interval;
+  let nextShip = clock() + interval;
   let lagSaid = false;
   let compacting: Promise<void> | null = null;
   let stuckSince: number | null = null;
@@ -256,11 +310,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // A new chain every newBaseEveryMs: its full backup is made while the old chain goes on
   // shipping, then the replicator moves over (the chains overlap: no gap between them).
   const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
-  let chainStart = Date.now();
+  let chainStart = clock();
   let nextBase: NextBase | null = null;
   const nextReplica = `${replicaPath}.next`;
   const work = makeWorkDir('replicate', opts.workDir);
+  let statusAt = 0;
   const writeStatus = () => {
+    statusAt = clock();
     status.updated = new Date().toISOString();
     status.backlogSteps = pending.length;
     status.backlogBytes = spool.bytes;
@@ -297,11 +353,19 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const upName = merged ? nameOf(stem, merged.header, layers) : name;
     const post = hex(steps[steps.length - 1].checksum);
     writeMeta(metaPath, { ...meta!, pending: { n, post } });
-    const started = Date.now();
+    const started = clock();
+    // A store that hangs does not hold a segment (and the backlog behind it) for ever: a minute,
+    // and a second a MiB beyond, then it is tried again.
+    const upFile = merged?.file ?? file;
+    const limitMs = 60_000 + Math.ceil(fs.statSync(upFile).size / 2 ** 20) * 1000;
+    const timedOut = AbortSignal.timeout(limitMs);
     try {
       // One writer per chain (the lock) and names that cannot repeat: no claim protocol and no
       // look first, one request a segment (a PUT with If-None-Match), not five.
-      const put = await store.put(upName, packedBody(merged?.file ?? file, layers, recipients), { signal: stopLimit.signal, alone: true, fresh: true });
+      const put = await store.put(upName, packedBody(upFile, layers, recipients), { signal: AbortSignal.any([stopLimit.signal, timedOut]), alone: true, fresh: true }).catch((e) => {
+        if (timedOut.aborted && !stopLimit.signal.aborted) throw new BlufioError('E_IO', `${store.where('')} did not take segment ${n} within ${Math.round(limitMs / 1000)} s`, 'it is tried again');
+        throw e;
+      });
       status.requests += 1;
       // Already there under this very name (its first and last times to the millisecond): our own
       // earlier attempt, whose answer was lost. Any other name with this number cannot be: one
@@ -311,14 +375,15 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       }
       // Off the machine: said now (the replica here is brought to it next).
       const shippedAt = Date.now();
+      const tookMs = clock() - started;
       const lagMs = shippedAt - steps[0].time;
       status.segment = n;
       status.lastShipped = new Date(steps[steps.length - 1].time).toISOString();
       status.lagMs = lagMs;
       status.bytesSent += put.bytes;
-      if (merged) mergeEwma = mergeEwma === 0 ? shippedAt - started : 0.7 * mergeEwma + 0.3 * (shippedAt - started);
-      else shipEwma = shipEwma === 0 ? shippedAt - started : 0.8 * shipEwma + 0.2 * (shippedAt - started);
-      say({ event: 'shipped', segment: upName, steps: steps.length, pages: steps.reduce((a, s) => a + s.count, 0), bytes: put.bytes, lagMs, shipMs: shippedAt - started });
+      if (merged) mergeEwma = mergeEwma === 0 ? tookMs : 0.7 * mergeEwma + 0.3 * tookMs;
+      else shipEwma = shipEwma === 0 ? tookMs : 0.8 * shipEwma + 0.2 * tookMs;
+      say({ event: 'shipped', segment: upName, steps: steps.length, pages: steps.reduce((a, s) => a + s.count, 0), bytes: put.bytes, lagMs, shipMs: Math.round(tookMs) });
       if (gap) say({ event: 'gap', segment: upName, why: gap });
       // What was seen while it was on its way stays in the spool, first now.
       pending.splice(0, k);
@@ -375,6 +440,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     };
     if (opts.signal?.aborted) onStop();
     else opts.signal?.addEventListener('abort', onStop, { once: true });
+    opts.hurry?.addEventListener('abort', () => stopLimit.abort(new BlufioError('E_ABORTED', 'stopped again: what was not shipped yet is closed as a gap by the next start')), { once: true });
     for (;;) {
       if (fatal) throw fatal;
       const stopping = opts.signal?.aborted ?? false;
@@ -385,8 +451,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // seconds away from where they were).
         // A step's time is when the look that read its commits ended (live-replica.ts).
         const before = spool.bytes;
-        const thisLook = Date.now();
-        const step = live.catchUp(spool, { fullPass: stopping || Date.now() >= nextShip - look, holdGap: pending.length > inFlight });
+        const thisLook = clock();
+        const step = live.catchUp(spool, { fullPass: stopping || clock() >= nextShip - look, holdGap: pending.length > inFlight });
         if (step && (step.count > 0 || step.gap)) {
           pending.push({ ...step, bytes: spool.bytes - before, since: lookStart });
           if (pending.length === 1) nextShip = dueOf(pending[0]);
@@ -395,18 +461,22 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // Commits not yet in a step were made after the last look that left none behind.
         if (!live.gapPending()) lookStart = thisLook;
         // (Not while backing off from a failed ship: that would try the store at every look.)
-        if (live.gapPending() && pending.length > inFlight && behindSince === null) nextShip = Math.min(nextShip, Date.now());
+        if (live.gapPending() && pending.length > inFlight && behindSince === null) nextShip = Math.min(nextShip, clock());
         // A backlog at its bound while the set answers (a long --interval): shipped at once.
-        if (!shipping && spool.bytes > backlogLimit && behindSince === null) nextShip = Math.min(nextShip, Date.now());
-        else if (!shipping && pending.length > 1 && spool.bytes > backlogLimit) {
-          // The set cannot be reached and the backlog is at its bound: folded into one state
-          // (the newest image of each page), shipped as a gap when the set is back.
-          const from = new Date(pending[0].time).toISOString();
-          const c = spool.collapse(path.join(dir, 'spool.fold'));
+        if (!shipping && spool.bytes > backlogLimit && behindSince === null) nextShip = Math.min(nextShip, clock());
+        else if (pending.length - inFlight > 1 && spool.bytes > backlogLimit && (behindSince !== null || shipping)) {
+          // The set cannot be reached (or a segment hangs on its way) and the backlog is at its
+          // bound: the steps not on their way are folded into one state (the newest image of
+          // each page), shipped as a gap when the set answers.
+          const first = pending[inFlight];
+          const at = pending.slice(0, inFlight).reduce((a, st) => a + st.bytes, 0);
+          const from = new Date(first.time).toISOString();
+          const c = spool.collapse(path.join(dir, 'spool.fold'), at);
           const to = new Date(c.time).toISOString();
-          pending.splice(0, pending.length, { time: c.time, pages: c.pages, checksum: c.checksum, count: c.count, gap: `the set could not be reached: ${c.folded} steps seen from ${from} to ${to} were kept as one state (the --max-backlog bound)`, bytes: spool.bytes, since: pending[0].since });
-          // Not folded again at every look when one state is itself near the bound.
-          backlogLimit = Math.max(maxBacklog, 2 * spool.bytes);
+          pending.splice(inFlight, pending.length - inFlight, { time: c.time, pages: c.pages, checksum: c.checksum, count: c.count, gap: `the set could not be reached: ${c.folded} steps seen from ${from} to ${to} were kept as one state (the --max-backlog bound)`, bytes: spool.bytes - at, since: first.since });
+          // Folded again once as much again has come in: the folded state itself cannot be made
+          // smaller (it is every page changed since the last shipped state).
+          backlogLimit = spool.bytes + maxBacklog;
           say({ event: 'backlog', folded: c.folded, bytes: spool.bytes, from, to });
           writeStatus();
         }
@@ -416,11 +486,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         } else {
           // A gap that no full pass has closed yet (a big database whose WAL is truncated after
           // every commit): said when it lasts, and the monitor told.
-          stuckSince ??= Date.now();
-          if (Date.now() - stuckSince > lagWarn && !stuckSaid) {
+          stuckSince ??= clock();
+          if (clock() - stuckSince > lagWarn && !stuckSaid) {
             stuckSaid = true;
-            say({ event: 'lag', lagMs: Date.now() - stuckSince });
-            opts.onInterval?.(false, `no committed state could be proven for ${Math.round((Date.now() - stuckSince) / 1000)} s (checkpoints after every commit on a big database?)`);
+            say({ event: 'lag', lagMs: clock() - stuckSince });
+            opts.onInterval?.(false, `no committed state could be proven for ${Math.round((clock() - stuckSince) / 1000)} s (checkpoints after every commit on a big database?)`);
           }
         }
       } catch (e) {
@@ -429,18 +499,18 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           throw new BlufioError('E_USAGE', `${db} left WAL mode (journal_mode was changed): blufio replicate follows a WAL-mode database only`, 'switch it back (PRAGMA journal_mode=WAL) and start blufio replicate again; what was shipped so far stays restorable');
         }
         // A storm of checkpoints: the same pages are tried again at the next look; said when it lasts.
-        stuckSince ??= Date.now();
-        if (Date.now() - stuckSince > lagWarn && !stuckSaid) {
+        stuckSince ??= clock();
+        if (clock() - stuckSince > lagWarn && !stuckSaid) {
           stuckSaid = true;
-          say({ event: 'lag', lagMs: Date.now() - stuckSince });
+          say({ event: 'lag', lagMs: clock() - stuckSince });
         }
       }
-      const now = Date.now();
+      const now = clock();
       if (!shipping && pending.length > 0 && (now >= nextShip || stopping)) {
         // Shipped beside the looks: a slow store or a big segment does not delay seeing commits.
         nextShip = now + interval;
         const shipped = ship().then(() => {
-          if (backoff > 0) say({ event: 'caught-up', afterMs: Date.now() - (behindSince ?? now) });
+          if (backoff > 0) say({ event: 'caught-up', afterMs: clock() - (behindSince ?? now) });
           backoff = 0;
           backlogLimit = maxBacklog;
           behindSince = null;
@@ -458,7 +528,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           const why = e instanceof Error ? e.message : String(e);
           say({ event: 'retry', error: why, backlogSteps: pending.length, nextInMs: backoff });
           opts.onInterval?.(false, why);
-          nextShip = Date.now() + backoff;
+          nextShip = clock() + backoff;
         }).finally(() => {
           if (shipping === shipped) shipping = null;
           writeStatus();
@@ -468,11 +538,15 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         nextShip = now + interval;
         opts.onInterval?.(true);
       }
-      if (pending.length > 0 && !lagSaid && now - pending[0].time > lagWarn) {
+      if (pending.length > 0 && !lagSaid && now - pending[0].since > lagWarn) {
         lagSaid = true;
-        say({ event: 'lag', lagMs: now - pending[0].time });
+        say({ event: 'lag', lagMs: Math.round(now - pending[0].since) });
+        // A store that hangs says nothing by itself: the monitor is told here.
+        opts.onInterval?.(false, `the oldest commit not shipped was made ${Math.round((now - pending[0].since) / 1000)} s ago${shipping ? ' (a segment is still on its way)' : ''}`);
       }
-      if (!stopping && !nextBase && Date.now() - chainStart >= baseEvery) {
+      // The status file stays current while a segment hangs or the set is down.
+      if (now - statusAt >= 1000) writeStatus();
+      if (!stopping && !nextBase && clock() - chainStart >= baseEvery) {
         fs.rmSync(nextReplica, { force: true });
         const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null };
         nextBase = nb;
@@ -493,9 +567,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         const before = spool.bytes;
         const hb = live.heartbeat(spool);
         if (hb) {
-          pending.push({ ...hb, bytes: spool.bytes - before, since: hb.time });
+          pending.push({ ...hb, bytes: spool.bytes - before, since: clock() });
           lastStepTime = hb.time;
-          nextShip = Date.now();
+          nextShip = clock();
         }
       } else if (baseReady && nextBase && (nextBase.failed || pending.length === 0)) {
         const nb = nextBase;
@@ -505,7 +579,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           nb.w.src.close();
           fs.rmSync(nextReplica, { force: true });
           if (!stopping) say({ event: 'retry', error: `a new base: ${nb.failed instanceof Error ? nb.failed.message : String(nb.failed)}`, backlogSteps: pending.length, nextInMs: 600_000 });
-          chainStart = Date.now() - baseEvery + 600_000;
+          chainStart = clock() - baseEvery + 600_000;
         } else {
           // Everything the old chain saw is shipped: move over to the new one.
           live.close();
@@ -517,7 +591,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           spool.reset();
           status.base = base;
           status.segment = 0;
-          chainStart = Date.now();
+          chainStart = clock();
           say({ event: 'new-base', base });
         }
       } else if (baseReady && pending.length > 0 && !stopping && now < nextShip && behindSince === null) {
@@ -529,8 +603,26 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       if (stopping) {
         if (shipping) await shipping;
         if (fatal) throw fatal;
-        if ((pending.length === 0 && !live.gapPending()) || ++stopRounds > 4) break;
-      } else await sleep(!shipping && pending.length > 0 ? Math.max(1, Math.min(look, nextShip - Date.now())) : look, opts.signal);
+        if ((pending.length === 0 && !live.gapPending()) || ++stopRounds > 4) {
+          // Everything seen is shipped: the files' stamps, if a last look finds nothing new and
+          // nothing written while it looked (a start that finds them so skips its full pass).
+          const before = { db: fileStamp(db), wal: fileStamp(`${db}-wal`) };
+          const mark = spool.bytes;
+          const last = pending.length === 0 && !live.gapPending() ? live.catchUp(spool, { fullPass: false }) : null;
+          const news = last !== null && (last.count > 0 || last.gap !== null);
+          if (news && ++stopRounds <= 4) {
+            // Committed just now: shipped in one more round.
+            pending.push({ ...last, bytes: spool.bytes - mark, since: clock() });
+            continue;
+          }
+          if (last && !news) spool.drop();
+          if (!news && pending.length === 0 && !live.gapPending() && before.db === fileStamp(db) && before.wal === fileStamp(`${db}-wal`)) {
+            meta = { ...meta!, stopped: before };
+            writeMeta(metaPath, meta);
+          }
+          break;
+        }
+      } else await sleep(!shipping && pending.length > 0 ? Math.max(1, Math.min(look, nextShip - clock())) : look, opts.signal);
     }
   } finally {
     await shipping;
@@ -609,6 +701,19 @@ function writeSegmentFile(file: string, head: Buffer, spoolFd: number, spoolByte
     }
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+const clock = () => performance.now();
+
+/** A file's identity and change times, to the nanosecond ('none' when there is none). */
+function fileStamp(file: string): string {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
+    throw e;
   }
 }
 

@@ -147,19 +147,19 @@ export class StepWriter {
     fs.ftruncateSync(this.fd, this.at);
   }
   /**
-   * Folds every step written into one: the state after the last, holding the newest image of
-   * each page any of them changed (a backlog kept while the store was unreachable, bounded so).
-   * `tmp` is a scratch file beside the spool. Returns the folded step's time, size, checksum and
-   * page count, and how many steps were folded.
+   * Folds the steps written from byte `from` on (a step's start; 0: all) into one: the state
+   * after the last, holding the newest image of each page any of them changed (a backlog kept
+   * while the store was unreachable, bounded so). `tmp` is a scratch file beside the spool.
+   * Returns the folded step's time, size, checksum and page count, and how many were folded.
    */
-  collapse(tmp: string): { time: number; pages: number; checksum: Uint8Array; count: number; folded: number } {
+  collapse(tmp: string, from = 0): { time: number; pages: number; checksum: Uint8Array; count: number; folded: number } {
     const ps = this.pageSize;
     const head = Buffer.alloc(STEP_HEAD);
     const num = Buffer.alloc(4);
     const newest = new Map<number, number>();
     let last: { time: number; pages: number; checksum: Uint8Array } | null = null;
     let folded = 0;
-    for (let at = 0; at < this.at; ) {
+    for (let at = from; at < this.at; ) {
       if (readFully(this.fd, head, at) !== STEP_HEAD || head.readUInt32BE(0) !== STEP_MAGIC) throw new Error(`the spool has no step at byte ${at}`);
       last = { time: head.readDoubleBE(4), pages: head.readUInt32BE(12), checksum: Uint8Array.from(head.subarray(20, 20 + CHECKSUM_BYTES)) };
       const count = head.readUInt32BE(16);
@@ -183,16 +183,16 @@ export class StepWriter {
         w.record(pgno, page);
       }
       const count = w.end(last.checksum);
-      // Back into the spool, from its start.
+      // Back into the spool, where the folded steps began.
       const buf = Buffer.allocUnsafe(1 << 20);
       for (let at = 0; at < w.bytes; ) {
         const n = readFully(out, buf.subarray(0, Math.min(buf.length, w.bytes - at)), at);
-        writeFully(this.fd, buf.subarray(0, n), at);
+        writeFully(this.fd, buf.subarray(0, n), from + at);
         at += n;
       }
-      fs.ftruncateSync(this.fd, w.bytes);
-      this.at = w.bytes;
-      this.head = 0;
+      fs.ftruncateSync(this.fd, from + w.bytes);
+      this.at = from + w.bytes;
+      this.head = from;
       return { ...last, count, folded };
     } finally {
       fs.closeSync(out);

@@ -54,7 +54,8 @@ export class BucketStore implements Store {
   async fetch(name: string, workDir: string, opts: PutOptions = {}) {
     // Not named after the key: a name may be longer than a file name may be.
     const file = path.join(workDir, `object-${++this.fetched}`);
-    await download(this.client, { bucket: this.bucket, key: this.prefix + name }, file, { signal: opts.signal ?? this.opts.signal, onProgress: opts.onProgress });
+    const signal = opts.signal ?? this.opts.signal;
+    await download(this.client.withSignal(signal), { bucket: this.bucket, key: this.prefix + name }, file, { signal, onProgress: opts.onProgress });
     return file;
   }
 
@@ -72,12 +73,14 @@ export class BucketStore implements Store {
   async put(name: string, body: Body, opts: PutOptions = {}) {
     const loc = { bucket: this.bucket, key: this.prefix + name };
     const sending = { ...this.opts, signal: opts.signal ?? this.opts.signal, onProgress: opts.onProgress };
+    // The put's own signal reaches the requests in flight too (a hung server must not outlast it).
+    const client = this.client.withSignal(sending.signal);
     // Replacing needs no claim: the object is whole before and after (S3's PUTs are atomic).
-    if (opts.replace) return { published: true, bytes: await upload(this.client, loc, body, { ...sending, force: true }) };
-    if (!(opts.alone && opts.fresh) && (await this.client.head(loc))) return { published: false, bytes: 0 };
+    if (opts.replace) return { published: true, bytes: await upload(client, loc, body, { ...sending, force: true }) };
+    if (!(opts.alone && opts.fresh) && (await client.head(loc))) return { published: false, bytes: 0 };
     if (opts.alone) {
       try {
-        return { published: true, bytes: await upload(this.client, loc, body, { ...sending, force: false }) };
+        return { published: true, bytes: await upload(client, loc, body, { ...sending, force: false }) };
       } catch (e) {
         if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') return { published: false, bytes: 0 };
         throw e;
@@ -86,9 +89,9 @@ export class BucketStore implements Store {
     const claim = { bucket: this.bucket, key: `${loc.key}${CLAIM}${randomBytes(8).toString('hex')}` };
     // Who holds it: a claim of this machine whose process is gone (killed, or its server went
     // down before it could remove the claim) is stale at once.
-    await this.client.put(claim, Buffer.from(JSON.stringify({ host: os.hostname(), pid: process.pid })), true);
+    await client.put(claim, Buffer.from(JSON.stringify({ host: os.hostname(), pid: process.pid })), true);
     try {
-      const listed = await this.client.list(this.bucket, this.prefix);
+      const listed = await client.list(this.bucket, this.prefix);
       // Any other claim on this name counts, however old (a killed run's blocks only its own
       // second's name). Others' claims an hour older than ours, by the server's clock (never by
       // this machine's, which may be off), were left by killed runs: removed.
@@ -96,14 +99,14 @@ export class BucketStore implements Store {
       const stale = ours ? Date.parse(ours.lastModified) - 3_600_000 : NaN;
       for (const o of listed) {
         if (o.key !== claim.key && CLAIM_KEY.test(o.key) && !o.key.startsWith(`${loc.key}${CLAIM}`) && Date.parse(o.lastModified) < stale) {
-          await this.client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
+          await client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
         }
       }
       const rivals: typeof listed = [];
       for (const o of listed) {
         if (!o.key.startsWith(`${loc.key}${CLAIM}`) || o.key === claim.key) continue;
         if (Date.parse(o.lastModified) < stale || (await this.deadHolder(o.key))) {
-          await this.client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
+          await client.delete({ bucket: this.bucket, key: o.key }).catch(() => {});
           continue;
         }
         rivals.push(o);
@@ -113,7 +116,7 @@ export class BucketStore implements Store {
         await new Promise((r) => setTimeout(r, 20 + Math.random() * 200));
         return { published: false, bytes: 0 };
       }
-      return { published: true, bytes: await upload(this.client, loc, body, { ...sending, force: false }) };
+      return { published: true, bytes: await upload(client, loc, body, { ...sending, force: false }) };
     } catch (e) {
       if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') return { published: false, bytes: 0 };
       throw e;

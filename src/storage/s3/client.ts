@@ -205,6 +205,11 @@ export class S3Client {
     if (opts.signal) setMaxListeners(64, opts.signal);
   }
 
+  /** This client with another signal: its requests, in flight or waiting to be retried, end when it is aborted. */
+  withSignal(signal: AbortSignal | undefined): S3Client {
+    return signal === this.opts.signal ? this : new S3Client(this.config, { ...this.opts, signal });
+  }
+
   /** The HTTP address of a bucket or object, path-style or virtual-hosted. */
   url(loc: { bucket: string; key?: string }, query: Record<string, string> = {}): string {
     const base = new URL(this.config.endpoint);
