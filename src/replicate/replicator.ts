@@ -363,7 +363,10 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // One writer per chain (the lock) and names that cannot repeat: no claim protocol and no
       // look first, one request a segment (a PUT with If-None-Match), not five.
       const put = await store.put(upName, packedBody(upFile, layers, recipients), { signal: AbortSignal.any([stopLimit.signal, timedOut]), alone: true, fresh: true }).catch((e) => {
-        if (timedOut.aborted && !stopLimit.signal.aborted) throw new BlufioError('E_IO', `${store.where('')} did not take segment ${n} within ${Math.round(limitMs / 1000)} s`, 'it is tried again');
+        if (timedOut.aborted && !stopLimit.signal.aborted) {
+          throw new BlufioError('E_IO', `${store.where('')} did not take segment ${n} within ${Math.round(limitMs / 1000)} s`,
+            opts.signal?.aborted ? 'what was not shipped is closed from the database file by the next start' : 'it is tried again');
+        }
         throw e;
       });
       status.requests += 1;
@@ -436,7 +439,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // so that its lag to shipped stays near the interval.
     const look = Math.max(10, Math.min(50, Math.floor(interval / 40)));
     const onStop = () => {
-      stopTimer = setTimeout(() => stopLimit.abort(new BlufioError('E_ABORTED', 'stopped: what was committed could not be shipped within a minute')), 60_000);
+      stopTimer = setTimeout(() => stopLimit.abort(new BlufioError('E_ABORTED', 'stopped: what was committed could not be shipped within a minute (the next start closes it from the database file)')), 60_000);
     };
     if (opts.signal?.aborted) onStop();
     else opts.signal?.addEventListener('abort', onStop, { once: true });
