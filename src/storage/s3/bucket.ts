@@ -80,7 +80,7 @@ export class BucketStore implements Store {
     if (!(opts.alone && opts.fresh) && (await client.head(loc))) return { published: false, bytes: 0 };
     if (opts.alone) {
       try {
-        return { published: true, bytes: await upload(client, loc, body, { ...sending, force: false }) };
+        return { published: true, bytes: await upload(client, loc, body, { ...sending, force: false, fresh: opts.fresh }) };
       } catch (e) {
         if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') return { published: false, bytes: 0 };
         throw e;

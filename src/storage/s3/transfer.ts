@@ -121,6 +121,12 @@ async function abortAbandonedUploads(client: S3Client, loc: S3Location, opts: Ob
 
 export interface UploadOptions extends ObjectStorageOptions {
   force?: boolean;
+  /**
+   * A name no other run can write (the replicator's segments, under its lock): a single PUT is
+   * not looked at again afterwards — the server checked its Content-MD5, and its ETag answer is
+   * compared — one request, not two.
+   */
+  fresh?: boolean;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
 }
@@ -150,8 +156,13 @@ async function sendParts(client: S3Client, loc: S3Location, parts: AsyncGenerato
   if (first.done || (first.value as Buffer).length < partBytes) {
     // Smaller than one part: one PUT.
     const body = first.done ? Buffer.alloc(0) : (first.value as Buffer);
-    await client.put(loc, body, noClobber);
-    await checkUploaded(client, loc, body.length, [expectedEtag([md5(body)], false)], false);
+    const etag = await client.put(loc, body, noClobber);
+    const expected = expectedEtag([md5(body)], false);
+    if (opts.fresh) {
+      if (/^"[0-9a-f]{32}"$/.test(etag) && etag !== expected) {
+        throw new BlufioError('E_IO', `${s3Url(loc)} was stored with ETag ${etag}, not the ${expected} of what was sent`, 'it is sent again');
+      }
+    } else await checkUploaded(client, loc, body.length, [expected], false);
     return body.length;
   }
   const uploadId = await client.createUpload(loc);
