@@ -404,12 +404,28 @@ test('replicate refuses a file destination, s3:// without recipients, a rollback
   // same database, refused too (an attack run started second chains so).
   fs.symlinkSync(db, path.join(d, 'link.db'));
   fs.linkSync(db, path.join(d, 'hard.db'));
-  for (const [other, env] of [[path.join(d, 'link.db'), { HOME: home }], [path.join(d, 'hard.db'), { HOME: home }], [db, { HOME: tmpdir('blufio-home-') }]] as const) {
+  for (const [other, env] of [[path.join(d, 'link.db'), { HOME: home }], [path.join(d, 'hard.db'), { HOME: home }], [db, { HOME: tmpdir('blufio-home-') }], [db, { HOME: tmpdir('blufio-home-'), TMPDIR: tmpdir() }]] as const) {
     r = cli(['replicate', `${set}/`, '--db', other], { env });
     assert.is(r.code, 1, `${other}: ${r.stderr}`);
     assert.match(r.stderr, /another blufio replicate \(process \d+\) is shipping/);
   }
   assert.is(await stopped(first.proc), 0);
+  // A lock left by a killed replicator whose process number now belongs to another process is
+  // taken over (an attack run found it blocking every start).
+  const locks = fs.readdirSync('/dev/shm').filter((f) => f.startsWith('blufio-replicate-'));
+  const again = await replicator([process.execPath], [`${set}/`, '--db', db], { HOME: home });
+  const mine = fs.readdirSync('/dev/shm').filter((f) => f.startsWith('blufio-replicate-') && !locks.includes(f));
+  assert.is(mine.length, 1, 'one lock per file and set in /dev/shm');
+  await stopped(again.proc, 'SIGKILL');
+  const lock = path.join('/dev/shm', mine[0]);
+  const other = spawn('sleep', ['30']);
+  try {
+    fs.writeFileSync(lock, `${JSON.stringify({ pid: other.pid, since: '1', started: new Date().toISOString() })}\n`);
+    const third = await replicator([process.execPath], [`${set}/`, '--db', db], { HOME: home });
+    assert.is(await stopped(third.proc), 0);
+  } finally {
+    other.kill();
+  }
   // --max-backlog takes a number of MiB, no more.
   for (const bad of ['0', 'abc', 'Infinity', '0x10', '-5']) {
     r = cli(['replicate', `${set}/`, '--db', db, '--max-backlog', bad], { env: { HOME: home } });

@@ -167,15 +167,17 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const statusPath = path.join(dir, 'status.json');
 
   // One replicator per chain: a lock file in the state directory (a dead holder's is taken over),
-  // and one per database *file* and set in the machine's temporary directory, so that the same
-  // file reached by a symbolic or hard link, or from another user's state directory, is refused
-  // too (an attack run started a second chain so).
+  // and one per database *file* and set in /dev/shm (or the temporary directory), so that the
+  // same file reached by a symbolic or hard link, from another state directory or with another
+  // TMPDIR, is refused too (attack runs started second chains so).
   const unlock = lockChain(path.join(dir, 'lock'), db, store.where(''));
   let unlockFile = () => {};
   try {
     const st = fs.statSync(db);
     const setId = createHash('sha256').update(canonicalSet(set)).digest('hex').slice(0, 16);
-    unlockFile = lockChain(path.join(os.tmpdir(), `blufio-replicate-${st.dev}-${st.ino}-${setId}.lock`), db, store.where(''));
+    // /dev/shm where there is one: shared by services with a private /tmp and by any TMPDIR.
+    const shared = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+    unlockFile = lockChain(path.join(shared, `blufio-replicate-${st.dev}-${st.ino}-${setId}.lock`), db, store.where(''));
   } catch (e) {
     if (e instanceof BlufioError || !(e as NodeJS.ErrnoException).code) {
       unlock();
@@ -205,13 +207,17 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // would be given up on by its supervisor. Commits made meanwhile are closed from the file.
   let files: Awaited<ReturnType<typeof store.list>>;
   for (let wait = Math.min(interval, 1000); ; wait = Math.min(30_000, wait * 2)) {
+    // Each try bounded (a hung endpoint answers nothing) and ended by a stop.
+    const limit = AbortSignal.timeout(30_000);
     try {
-      files = await store.list();
+      files = await openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, limit]) : limit }).list();
       break;
     } catch (e) {
-      if (!(e instanceof BlufioError) || e.code !== 'E_IO' || opts.signal?.aborted) throw e;
-      say({ event: 'retry', error: e.message, backlogSteps: 0, nextInMs: wait });
-      opts.onInterval?.(false, e.message);
+      if (opts.signal?.aborted) throw new BlufioError('E_ABORTED', `stopped while waiting for ${store.where('')} to answer (nothing was shipped)`);
+      const err = limit.aborted ? new BlufioError('E_IO', `${store.where('')} did not answer within 30 s`) : e;
+      if (!(err instanceof BlufioError) || err.code !== 'E_IO') throw err;
+      say({ event: 'retry', error: err.message, backlogSteps: 0, nextInMs: wait });
+      opts.onInterval?.(false, err.message);
       await sleep(wait, opts.signal);
       if (opts.signal?.aborted) throw new BlufioError('E_ABORTED', `stopped while waiting for ${store.where('')} to answer (nothing was shipped)`);
     }
@@ -666,23 +672,35 @@ function refuseRollbackMode(db: string): void {
   }
 }
 
+/** When process `pid` started (Linux: ticks since boot, /proc/<pid>/stat), or null where that cannot be read. */
+function processStart(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** Takes the chain's lock file (O_EXCL, with our pid); returns its release. */
 function lockChain(file: string, db: string, set: string): () => void {
   for (let tries = 0; ; tries++) {
     try {
       const fd = fs.openSync(file, 'wx', 0o600);
-      fs.writeSync(fd, `${JSON.stringify({ pid: process.pid, started: new Date().toISOString() })}\n`);
+      fs.writeSync(fd, `${JSON.stringify({ pid: process.pid, since: processStart(process.pid), started: new Date().toISOString() })}\n`);
       fs.closeSync(fd);
       return () => fs.rmSync(file, { force: true });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries > 0) throw e;
-      let holder: { pid?: number } = {};
+      let holder: { pid?: number; since?: string | null } = {};
       try {
         holder = JSON.parse(fs.readFileSync(file, 'utf8'));
       } catch {
         // unreadable: a kill while it was written; taken over
       }
-      if (holder.pid && holder.pid !== process.pid && pidAlive(holder.pid)) {
+      // A holder whose process is gone, or whose number now belongs to another process (started
+      // at another time), left it behind: taken over.
+      if (holder.pid && holder.pid !== process.pid && pidAlive(holder.pid) && (!holder.since || holder.since === processStart(holder.pid))) {
         throw new BlufioError('E_IN_USE', `another blufio replicate (process ${holder.pid}) is shipping ${db} to ${set}`, 'run one replicator per database and set; stop the other one first');
       }
       fs.rmSync(file, { force: true });
