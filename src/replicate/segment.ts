@@ -104,11 +104,14 @@ export class StepWriter {
     this.count = 0;
     this.write(head);
   }
+  /** One record: its page number and page, in one write (from a buffer kept for it). */
+  private rec: Buffer | null = null;
   record(pgno: number, page: Uint8Array): void {
-    const n = Buffer.alloc(4);
-    n.writeUInt32BE(pgno);
-    this.write(n);
-    this.write(page);
+    const rec = (this.rec ??= Buffer.allocUnsafe(4 + this.pageSize));
+    rec.writeUInt32BE(pgno, 0);
+    if (page.length !== this.pageSize) throw new Error(`a page of ${page.length} bytes in a spool of ${this.pageSize}-byte pages`);
+    rec.set(page, 4);
+    this.write(rec);
     this.count++;
   }
   end(checksum: Uint8Array): number {
