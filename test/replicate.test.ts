@@ -82,6 +82,16 @@ function restoreAt(set: string, env: Record<string, string>, all: Array<{ i: num
   return got.length;
 }
 
+/** Stops the writer and the replicator (each must exit 0), and lists the set: the writer's rows, the backups and the ranges. */
+async function stopAndList(writer: { proc: ChildProcess }, rep: { proc: ChildProcess; err: () => string }, db: string, set: string, env: Record<string, string>, more: string[] = []) {
+  assert.is(await stopped(writer.proc), 0);
+  assert.is(await stopped(rep.proc), 0, rep.err());
+  const listed = cli(['list', set, '--json', ...more], { env });
+  assert.is(listed.code, 0, listed.stderr);
+  const { backups, ranges } = JSON.parse(listed.stdout) as { backups: Array<{ name: string; kind: string }>; ranges: Array<{ from: string; to: string; gaps: Array<{ from: string; to: string }> }> };
+  return { all: rows(db), backups, ranges };
+}
+
 const hasPython = () => spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status === 0;
 
 /** A directory with the database's path, an empty set folder, and a fresh HOME. */
@@ -166,13 +176,8 @@ for (const [name, runtime] of Object.entries(RUNTIMES)) {
       const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 50 })], true);
       const rep = await replicator(runtime, [set, '--db', db, '--recipient', recipient, '--interval', '0.5'], env);
       await sleep(1500);
-      assert.is(await stopped(writer.proc), 0);
       // SIGTERM right after the last commit: it is shipped before the exit.
-      assert.is(await stopped(rep.proc), 0, rep.err());
-      const all = rows(db);
-      const listed = cli(['list', set, '--json', '--identity', key], { env });
-      assert.is(listed.code, 0, listed.stderr);
-      const { backups, ranges } = JSON.parse(listed.stdout);
+      const { all, backups, ranges } = await stopAndList(writer, rep, db, set, env, ['--identity', key]);
       assert.ok(backups.every((b: { name: string }) => b.name.endsWith('.age')), 'every object encrypted');
       const restore = (at: number | null) => restoreAt(set, { ...env, BLUFIO_AGE_IDENTITY_FILE: key }, all, at, ranges[0].gaps, runtime);
       assert.is(restore(null), all.length);
@@ -202,12 +207,7 @@ test('a store that stops answering does not stop the looks: commits made meanwhi
     server.proc.kill('SIGCONT');
     const pausedTo = Date.now();
     await sleep(2500);
-    assert.is(await stopped(writer.proc), 0);
-    assert.is(await stopped(rep.proc), 0, rep.err());
-    const all = rows(db);
-    const listed = cli(['list', set, '--json', '--identity', key], { env });
-    assert.is(listed.code, 0, listed.stderr);
-    const { ranges } = JSON.parse(listed.stdout);
+    const { all, ranges } = await stopAndList(writer, rep, db, set, env, ['--identity', key]);
     assert.is(ranges.length, 1);
     // The looks went on while the store hung: nothing to close from the file then (the writer's
     // last close removes the WAL: a gap at the very end, after the pause).
