@@ -32,7 +32,7 @@ import { parseName, stemOf } from '../sets/names.ts';
 import { canonicalSet, openStore } from '../storage/index.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta } from './live-replica.ts';
-import { batchEndingAt, compact, keepShipped, nameOf, writeMerged } from './compact.ts';
+import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
 export interface ReplicateOptions extends BackupOptions {
@@ -295,7 +295,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // second still stays under 90,000 PUTs a day.)
   const dueOf = (st: { since: number }) => {
     // The 30th segment of a run goes up merged with the 29 before it: it takes longer.
-    const takes = mergeEwma > 0 && batchEndingAt(segDir, meta!.base, meta!.n + 1) ? mergeEwma : shipEwma;
+    const takes = mergeEwma > 0 && mergesAt(segDir, meta!.n + 1) ? mergeEwma : shipEwma;
     return st.since + interval - Math.min(interval / 4, takes + 2);
   };
   // Scheduling is on a monotonic clock (a wall clock stepped back by NTP stopped shipping for as
