@@ -92,6 +92,17 @@ async function stopAndList(writer: { proc: ChildProcess }, rep: { proc: ChildPro
   return { all: rows(db), backups, ranges };
 }
 
+/** A writer with `writer` options and a segment every 50 ms for 4.5 s (compaction at work), both stopped: the replicator's events. */
+async function fastRun(db: string, set: string, env: Record<string, string>, writer: Record<string, unknown>) {
+  const w = await python('replwriter.py', [db, JSON.stringify(writer)], true);
+  const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.05', '--json'], env);
+  await sleep(4500);
+  assert.is(await stopped(w.proc), 0);
+  await sleep(300);
+  assert.is(await stopped(rep.proc), 0, rep.err());
+  return rep.err().trim().split('\n').map((l) => JSON.parse(l)) as Array<{ event: string; segment: string; merged?: number }>;
+}
+
 const hasPython = () => spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status === 0;
 
 /** A directory with the database's path, an empty set folder, and a fresh HOME. */
@@ -263,14 +274,8 @@ test('the set unreachable for seconds: the backlog kept here stays within --max-
 test('compaction: segments merged 30 at a time, the merged ones removed; restore --at still gives each moment exactly, from fewer objects', async () => {
   if (!hasPython()) return skip('python3 is not installed');
   const { db, set, env } = place();
-  const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 200 })], true);
   // A segment every 50 ms: 30 of them in ~1.5 s.
-  const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.05', '--json'], env);
-  await sleep(4500);
-  assert.is(await stopped(writer.proc), 0);
-  await sleep(300);
-  assert.is(await stopped(rep.proc), 0, rep.err());
-  const events = rep.err().trim().split('\n').map((l) => JSON.parse(l));
+  const events = await fastRun(db, set, env, { tps: 200 });
   const merged = events.filter((e) => e.event === 'compacted');
   assert.ok(merged.length >= 2, `compactions: ${merged.length} of ${events.filter((e) => e.event === 'shipped').length} segments`);
   assert.ok(merged.every((e) => e.merged === 30));
@@ -302,13 +307,7 @@ test('compaction: segments merged 30 at a time, the merged ones removed; restore
 test('a writer that truncates its WAL after every commit makes every segment a gap: they are merged too, the merged span listed as a gap; restore --at exact', async () => {
   if (!hasPython()) return skip('python3 is not installed');
   const { db, set, env } = place();
-  const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100, checkpoint: 'TRUNCATE' })], true);
-  const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.05', '--json'], env);
-  await sleep(4500);
-  assert.is(await stopped(writer.proc), 0);
-  await sleep(300);
-  assert.is(await stopped(rep.proc), 0, rep.err());
-  const events = rep.err().trim().split('\n').map((l) => JSON.parse(l));
+  const events = await fastRun(db, set, env, { tps: 100, checkpoint: 'TRUNCATE' });
   assert.ok(events.filter((e) => e.event === 'gap').length >= 30, 'segments that closed a gap');
   const merged = events.filter((e) => e.event === 'compacted');
   assert.ok(merged.length >= 1 && merged.every((e) => e.merged === 30), `compactions: ${JSON.stringify(merged)}`);
