@@ -18,16 +18,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { argv, CLI, flag, ROOT, startS3, value } from './bench-kit.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
-const args = process.argv.slice(2);
-const flag = (name: string) => args.includes(`--${name}`);
-const value = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : dflt;
-};
+const args = argv;
 const smoke = flag('smoke');
 const sizes = (smoke ? '8M' : value('sizes', '100M,2G')).split(',').map(parseSize);
 const runs = Number(value('runs', smoke ? '2' : '5'));
@@ -173,25 +166,8 @@ const blufioBackup = (runtime: string[], d: string, s: string, ...more: string[]
  * The S3 test server (test/s3-server.mjs, a devDependency) for the off-site group: started once,
  * on 127.0.0.1, in its own process; the AWS_* variables point every blufio run at it.
  */
-const s3 = await (async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-bench-s3-'));
-  const proc = spawn(node, [path.join(ROOT, 'test', 's3-server.mjs'), dir, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    proc.stdout!.on('data', (d) => {
-      buf += d;
-      const m = /\{"port":(\d+)\}/.exec(buf);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.on('exit', (c) => reject(new Error(`the S3 test server exited (${c})`)));
-  });
-  Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}`, AWS_REGION: 'us-east-1' });
-  process.on('exit', () => {
-    proc.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return { dir };
-})();
+const s3 = await startS3();
+Object.assign(process.env, s3.env);
 let uploaded = 0;
 /** A .db.gz.age backup to a new key on the S3 test server; checked by blufio verify (decrypt, gunzip, integrity_check). */
 const toS3 = (runtime: string[]): Command => {

@@ -26,16 +26,9 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { argv, CLI, flag, ROOT, startS3, value } from './bench-kit.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'dist', 'blufio.mjs');
-const args = process.argv.slice(2);
-const flag = (name: string) => args.includes(`--${name}`);
-const value = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : dflt;
-};
+const args = argv;
 const smoke = flag('smoke');
 const only = value('only', '').split(',').filter(Boolean);
 const part = (name: string) => only.length === 0 || only.includes(name);
@@ -61,23 +54,8 @@ if (spawnSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' }).status !
 }
 
 // The S3 test server, in its own process.
-const s3dir = path.join(WORK, 's3');
-fs.mkdirSync(s3dir);
-const s3proc = spawn(process.execPath, [path.join(ROOT, 'test', 's3-server.mjs'), s3dir, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const port = await new Promise<number>((resolve, reject) => {
-  let buf = '';
-  s3proc.stdout!.on('data', (d) => {
-    buf += d;
-    const m = /\{"port":(\d+)\}/.exec(buf);
-    if (m) resolve(Number(m[1]));
-  });
-  s3proc.on('exit', (c) => reject(new Error(`the S3 test server exited (${c})`)));
-});
-const S3ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}`, AWS_REGION: 'us-east-1' };
-process.on('exit', () => {
-  s3proc.kill('SIGKILL');
-  fs.rmSync(WORK, { recursive: true, force: true });
-});
+const { env: S3ENV } = await startS3();
+process.on('exit', () => fs.rmSync(WORK, { recursive: true, force: true }));
 const envOf = (d: string) => ({ PATH: process.env.PATH ?? '', HOME: path.join(d, 'home'), ...S3ENV });
 
 interface Writer { proc: ChildProcess; last: () => { commits: number; busy: number; checkpoints: number } }
