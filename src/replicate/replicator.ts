@@ -26,7 +26,7 @@ import { hasSqliteMagic, journalModeOf, pageSizeOf } from '../core/header.ts';
 import { BlufioError, fsError } from '../errors.ts';
 import { canonicalPath, fsyncFile, makeWorkDir, pidAlive, stateDir } from '../files.ts';
 import { RetryAttempt } from '../retry.ts';
-import { readFully, writeFully } from '../vfs/disk-file.ts';
+import { copyRange, writeFully } from '../vfs/disk-file.ts';
 import { chainEnd, logNameFor, logsOf } from '../sets/logs.ts';
 import { parseName, stemOf } from '../sets/names.ts';
 import { canonicalSet, openStore } from '../storage/index.ts';
@@ -713,13 +713,7 @@ function writeSegmentFile(file: string, head: Buffer, spoolFd: number, spoolByte
   const fd = fs.openSync(file, 'wx', 0o600);
   try {
     writeFully(fd, head, 0);
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (let at = 0; at < spoolBytes; ) {
-      const n = readFully(spoolFd, buf.subarray(0, Math.min(buf.length, spoolBytes - at)), at);
-      if (n === 0) throw new BlufioError('E_IO', 'the replicator\'s spool file was cut short', 'restart blufio replicate');
-      writeFully(fd, buf.subarray(0, n), head.length + at);
-      at += n;
-    }
+    if (copyRange(spoolFd, 0, fd, head.length, spoolBytes) !== spoolBytes) throw new BlufioError('E_IO', 'the replicator\'s spool file was cut short', 'restart blufio replicate');
   } finally {
     fs.closeSync(fd);
   }

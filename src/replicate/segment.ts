@@ -24,7 +24,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { validPageSize } from '../core/header.ts';
 import { BlufioError } from '../errors.ts';
-import { readFully, writeFully } from '../vfs/disk-file.ts';
+import { copyRange, readFully, writeFully } from '../vfs/disk-file.ts';
 
 export const LOG_MAGIC = 'blufio-log 1\n';
 const STEP_MAGIC = 0x53544550; // "STEP"
@@ -62,10 +62,11 @@ export interface Step {
 }
 
 /** The hash of one page as it counts in the checksum. */
+const pgnoBytes = Buffer.alloc(4);
+
 export function pageHash(pgno: number, page: Uint8Array): Buffer {
-  const n = Buffer.alloc(4);
-  n.writeUInt32BE(pgno);
-  return createHash('sha256').update(n).update(page).digest().subarray(0, CHECKSUM_BYTES);
+  pgnoBytes.writeUInt32BE(pgno);
+  return createHash('sha256').update(pgnoBytes).update(page).digest().subarray(0, CHECKSUM_BYTES);
 }
 
 /** `into` ^= `h` (16 bytes). */
@@ -138,13 +139,8 @@ export class StepWriter {
   shift(bytes: number): void {
     if (bytes <= 0) return;
     if (bytes > this.at) throw new Error(`shift(${bytes}) past the spool's ${this.at} bytes`);
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (let from = bytes; from < this.at; ) {
-      const n = readFully(this.fd, buf.subarray(0, Math.min(buf.length, this.at - from)), from);
-      if (n === 0) throw new Error('the spool was cut short');
-      writeFully(this.fd, buf.subarray(0, n), from - bytes);
-      from += n;
-    }
+    // Forward, a chunk at a time: the bytes read are always past those written.
+    if (copyRange(this.fd, bytes, this.fd, 0, this.at - bytes) !== this.at - bytes) throw new Error('the spool was cut short');
     this.at -= bytes;
     this.head -= bytes;
     fs.ftruncateSync(this.fd, this.at);
@@ -187,12 +183,7 @@ export class StepWriter {
       }
       const count = w.end(last.checksum);
       // Back into the spool, where the folded steps began.
-      const buf = Buffer.allocUnsafe(1 << 20);
-      for (let at = 0; at < w.bytes; ) {
-        const n = readFully(out, buf.subarray(0, Math.min(buf.length, w.bytes - at)), at);
-        writeFully(this.fd, buf.subarray(0, n), from + at);
-        at += n;
-      }
+      if (copyRange(out, 0, this.fd, from, w.bytes) !== w.bytes) throw new Error('the folded step was cut short');
       fs.ftruncateSync(this.fd, from + w.bytes);
       this.at = from + w.bytes;
       this.head = from;
