@@ -18,7 +18,7 @@ export interface StorageConfig {
   /** The [backup] table: keys for encrypted backups (relative paths: from the file that set them). */
   backup: BackupConfig;
   /** The [replicate] table: `blufio replicate`'s settings. */
-  replicate?: { interval?: number; maxBacklogMb?: number };
+  replicate?: { interval?: number; maxBacklogMb?: number; lagWarn?: number };
   /** The configuration files that were read, in order (for `--json` and error messages). */
   files: string[];
   /** Keys blufio's backup reads nothing from, each "file:line: …" (the CLI prints them). */
@@ -164,7 +164,7 @@ function applyFile(cfg: StorageConfig, file: string, home: string): void {
   }
 }
 
-/** The [replicate] table: interval (seconds, fractions allowed), max_backlog_mb. */
+/** The [replicate] table: interval (seconds, fractions allowed), max_backlog_mb, lag_warn (seconds). */
 function applyReplicate(cfg: StorageConfig, replicate: unknown, file: string): void {
   if (replicate === undefined) return;
   if (typeof replicate !== 'object' || replicate === null || Array.isArray(replicate)) {
@@ -178,6 +178,10 @@ function applyReplicate(cfg: StorageConfig, replicate: unknown, file: string): v
   if (r.max_backlog_mb !== undefined) {
     if (typeof r.max_backlog_mb !== 'number' || !(r.max_backlog_mb >= 1 && r.max_backlog_mb <= 2 ** 30)) throw new BlufioError('E_CONFIG', `${file}: replicate.max_backlog_mb must be a number of MiB, at least 1`, 'fix the file (e.g. max_backlog_mb = 1024)');
     cfg.replicate = { ...cfg.replicate, maxBacklogMb: r.max_backlog_mb };
+  }
+  if (r.lag_warn !== undefined) {
+    if (typeof r.lag_warn !== 'number' || !(r.lag_warn >= 1 && r.lag_warn <= 86400)) throw new BlufioError('E_CONFIG', `${file}: replicate.lag_warn must be a number of seconds from 1 to 86400`, 'fix the file (e.g. lag_warn = 10)');
+    cfg.replicate = { ...cfg.replicate, lagWarn: r.lag_warn };
   }
 }
 
@@ -247,7 +251,7 @@ function applyBackup(cfg: StorageConfig, backup: unknown, file: string, home: st
 const KNOWN: Record<string, string[]> = {
   storage: ['database_path', 'wal_mode'],
   backup: ['age_recipients', 'age_recipients_file', 'age_identity_file', 'full_every_days', 's3', 'retention', 'unencrypted'],
-  replicate: ['interval', 'max_backlog_mb'],
+  replicate: ['interval', 'max_backlog_mb', 'lag_warn'],
 };
 
 /**

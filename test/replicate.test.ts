@@ -325,6 +325,34 @@ test('a writer that truncates its WAL after every commit makes every segment a g
   acrossRange(set, env, all, ranges[0], 5);
 });
 
+test('a database too big to read between two commits, whose WAL is truncated after every commit: shipping waits and says why and what to do; when the writes pause, the gap is shipped; restore exact', async () => {
+  if (!hasPython()) return skip('python3 is not installed');
+  const { db, set, env } = place();
+  // ~47 MiB: a full pass takes ~20 ms here; the writer commits as fast as it can (~1 ms apart).
+  assert.is(spawnSync('sqlite3', [db], { input: 'PRAGMA journal_mode=WAL; CREATE TABLE log(i INTEGER PRIMARY KEY, t REAL NOT NULL, pad BLOB); CREATE TABLE filler(x BLOB); INSERT INTO filler SELECT randomblob(4000) FROM generate_series(1, 12000);' }).status, 0);
+  const rep = await replicator([process.execPath], [set, '--db', db, '--json', '--lag-warn', '1'], env);
+  const w = await python('replwriter.py', [db, JSON.stringify({ tps: 0, checkpoint: 'TRUNCATE' })], true);
+  const said = () => rep.err().trim().split('\n').map((l) => JSON.parse(l)) as Array<{ event: string; why?: string; hint?: string; segment?: string }>;
+  for (let t = 0; t < 100 && !said().some((e) => e.event === 'lag' && e.why); t++) await sleep(100);
+  const lag = said().find((e) => e.event === 'lag' && e.why);
+  assert.ok(lag, `no lag event with a reason: ${rep.err()}`);
+  assert.match(lag!.why!, /whole database file \(4\d MiB\)/);
+  assert.match(lag!.hint!, /nothing is lost.*wal_autocheckpoint/);
+  // Nothing shipped meanwhile but what came before the writer.
+  const before = said().filter((e) => e.event === 'shipped').length;
+  // The writes pause: the next full pass fits, and the gap is shipped.
+  w.proc.kill('SIGSTOP');
+  for (let t = 0; t < 50 && said().filter((e) => e.event === 'shipped').length === before; t++) await sleep(100);
+  w.proc.kill('SIGCONT');
+  const gap = said().find((e) => e.event === 'gap');
+  assert.ok(gap, `no gap shipped while the writer paused: ${rep.err()}`);
+  await sleep(500);
+  const { all, ranges } = await stopAndList(w, rep, db, set, env);
+  assert.is(JSON.parse(w.out().trim().split('\n').pop()!).busy, 0, 'the server\'s checkpoints were never busy');
+  assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
+  acrossRange(set, env, all, ranges[0], 3);
+});
+
 test('a new chain on a new full backup every --new-base-every: the chains overlap (no gap), restore --at exact across both', async () => {
   if (!hasPython()) return skip('python3 is not installed');
   const { db, set, env } = place();

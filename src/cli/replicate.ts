@@ -12,7 +12,7 @@ import { jobOptions } from './job.ts';
 import { recipientsFor } from './keys.ts';
 import { ping } from './backup.ts';
 
-export async function runReplicate(target: string, f: CommonFlags & { interval?: string; newBaseEvery?: string; maxBacklog?: string }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
+export async function runReplicate(target: string, f: CommonFlags & { interval?: string; newBaseEvery?: string; maxBacklog?: string; lagWarn?: string }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
   const copyOpts = jobOptions(f, io, signal);
   const cfg = await loadConfig(f, io, say, pathFlag(f.db, '--db'));
   const { locate } = await import('../storage/index.ts');
@@ -24,6 +24,8 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   if (!(everyHours >= 0.0001 && everyHours <= 24 * 366)) throw new BlufioError('E_USAGE', `--new-base-every must be a number of hours above 0, not "${f.newBaseEvery}"`, 'e.g. --new-base-every 6 (the default)');
   const backlogMb = f.maxBacklog === undefined ? cfg.replicate?.maxBacklogMb ?? 1024 : /^\d+(\.\d+)?$/.test(f.maxBacklog.trim()) ? Number(f.maxBacklog) : NaN;
   if (!(backlogMb >= 1 && backlogMb <= 2 ** 30)) throw new BlufioError('E_USAGE', `--max-backlog must be a number of MiB, at least 1, not "${f.maxBacklog}"`, 'e.g. --max-backlog 1024 (the default)');
+  const lagWarn = f.lagWarn === undefined ? cfg.replicate?.lagWarn ?? 10 : /^\d+(\.\d+)?$/.test(f.lagWarn.trim()) ? Number(f.lagWarn) : NaN;
+  if (!(lagWarn >= 1 && lagWarn <= 86400)) throw new BlufioError('E_USAGE', `--lag-warn must be a number of seconds from 1 to 86400, not "${f.lagWarn}"`, 'e.g. --lag-warn 10 (the default)');
   const recipients = await recipientsFor(null, f, cfg);
   const offsite = dest.remote !== null;
   const unencrypted = !!f.unencrypted || (offsite && cfg.backup.unencrypted === true && recipients.length === 0);
@@ -70,7 +72,7 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   process.on('SIGINT', again);
   try {
     await replicate(cfg.databasePath, target, {
-      ...copyOpts, signal, hurry: hurry.signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), maxBacklogBytes: Math.round(backlogMb * 2 ** 20), onEvent: line, onInterval,
+      ...copyOpts, signal, hurry: hurry.signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), maxBacklogBytes: Math.round(backlogMb * 2 ** 20), lagWarnMs: Math.round(lagWarn * 1000), onEvent: line, onInterval,
     });
   } finally {
     process.off('SIGTERM', again);
@@ -97,7 +99,7 @@ function describe(e: Record<string, unknown> & { event: string }): string {
     case 'backlog':
       return `warning: the set could not be reached: the ${e.folded} step(s) kept here (${(Number(e.bytes) / 2 ** 20).toFixed(1)} MiB after folding) were folded into one state at the --max-backlog bound; times from ${e.from} to ${e.to} will restore to the state before them`;
     case 'lag':
-      return `warning: the oldest commit not shipped was seen ${Math.round(Number(e.lagMs) / 1000)} s ago`;
+      return e.why ? `warning: ${e.why}\n  ${e.hint}` : `warning: the oldest commit not shipped was seen ${Math.round(Number(e.lagMs) / 1000)} s ago`;
     case 'stopped':
       return `Stopped: ${e.segments} segment(s) in the chain; the last commit shipped was seen at ${e.lastCommit ?? '(none this run)'}`;
     default:

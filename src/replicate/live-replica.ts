@@ -53,6 +53,8 @@ export class LiveReplica {
   /** Gaps closed since start (for reports). */
   gaps = 0;
   lastGap: string | null = null;
+  /** How long the last full pass took to read the database file (ms; 0: none yet). */
+  lastPassMs = 0;
 
   /**
    * `follower` must have been started before the replica's state was copied (so that every page
@@ -149,6 +151,7 @@ export class LiveReplica {
       // Page 1 every time: the scratch file's header is rewritten by the overlay from it.
       applying.add(1);
       let fromFile: (p: number) => boolean;
+      const passStart = performance.now();
       try {
         fromFile = overlay({ destPath: this.scratch, src: this.src, pageSize: this.pageSize, viewPages: this.nPages, viewIndex: null, gen, wal: f.reader, touched: full ? null : applying, nFinal });
       } catch (e) {
@@ -156,6 +159,7 @@ export class LiveReplica {
         this.gap = why = e.reason;
         continue;
       }
+      if (full) this.lastPassMs = performance.now() - passStart;
       const fresh = new Set<number>();
       this.look(fresh);
       const lookedAgain = this.lookedAt;

@@ -65,7 +65,7 @@ export type ReplicateEvent =
   | { event: 'gap'; segment: string; why: string }
   | { event: 'retry'; error: string; backlogSteps: number; nextInMs: number }
   | { event: 'caught-up'; afterMs: number }
-  | { event: 'lag'; lagMs: number }
+  | { event: 'lag'; lagMs: number; why?: string; hint?: string }
   | { event: 'backlog'; folded: number; bytes: number; from: string; to: string }
   | { event: 'compacted'; segment: string; merged: number; bytes: number }
   | { event: 'new-base'; base: string }
@@ -310,6 +310,30 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let compacting: Promise<void> | null = null;
   let stuckSince: number | null = null;
   let stuckSaid = false;
+  /**
+   * No committed state proven since stuckSince: said (and the monitor told) once it lasts
+   * lagWarn, with why and what to do. `reason`: why the last try was given up, if it was.
+   */
+  const stuck = (reason: string | null) => {
+    stuckSince ??= clock();
+    if (clock() - stuckSince <= lagWarn || stuckSaid) return;
+    stuckSaid = true;
+    const s = Math.round((clock() - stuckSince) / 1000);
+    let why: string;
+    let hint: string;
+    if (live.gapPending() || reason?.includes('full pass')) {
+      // A gap waits for a full pass that never fits between two commits (docs/replication.md:
+      // without a lock, nothing else can prove which pages the unseen commits changed).
+      const mib = Math.round((live.nPages * live.pageSize) / 1048576);
+      why = `no committed state could be proven for ${s} s: the server checkpoints and restarts its WAL before the replicator reads it, so the whole database file (${mib} MiB) must be read without a commit landing meanwhile${live.lastPassMs > 0 ? `, and a read takes ${Math.round(live.lastPassMs)} ms` : ''}`;
+      hint = `nothing is lost: shipping goes on (the span listed as a gap) once the writes pause for ${live.lastPassMs > 0 ? `~${Math.ceil(live.lastPassMs / 100) / 10} s` : 'a moment'}; to be followed commit by commit, let the server checkpoint as SQLite does by default (wal_autocheckpoint) instead of TRUNCATE or RESTART after every commit`;
+    } else {
+      why = `no committed state could be proven for ${s} s: checkpoints kept moving the pages being read (${reason ?? 'a storm of checkpoints'})`;
+      hint = 'nothing is lost: the same pages are read again at every look';
+    }
+    say({ event: 'lag', lagMs: Math.round(clock() - stuckSince), why, hint });
+    opts.onInterval?.(false, why);
+  };
   let behindSince: number | null = null;
   let stopRounds = 0;
   let lastStepTime = 0;
@@ -495,24 +519,15 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         } else {
           // A gap that no full pass has closed yet (a big database whose WAL is truncated after
           // every commit): said when it lasts, and the monitor told.
-          stuckSince ??= clock();
-          if (clock() - stuckSince > lagWarn && !stuckSaid) {
-            stuckSaid = true;
-            say({ event: 'lag', lagMs: clock() - stuckSince });
-            opts.onInterval?.(false, `no committed state could be proven for ${Math.round((clock() - stuckSince) / 1000)} s (checkpoints after every commit on a big database?)`);
-          }
+          stuck(null);
         }
       } catch (e) {
         if (!(e instanceof RetryAttempt)) throw e;
         if (e.reason === 'the database left WAL mode') {
           throw new BlufioError('E_USAGE', `${db} left WAL mode (journal_mode was changed): blufio replicate follows a WAL-mode database only`, 'switch it back (PRAGMA journal_mode=WAL) and start blufio replicate again; what was shipped so far stays restorable');
         }
-        // A storm of checkpoints: the same pages are tried again at the next look; said when it lasts.
-        stuckSince ??= clock();
-        if (clock() - stuckSince > lagWarn && !stuckSaid) {
-          stuckSaid = true;
-          say({ event: 'lag', lagMs: clock() - stuckSince });
-        }
+        // A storm of checkpoints: the same pages are tried again at the next look.
+        stuck(e.reason);
       }
       const now = clock();
       if (!shipping && pending.length > 0 && (now >= nextShip || stopping)) {
