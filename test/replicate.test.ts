@@ -353,9 +353,11 @@ test('a database too big to read between two commits, whose WAL is truncated aft
   acrossRange(set, env, all, ranges[0], 3);
 });
 
-test('a new chain on a new full backup every --new-base-every: the chains overlap (no gap), restore --at exact across both', async () => {
+test('a new chain on a new base every --new-base-every (a differential against the first, full one): the chains overlap (no gap), restore --at exact across all; prune keeps the newest chain\'s differential and its full backup', async () => {
   if (!hasPython()) return skip('python3 is not installed');
   const { db, set, env } = place();
+  // 2 MB already there: what 100 commits a second change between two bases is a few % of it.
+  assert.is(spawnSync('sqlite3', [db], { input: 'PRAGMA journal_mode=WAL; CREATE TABLE log(i INTEGER PRIMARY KEY, t REAL NOT NULL, pad BLOB); CREATE TABLE filler(x BLOB); INSERT INTO filler SELECT randomblob(4000) FROM generate_series(1, 500);' }).status, 0);
   const writer = await python('replwriter.py', [db, JSON.stringify({ tps: 100 })], true);
   // A new base every 1.8 s.
   const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2', '--new-base-every', '0.0005', '--json'], env);
@@ -366,14 +368,34 @@ test('a new chain on a new full backup every --new-base-every: the chains overla
   const events = rep.err().trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(events.filter((e) => e.event === 'new-base').length >= 1, rep.err());
   const all = rows(db);
-  const { ranges, backups } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
-  assert.ok(backups.filter((b: { kind: string }) => b.kind === 'full').length >= 2);
+  const { ranges, backups } = JSON.parse(cli(['list', set, '--json'], { env }).stdout) as { ranges: Array<{ from: string; to: string; gaps: Array<{ from: string; to: string }> }>; backups: Array<{ name: string; kind: string; time: string }> };
+  // The first base is a full backup; the next ones are differentials against it (a few pages changed).
+  assert.is(backups.filter((b) => b.kind === 'full').length, 1, JSON.stringify(backups.map((b) => b.name)));
+  const diffs = backups.filter((b) => b.kind === 'diff');
+  assert.ok(diffs.length >= 1, 'a differential base');
   // No gap between the chains (one would end at the later base's time). (Gaps inside a chain
   // may come from the writer's own checkpoints racing a look: those are told, not hidden.)
-  const bases = new Set(backups.filter((b: { kind: string }) => b.kind === 'full').map((b: { time: string }) => Date.parse(b.time)));
-  assert.equal(ranges[0].gaps.filter((g: { to: string }) => bases.has(Date.parse(g.to))), [], 'no gap between the chains');
+  const bases = new Set(backups.filter((b) => b.kind !== 'log').map((b) => Date.parse(b.time)));
+  assert.equal(ranges[0].gaps.filter((g) => bases.has(Date.parse(g.to))), [], 'no gap between the chains');
   assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
   acrossRange(set, env, all, ranges[0], 8);
+  // The newest state comes from the full backup, the differential, then segments.
+  const dry = JSON.parse(cli(['restore', set, '--db', path.join(tmpdir(), 'x.db'), '--series', 'blufio', '--dry-run', '--json'], { env }).stdout) as { objects: string[] };
+  const newestDiff = diffs[0].name;
+  assert.ok(dry.objects[0].endsWith(backups.find((b) => b.kind === 'full')!.name) && dry.objects[1].endsWith(newestDiff), JSON.stringify(dry.objects.slice(0, 3)));
+  // A new full backup, then pruned to the last backup: the newest chain stays restorable — its
+  // differential, and the full backup that differential was made against.
+  const firstFull = backups.find((b) => b.kind === 'full')!.name;
+  const full = cli(['backup', set, '--db', db, '--full', '-q'], { env });
+  assert.is(full.code, 0, full.stderr);
+  const pruned = cli(['prune', set, '--keep-last', '1', '--json'], { env });
+  assert.is(pruned.code, 0, pruned.stderr);
+  const after = JSON.parse(cli(['list', set, '--json'], { env }).stdout) as { backups: Array<{ name: string; kind: string }>; ranges: typeof ranges };
+  const names = after.backups.map((b) => b.name);
+  assert.ok(names.includes(newestDiff) && names.includes(firstFull), JSON.stringify(names));
+  assert.not.ok(names.includes(diffs[diffs.length - 1].name) && diffs.length > 1, 'an older chain\'s base was pruned');
+  restoreAt(set, env, all, Date.parse(diffs[0].time) + 300, after.ranges[0].gaps);
+  assert.is(restoreAt(set, env, all, null, after.ranges[0].gaps), all.length);
 });
 
 test('a database file replaced under the replicator (a restore, a copy moved over it) stops it with an error; started again, it goes on from the new file and every state restores', async () => {

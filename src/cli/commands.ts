@@ -112,7 +112,7 @@ export const COMMANDS: CommandSpec[] = [
       DB, CONFIG,
       opt('interval', 'How often what was committed is shipped, in seconds (default: 1, or [replicate] interval in blufio.toml)', '<seconds>'),
       opt('retries', 'Most copy attempts of a new base while the database keeps changing (default: 10)', '<n>'),
-      opt('new-base-every', 'Start a new chain on a new full backup this often, in hours (default: 6): a restore to any time then fetches at most ~60 objects', '<hours>'),
+      opt('new-base-every', 'Start a new chain on a new base (a differential when it pays) this often, in hours (default: 6): a restore to any time then fetches at most ~60 objects', '<hours>'),
       opt('lag-warn', 'Say so (a lag event, and <url>/fail for --ping) when a commit has waited this many seconds to be shipped (default: 10, or [replicate] lag_warn)', '<seconds>'),
       opt('max-backlog', 'While the set cannot be reached, keep at most this many MiB of unshipped commits here, then fold them into one state (default: 1024, or [replicate] max_backlog_mb)', '<MiB>'),
       opt('recipient', 'Encrypt to this age public key (repeatable; default: backup.age_recipients, env BLUFIO_AGE_RECIPIENTS); required for s3:// unless --unencrypted', '<age1…>', true, 'r'),

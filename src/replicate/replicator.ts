@@ -4,8 +4,9 @@
  *
  *   start     the series' chain is resumed from this machine's state directory (the replica,
  *             the base and the chain's last number and checksum) when the set still ends
- *             there; otherwise a new full backup is the base (and the replica a copy of it).
- *   every look (a tenth of the interval) the replica catches up with what was committed
+ *             there; otherwise a new backup (full, or a differential against the newest full
+ *             one when that pays) is the base (and the replica a copy of it).
+ *   every look (a fortieth of the interval) the replica catches up with what was committed
  *             (live-replica.ts): one step, observed now.
  *   every interval  the steps seen are shipped as the chain's next segment (segment.ts), named
  *             put-if-absent: a second replicator on the same chain can never interleave — its
@@ -41,8 +42,9 @@ export interface ReplicateOptions extends BackupOptions {
   /** Each event worth an operator's notice (started, shipped, caught up, gap closed, retried, …). */
   onEvent?: (e: ReplicateEvent) => void;
   /**
-   * Start a new chain on a new full backup this often (default 6 h): a restore then needs the
-   * base and at most 29 + 19 + 5 + 5 segments (docs/replication.md).
+   * Start a new chain on a new base (a full backup, or a differential when it pays) this often
+   * (default 6 h): a restore then needs the base (and a differential's full backup) and at most
+   * 29 + 19 + 5 + 5 segments (docs/replication.md).
    */
   newBaseEveryMs?: number;
   /**
@@ -122,7 +124,7 @@ function nameTime(file: string): number {
   return parseName(file.slice(file.lastIndexOf('/') + 1))?.time.getTime() ?? 0;
 }
 
-/** A new chain's full backup, being made while the old chain goes on. */
+/** A new chain's base, being made while the old chain goes on. */
 interface NextBase {
   done: boolean;
   failed: unknown;
@@ -202,7 +204,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   }
 
   async function run(): Promise<ReplicateStatus> {
-  // Resume the chain, or start one on a new full backup. A set that cannot be reached yet (the
+  // Resume the chain, or start one on a new base. A set that cannot be reached yet (the
   // endpoint down at boot) is waited for, said, with backoff: a service that exited at once
   // would be given up on by its supervisor. Commits made meanwhile are closed from the file.
   let files: Awaited<ReturnType<typeof store.list>>;
@@ -233,7 +235,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     }
   }
   fs.rmSync(outgoing, { force: true });
-  const resumable = meta && meta.database === db && fs.existsSync(replicaPath) && files.some((f) => f.name === meta!.base) && pageSizeNow(db) === meta.pageSize
+  // Its base must be there, and a differential's full backup too.
+  const baseFull = meta ? parseName(meta.base) : null;
+  const resumable = meta && meta.database === db && fs.existsSync(replicaPath) && files.some((f) => f.name === meta!.base) && (!baseFull?.base || files.some((f) => f.name === baseFull.base)) && pageSizeNow(db) === meta.pageSize
     && chainEnd(logsOf(files, stem), meta.base) === meta.n;
   const watch = LiveReplica.follow(db);
   let live: LiveReplica;
@@ -257,11 +261,12 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     }
   } catch (e) {
     if (!(e instanceof RetryAttempt)) throw e;
-    // A new base: a full backup into the set, made after the follower started (every page
-    // committed since is touched), its plain copy kept as the replica.
+    // A new base: a backup into the set (a differential against the newest full backup when one
+    // pays, as `blufio backup` decides), made after the follower started (every page committed
+    // since is touched), its plain copy kept as the replica.
     const w = resumable ? LiveReplica.follow(db) : watch;
     fs.rmSync(replicaPath, { force: true });
-    const r = await backup(db, store.where(''), { ...opts, full: true, keepCopyAt: replicaPath } as BackupOptions);
+    const r = await backup(db, store.where(''), { ...opts, keepCopyAt: replicaPath } as BackupOptions);
     const base = r.path.slice(r.path.lastIndexOf('/') + 1);
     live = new LiveReplica(w.src, w.follower, w.lastPre, replicaPath, r.pageSize, r.pages);
     meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize };
@@ -337,7 +342,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let behindSince: number | null = null;
   let stopRounds = 0;
   let lastStepTime = 0;
-  // A new chain every newBaseEveryMs: its full backup is made while the old chain goes on
+  // A new chain every newBaseEveryMs: its base is made while the old chain goes on
   // shipping, then the replicator moves over (the chains overlap: no gap between them).
   const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
   let chainStart = clock();
@@ -574,7 +579,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         fs.rmSync(nextReplica, { force: true });
         const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null };
         nextBase = nb;
-        backup(db, store.where(''), { ...opts, signal: opts.signal, full: true, keepCopyAt: nextReplica } as BackupOptions).then((r) => {
+        backup(db, store.where(''), { ...opts, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions).then((r) => {
           nb.r = r;
         }, (e) => {
           nb.failed = e;

@@ -24,7 +24,8 @@ export interface SetBackupOptions extends BackupOptions {
   fullEveryMs?: number;
   /**
    * Keep the plain database this backup was made from at this path (a private file of the
-   * caller's: `blufio replicate` follows the source from there). Only with `full`.
+   * caller's: `blufio replicate` follows the source from there), whether the backup is a full one
+   * or a differential (the plain copy is the whole database either way).
    * @internal
    */
   keepCopyAt?: string;
@@ -195,7 +196,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
         }
       }
     }
-    if (opts.keepCopyAt && kind === 'full') fs.copyFileSync(plain, opts.keepCopyAt);
+    if (opts.keepCopyAt) fs.copyFileSync(plain, opts.keepCopyAt);
     return {
       ...result(db, store.where(name), { ...copy, bytes }, layers, opts, started),
       kind,

@@ -1,11 +1,13 @@
 /**
  * Log segments in a set (`blufio replicate`): their names, and the chains they make.
  *
- *   <stem>-<base time>[-<n>].seg<chain number, 8 digits>[-<last number>].<first step>-<last step>[.gap].log.gz[.age]
+ *   <stem>-<base time>[-<n>][.from-<its full backup's time>[-<n>]].seg<chain number, 8 digits>[-<last number>].<first step>-<last step>[.gap].log.gz[.age]
  *
  * e.g. blufio-20261207T070000Z.seg00000042.20261207T071500250Z-20261207T071501100Z.log.gz: the
  * 42nd segment after the full backup blufio-20261207T070000Z.db.gz, holding the steps observed
- * from 07:15:00.250 to 07:15:01.100 UTC. `seg00000031-00000060` is a compacted segment: the steps
+ * from 07:15:00.250 to 07:15:01.100 UTC. A chain on a differential names it as the differential
+ * is named: blufio-20261207T130000Z.from-20261207T070000Z.seg00000001… follows
+ * blufio-20261207T130000Z.from-20261207T070000Z.diff.gz. `seg00000031-00000060` is a compacted segment: the steps
  * of segments 31 to 60, merged by the replicator (fewer objects for a restore, nothing lost). A
  * chain is its base and segments covering 1, 2, … without a hole; the names alone say where it
  * breaks (list and prune read no segment to know that), the checksums inside prove it. `.gap`: commits before its first step were not seen one
@@ -18,12 +20,12 @@ import { compressed, encrypted, layersOfName, suffixOf, type Layers } from '../t
 import { SUFFIX, TIME } from './names.ts';
 
 const MS_TIME = String.raw`\d{8}T\d{9}Z`;
-const LOG_RE = new RegExp(String.raw`^(?<stem>.+?)-(?<base>${TIME}(?:-\d+)?)\.seg(?<n>\d{8})(?:-(?<last>\d{8}))?\.(?<from>${MS_TIME})-(?<to>${MS_TIME})(?<gap>\.gap)?\.log(?<layers>(?:${SUFFIX})*)$`);
+const LOG_RE = new RegExp(String.raw`^(?<stem>.+?)-(?<base>${TIME}(?:-\d+)?)(?:\.from-(?<full>${TIME}(?:-\d+)?))?\.seg(?<n>\d{8})(?:-(?<last>\d{8}))?\.(?<from>${MS_TIME})-(?<to>${MS_TIME})(?<gap>\.gap)?\.log(?<layers>(?:${SUFFIX})*)$`);
 
 export interface LogEntry {
   name: string;
   stem: string;
-  /** The full backup the chain starts from. */
+  /** The backup the chain starts from (a full one, or a differential). */
   base: string;
   /** Its place in the chain (1: the first after the base), and the last place it covers (n, unless compacted). */
   n: number;
@@ -42,7 +44,8 @@ const parseMsStamp = (s: string) => new Date(`${s.slice(0, 4)}-${s.slice(4, 6)}-
 
 /** A segment's name. `base` is its base's name. */
 export function logNameFor(stem: string, base: string, n: number, from: Date, to: Date, layers: Layers, gap = false, last = n): string {
-  const baseTime = base.slice(stem.length + 1).replace(/\.db(?:\.[a-z]+)*$/, '');
+  // The base's name without its stem and kind: "<time>" (full) or "<time>.from-<time>" (differential).
+  const baseTime = base.slice(stem.length + 1).replace(/\.(?:db|diff)(?:\.[a-z]+)*$/, '');
   const span = `${String(n).padStart(8, '0')}${last > n ? `-${String(last).padStart(8, '0')}` : ''}`;
   return `${stem}-${baseTime}.seg${span}.${msStamp(from)}-${msStamp(to)}${gap ? '.gap' : ''}.log${suffixOf(layers)}`;
 }
@@ -59,7 +62,7 @@ export function parseLogName(name: string): Omit<LogEntry, 'bytes'> | null {
   const n = Number(g.n);
   const last = g.last === undefined ? n : Number(g.last);
   if (n < 1 || last <= n - (g.last === undefined ? 1 : 0)) return null;
-  return { name, stem: g.stem, base: `${g.stem}-${g.base}.db${g.layers}`, n, last, from, to, encrypted: encrypted(layers), gap: !!g.gap };
+  return { name, stem: g.stem, base: g.full ? `${g.stem}-${g.base}.from-${g.full}.diff${g.layers}` : `${g.stem}-${g.base}.db${g.layers}`, n, last, from, to, encrypted: encrypted(layers), gap: !!g.gap };
 }
 
 /** The segments of a listing (of one series when `stem` is given), by base, then chain order. */
@@ -129,7 +132,7 @@ export function rangesOf(backups: Array<{ name: string; stem: string; time: Date
     let from = Math.min(...mine.map((b) => b.time.getTime()));
     let to = Math.max(...mine.map((b) => b.time.getTime()));
     const gaps: Range['gaps'] = [];
-    const chains = mine.filter((b) => b.kind === 'full').map((b) => ({ base: b, chain: chainOf(logs, b.name) })).filter((c) => c.chain.length > 0)
+    const chains = mine.map((b) => ({ base: b, chain: chainOf(logs, b.name) })).filter((c) => c.chain.length > 0)
       .sort((a, b) => a.base.time.getTime() - b.base.time.getTime());
     let prevEnd: number | null = null;
     for (const { base, chain } of chains) {

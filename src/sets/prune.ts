@@ -71,12 +71,15 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
     if (!cur || l.to.getTime() > cur.to) newestChain.set(l.stem, { base: l.base, to: l.to.getTime() });
   }
   for (const d of decisions) {
-    if (d.kind !== 'full') continue;
     const chain = chainOf(logs, d.name);
     if (chain.length === 0) continue;
-    const stem = all.find((e) => e.name === d.name)!.stem;
-    if (newestChain.get(stem)?.base === d.name) d.keptBecause.push('base of the newest log segments (blufio replicate)');
-    else if (chain[chain.length - 1].to.getTime() > (keptSince.get(stem) ?? Infinity)) d.keptBecause.push('base of log segments inside the kept range');
+    const entry = all.find((e) => e.name === d.name)!;
+    const before = d.keptBecause.length;
+    if (newestChain.get(entry.stem)?.base === d.name) d.keptBecause.push('base of the newest log segments (blufio replicate)');
+    else if (chain[chain.length - 1].to.getTime() > (keptSince.get(entry.stem) ?? Infinity)) d.keptBecause.push('base of log segments inside the kept range');
+    // A chain on a differential needs the differential's full backup too.
+    const full = entry.kind === 'diff' && d.keptBecause.length > before ? decisions.find((x) => x.name === entry.base) : undefined;
+    if (full && !full.keptBecause.includes(`base of ${d.name}`)) full.keptBecause.push(`base of ${d.name}`);
   }
   const goneBases = new Set(decisions.filter((d) => d.keptBecause.length === 0).map((d) => d.name));
   // Segments of a base that goes, or whose base is already gone or broken, go too (never one without its base).

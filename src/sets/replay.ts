@@ -1,6 +1,6 @@
 /**
  * Restore to any time from a chain of log segments (`blufio replicate`, src/replicate/): the
- * chain's base full backup made local, then every step of its segments observed at or before the
+ * chain's base (a full backup, or a differential with its full one) made local, then every step of its segments observed at or before the
  * time, none after (segment.ts applySegment: each step's checksum checked as it is applied, each
  * segment's checksum before it checked against the state it is applied to).
  */
@@ -24,14 +24,13 @@ export interface LogPlan {
 }
 
 /**
- * The chain that gives the newest state at or before `limit` (ms): of the newest full backup at
- * or before it that has segments. Null when no chain starts by then.
+ * The chain that gives the newest state at or before `limit` (ms): of the newest backup (full
+ * or differential) at or before it that has segments. Null when no chain starts by then.
  */
 export function planLogs(entries: SetEntry[], logs: LogEntry[], limit: number): LogPlan | null {
   for (const base of entries) {
     // A base is named after its state's time rounded up to the second; its chain's first step
     // may come before that name (it was seen after the state was taken): it counts from there.
-    if (base.kind !== 'full') continue;
     const chain = chainOf(logs, base.name).filter((l) => l.from.getTime() <= limit);
     if (chain.length === 0) continue;
     return { base, chain, reach: Math.min(limit, chain[chain.length - 1].to.getTime()) };
