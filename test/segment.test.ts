@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlufioError } from '../src/errors.ts';
-import { LiveReplica } from '../src/replicate/live-replica.ts';
+import { LiveReplica, type Watch } from '../src/replicate/live-replica.ts';
 import { applySegment, checksumOf, decodeSegment, encodeSegment, hex, pageHash, segmentHead, StepWriter, xorInto, type Step } from '../src/replicate/segment.ts';
 import { chainOf, logNameFor, logsOf, parseLogName, rangesOf } from '../src/sets/logs.ts';
 import { SourceFile } from '../src/snapshot/source-file.ts';
@@ -280,8 +280,8 @@ test('names: a segment\'s name says its base, number, times and a gap; chains st
   assert.equal(rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }], chainOf(gapMerged, base))[0].gaps, [{ from: t(4).toISOString(), to: t(20).toISOString() }]);
 });
 
-/** A live replica over a database file of bytes and a WAL in memory. */
-function live(n: number) {
+/** A database file of bytes, its replica (a backup's copy) and a WAL in memory, followed from now. */
+function watched(n: number) {
   const db = dbFile(n);
   // The replica is a backup's copy: its header says rollback journal (backups are self-contained).
   const replica = path.join(path.dirname(db), 'replica');
@@ -291,14 +291,45 @@ function live(n: number) {
   fs.writeFileSync(replica, copy);
   const wal = new MemWal();
   const src = SourceFile.open(db);
-  const lastPre = src.stamp();
   const follower = new WalFollower(wal);
   follower.start();
-  const r = new LiveReplica(src, follower, lastPre, replica, PS, n);
-  const spool = path.join(path.dirname(db), 'spool');
-  const out = new StepWriter(fs.openSync(spool, 'w+'), PS);
-  return { db, wal, r, out, spool };
+  const out = new StepWriter(fs.openSync(path.join(path.dirname(db), 'spool'), 'w+'), PS);
+  return { db, wal, replica, out, watch: { src, follower, lastPre: src.stamp(), gap: null } as Watch };
 }
+
+/** A live replica over a database file of bytes and a WAL in memory. */
+function live(n: number) {
+  const { db, wal, replica, out, watch } = watched(n);
+  return { db, wal, r: new LiveReplica(watch, replica, PS, n), out };
+}
+
+test('live replica: what is committed while its base is made is followed by looks ahead: WAL restarts seen one by one leave no gap (the first step holds exactly their pages); left unseen while the file changed, the first step closes a gap', () => {
+  for (const ahead of [true, false]) {
+    const { db, wal, replica, out, watch } = watched(4);
+    const look = () => ahead && LiveReplica.lookAhead(watch);
+    // A restarted WAL is written over the old one from its first frame, as SQLite does.
+    const over = (old: Uint8Array, next: Uint8Array) => Buffer.concat([next, old.subarray(next.length)]);
+    const g1 = new WalBuilder(7, 8).tx([2], 4, 0x21).tx([2], 4, 0x22).tx([2], 4, 0x22).bytes;
+    wal.create(g1);
+    look();
+    // Checkpointed (the file takes page 2), restarted (salt + 1), committed again; twice.
+    const b = fs.readFileSync(db);
+    b.fill(0x22, PS, 2 * PS);
+    fs.writeFileSync(db, b);
+    const g2 = over(g1, new WalBuilder(8, 3).tx([3], 4, 0x31).tx([3], 4, 0x33).bytes);
+    wal.set(g2);
+    look();
+    b.fill(0x33, 2 * PS, 3 * PS);
+    fs.writeFileSync(db, b);
+    wal.set(over(g2, new WalBuilder(9, 5).tx([4], 4, 0x44).bytes));
+    // The base is made: the replica starts where the follower started.
+    const r = new LiveReplica(watch, replica, PS, 4);
+    const s = r.catchUp(out, { now: 1 })!;
+    if (ahead) assert.equal([s.count, s.gap], [3, null]);
+    else assert.ok(s.gap, 'a gap');
+    r.close();
+  }
+});
 
 test('live replica: commits seen in the WAL are steps of exactly their pages; a WAL checkpointed and restarted unseen while the file changed is a gap closed by comparing every page', () => {
   const { db, wal, r, out } = live(4);

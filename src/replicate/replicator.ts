@@ -32,7 +32,7 @@ import { chainEnd, logNameFor, logsOf } from '../sets/logs.ts';
 import { parseName, stemOf } from '../sets/names.ts';
 import { canonicalSet, openStore } from '../storage/index.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
-import { LiveReplica, type StepMeta } from './live-replica.ts';
+import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
 import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
@@ -244,7 +244,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let resumed = false;
   try {
     if (resumable) {
-      live = new LiveReplica(watch.src, watch.follower, watch.lastPre, replicaPath, meta!.pageSize, Math.floor(fs.statSync(replicaPath).size / meta!.pageSize));
+      live = new LiveReplica(watch, replicaPath, meta!.pageSize, Math.floor(fs.statSync(replicaPath).size / meta!.pageSize));
       if (live.checksumHex !== meta!.post) {
         live.close();
         throw new RetryAttempt('the replica is not the state the chain ends with');
@@ -266,9 +266,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // since is touched), its plain copy kept as the replica.
     const w = resumable ? LiveReplica.follow(db) : watch;
     fs.rmSync(replicaPath, { force: true });
-    const r = await backup(db, store.where(''), { ...opts, keepCopyAt: replicaPath } as BackupOptions);
+    const r = await whileLooking(w, backup(db, store.where(''), { ...opts, keepCopyAt: replicaPath } as BackupOptions));
     const base = r.path.slice(r.path.lastIndexOf('/') + 1);
-    live = new LiveReplica(w.src, w.follower, w.lastPre, replicaPath, r.pageSize, r.pages);
+    live = new LiveReplica(w, replicaPath, r.pageSize, r.pages);
     meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize };
     writeMeta(metaPath, meta);
   }
@@ -579,7 +579,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         fs.rmSync(nextReplica, { force: true });
         const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null };
         nextBase = nb;
-        backup(db, store.where(''), { ...opts, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions).then((r) => {
+        whileLooking(nb.w, backup(db, store.where(''), { ...opts, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions)).then((r) => {
           nb.r = r;
         }, (e) => {
           nb.failed = e;
@@ -614,7 +614,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           live.close();
           fs.renameSync(nextReplica, replicaPath);
           const base = nb.r.path.slice(nb.r.path.lastIndexOf('/') + 1);
-          live = new LiveReplica(nb.w.src, nb.w.follower, nb.w.lastPre, replicaPath, nb.r.pageSize, nb.r.pages);
+          live = new LiveReplica(nb.w, replicaPath, nb.r.pageSize, nb.r.pages);
           meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: nb.r.pageSize };
           writeMeta(metaPath, meta);
           spool.reset();
@@ -740,6 +740,25 @@ function writeSegmentFile(file: string, head: Buffer, spoolFd: number, spoolByte
 }
 
 const clock = () => performance.now();
+
+/**
+ * `job` (a new base being made), with the source looked at every 25 ms meanwhile (lookAhead):
+ * what is committed while the base is copied and uploaded is followed, not lost to a gap.
+ */
+async function whileLooking<T>(w: Watch, job: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {
+    try {
+      LiveReplica.lookAhead(w);
+    } catch {
+      w.gap ??= 'the WAL could not be read while the base was made';
+    }
+  }, 25);
+  try {
+    return await job;
+  } finally {
+    clearInterval(timer);
+  }
+}
 
 /** A file's identity and change times, to the nanosecond ('none' when there is none). */
 function fileStamp(file: string): string {
