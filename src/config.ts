@@ -172,15 +172,15 @@ function applyReplicate(cfg: StorageConfig, replicate: unknown, file: string): v
   }
   const r = replicate as Record<string, unknown>;
   if (r.interval !== undefined) {
-    if (typeof r.interval !== 'number' || !(r.interval >= 0.05 && r.interval <= 3600)) throw new BlufioError('E_CONFIG', `${file}: replicate.interval must be a number of seconds from 0.05 to 3600`, 'fix the file (e.g. interval = 1)');
+    if (typeof r.interval !== 'number' || !(r.interval >= 0.05 && r.interval <= 3600)) throw new BlufioError('E_CONFIG', `${file}: replicate.interval must be a number of seconds from 0.05 to 3600`, 'fix the file, e.g. interval = 1');
     cfg.replicate = { ...cfg.replicate, interval: r.interval };
   }
   if (r.max_backlog_mb !== undefined) {
-    if (typeof r.max_backlog_mb !== 'number' || !(r.max_backlog_mb >= 1 && r.max_backlog_mb <= 2 ** 30)) throw new BlufioError('E_CONFIG', `${file}: replicate.max_backlog_mb must be a number of MiB, at least 1`, 'fix the file (e.g. max_backlog_mb = 1024)');
+    if (typeof r.max_backlog_mb !== 'number' || !(r.max_backlog_mb >= 1 && r.max_backlog_mb <= 2 ** 30)) throw new BlufioError('E_CONFIG', `${file}: replicate.max_backlog_mb must be a number of MiB, at least 1`, 'fix the file, e.g. max_backlog_mb = 1024');
     cfg.replicate = { ...cfg.replicate, maxBacklogMb: r.max_backlog_mb };
   }
   if (r.lag_warn !== undefined) {
-    if (typeof r.lag_warn !== 'number' || !(r.lag_warn >= 1 && r.lag_warn <= 86400)) throw new BlufioError('E_CONFIG', `${file}: replicate.lag_warn must be a number of seconds from 1 to 86400`, 'fix the file (e.g. lag_warn = 10)');
+    if (typeof r.lag_warn !== 'number' || !(r.lag_warn >= 1 && r.lag_warn <= 86400)) throw new BlufioError('E_CONFIG', `${file}: replicate.lag_warn must be a number of seconds from 1 to 86400`, 'fix the file, e.g. lag_warn = 10');
     cfg.replicate = { ...cfg.replicate, lagWarn: r.lag_warn };
   }
 }

@@ -278,6 +278,11 @@ test('names: a segment\'s name says its base, number, times and a gap; chains st
   // A compacted segment that holds a gap (3-4, from 10 to 20) is a gap over its whole span.
   const gapMerged = logsOf([seg(1, 1, 2), seg(2, 3, 4), { name: logNameFor('blufio', base, 3, t(10), t(20), layersFor({ compress: true, encrypt: false }), true, 4), bytes: 1 }, seg(5, 21, 22)]);
   assert.equal(rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }], chainOf(gapMerged, base))[0].gaps, [{ from: t(4).toISOString(), to: t(20).toISOString() }]);
+  // A new chain (on a differential at 3 s) whose first segment closed a gap: up to where the chain
+  // before reaches (4 s), times restore from that one; the gap begins there, not at the base.
+  const next = 'blufio-20261207T070003Z.from-20261207T070000Z.diff.gz';
+  const two = logsOf([seg(1, 1, 2), seg(2, 3, 4), { name: logNameFor('blufio', next, 1, t(6), t(7), layersFor({ compress: true, encrypt: false }), true), bytes: 1 }]);
+  assert.equal(rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }, { name: next, stem: 'blufio', time: t(3), kind: 'diff', restorable: true }], two)[0].gaps, [{ from: t(4).toISOString(), to: t(6).toISOString() }]);
 });
 
 /** A database file of bytes, its replica (a backup's copy) and a WAL in memory, followed from now. */

@@ -19,13 +19,13 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   const dest = locate(target);
   if (dest.kind !== 'set') throw new BlufioError('E_USAGE', `blufio replicate ships to a set: ${target} is a file`, `give a folder or a prefix ending in /: blufio replicate ${target}/`);
   const seconds = f.interval === undefined ? cfg.replicate?.interval ?? 1 : Number(f.interval);
-  if (!(seconds >= 0.05 && seconds <= 3600)) throw new BlufioError('E_USAGE', `--interval must be a number of seconds from 0.05 to 3600, not "${f.interval}"`, 'e.g. --interval 1 (the default)');
+  if (!(seconds >= 0.05 && seconds <= 3600)) throw new BlufioError('E_USAGE', `--interval must be a number of seconds from 0.05 to 3600, not "${f.interval}"`, 'e.g. --interval 1, the default');
   const everyHours = f.newBaseEvery === undefined ? 6 : Number(f.newBaseEvery);
-  if (!(everyHours >= 0.0001 && everyHours <= 24 * 366)) throw new BlufioError('E_USAGE', `--new-base-every must be a number of hours above 0, not "${f.newBaseEvery}"`, 'e.g. --new-base-every 6 (the default)');
+  if (!(everyHours >= 0.0001 && everyHours <= 24 * 366)) throw new BlufioError('E_USAGE', `--new-base-every must be a number of hours above 0, not "${f.newBaseEvery}"`, 'e.g. --new-base-every 6, the default');
   const backlogMb = f.maxBacklog === undefined ? cfg.replicate?.maxBacklogMb ?? 1024 : /^\d+(\.\d+)?$/.test(f.maxBacklog.trim()) ? Number(f.maxBacklog) : NaN;
-  if (!(backlogMb >= 1 && backlogMb <= 2 ** 30)) throw new BlufioError('E_USAGE', `--max-backlog must be a number of MiB, at least 1, not "${f.maxBacklog}"`, 'e.g. --max-backlog 1024 (the default)');
+  if (!(backlogMb >= 1 && backlogMb <= 2 ** 30)) throw new BlufioError('E_USAGE', `--max-backlog must be a number of MiB, at least 1, not "${f.maxBacklog}"`, 'e.g. --max-backlog 1024, the default');
   const lagWarn = f.lagWarn === undefined ? cfg.replicate?.lagWarn ?? 10 : /^\d+(\.\d+)?$/.test(f.lagWarn.trim()) ? Number(f.lagWarn) : NaN;
-  if (!(lagWarn >= 1 && lagWarn <= 86400)) throw new BlufioError('E_USAGE', `--lag-warn must be a number of seconds from 1 to 86400, not "${f.lagWarn}"`, 'e.g. --lag-warn 10 (the default)');
+  if (!(lagWarn >= 1 && lagWarn <= 86400)) throw new BlufioError('E_USAGE', `--lag-warn must be a number of seconds from 1 to 86400, not "${f.lagWarn}"`, 'e.g. --lag-warn 10, the default');
   const recipients = await recipientsFor(null, f, cfg);
   const offsite = dest.remote !== null;
   const unencrypted = !!f.unencrypted || (offsite && cfg.backup.unencrypted === true && recipients.length === 0);
@@ -92,9 +92,9 @@ function describe(e: Record<string, unknown> & { event: string }): string {
     case 'shipped':
       return `Shipped ${e.segment} (${e.steps} step(s), ${e.pages} page(s), ${e.bytes} bytes, ${e.lagMs} ms after the first commit in it)`;
     case 'gap':
-      return `warning: commits were not seen one by one before ${e.segment} (${e.why}): closed from the database file; times inside the gap restore to the state before it`;
+      return `warning: commits were not seen one by one before ${e.segment} (${e.why}): closed from the database file; a time inside the gap restores to the newest state seen by then (at least the state before the gap)`;
     case 'retry':
-      return `warning: shipping failed (${e.error}); ${e.backlogSteps} step(s) kept here, trying again in ${Math.round(Number(e.nextInMs) / 1000)} s`;
+      return `warning: shipping failed (${e.error}); ${e.backlogSteps} step(s) kept here, trying again in ${Math.round(Number(e.nextInMs) / 1000)} s${e.hint ? `\n  ${e.hint}` : ''}`;
     case 'new-base':
       return `A new chain on ${e.base} (restores need its base and a few segments)`;
     case 'compacted':

@@ -65,7 +65,7 @@ export type ReplicateEvent =
   | { event: 'started'; base: string; resumed: boolean; set: string; database: string }
   | { event: 'shipped'; segment: string; steps: number; pages: number; bytes: number; lagMs: number; shipMs: number }
   | { event: 'gap'; segment: string; why: string }
-  | { event: 'retry'; error: string; backlogSteps: number; nextInMs: number }
+  | { event: 'retry'; error: string; backlogSteps: number; nextInMs: number; hint?: string }
   | { event: 'caught-up'; afterMs: number }
   | { event: 'lag'; lagMs: number; why?: string; hint?: string }
   | { event: 'backlog'; folded: number; bytes: number; from: string; to: string }
@@ -130,6 +130,8 @@ interface NextBase {
   failed: unknown;
   w: ReturnType<typeof LiveReplica.follow>;
   r: BackupResult | null;
+  /** Settles when the backup has (done). */
+  settled: Promise<void>;
 }
 
 /** Where this machine keeps a chain's replica and state: one folder per (set, database). */
@@ -266,7 +268,22 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // since is touched), its plain copy kept as the replica.
     const w = resumable ? LiveReplica.follow(db) : watch;
     fs.rmSync(replicaPath, { force: true });
-    const r = await whileLooking(w, backup(db, store.where(''), { ...opts, keepCopyAt: replicaPath } as BackupOptions));
+    let r: BackupResult;
+    for (let wait = 1000; ; wait = Math.min(30_000, wait * 2)) {
+      try {
+        r = await whileLooking(w, backup(db, store.where(''), { ...opts, keepCopyAt: replicaPath } as BackupOptions));
+        break;
+      } catch (e) {
+        // The database kept changing under every copy (a big one whose WAL is truncated after
+        // every commit): waited for, with backoff, and said — an exit would have a supervisor
+        // restart it in a loop (found by an attack run).
+        if (!(e instanceof BlufioError) || e.code !== 'E_TOO_BUSY' || opts.signal?.aborted) throw e;
+        say({ event: 'retry', error: `the first base: ${e.message}`, backlogSteps: 0, nextInMs: wait, hint: 'nothing is shipped until a copy is proven; one fits once the writes pause (a server that truncates its WAL after every commit leaves no other way: docs/replication.md); SQLite\'s default checkpointing is followed commit by commit' });
+        opts.onInterval?.(false, `the first base could not be made: ${e.message}`);
+        await sleep(wait, opts.signal);
+        if (opts.signal?.aborted) throw new BlufioError('E_ABORTED', 'stopped before the first base was made (nothing was shipped)');
+      }
+    }
     const base = r.path.slice(r.path.lastIndexOf('/') + 1);
     live = new LiveReplica(w, replicaPath, r.pageSize, r.pages);
     meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize };
@@ -490,14 +507,23 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // A step's time is when the look that read its commits ended (live-replica.ts).
         const before = spool.bytes;
         const thisLook = clock();
-        const step = live.catchUp(spool, { fullPass: stopping || clock() >= nextShip - look, holdGap: pending.length > inFlight });
+        // A new base is ready and the old chain reaches its time: what is committed from now on
+        // is left to the new chain (its watch follows it), while the old chain's last steps go
+        // out; then it moves over. (Stepping on meanwhile made the switch wait for a moment with
+        // nothing committed — under constant writes, a segment a look and no switch at all.)
+        const nb0 = nextBase;
+        if (nb0?.done && nb0.r && !nb0.failed) LiveReplica.lookAhead(nb0.w);
+        const switching = !stopping && behindSince === null && !!nb0?.done && !!nb0.r && !nb0.failed
+          && Date.now() >= nameTime(nb0.r.path) + 2 * look && lastStepTime >= nameTime(nb0.r.path);
+        const step = switching ? null : live.catchUp(spool, { fullPass: stopping || clock() >= nextShip - look, holdGap: pending.length > inFlight });
         if (step && (step.count > 0 || step.gap)) {
           pending.push({ ...step, bytes: spool.bytes - before, since: lookStart });
           if (pending.length === 1) nextShip = dueOf(pending[0]);
           lastStepTime = step.time;
         } else if (step) spool.drop();
         // Commits not yet in a step were made after the last look that left none behind.
-        if (!live.gapPending()) lookStart = thisLook;
+        if (!live.gapPending() && !switching) lookStart = thisLook;
+        if (switching && pending.length > inFlight && !shipping) nextShip = Math.min(nextShip, clock());
         // (Not while backing off from a failed ship: that would try the store at every look.)
         if (live.gapPending() && pending.length > inFlight && behindSince === null) nextShip = Math.min(nextShip, clock());
         // A backlog at its bound while the set answers (a long --interval): shipped at once.
@@ -577,9 +603,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       if (now - statusAt >= 1000) writeStatus();
       if (!stopping && !nextBase && clock() - chainStart >= baseEvery) {
         fs.rmSync(nextReplica, { force: true });
-        const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null };
+        const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null, settled: Promise.resolve() };
         nextBase = nb;
-        whileLooking(nb.w, backup(db, store.where(''), { ...opts, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions)).then((r) => {
+        nb.settled = whileLooking(nb.w, backup(db, store.where(''), { ...opts, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions)).then((r) => {
           nb.r = r;
         }, (e) => {
           nb.failed = e;
@@ -623,15 +649,41 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           chainStart = clock();
           say({ event: 'new-base', base });
         }
-      } else if (baseReady && pending.length > 0 && !stopping && now < nextShip && behindSince === null) {
-        // Ship what the old chain has before moving over.
-        nextShip = now;
       }
       // Stopping: what was committed is shipped — the segment on its way first, then what was
       // seen after it; a gap still open is closed (its own segment, one more round).
       if (stopping) {
         if (shipping) await shipping;
         if (fatal) throw fatal;
+        // A new base made meanwhile is named after its time rounded up to the second: the old chain
+        // must reach that name before the end, or a restore of the newest state takes the base
+        // alone — older than what the chain holds (a test run restored 28 rows fewer so).
+        if (pending.length === 0 && !live.gapPending() && stopRounds <= 4) {
+          if (nextBase && !nextBase.done) await nextBase.settled;
+          const made = nextBase?.r && !nextBase.failed ? nextBase.r : null;
+          if (made && lastStepTime < nameTime(made.path)) {
+            stopRounds++;
+            const wait = nameTime(made.path) + 2 * look - Date.now();
+            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+            const mark = spool.bytes;
+            let st: StepMeta | null = null;
+            try {
+              st = live.catchUp(spool, { fullPass: true });
+            } catch (e) {
+              if (!(e instanceof RetryAttempt)) throw e;
+            }
+            if (st && st.count === 0 && !st.gap) {
+              spool.drop();
+              st = null;
+            }
+            st ??= live.heartbeat(spool);
+            if (st) {
+              pending.push({ ...st, bytes: spool.bytes - mark, since: clock() });
+              lastStepTime = st.time;
+              continue;
+            }
+          }
+        }
         if ((pending.length === 0 && !live.gapPending()) || ++stopRounds > 4) {
           // Everything seen is shipped: the files' stamps, if a last look finds nothing new and
           // nothing written while it looked (a start that finds them so skips its full pass).

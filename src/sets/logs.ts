@@ -138,7 +138,9 @@ export function rangesOf(backups: Array<{ name: string; stem: string; time: Date
     for (const { base, chain } of chains) {
       const start = Math.min(base.time.getTime(), chain[0].from.getTime());
       if (prevEnd !== null && start > prevEnd) gaps.push({ from: new Date(prevEnd).toISOString(), to: new Date(start).toISOString() });
-      let last = start;
+      // Up to where the chain before reaches, a time is restored from it (restore takes a chain
+      // only from its first segment's first step): a gap at this chain's start begins there.
+      let last = Math.max(start, prevEnd ?? start);
       for (const l of chain) {
         // A merged segment that holds a gap is a gap over its whole span (where inside it the
         // gaps were is in its steps, not its name).

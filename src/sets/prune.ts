@@ -27,6 +27,9 @@ export interface PruneResult {
 }
 
 /** Applies `policy` to every series in the set; removes what no rule keeps (not with dryRun). */
+/** The reasons (planPrune) that say which times the policy keeps, as opposed to what those need. */
+const WINDOW_RULES = new Set(['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly', 'newest']);
+
 export async function prune(set: string, policy: RetentionPolicy, opts: ObjectStorageOptions & KeyOptions & { dryRun?: boolean; signal?: AbortSignal; stem?: string } = {}): Promise<PruneResult> {
   if (!Object.values(policy).some((n) => typeof n === 'number' && n > 0)) {
     const zeros = Object.values(policy).some((n) => n === 0);
@@ -61,7 +64,11 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
   const logs = logsOf(files, opts.stem);
   const keptSince = new Map<string, number>();
   for (const d of decisions) {
-    if (d.keptBecause.length === 0) continue;
+    // Kept by a rule of the policy, not only as a base or as the full backup differentials are
+    // made against (a full one kept so would stretch the window back to its own time and keep
+    // every chain since: an attack run's prune --keep-last 3 removed none of 11 chains on
+    // differentials).
+    if (!d.keptBecause.some((r) => WINDOW_RULES.has(r))) continue;
     const stem = all.find((e) => e.name === d.name)!.stem;
     keptSince.set(stem, Math.min(keptSince.get(stem) ?? Infinity, Date.parse(d.time)));
   }
