@@ -18,13 +18,15 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   const { locate } = await import('../storage/index.ts');
   const dest = locate(target);
   if (dest.kind !== 'set') throw new BlufioError('E_USAGE', `blufio replicate ships to a set: ${target} is a file`, `give a folder or a prefix ending in /: blufio replicate ${target}/`);
-  const seconds = f.interval === undefined ? cfg.replicate?.interval ?? 1 : Number(f.interval);
+  // Plain decimals only (Number() took "0x10" and "1e-9").
+  const decimal = (v: string) => (/^\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : NaN);
+  const seconds = f.interval === undefined ? cfg.replicate?.interval ?? 1 : decimal(f.interval);
   if (!(seconds >= 0.05 && seconds <= 3600)) throw new BlufioError('E_USAGE', `--interval must be a number of seconds from 0.05 to 3600, not "${f.interval}"`, 'e.g. --interval 1, the default');
-  const everyHours = f.newBaseEvery === undefined ? 6 : Number(f.newBaseEvery);
-  if (!(everyHours >= 0.0001 && everyHours <= 24 * 366)) throw new BlufioError('E_USAGE', `--new-base-every must be a number of hours above 0, not "${f.newBaseEvery}"`, 'e.g. --new-base-every 6, the default');
-  const backlogMb = f.maxBacklog === undefined ? cfg.replicate?.maxBacklogMb ?? 1024 : /^\d+(\.\d+)?$/.test(f.maxBacklog.trim()) ? Number(f.maxBacklog) : NaN;
+  const everyHours = f.newBaseEvery === undefined ? 6 : decimal(f.newBaseEvery);
+  if (!(everyHours >= 0.0001 && everyHours <= 24 * 366)) throw new BlufioError('E_USAGE', `--new-base-every must be a number of hours from 0.0001 to 8784, not "${f.newBaseEvery}"`, 'e.g. --new-base-every 6, the default');
+  const backlogMb = f.maxBacklog === undefined ? cfg.replicate?.maxBacklogMb ?? 1024 : decimal(f.maxBacklog);
   if (!(backlogMb >= 1 && backlogMb <= 2 ** 30)) throw new BlufioError('E_USAGE', `--max-backlog must be a number of MiB, at least 1, not "${f.maxBacklog}"`, 'e.g. --max-backlog 1024, the default');
-  const lagWarn = f.lagWarn === undefined ? cfg.replicate?.lagWarn ?? 10 : /^\d+(\.\d+)?$/.test(f.lagWarn.trim()) ? Number(f.lagWarn) : NaN;
+  const lagWarn = f.lagWarn === undefined ? cfg.replicate?.lagWarn ?? 10 : decimal(f.lagWarn);
   if (!(lagWarn >= 1 && lagWarn <= 86400)) throw new BlufioError('E_USAGE', `--lag-warn must be a number of seconds from 1 to 86400, not "${f.lagWarn}"`, 'e.g. --lag-warn 10, the default');
   const recipients = await recipientsFor(null, f, cfg);
   const offsite = dest.remote !== null;

@@ -278,7 +278,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // every commit): waited for, with backoff, and said — an exit would have a supervisor
         // restart it in a loop (found by an attack run).
         if (!(e instanceof BlufioError) || e.code !== 'E_TOO_BUSY' || opts.signal?.aborted) throw e;
-        say({ event: 'retry', error: `the first base: ${e.message}`, backlogSteps: 0, nextInMs: wait, hint: 'nothing is shipped until a copy is proven; one fits once the writes pause (a server that truncates its WAL after every commit leaves no other way: docs/replication.md); SQLite\'s default checkpointing is followed commit by commit' });
+        say({ event: 'retry', error: `the first base could not be copied yet (${e.message.replace(/^gave up after (\d+) attempts?: /, '$1 tries: ')})`, backlogSteps: 0, nextInMs: wait, hint: 'nothing is shipped until a copy is proven; one fits once the writes pause (a server that truncates its WAL after every commit leaves no other way: docs/replication.md); SQLite\'s default checkpointing is followed commit by commit' });
         opts.onInterval?.(false, `the first base could not be made: ${e.message}`);
         await sleep(wait, opts.signal);
         if (opts.signal?.aborted) throw new BlufioError('E_ABORTED', 'stopped before the first base was made (nothing was shipped)');
@@ -431,7 +431,10 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // Off the machine: said now (the replica here is brought to it next).
       const shippedAt = Date.now();
       const tookMs = clock() - started;
-      const lagMs = shippedAt - steps[0].time;
+      // A step that closed a gap holds commits made since the last look before it, which may be
+      // long before the step (a wait for a full pass): counted from there (an attack run saw
+      // "134 ms after the first commit" for commits that had waited 11 s).
+      const lagMs = steps[0].gap ? Math.max(shippedAt - steps[0].time, Math.round(clock() - steps[0].since)) : shippedAt - steps[0].time;
       status.segment = n;
       status.lastShipped = new Date(steps[steps.length - 1].time).toISOString();
       status.lagMs = lagMs;
