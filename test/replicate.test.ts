@@ -9,6 +9,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CLI, ROOT, RUNTIMES, cleanup, cli, s3Env, skip, startS3Server, tmpdir } from './helpers.ts';
@@ -190,6 +191,14 @@ for (const [name, runtime] of Object.entries(RUNTIMES)) {
       // SIGTERM right after the last commit: it is shipped before the exit.
       const { all, backups, ranges } = await stopAndList(writer, rep, db, set, env, ['--identity', key]);
       assert.ok(backups.every((b: { name: string }) => b.name.endsWith('.age')), 'every object encrypted');
+      // A segment as stored (s3rver keeps each object in a file) opens with Debian's age CLI,
+      // then gzip, then the segment format.
+      const dir = path.join(server.dir, 'backups', `r${name}`);
+      const seg = fs.readdirSync(dir).find((f) => /\.log\.gz\.age\._S3rver_object$/.test(f));
+      assert.ok(seg, fs.readdirSync(dir).join(' '));
+      const plain = spawnSync('age', ['-d', '-i', key, path.join(dir, seg!)]);
+      assert.is(plain.status, 0, String(plain.stderr));
+      assert.is(gunzipSync(plain.stdout).subarray(0, 13).toString(), 'blufio-log 1\n');
       const restore = (at: number | null) => restoreAt(set, { ...env, BLUFIO_AGE_IDENTITY_FILE: key }, all, at, ranges[0].gaps, runtime);
       assert.is(restore(null), all.length);
       restore(Math.round((Date.parse(ranges[0].from) + Date.parse(ranges[0].to)) / 2));
