@@ -196,7 +196,7 @@ if (part('idle')) {
   await stop(r.proc);
   const st = statusOf(d);
   const perDay = (st.requests * 86400) / seconds;
-  note(`requests a day, idle database (${Math.round(seconds)} s observed)`, `${st.requests} in ${Math.round(seconds)} s → ${Math.round(perDay)} a day, + 4 new bases a day (a few requests each; a big base 1 per 16 MiB part)`, '≤ 100', perDay + 4 * 3 <= 100);
+  note(`requests a day, idle database (${Math.round(seconds)} s observed)`, `${st.requests} in ${Math.round(seconds)} s → ${Math.round(perDay)} a day, + 4 new bases a day (a few requests each; a big base 1 per 16 MiB part) + 24 hourly signs of life of the set's lease`, '≤ 100', perDay + 4 * 3 + 24 <= 100);
 }
 
 // --- writer throughput with and without -------------------------------------------------------
@@ -340,3 +340,5 @@ ${table}
 const at = text.indexOf(START) + START.length;
 fs.writeFileSync(doc, `${text.slice(0, at)}\n${md}${text.slice(at)}`);
 console.error(`wrote ${path.relative(ROOT, doc)}`);
+// The S3 test server's pipe would keep the script alive: the exit handler kills and removes it.
+process.exit(0);
