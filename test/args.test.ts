@@ -92,7 +92,7 @@ test('operator mistakes found by an attack run: a live database as the destinati
   const holder = await holdOpen(other, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE precious(x); INSERT INTO precious VALUES ('irreplaceable');");
   try {
     const r = cli(['backup', other, '--db', db, '--force']);
-    assert.is(r.code, 1, r.stderr);
+    assert.is(r.code, 3, r.stderr);
     assert.match(r.stderr, /^error: .*other\.db is a live database \(in use by process \d+/);
     assert.is(r.stderr.split('\n').length, 2);
   } finally {

@@ -237,7 +237,7 @@ test('restore refuses while a native process has the database open', async () =>
   const h = await holdOpen(db, 'SELECT count(*) FROM vault;');
   try {
     const r = cli(['restore', bak], { env });
-    assert.is(r.code, 1);
+    assert.is(r.code, 3);
     assert.is(r.stderr.replace(/\(sqlite3 -batch \S*blufio\.db\)/, '(sqlite3 -batch …)'), `error: the database ${db} is in use by process ${h.proc.pid} (sqlite3 -batch …) (stop the blufio server first, or add --force if you are sure)\n`);
   } finally {
     await h.stop();

@@ -477,7 +477,7 @@ test('replicate refuses a file destination, s3:// without recipients, a rollback
   const home = tmpdir('blufio-home-');
   const first = await replicator([process.execPath], [`${set}/`, '--db', db], { HOME: home });
   r = cli(['replicate', `${set}/`, '--db', db], { env: { HOME: home } });
-  assert.is(r.code, 1, r.stderr);
+  assert.is(r.code, 3, r.stderr);
   assert.match(r.stderr, /another blufio replicate \(process \d+\) is shipping/);
   // The same file by a symbolic or a hard link, or from another user's state directory: the
   // same database, refused too (an attack run started second chains so).
@@ -485,7 +485,7 @@ test('replicate refuses a file destination, s3:// without recipients, a rollback
   fs.linkSync(db, path.join(d, 'hard.db'));
   for (const [other, env] of [[path.join(d, 'link.db'), { HOME: home }], [path.join(d, 'hard.db'), { HOME: home }], [db, { HOME: tmpdir('blufio-home-') }], [db, { HOME: tmpdir('blufio-home-'), TMPDIR: tmpdir() }]] as const) {
     r = cli(['replicate', `${set}/`, '--db', other], { env });
-    assert.is(r.code, 1, `${other}: ${r.stderr}`);
+    assert.is(r.code, 3, `${other}: ${r.stderr}`);
     assert.match(r.stderr, /another blufio replicate \(process \d+\) is shipping/);
   }
   assert.is(await stopped(first.proc), 0);
@@ -532,6 +532,90 @@ test('a clean stop, then a start with nothing written meanwhile: resumed without
   const target = path.join(d, 'restored.db');
   assert.is(cli(['restore', set, '--db', target, '--series', 'blufio', '-q'], { env }).code, 0);
   assert.is(spawnSync('sqlite3', [target, 'SELECT count(*) FROM log'], { encoding: 'utf8' }).stdout.trim(), '2');
+});
+
+test('one replicator per set across machines (the set\'s lease): a second database of the same name is refused (exit 3, nothing shipped); --take-over makes the holder stand down (exit 3); each chain restores its own database; a clean stop frees the lease', async () => {
+  if (!hasPython()) return skip('python3 is not installed');
+  // Two machines: two state directories (HOMEs), two databases named blufio.db, one set.
+  const { d, db, set, env } = place();
+  const otherDir = path.join(d, 'machine-b');
+  fs.mkdirSync(otherDir);
+  const dbB = path.join(otherDir, 'blufio.db');
+  const envB = { HOME: tmpdir('blufio-home-') };
+  for (const [file, who] of [[db, 'A'], [dbB, 'B']]) {
+    assert.is(spawnSync('sqlite3', [file, `PRAGMA journal_mode=WAL; CREATE TABLE who(x); INSERT INTO who VALUES ('${who}');`]).status, 0);
+  }
+  const writerA = await python('replwriter.py', [db, JSON.stringify({ tps: 50 })], true);
+  const writerB = await python('replwriter.py', [dbB, JSON.stringify({ tps: 50 })], true);
+  try {
+    const a = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2', '--json'], env);
+    const started = JSON.parse(a.err().split('\n').find((l) => l.includes('"event":"started"'))!);
+    assert.match(started.replicator, /^[0-9a-f]{16}$/);
+    assert.is(started.lease, 1);
+    await sleep(800);
+    const whileA = new Date().toISOString();
+    await sleep(800);
+    const before = fs.readdirSync(set).filter((f) => !/\.log\./.test(f)).sort();
+    // B is refused: said with A's id and what to do, exit 3, nothing of its own in the set.
+    let r = cli(['replicate', set, '--db', dbB], { env: envB });
+    assert.is(r.code, 3, r.stderr);
+    const where = set.replace(/\/$/, '');
+    assert.match(r.stderr, new RegExp(`^error: ${where.replace(/[/.]/g, '\\$&')} \\(blufio\\) is replicated by another blufio replicate \\(${started.replicator}, started \\S+, last seen \\S+\\): a second one would start a chain of its own \\(.*--take-over`));
+    assert.is(r.stderr.trim().split('\n').length, 1);
+    assert.equal(fs.readdirSync(set).filter((f) => !/\.log\./.test(f)).sort(), before);
+    // --take-over: B takes the next lease and starts its own chain on its own base; A stands
+    // down before its next segment (a HEAD every 10 s at most), exit 3, saying who took over.
+    const b = await replicator([process.execPath], [set, '--db', dbB, '--interval', '0.2', '--json', '--take-over'], envB);
+    assert.match(b.err(), '"event":"lease","lease":2');
+    assert.match(b.err(), '"resumed":false');
+    const code = await new Promise<number | null>((res) => {
+      const t = setTimeout(() => res(-1), 30_000);
+      a.proc.on('exit', (c) => {
+        clearTimeout(t);
+        res(c);
+      });
+    });
+    assert.is(code, 3, a.err());
+    const bStarted = JSON.parse(b.err().split('\n').find((l) => l.includes('"event":"started"'))!);
+    assert.match(a.err(), `another replicator (${bStarted.replicator}) took over ${where} (blufio)`);
+    // A started again is refused while B holds the lease.
+    r = cli(['replicate', set, '--db', db], { env });
+    assert.is(r.code, 3, r.stderr);
+    await sleep(600);
+    assert.is(await stopped(b.proc), 0, b.err());
+    // Each chain is one database's: the newest state is B's; a time while A held it is A's.
+    const restored = (at?: string) => {
+      const target = path.join(tmpdir(), 'restored.db');
+      const rr = cli(['restore', set, '--db', target, '--series', 'blufio', '-q', ...(at ? ['--at', at] : [])], { env });
+      assert.is(rr.code, 0, rr.stderr);
+      return spawnSync('sqlite3', [target, 'SELECT x FROM who'], { encoding: 'utf8' }).stdout.trim();
+    };
+    assert.is(restored(), 'B');
+    assert.is(restored(whileA), 'A');
+    // B stopped cleanly: its lease is free, but the series is B's database now (another path:
+    // another database): A is refused by the series, and told --take-over; with it, A takes the
+    // lease and the series on a new chain (never resuming the one it had before B's).
+    r = cli(['replicate', set, '--db', db], { env });
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, `holds the series "blufio" of another database (${fs.realpathSync(dbB)})`);
+    assert.match(r.stderr, 'start blufio replicate with --take-over if this is the same database moved');
+    const a2 = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2', '--json', '--take-over'], env);
+    // (The refused start had taken the free lease 3, and freed it again on its way out.)
+    assert.match(a2.err(), '"lease":3}');
+    assert.match(a2.err(), '"resumed":false');
+    await sleep(600);
+    assert.is(await stopped(a2.proc), 0, a2.err());
+    assert.is(restored(), 'A');
+    // The lease's objects are not backups: list, check and prune pass them by.
+    const listed = cli(['list', set, '--json'], { env });
+    assert.is(listed.code, 0, listed.stderr);
+    assert.not.match(listed.stdout, 'lease');
+    assert.is(cli(['prune', set, '--keep-last', '1', '-q'], { env }).code, 0);
+    assert.ok(fs.readdirSync(set).includes('blufio.lease00000003'));
+  } finally {
+    await stopped(writerA.proc);
+    await stopped(writerB.proc);
+  }
 });
 
 test.run();

@@ -119,6 +119,7 @@ export const COMMANDS: CommandSpec[] = [
       opt('recipients-file', 'Encrypt to the keys in this file, one per line (repeatable; default: backup.age_recipients_file)', '<file>', true),
       opt('unencrypted', 'To s3:// without recipients: ship unencrypted, on purpose (or backup.unencrypted = true)'),
       opt('ping', 'Tell a monitor: GET <url> at most once a minute while shipping works, <url>/fail when it does not', '<url>'),
+      opt('take-over', 'Take the set from the replicator that holds it (one per set and database; it stands down before its next segment): when its machine is gone for good'),
       QUIET, opt('json', 'Events as JSON lines on stderr'), WORK_DIR,
     ],
     examples: ['blufio replicate /var/backups/blufio/', 'blufio replicate s3://my-bucket/blufio/ --recipient age1…', 'blufio restore s3://my-bucket/blufio/ --at 2026-12-07T03:15:42.250Z'],

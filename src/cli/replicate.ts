@@ -12,7 +12,7 @@ import { jobOptions } from './job.ts';
 import { recipientsFor } from './keys.ts';
 import { ping } from './backup.ts';
 
-export async function runReplicate(target: string, f: CommonFlags & { interval?: string; newBaseEvery?: string; maxBacklog?: string; lagWarn?: string }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
+export async function runReplicate(target: string, f: CommonFlags & { interval?: string; newBaseEvery?: string; maxBacklog?: string; lagWarn?: string; takeOver?: boolean }, io: Io, say: Say, signal: AbortSignal): Promise<void> {
   const copyOpts = jobOptions(f, io, signal);
   const cfg = await loadConfig(f, io, say, pathFlag(f.db, '--db'));
   const { locate } = await import('../storage/index.ts');
@@ -79,7 +79,7 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   process.on('SIGINT', again);
   try {
     await replicate(cfg.databasePath, target, {
-      ...copyOpts, signal, hurry: hurry.signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), maxBacklogBytes: Math.round(backlogMb * 2 ** 20), lagWarnMs: Math.round(lagWarn * 1000), onEvent: line, onInterval,
+      ...copyOpts, signal, hurry: hurry.signal, recipients, unencrypted, s3: cfg.backup.s3, env: io.env, intervalMs: Math.round(seconds * 1000), newBaseEveryMs: Math.round(everyHours * 3_600_000), maxBacklogBytes: Math.round(backlogMb * 2 ** 20), lagWarnMs: Math.round(lagWarn * 1000), takeOver: f.takeOver === true, onEvent: line, onInterval,
     });
   } finally {
     process.off('SIGTERM', again);
@@ -90,7 +90,9 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
 function describe(e: Record<string, unknown> & { event: string }): string {
   switch (e.event) {
     case 'started':
-      return `Replicating ${e.database} to ${e.set} (${e.resumed ? 'resuming the chain of' : 'a new chain on'} ${e.base})`;
+      return `Replicating ${e.database} to ${e.set} (${e.resumed ? 'resuming the chain of' : 'a new chain on'} ${e.base}; replicator ${e.replicator}, lease ${e.lease})`;
+    case 'lease':
+      return `The set's lease ${e.lease} taken from replicator ${e.from ?? '(unreadable)'}: ${e.why}`;
     case 'shipped':
       return `Shipped ${e.segment} (${e.steps} step(s), ${e.pages} page(s), ${e.bytes} bytes, ${e.lagMs} ms after the first commit in it)`;
     case 'gap':

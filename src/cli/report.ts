@@ -1,6 +1,7 @@
 /**
  * How a failure ends the run: one line on stderr, `error: <what happened> (<what to do>)`, the
- * --json object's `error`, and the exit code (1 failure, 2 usage or setup, 130 interrupted); a
+ * --json object's `error`, and the exit code (1 failure, 2 usage or setup, 3 in use by another
+ * process, 130 interrupted); a
  * failure that is not a BlufioError is a bug and prints its stack.
  */
 import { BlufioError } from '../errors.ts';
@@ -46,6 +47,10 @@ export function report(e: unknown, command: string, json: boolean, io: Io): numb
   // started" from "the backup failed" (1).
   if (err.code === 'E_USAGE' || err.code === 'E_CONFIG') return 2;
   if (err.code === 'E_ABORTED') return 130;
+  // Another process holds what it needs (a live database, a restore running, the set's
+  // replicator): 3, so that a supervisor can leave it down (RestartPreventExitStatus=3) instead
+  // of trying again every few seconds.
+  if (err.code === 'E_IN_USE') return 3;
   return 1;
 }
 

@@ -33,6 +33,7 @@ import { parseName, stemOf } from '../sets/names.ts';
 import { canonicalSet, openStore } from '../storage/index.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
+import { Lease, replicatorId, takeLease } from './lease.ts';
 import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
@@ -59,10 +60,16 @@ export interface ReplicateOptions extends BackupOptions {
   lagWarnMs?: number;
   /** Called after each interval that shipped or had nothing to ship (for --ping); `ok` false when shipping failed. */
   onInterval?: (ok: boolean, why?: string) => void;
+  /**
+   * Take the set's lease from the replicator that holds it (lease.ts), which stands down before
+   * its next segment: for a holder that is gone for good (its machine lost).
+   */
+  takeOver?: boolean;
 }
 
 export type ReplicateEvent =
-  | { event: 'started'; base: string; resumed: boolean; set: string; database: string }
+  | { event: 'started'; base: string; resumed: boolean; set: string; database: string; replicator: string; lease: number }
+  | { event: 'lease'; lease: number; from: string | null; why: string }
   | { event: 'shipped'; segment: string; steps: number; pages: number; bytes: number; lagMs: number; shipMs: number }
   | { event: 'gap'; segment: string; why: string }
   | { event: 'retry'; error: string; backlogSteps: number; nextInMs: number; hint?: string }
@@ -89,6 +96,9 @@ export interface ReplicateStatus {
   requests: number;
   updated: string;
   pid: number;
+  /** This replicator's id (its state directory's), and the number of the set's lease it holds (lease.ts). */
+  replicator: string;
+  lease: number;
 }
 
 interface Meta {
@@ -107,6 +117,8 @@ interface Meta {
    * was written meanwhile), and without a gap in the range.
    */
   stopped?: { db: string; wal: string };
+  /** The set's lease (lease.ts) the chain was made under: resumed only under the same one. */
+  lease?: number;
 }
 
 /** The page size the database's header says now (0: unknown). */
@@ -175,6 +187,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // same file reached by a symbolic or hard link, from another state directory or with another
   // TMPDIR, is refused too (attack runs started second chains so).
   const unlock = lockChain(path.join(dir, 'lock'), db, store.where(''));
+  const myId = replicatorId(dir);
+  let lease: Lease | null = null;
   let unlockFile = () => {};
   try {
     const st = fs.statSync(db);
@@ -201,6 +215,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     }
     throw e;
   } finally {
+    // Stopped (not stood down): the lease is free for the next one at once, this one included.
+    const held = lease as Lease | null; // set inside run()
+    if (held && !held.lost) await held.renew(AbortSignal.timeout(10_000), true).catch(() => {});
     unlockFile();
     unlock();
   }
@@ -214,7 +231,10 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // Each try bounded (a hung endpoint answers nothing) and ended by a stop.
     const limit = AbortSignal.timeout(30_000);
     try {
-      files = await openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, limit]) : limit }).list();
+      const bounded = openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, limit]) : limit });
+      files = await bounded.list();
+      // One replicator per series of the set, across machines (lease.ts).
+      lease = (await takeLease(bounded, files, stem, myId, path.join(dir, 'lease.tmp'), { takeOver: opts.takeOver })).on(store);
       break;
     } catch (e) {
       if (opts.signal?.aborted) throw new BlufioError('E_ABORTED', `stopped while waiting for ${store.where('')} to answer (nothing was shipped)`);
@@ -240,7 +260,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // Its base must be there, and a differential's full backup too.
   const baseFull = meta ? parseName(meta.base) : null;
   const resumable = meta && meta.database === db && fs.existsSync(replicaPath) && files.some((f) => f.name === meta!.base) && (!baseFull?.base || files.some((f) => f.name === baseFull.base)) && pageSizeNow(db) === meta.pageSize
-    && chainEnd(logsOf(files, stem), meta.base) === meta.n;
+    && chainEnd(logsOf(files, stem), meta.base) === meta.n
+    // Under the lease it was made under (a chain from before leases: when there was none).
+    && (meta.lease === lease!.k || (meta.lease === undefined && lease!.took === 'first'));
+  if (lease!.took !== 'first' && lease!.took !== 'held') {
+    const b = lease!.before!;
+    say({ event: 'lease', lease: lease!.k, from: b.id, why: lease!.took === 'ended' ? 'its holder stopped' : lease!.took === 'lapsed' ? `no sign of life from its holder since ${new Date(b.seen!).toISOString()}` : 'taken over (--take-over): its holder stands down before its next segment' });
+  }
   const watch = LiveReplica.follow(db);
   let live: LiveReplica;
   let resumed = false;
@@ -255,7 +281,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // neither it nor its WAL has been written since a clean stop.
       const quiet = meta!.stopped && meta!.stopped.db === fileStamp(db) && meta!.stopped.wal === fileStamp(`${db}-wal`);
       if (!quiet) live.forceFullPass('the replicator was not running');
-      meta = { ...meta!, stopped: undefined };
+      meta = { ...meta!, stopped: undefined, lease: lease!.k };
       writeMeta(metaPath, meta);
       resumed = true;
     } else {
@@ -271,9 +297,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     let r: BackupResult;
     for (let wait = 1000; ; wait = Math.min(30_000, wait * 2)) {
       try {
-        r = await whileLooking(w, backup(db, store.where(''), { ...opts, keepCopyAt: replicaPath } as BackupOptions));
+        // --take-over adopts the series too (the database moved to a new place on a new machine).
+        r = await whileLooking(w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, keepCopyAt: replicaPath } as BackupOptions));
         break;
       } catch (e) {
+        if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS' && e.message.includes('holds the series')) {
+          throw new BlufioError(e.code, e.message, 'replicate it into another set, or start blufio replicate with --take-over if this is the same database moved to a new place');
+        }
         // The database kept changing under every copy (a big one whose WAL is truncated after
         // every commit): waited for, with backoff, and said — an exit would have a supervisor
         // restart it in a loop (found by an attack run).
@@ -286,12 +316,12 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     }
     const base = r.path.slice(r.path.lastIndexOf('/') + 1);
     live = new LiveReplica(w, replicaPath, r.pageSize, r.pages);
-    meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize };
+    meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize, lease: lease!.k };
     writeMeta(metaPath, meta);
   }
-  say({ event: 'started', base: meta!.base, resumed, set: store.where(''), database: db });
+  say({ event: 'started', base: meta!.base, resumed, set: store.where(''), database: db, replicator: myId, lease: lease!.k });
 
-  const status: ReplicateStatus = { database: db, set: store.where(''), base: meta!.base, segment: meta!.n, lastShipped: null, lagMs: 0, backlogSteps: 0, backlogBytes: 0, bytesSent: 0, requests: 0, updated: new Date().toISOString(), pid: process.pid };
+  const status: ReplicateStatus = { database: db, set: store.where(''), base: meta!.base, segment: meta!.n, lastShipped: null, lagMs: 0, backlogSteps: 0, backlogBytes: 0, bytesSent: 0, requests: 0, updated: new Date().toISOString(), pid: process.pid, replicator: myId, lease: lease!.k };
   // What was seen and not shipped yet: the steps' pages in a spool file, their times here, their
   // sizes in the spool and when the look before them began (their commits were made after it).
   // The first `inFlight` of them are being shipped (a segment on its way): the looks go on
@@ -359,6 +389,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let behindSince: number | null = null;
   let stopRounds = 0;
   let lastStepTime = 0;
+  let renewing: Promise<void> | null = null;
+  let renewTried = -Infinity;
   // A new chain every newBaseEveryMs: its base is made while the old chain goes on
   // shipping, then the replicator moves over (the chains overlap: no gap between them).
   const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
@@ -406,6 +438,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const post = hex(steps[steps.length - 1].checksum);
     writeMeta(metaPath, { ...meta!, pending: { n, post } });
     const started = clock();
+    // Taken over by a replicator elsewhere (a HEAD every 10 s at most): stood down before
+    // this segment, so that the set never has two streams of one series.
+    const by = await lease!.takenOver();
+    status.requests += lease!.takeRequests();
+    if (by) throw lease!.standDown(by, status.lastShipped);
     // A store that hangs does not hold a segment (and the backlog behind it) for ever: a minute,
     // and a second a MiB beyond, then it is tried again.
     const upFile = merged?.file ?? file;
@@ -604,11 +641,25 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       }
       // The status file stays current while a segment hangs or the set is down.
       if (now - statusAt >= 1000) writeStatus();
+      // The lease's hourly sign of life (a failed one is tried again a minute later).
+      if (!renewing && !stopping && lease!.renewDue() && now - renewTried >= 60_000) {
+        renewTried = now;
+        renewing = lease!.renew(AbortSignal.timeout(60_000)).then(() => {
+          status.requests += lease!.takeRequests();
+        }, (e) => {
+          say({ event: 'retry', error: `the lease's sign of life: ${e instanceof Error ? e.message : String(e)}`, backlogSteps: pending.length, nextInMs: 60_000 });
+        }).finally(() => {
+          renewing = null;
+        });
+      }
       if (!stopping && !nextBase && clock() - chainStart >= baseEvery) {
         fs.rmSync(nextReplica, { force: true });
         const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null, settled: Promise.resolve() };
         nextBase = nb;
-        nb.settled = whileLooking(nb.w, backup(db, store.where(''), { ...opts, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions)).then((r) => {
+        nb.settled = lease!.takenOver(true).then((by) => {
+          if (by) throw lease!.standDown(by, status.lastShipped);
+          return whileLooking(nb.w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions));
+        }).then((r) => {
           nb.r = r;
         }, (e) => {
           nb.failed = e;
@@ -632,6 +683,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       } else if (baseReady && nextBase && (nextBase.failed || pending.length === 0)) {
         const nb = nextBase;
         nextBase = null;
+        if (nb.failed instanceof BlufioError && nb.failed.code === 'E_IN_USE') fatal = nb.failed;
         if (nb.failed || !nb.r) {
           nb.w.follower.close();
           nb.w.src.close();
@@ -644,7 +696,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           fs.renameSync(nextReplica, replicaPath);
           const base = nb.r.path.slice(nb.r.path.lastIndexOf('/') + 1);
           live = new LiveReplica(nb.w, replicaPath, nb.r.pageSize, nb.r.pages);
-          meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: nb.r.pageSize };
+          meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: nb.r.pageSize, lease: lease!.k };
           writeMeta(metaPath, meta);
           spool.reset();
           status.base = base;
@@ -722,6 +774,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       fs.rmSync(nextReplica, { force: true });
     }
     await compacting;
+    await renewing;
     await Promise.all([...removals]);
     live.close();
     fs.closeSync(spoolFd);

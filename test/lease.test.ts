@@ -1,0 +1,133 @@
+/**
+ * The set's lease (src/replicate/lease.ts): one replicator per set and series across machines.
+ * From the objects themselves, on a folder and on the signature-checking S3 test server: who
+ * takes it, who is refused and with what, a clean stop, a lapse, a take-over and the holder's
+ * finding it, junk where a lease should be, and two claims at one moment.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { aliveName, LEASE_LAPSE_MS, leaseName, newestLease, readHolder, replicatorId, takeLease } from '../src/replicate/lease.ts';
+import { openStore, type Store } from '../src/storage/index.ts';
+import { cleanup, rejects, s3Env, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+
+const test = suite('lease');
+test.after(cleanup);
+
+let server: S3Server | null = null;
+let buckets = 0;
+test.after(async () => {
+  await server?.stop();
+});
+
+/** An empty store of each kind. */
+const kinds: Record<string, () => Promise<Store>> = {
+  folder: async () => openStore(`${tmpdir()}/`),
+  s3: async () => {
+    server ??= await startS3Server();
+    const bucket = `lease${++buckets}`;
+    fs.mkdirSync(path.join(server.dir, bucket));
+    return openStore(`s3://${bucket}/p/`, { env: s3Env(server) });
+  },
+};
+
+const scratch = () => path.join(tmpdir(), 'lease.tmp');
+const A = 'aaaaaaaaaaaaaaaa';
+const B = 'bbbbbbbbbbbbbbbb';
+
+/** Writes `name` in `store` with `text`, replacing it. */
+async function write(store: Store, name: string, text: string): Promise<void> {
+  const f = scratch();
+  fs.writeFileSync(f, text);
+  await store.put(name, { file: f }, { replace: true });
+}
+
+for (const [kind, fresh] of Object.entries(kinds)) {
+  test(`${kind}: the first takes it, itself again holds it on, another is refused with who holds it, a take-over is found by the holder`, async () => {
+    const store = await fresh();
+    const a = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    assert.equal([a.k, a.took], [1, 'first']);
+    assert.equal(newestLease(await store.list(), 'blufio'), 1);
+    assert.equal(newestLease(await store.list(), 'other'), 0);
+    const h = await readHolder(store, 'blufio', 1);
+    assert.equal([h.id, h.ended], [A, false]);
+    assert.ok(Math.abs(h.seen! - Date.now()) < 60_000);
+    // Restarted (a kill -9, a reboot): the same id holds the same lease.
+    const again = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    assert.equal([again.k, again.took], [1, 'held']);
+    // Another series in the same set is another lease.
+    assert.is((await takeLease(store, await store.list(), 'vault', B, scratch())).k, 1);
+    // Another replicator: refused, told who holds it and what to do; nothing claimed.
+    const e = await rejects(takeLease(store, await store.list(), 'blufio', B, scratch()), 'E_IN_USE', new RegExp(`is replicated by another blufio replicate \\(${A}, started \\S+, last seen \\S+\\)`));
+    assert.match(e.hint ?? '', '--take-over');
+    assert.is(newestLease(await store.list(), 'blufio'), 1);
+    // The holder finds nothing while no one took it…
+    assert.is(await a.takenOver(true), null);
+    assert.is(a.lost, false);
+    // …and the taker after --take-over.
+    const b = await takeLease(store, await store.list(), 'blufio', B, scratch(), { takeOver: true });
+    assert.equal([b.k, b.took, b.before?.id], [2, 'forced', A]);
+    const by = await a.takenOver(true);
+    assert.is(by?.id, B);
+    assert.is(a.lost, true);
+    assert.match(a.standDown(by!, '2026-12-07T10:00:00.000Z').message, `another replicator (${B}) took over`);
+    // The old holder started again is refused now (the lease is the newer one's).
+    await rejects(takeLease(store, await store.list(), 'blufio', A, scratch()), 'E_IN_USE', new RegExp(B));
+  });
+
+  test(`${kind}: a clean stop frees it; a lease without a sign of life for 3 hours lapses; junk where a lease should be is refused, not taken`, async () => {
+    const store = await fresh();
+    const a = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    await a.renew(undefined, true);
+    const b = await takeLease(store, await store.list(), 'blufio', B, scratch());
+    assert.equal([b.k, b.took], [2, 'ended']);
+    // B's last sign of life 3 hours and a minute ago (its machine lost): A takes it back.
+    const old = new Date(Date.now() - LEASE_LAPSE_MS - 60_000).toISOString();
+    await write(store, leaseName('blufio', 2), JSON.stringify({ id: B, started: old }));
+    await write(store, aliveName('blufio', 2), JSON.stringify({ id: B, seen: old }));
+    const a2 = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    assert.equal([a2.k, a2.took], [3, 'lapsed']);
+    // Two hours and a half: still alive.
+    const recent = new Date(Date.now() - LEASE_LAPSE_MS + 30 * 60_000).toISOString();
+    await write(store, leaseName('blufio', 3), JSON.stringify({ id: A, started: recent }));
+    await write(store, aliveName('blufio', 3), JSON.stringify({ id: A, seen: recent }));
+    await rejects(takeLease(store, await store.list(), 'blufio', B, scratch()), 'E_IN_USE');
+    // A sign of life written by someone else (another id) does not count for the holder.
+    await write(store, aliveName('blufio', 3), JSON.stringify({ id: B, seen: new Date().toISOString(), ended: true }));
+    const h = await readHolder(store, 'blufio', 3);
+    assert.equal([h.id, h.ended], [A, false]);
+    // Junk under the next number: never taken as free, never as ours.
+    await write(store, leaseName('blufio', 4), 'not json');
+    await rejects(takeLease(store, await store.list(), 'blufio', A, scratch()), 'E_IN_USE', /is not a lease blufio can read/);
+    const c = await takeLease(store, await store.list(), 'blufio', B, scratch(), { takeOver: true });
+    assert.is(c.k, 5);
+  });
+
+  test(`${kind}: two claims at one moment — exactly one holds it`, async () => {
+    for (let round = 0; round < 4; round++) {
+      const store = await fresh();
+      const listed = await store.list();
+      const got = await Promise.allSettled([A, B].map((id) => takeLease(store, listed, 'blufio', id, scratch())));
+      const won = got.filter((g) => g.status === 'fulfilled');
+      assert.is(won.length, 1, JSON.stringify(got.map((g) => (g.status === 'rejected' ? String(g.reason) : 'ok'))));
+      const lost = got.find((g) => g.status === 'rejected') as PromiseRejectedResult;
+      assert.is(lost.reason.code, 'E_IN_USE');
+      const holder = await readHolder(store, 'blufio', 1);
+      assert.is(holder.id, (won[0] as PromiseFulfilledResult<{ id: string }>).value.id);
+      assert.is(newestLease(await store.list(), 'blufio'), 1);
+    }
+  });
+}
+
+test('a replicator id is made once per state directory and kept', () => {
+  const d = tmpdir();
+  const id = replicatorId(d);
+  assert.match(id, /^[0-9a-f]{16}$/);
+  assert.is(replicatorId(d), id);
+  assert.is.not(replicatorId(tmpdir()), id);
+  fs.writeFileSync(path.join(d, 'id'), 'junk\n');
+  assert.match(replicatorId(d), /^[0-9a-f]{16}$/);
+});
+
+test.run();
