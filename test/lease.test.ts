@@ -120,6 +120,16 @@ for (const [kind, fresh] of Object.entries(kinds)) {
   });
 }
 
+test('a store that never answers the holder\'s look does not hold it: given up on with its signal (E_IO), and looked at again next time', async () => {
+  const store = openStore(`${tmpdir()}/`);
+  const l = await takeLease(store, [], 'blufio', A, scratch());
+  const hung = { ...store, where: (n: string) => store.where(n), stat: () => new Promise<null>(() => {}) } as unknown as Store;
+  l.on(hung);
+  await rejects(l.takenOver(true, AbortSignal.timeout(100)), 'E_IO', /did not answer whether the lease was taken over/);
+  l.on(store);
+  assert.is(await l.takenOver(true, AbortSignal.timeout(5000)), null);
+});
+
 test('a replicator id is made once per state directory and kept', () => {
   const d = tmpdir();
   const id = replicatorId(d);

@@ -121,10 +121,12 @@ export class Lease {
   }
 
   /** Whether the next number was claimed (one HEAD, every 10 s at most): who took it, or null. */
-  async takenOver(force = false): Promise<Holder | null> {
+  async takenOver(force = false, signal?: AbortSignal): Promise<Holder | null> {
     if (this.lostTo) return this.lostTo;
     if (!force && performance.now() - this.checkedAt < LEASE_CHECK_MS) return null;
-    const next = await this.store.stat(leaseName(this.stem, this.k + 1));
+    // A store that hangs must not hold the segment behind this look for ever (a stat takes no
+    // signal of its own): given up on with the signal, the request left to its fate.
+    const next = await bounded(this.store.stat(leaseName(this.stem, this.k + 1)), signal, this.store.where(''));
     this.requests += 1;
     this.checkedAt = performance.now();
     if (!next) return null;
@@ -162,6 +164,17 @@ export class Lease {
     }
     return false;
   }
+}
+
+/** `p`, or a rejection when `signal` aborts first. */
+function bounded<T>(p: Promise<T>, signal: AbortSignal | undefined, where: string): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason instanceof BlufioError ? signal.reason : new BlufioError('E_IO', `${where} did not answer whether the lease was taken over`, 'it is tried again'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** Lease k's holder, from its claim and its sign of life. */

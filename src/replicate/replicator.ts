@@ -440,7 +440,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const started = clock();
     // Taken over by a replicator elsewhere (a HEAD every 10 s at most): stood down before
     // this segment, so that the set never has two streams of one series.
-    const by = await lease!.takenOver();
+    const by = await lease!.takenOver(false, AbortSignal.any([stopLimit.signal, AbortSignal.timeout(30_000)]));
     status.requests += lease!.takeRequests();
     if (by) throw lease!.standDown(by, status.lastShipped);
     // A store that hangs does not hold a segment (and the backlog behind it) for ever: a minute,
@@ -656,7 +656,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         fs.rmSync(nextReplica, { force: true });
         const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null, settled: Promise.resolve() };
         nextBase = nb;
-        nb.settled = lease!.takenOver(true).then((by) => {
+        nb.settled = lease!.takenOver(true, AbortSignal.timeout(30_000)).then((by) => {
           if (by) throw lease!.standDown(by, status.lastShipped);
           return whileLooking(nb.w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions));
         }).then((r) => {
