@@ -78,8 +78,13 @@ for (const [kind, fresh] of Object.entries(kinds)) {
 
   test(`${kind}: a clean stop frees it; a lease without a sign of life for 3 hours lapses; junk where a lease should be is refused, not taken`, async () => {
     const store = await fresh();
+    const a0 = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    await a0.renew(undefined, true);
+    // Its own lease, stopped cleanly: held on by itself (a restart resumes its chain)…
     const a = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    assert.equal([a.k, a.took], [1, 'held']);
     await a.renew(undefined, true);
+    // …and free for another.
     const b = await takeLease(store, await store.list(), 'blufio', B, scratch());
     assert.equal([b.k, b.took], [2, 'ended']);
     // B's last sign of life 3 hours and a minute ago (its machine lost): A takes it back.
@@ -102,6 +107,42 @@ for (const [kind, fresh] of Object.entries(kinds)) {
     await rejects(takeLease(store, await store.list(), 'blufio', A, scratch()), 'E_IN_USE', /is not a lease blufio can read/);
     const c = await takeLease(store, await store.list(), 'blufio', B, scratch(), { takeOver: true });
     assert.is(c.k, 5);
+  });
+
+  test(`${kind}: whatever the numbering, every live holder finds its successor — a stale higher lease copied in, its own claim removed (a lifecycle rule), both of its objects removed, numbers past 8 digits`, async () => {
+    // A stale, ended lease 5 copied in while A holds 1: B is refused (A is alive); taken over,
+    // B claims 6 and fences 2, which A finds.
+    let store = await fresh();
+    const a = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    await write(store, leaseName('blufio', 5), JSON.stringify({ id: 'cccccccccccccccc', started: new Date(Date.now() - 86_400_000).toISOString() }));
+    await write(store, aliveName('blufio', 5), JSON.stringify({ id: 'cccccccccccccccc', seen: new Date(Date.now() - 86_000_000).toISOString(), ended: true }));
+    await rejects(takeLease(store, await store.list(), 'blufio', B, scratch()), 'E_IN_USE', new RegExp(A));
+    const b = await takeLease(store, await store.list(), 'blufio', B, scratch(), { takeOver: true });
+    assert.equal([b.k, b.took], [6, 'forced']);
+    assert.is((await a.takenOver(true))?.id, B);
+    // The fence holds nothing: B stopped cleanly, a third takes the series without --take-over.
+    await b.renew(undefined, true);
+    assert.is((await takeLease(store, await store.list(), 'blufio', 'dddddddddddddddd', scratch())).took, 'ended');
+    // A's claim removed while it runs: B is refused (A's sign of life is there); A puts its
+    // claim back at its next look and holds on.
+    store = await fresh();
+    const a2 = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    await store.remove(leaseName('blufio', 1));
+    await rejects(takeLease(store, await store.list(), 'blufio', B, scratch()), 'E_IN_USE', new RegExp(A));
+    assert.is(await a2.takenOver(true), null);
+    assert.is((await readHolder(store, 'blufio', 1)).id, A);
+    // Both of A's objects removed: B takes number 1 afresh; A finds its claim is B's.
+    await store.remove(leaseName('blufio', 1));
+    await store.remove(aliveName('blufio', 1));
+    const b2 = await takeLease(store, await store.list(), 'blufio', B, scratch());
+    assert.equal([b2.k, b2.took], [1, 'first']);
+    assert.is((await a2.takenOver(true))?.id, B);
+    // A number past 8 digits is still a number.
+    store = await fresh();
+    await write(store, leaseName('blufio', 99999999), JSON.stringify({ id: A, started: new Date(Date.now() - LEASE_LAPSE_MS - 60_000).toISOString() }));
+    const c = await takeLease(store, await store.list(), 'blufio', B, scratch());
+    assert.equal([c.k, c.took], [100000000, 'lapsed']);
+    assert.is((await takeLease(store, await store.list(), 'blufio', B, scratch())).took, 'held');
   });
 
   test(`${kind}: two claims at one moment — exactly one holds it`, async () => {
@@ -128,6 +169,13 @@ test('a store that never answers the holder\'s look does not hold it: given up o
   await rejects(l.takenOver(true, AbortSignal.timeout(100)), 'E_IO', /did not answer whether the lease was taken over/);
   l.on(store);
   assert.is(await l.takenOver(true, AbortSignal.timeout(5000)), null);
+});
+
+test('something that is not a file where the claim would go: said as such, not as another replicator', async () => {
+  const d = tmpdir();
+  fs.mkdirSync(path.join(d, 'blufio.lease00000001'));
+  const store = openStore(`${d}/`);
+  await rejects(takeLease(store, await store.list(), 'blufio', A, scratch()), 'E_IO', /blufio\.lease00000001 cannot be written, yet is not there: is something that is not a file in its place\?/);
 });
 
 test('a replicator id is made once per state directory and kept', () => {

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CLI, ROOT, RUNTIMES, cleanup, cli, s3Env, skip, startS3Server, tmpdir } from './helpers.ts';
+import { CLI, ROOT, RUNTIMES, cleanup, cli, faketime, s3Env, skip, startS3Server, tmpdir } from './helpers.ts';
 
 const test = suite('replicate');
 test.after.each(cleanup);
@@ -545,8 +545,9 @@ test('one replicator per set across machines (the set\'s lease): a second databa
   for (const [file, who] of [[db, 'A'], [dbB, 'B']]) {
     assert.is(spawnSync('sqlite3', [file, `PRAGMA journal_mode=WAL; CREATE TABLE who(x); INSERT INTO who VALUES ('${who}');`]).status, 0);
   }
+  // A writes all along; B's database is idle (a take-over by an idle database once restored A's
+  // database as the newest state: its chain was empty, A's reached past its base).
   const writerA = await python('replwriter.py', [db, JSON.stringify({ tps: 50 })], true);
-  const writerB = await python('replwriter.py', [dbB, JSON.stringify({ tps: 50 })], true);
   try {
     const a = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2', '--json'], env);
     const started = JSON.parse(a.err().split('\n').find((l) => l.includes('"event":"started"'))!);
@@ -555,9 +556,16 @@ test('one replicator per set across machines (the set\'s lease): a second databa
     await sleep(800);
     const whileA = new Date().toISOString();
     await sleep(800);
-    const before = fs.readdirSync(set).filter((f) => !/\.log\./.test(f)).sort();
-    // B is refused: said with A's id and what to do, exit 3, nothing of its own in the set.
+    // B at another path is refused by the series (exit 3): it is another database.
     let r = cli(['replicate', set, '--db', dbB], { env: envB });
+    assert.is(r.code, 3, r.stderr);
+    assert.match(r.stderr, `holds the series "blufio" of another database (${fs.realpathSync(db)})`);
+    // At the same path on another machine the series cannot tell (simulated: its marker
+    // removed): the lease refuses B, said with A's id and what to do, exit 3, nothing of B's
+    // in the set.
+    fs.rmSync(path.join(set, 'blufio.series'));
+    const before = fs.readdirSync(set).filter((f) => !/\.log\./.test(f)).sort();
+    r = cli(['replicate', set, '--db', dbB], { env: envB });
     assert.is(r.code, 3, r.stderr);
     const where = set.replace(/\/$/, '');
     assert.match(r.stderr, new RegExp(`^error: ${where.replace(/[/.]/g, '\\$&')} \\(blufio\\) is replicated by another blufio replicate \\(${started.replicator}, started \\S+, last seen \\S+\\): a second one would start a chain of its own \\(.*--take-over`));
@@ -565,9 +573,25 @@ test('one replicator per set across machines (the set\'s lease): a second databa
     assert.equal(fs.readdirSync(set).filter((f) => !/\.log\./.test(f)).sort(), before);
     // --take-over: B takes the next lease and starts its own chain on its own base; A stands
     // down before its next segment (a HEAD every 10 s at most), exit 3, saying who took over.
+    // A clock 10 minutes behind is refused before anything is taken (its chain would sort
+    // before A's: restores of later times would take A's).
+    if (faketime()) {
+      const skewed = spawnSync('faketime', ['-f', '-10m', process.execPath, CLI, 'replicate', set, '--db', dbB, '--take-over'], { env: { PATH: process.env.PATH ?? '', ...envB }, encoding: 'utf8' });
+      assert.is(skewed.status, 2, skewed.stderr);
+      assert.match(skewed.stderr, /^error: this machine's clock is \d+ s behind the newest time in /);
+      assert.not.ok(fs.readdirSync(set).includes('blufio.lease00000002'), 'nothing taken');
+    }
     const b = await replicator([process.execPath], [set, '--db', dbB, '--interval', '0.2', '--json', '--take-over'], envB);
     assert.match(b.err(), '"event":"lease","lease":2');
     assert.match(b.err(), '"resumed":false');
+    // Its first step is shipped at once: the newest state is B's from then on, while A still
+    // ships its last segments (up to 10 s).
+    await sleep(700);
+    assert.is(a.proc.exitCode, null, 'A has not looked yet');
+    const newest = path.join(tmpdir(), 'newest.db');
+    const rn = cli(['restore', set, '--db', newest, '--series', 'blufio', '-q'], { env });
+    assert.is(rn.code, 0, rn.stderr);
+    assert.is(spawnSync('sqlite3', [newest, 'SELECT x FROM who'], { encoding: 'utf8' }).stdout.trim(), 'B');
     const code = await new Promise<number | null>((res) => {
       const t = setTimeout(() => res(-1), 30_000);
       a.proc.on('exit', (c) => {
@@ -596,25 +620,31 @@ test('one replicator per set across machines (the set\'s lease): a second databa
     // another database): A is refused by the series, and told --take-over; with it, A takes the
     // lease and the series on a new chain (never resuming the one it had before B's).
     r = cli(['replicate', set, '--db', db], { env });
-    assert.is(r.code, 1, r.stderr);
+    assert.is(r.code, 3, r.stderr);
     assert.match(r.stderr, `holds the series "blufio" of another database (${fs.realpathSync(dbB)})`);
     assert.match(r.stderr, 'start blufio replicate with --take-over if this is the same database moved');
     const a2 = await replicator([process.execPath], [set, '--db', db, '--interval', '0.2', '--json', '--take-over'], env);
-    // (The refused start had taken the free lease 3, and freed it again on its way out.)
-    assert.match(a2.err(), '"lease":3}');
+    // (Refused before the lease was looked at: the lease B freed is the one taken.)
+    assert.match(a2.err(), '"event":"lease","lease":3');
+    assert.match(a2.err(), 'its holder stopped');
     assert.match(a2.err(), '"resumed":false');
     await sleep(600);
     assert.is(await stopped(a2.proc), 0, a2.err());
     assert.is(restored(), 'A');
-    // The lease's objects are not backups: list, check and prune pass them by.
+    // The lease's objects are not backups: list, check and prune pass them by; list says who
+    // holds each series.
     const listed = cli(['list', set, '--json'], { env });
     assert.is(listed.code, 0, listed.stderr);
-    assert.not.match(listed.stdout, 'lease');
+    const j = JSON.parse(listed.stdout);
+    assert.ok(j.backups.every((x: { name: string }) => !x.name.includes('.lease')));
+    const a2Started = JSON.parse(a2.err().split('\n').find((l) => l.includes('"event":"started"'))!);
+    assert.is(a2Started.replicator, started.replicator);
+    assert.equal(j.replicators.map((x: Record<string, unknown>) => [x.series, x.lease, x.replicator, x.stopped]), [['blufio', 3, started.replicator, true]]);
+    assert.match(cli(['list', set], { env }).stdout, new RegExp(`^replicator: blufio held by ${started.replicator} \\(lease 3\\) since \\S+, stopped \\S+$`, 'm'));
     assert.is(cli(['prune', set, '--keep-last', '1', '-q'], { env }).code, 0);
     assert.ok(fs.readdirSync(set).includes('blufio.lease00000003'));
   } finally {
     await stopped(writerA.proc);
-    await stopped(writerB.proc);
   }
 });
 

@@ -13,7 +13,8 @@ export async function runList(target: string, f: CommonFlags, io: Io, say: Say):
   const { listSetContents } = await import('../sets/index.ts');
   const cfg = await loadConfig(f, io, say);
   await (await import('../storage/index.ts')).refuseFileAsSet(target, 'list', { s3: cfg.backup.s3, env: io.env });
-  const { backups: entries, logs, ranges } = await listSetContents(target, { s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg) });
+  const { backups: entries, logs, ranges, replicators } = await listSetContents(target, { s3: cfg.backup.s3, env: io.env, identities: await identitiesFor(f, cfg), leases: true });
+  const holders = replicators.map((h) => ({ series: h.series, lease: h.k, replicator: h.id, started: h.started, seen: h.seen === null ? null : new Date(h.seen).toISOString(), stopped: h.ended }));
   if (f.json) {
     emit(io, 'list', {
       ok: true,
@@ -29,6 +30,8 @@ export async function runList(target: string, f: CommonFlags, io: Io, say: Say):
         })),
       ],
       ...(logs.length > 0 ? { ranges } : {}),
+      // The set's leases (blufio replicate): who ships each series, and its last sign of life.
+      ...(holders.length > 0 ? { replicators: holders } : {}),
     });
     return;
   }
@@ -49,6 +52,9 @@ export async function runList(target: string, f: CommonFlags, io: Io, say: Say):
     for (const r of ranges) {
       io.stdout(`restorable: ${r.series} from ${r.from} to ${r.to}${r.gaps.length ? `; gaps (commits inside were not all seen one by one: a time inside restores to the newest state seen by then, at least the state at its start): ${r.gaps.map((g) => `${g.from}..${g.to}`).join(', ')}` : ''}\n`);
     }
+  }
+  for (const h of holders) {
+    io.stdout(`replicator: ${h.series} ${h.replicator ? `held by ${h.replicator}` : 'held by an unreadable lease'} (lease ${h.lease})${h.started ? ` since ${h.started}` : ''}${h.seen ? `, ${h.stopped ? 'stopped' : 'last sign of life'} ${h.seen}` : ''}\n`);
   }
   const broken = entries.filter((e) => !e.restorable).length;
   if (broken > 0) {

@@ -7,21 +7,26 @@
  * whichever chain has the newest base at the time asked for: one database's states at one
  * moment, the other's at the next. The lease refuses the second one:
  *
- *   <stem>.lease<k, 8 digits>        the k-th holder's claim, published if absent (the store's
- *                                    own exclusive put): {"id", "started"}; the newest k holds.
- *   <stem>.lease<k>.alive            its holder's last sign of life, replaced hourly:
- *                                    {"id", "seen"[, "ended": true]} (ended: stopped cleanly).
+ *   <stem>.lease<k, 8 digits or more>  the k-th holder's claim, published if absent (the
+ *                                      store's own exclusive put): {"id", "started"}; or a
+ *                                      fence {"id", "fence": c} (below).
+ *   <stem>.lease<k>.alive              its holder's last sign of life, replaced hourly:
+ *                                      {"id", "seen"[, "ended": true]} (ended: stopped cleanly).
  *
  * A replicator's id is random, kept in its state directory (status.json shows it): the same
- * replicator started again (after a kill -9, a reboot) holds its lease on. Another one is
- * refused while the lease is alive; it takes the next number when the holder ended cleanly, when
- * no sign of life came for three hours (a lost machine), or when told to (--take-over). A holder
- * looks for the next number before it ships, every 10 s at most (one HEAD): taken over, it
- * stands down before its next segment. A take-over's chain starts on a base of its own, so that
- * no restore mixes the two: each chain is one database's.
+ * replicator started again (after a kill -9, a reboot) holds its lease on. A holder j is
+ * superseded once a claim j+1 exists; every holder not superseded, not ended and with a sign of
+ * life in the last three hours blocks a start (refused, exit 3) unless --take-over. A start
+ * claims the newest number + 1 and *fences* every older holder not superseded yet (puts a claim
+ * j+1 for it, {"fence": c}), so that whatever the numbering — gaps, a stale higher lease copied
+ * in, a claim deleted — every live holder finds its successor where it looks. A holder looks
+ * before it ships, every 10 s at most: a HEAD of k+1 and a GET of its own claim (gone: put back
+ * if absent; another's: stood down). Taken over, it stands down before its next segment. A
+ * take-over's chain starts on a base of its own, its first step stamped with the base's time
+ * (replicator.ts), so that no restore at or after that base takes the old holder's chain.
  *
- * Costs: an hourly replace (24 PUTs a day, idle or not) and, while shipping, a HEAD every 10 s
- * (8,640 a day: a GET-class request, not a PUT).
+ * Costs: an hourly replace (24 PUTs a day, idle or not) and, while shipping, two GET-class
+ * requests every 10 s (17,280 a day, none of them a PUT or a LIST).
  * Nothing in it is secret (no host name, no path): the ids are random.
  */
 import { randomBytes } from 'node:crypto';
@@ -39,27 +44,38 @@ export const LEASE_CHECK_MS = 10_000;
 
 const pad = (k: number) => String(k).padStart(8, '0');
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** The lease names of `stem` in a listing: the newest claim's number (0: none). */
-export function newestLease(files: StoredFile[], stem: string): number {
-  const re = new RegExp(`^${escape(stem)}\\.lease(\\d{8})$`);
-  let k = 0;
-  for (const f of files) {
-    const m = re.exec(f.name);
-    if (m) k = Math.max(k, Number(m[1]));
-  }
-  return k;
-}
+const ID_RE = /^[0-9a-f]{16}$/;
 
 export const leaseName = (stem: string, k: number) => `${stem}.lease${pad(k)}`;
 export const aliveName = (stem: string, k: number) => `${leaseName(stem, k)}.alive`;
+
+/** The lease numbers of `stem` in a listing: those with a claim, and those with a sign of life. */
+export function leaseNumbers(files: StoredFile[], stem: string): { claims: Set<number>; all: number[] } {
+  const re = new RegExp(`^${escape(stem)}\\.lease(\\d{8,})(\\.alive)?$`);
+  const claims = new Set<number>();
+  const all = new Set<number>();
+  for (const f of files) {
+    const m = re.exec(f.name);
+    if (!m) continue;
+    const k = Number(m[1]);
+    if (!Number.isSafeInteger(k) || k < 1) continue;
+    all.add(k);
+    if (!m[2]) claims.add(k);
+  }
+  return { claims, all: [...all].sort((a, b) => a - b) };
+}
+
+/** The newest lease number of `stem` in a listing (0: none). */
+export function newestLease(files: StoredFile[], stem: string): number {
+  return leaseNumbers(files, stem).all.at(-1) ?? 0;
+}
 
 /** This state directory's replicator id (made once). */
 export function replicatorId(dir: string): string {
   const file = path.join(dir, 'id');
   try {
     const id = fs.readFileSync(file, 'utf8').trim();
-    if (/^[0-9a-f]{16}$/.test(id)) return id;
+    if (ID_RE.test(id)) return id;
   } catch {
     // none yet
   }
@@ -72,15 +88,21 @@ export function replicatorId(dir: string): string {
 /** Who holds lease k, as its claim and sign of life say. */
 export interface Holder {
   k: number;
-  /** Null when the claim cannot be read (not one of ours). */
+  /** Null when neither its claim nor its sign of life can be read (not one of ours). */
   id: string | null;
   started: string | null;
   /** The last sign of life (ms; the claim's start when none came yet), null when unknown. */
   seen: number | null;
+  /** Stopped cleanly, or a fence (a number put in the way of an older holder): holds nothing. */
   ended: boolean;
+  /** A fence, not a holder's claim. */
+  fence: boolean;
 }
 
 export type Took = 'first' | 'held' | 'ended' | 'lapsed' | 'forced';
+
+/** Whether a holder still holds: not ended, and a sign of life within LEASE_LAPSE_MS. */
+const alive = (h: Holder, now = Date.now()) => !h.ended && !(h.seen !== null && now - h.seen > LEASE_LAPSE_MS);
 
 export class Lease {
   private renewedAt = -Infinity;
@@ -88,7 +110,7 @@ export class Lease {
   private lostTo: Holder | null = null;
   private requests = 0;
 
-  constructor(private store: Store, private stem: string, readonly id: string, readonly k: number, private scratch: string, readonly took: Took, readonly before: Holder | null) {}
+  constructor(private store: Store, private stem: string, readonly id: string, readonly k: number, private scratch: string, readonly took: Took, readonly before: Holder | null, private started = new Date().toISOString()) {}
 
   /** The same lease, its requests through `store` from now on. */
   on(store: Store): Lease {
@@ -120,18 +142,31 @@ export class Lease {
     return performance.now() - this.renewedAt >= LEASE_RENEW_MS;
   }
 
-  /** Whether the next number was claimed (one HEAD, every 10 s at most): who took it, or null. */
+  /**
+   * Whether it was taken over (every 10 s at most; `force`: now): the next number claimed, or its
+   * own claim now another's. Its own claim gone (removed by hand, or by a lifecycle rule) is put
+   * back if absent. Who took it, or null.
+   */
   async takenOver(force = false, signal?: AbortSignal): Promise<Holder | null> {
     if (this.lostTo) return this.lostTo;
     if (!force && performance.now() - this.checkedAt < LEASE_CHECK_MS) return null;
     // A store that hangs must not hold the segment behind this look for ever (a stat takes no
     // signal of its own): given up on with the signal, the request left to its fate.
-    const next = await bounded(this.store.stat(leaseName(this.stem, this.k + 1)), signal, this.store.where(''));
+    const where = this.store.where('');
+    const next = await bounded(this.store.stat(leaseName(this.stem, this.k + 1)), signal, where);
     this.requests += 1;
+    let by: Holder | null = next ? await bounded(readHolder(this.store, this.stem, this.k + 1), signal, where) : null;
+    if (!by) {
+      const own = await bounded(readJson(this.store, leaseName(this.stem, this.k)), signal, where);
+      this.requests += 1;
+      if (own === undefined) {
+        if (!(await this.write(leaseName(this.stem, this.k), { id: this.id, started: this.started }, signal, false))) by = await bounded(readHolder(this.store, this.stem, this.k), signal, where);
+      } else if (own === null || own.id !== this.id) by = await bounded(readHolder(this.store, this.stem, this.k), signal, where);
+      if (by?.id === this.id) by = null;
+    }
     this.checkedAt = performance.now();
-    if (!next) return null;
-    this.lostTo = await readHolder(this.store, this.stem, this.k + 1).catch(() => ({ k: this.k + 1, id: null, started: null, seen: null, ended: false }));
-    return this.lostTo;
+    this.lostTo = by;
+    return by;
   }
 
   /** The error a holder that was taken over stands down with. */
@@ -152,18 +187,33 @@ export class Lease {
     }
   }
 
-  /** Claims number k (published only if no one else has it). */
-  static async claim(store: Store, stem: string, id: string, k: number, scratch: string, signal?: AbortSignal): Promise<boolean> {
-    const l = new Lease(store, stem, id, k, scratch, 'first', null);
+  /**
+   * Puts `value` as `name` if absent: 'published', 'taken' (another's is there), or 'blocked'
+   * (still free after a few tries: something that is not a file is in its place).
+   */
+  static async putIfAbsent(store: Store, name: string, value: object, scratch: string, signal?: AbortSignal): Promise<'published' | 'taken' | 'blocked'> {
+    const l = new Lease(store, '', '', 0, scratch, 'first', null);
     // Of two claims at once the store may refuse both (its exclusive put gives way on both
     // sides): tried again while the name stays free.
     for (let tries = 0; tries < 4; tries++) {
-      if (await l.write(leaseName(stem, k), { id, started: new Date().toISOString() }, signal, false)) return true;
-      if (await store.stat(leaseName(stem, k))) return false;
+      if (await l.write(name, value, signal, false)) return 'published';
+      if (await store.stat(name)) return 'taken';
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 300));
     }
-    return false;
+    return 'blocked';
   }
+}
+
+/** Who holds each series' lease in a listing (`blufio list`): the newest number of each stem. */
+export async function holdersOf(store: Store, files: StoredFile[]): Promise<Array<Holder & { series: string }>> {
+  const stems = new Set<string>();
+  for (const f of files) {
+    const m = /^(.+)\.lease\d{8,}(?:\.alive)?$/.exec(f.name);
+    if (m) stems.add(m[1]);
+  }
+  const out: Array<Holder & { series: string }> = [];
+  for (const series of [...stems].sort()) out.push({ series, ...(await readHolder(store, series, newestLease(files, series))) });
+  return out;
 }
 
 /** `p`, or a rejection when `signal` aborts first. */
@@ -177,61 +227,78 @@ function bounded<T>(p: Promise<T>, signal: AbortSignal | undefined, where: strin
   });
 }
 
-/** Lease k's holder, from its claim and its sign of life. */
+/** A small JSON object of the store: undefined when there is none, null when it is not one. */
+async function readJson(store: Store, name: string): Promise<Record<string, unknown> | null | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await store.peek(name, 4096);
+  } catch (e) {
+    if (e instanceof BlufioError && e.code === 'E_SOURCE_MISSING') return undefined;
+    if (e instanceof BlufioError && e.code !== 'E_CORRUPT' && e.code !== 'E_NOT_FILE') throw e;
+    return null;
+  }
+  try {
+    const v = JSON.parse(bytes.toString('utf8'));
+    return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Lease k's holder, from its claim and its sign of life (the id from the sign of life when the claim is gone). */
 export async function readHolder(store: Store, stem: string, k: number): Promise<Holder> {
-  const read = async (name: string): Promise<Record<string, unknown> | null> => {
-    try {
-      const v = JSON.parse((await store.peek(name, 4096)).toString('utf8'));
-      return v && typeof v === 'object' ? v : null;
-    } catch (e) {
-      if (e instanceof BlufioError && e.code !== 'E_SOURCE_MISSING' && e.code !== 'E_CORRUPT') throw e;
-      return null;
-    }
-  };
-  const claim = await read(leaseName(stem, k));
-  const id = typeof claim?.id === 'string' && /^[0-9a-f]{16}$/.test(claim.id) ? claim.id : null;
+  const claim = await readJson(store, leaseName(stem, k));
+  const signOf = await readJson(store, aliveName(stem, k));
+  const claimId = typeof claim?.id === 'string' && ID_RE.test(claim.id) ? claim.id : null;
+  const id = claim === undefined ? (typeof signOf?.id === 'string' && ID_RE.test(signOf.id) ? signOf.id : null) : claimId;
   const started = typeof claim?.started === 'string' && !Number.isNaN(Date.parse(claim.started)) ? claim.started : null;
-  const alive = id ? await read(aliveName(stem, k)) : null;
-  const mine = alive && alive.id === id;
-  const seenAt = mine && typeof alive.seen === 'string' ? Date.parse(alive.seen) : NaN;
+  const mine = !!id && signOf?.id === id;
+  const seenAt = mine && typeof signOf!.seen === 'string' ? Date.parse(signOf!.seen) : NaN;
   const seen = Math.max(Number.isNaN(seenAt) ? -Infinity : seenAt, started ? Date.parse(started) : -Infinity);
-  return { k, id, started, seen: Number.isFinite(seen) ? seen : null, ended: !!(mine && alive.ended === true) };
+  const fence = !!id && typeof claim?.fence === 'number';
+  return { k, id, started, seen: Number.isFinite(seen) ? seen : null, ended: fence || (mine && signOf!.ended === true), fence };
 }
 
 /**
  * Takes the lease of `stem` for replicator `id` (refused with E_IN_USE while another holds it),
- * given the set's listing. `continues`: the lease is the one this replicator's chain was made
- * under, so that the chain may be resumed.
+ * given the set's listing (lease.k, .took and .before say what it took, and from whom).
  */
 export async function takeLease(store: Store, files: StoredFile[], stem: string, id: string, scratch: string, opts: { takeOver?: boolean; signal?: AbortSignal } = {}): Promise<Lease> {
   for (let tries = 0; ; tries++) {
-    const k = tries === 0 ? newestLease(files, stem) : newestLease(await store.list(), stem);
-    let took: Took = 'first';
-    let before: Holder | null = null;
-    if (k > 0) {
-      before = await readHolder(store, stem, k);
-      if (before.id === id) {
-        const l = new Lease(store, stem, id, k, scratch, 'held', before);
-        await l.renew(opts.signal);
-        return l;
-      }
-      const lapsed = before.seen !== null && Date.now() - before.seen > LEASE_LAPSE_MS;
-      took = before.ended ? 'ended' : lapsed ? 'lapsed' : 'forced';
-      if (took === 'forced' && !opts.takeOver) {
-        const seen = before.seen !== null ? new Date(before.seen).toISOString() : null;
-        throw new BlufioError('E_IN_USE',
-          before.id
-            ? `${store.where('')} (${stem}) is replicated by another blufio replicate (${before.id}, started ${before.started}, last seen ${seen}): a second one would start a chain of its own`
-            : `${store.where(leaseName(stem, k))} is not a lease blufio can read: ${store.where('')} (${stem}) may be replicated by another program`,
-          `run one replicator per set and database: each one's id is in its status.json. If that one is gone for good (its machine lost), start this one with --take-over: the other stands down before its next segment if it still runs${before.id ? '; a lease with no sign of life for 3 hours also lapses by itself' : ''}`);
-      }
-    }
-    if (await Lease.claim(store, stem, id, k + 1, scratch, opts.signal)) {
-      const l = new Lease(store, stem, id, k + 1, scratch, took, before);
+    const { claims, all } = leaseNumbers(tries === 0 ? files : await store.list(), stem);
+    const newest = all.at(-1) ?? 0;
+    // The holders not superseded (no claim after them), newest first.
+    const open: Holder[] = [];
+    for (const k of [...all].reverse()) if (!claims.has(k + 1)) open.push(await readHolder(store, stem, k));
+    const top = open[0] ?? null;
+    // Its own (stopped cleanly or not: a restart after a stop, a crash, a reboot) holds on.
+    if (top && top.k === newest && top.id === id && !top.fence) {
+      const l = new Lease(store, stem, id, newest, scratch, 'held', top, top.started ?? undefined);
       await l.renew(opts.signal);
-      // The claims before stay (two small objects a take-over): a holder that was taken over
-      // finds the next number whenever it looks.
       return l;
+    }
+    const blockers = open.filter((h) => h.id !== id && alive(h));
+    const blocker = blockers[0];
+    if (blocker && !opts.takeOver) {
+      const seen = blocker.seen !== null ? new Date(blocker.seen).toISOString() : null;
+      throw new BlufioError('E_IN_USE',
+        blocker.id
+          ? `${store.where('')} (${stem}) is replicated by another blufio replicate (${blocker.id}, started ${blocker.started ?? 'at an unknown time'}, last seen ${seen ?? 'never'}): a second one would start a chain of its own`
+          : `${store.where(leaseName(stem, blocker.k))} is not a lease blufio can read: ${store.where('')} (${stem}) may be replicated by another program`,
+        `run one replicator per set and database: each one's id is in its status.json. If that one is gone for good (its machine lost), start this one with --take-over: the other stands down before its next segment if it still runs${blocker.id ? '; a lease with no sign of life for 3 hours also lapses by itself' : ''}`);
+    }
+    const took: Took = blocker ? 'forced' : !top ? 'first' : top.ended ? 'ended' : top.id === id ? 'held' : 'lapsed';
+    const c = newest + 1;
+    const claimed = await Lease.putIfAbsent(store, leaseName(stem, c), { id, started: new Date().toISOString() }, scratch, opts.signal);
+    if (claimed === 'published') {
+      // Every older holder not superseded finds its successor where it looks (its number + 1).
+      for (const h of open) if (h.k < newest) await Lease.putIfAbsent(store, leaseName(stem, h.k + 1), { id, fence: c }, scratch, opts.signal);
+      const l = new Lease(store, stem, id, c, scratch, took, blocker ?? top);
+      await l.renew(opts.signal);
+      return l;
+    }
+    if (claimed === 'blocked') {
+      throw new BlufioError('E_IO', `${store.where(leaseName(stem, c))} cannot be written, yet is not there: is something that is not a file in its place?`, 'remove it, then start blufio replicate again');
     }
     // Another replicator claimed the same number at the same moment: looked at again.
     if (tries >= 2) throw new BlufioError('E_IN_USE', `another blufio replicate claimed ${store.where('')} (${stem}) at the same moment`, 'run one replicator per set and database; stop the other one first');

@@ -31,6 +31,7 @@ import { copyRange, writeFully } from '../vfs/disk-file.ts';
 import { chainEnd, logNameFor, logsOf } from '../sets/logs.ts';
 import { parseName, stemOf } from '../sets/names.ts';
 import { canonicalSet, openStore } from '../storage/index.ts';
+import type { Store, StoredFile } from '../storage/store.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
 import { Lease, replicatorId, takeLease } from './lease.ts';
@@ -164,6 +165,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const stem = stemOf(db);
   refuseUnencryptedOffsite(set, opts);
   refuseRollbackMode(db);
+  if (!fs.existsSync(db)) {
+    throw new BlufioError('E_SOURCE_MISSING', `${db} does not exist`, 'check --db (or storage.database_path in blufio.toml): blufio replicate follows a database the server has made');
+  }
   // The store is not bound to the job's signal: a stop ships what was committed first (each put
   // gets its own signal, the last one a time limit instead).
   const store = openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: undefined });
@@ -233,6 +237,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     try {
       const bounded = openStore(set.endsWith('/') ? set : `${set}/`, { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, limit]) : limit });
       files = await bounded.list();
+      // Refused before the lease is taken (a failed start must not make the holder stand down).
+      await refuseOtherSeries(bounded, files, stem, db, opts.takeOver === true);
+      // A clock behind the set's newest time (NTP not synced yet after a boot, a skewed machine
+      // taking over) would order its steps before what is there: refused, before the lease.
+      refuseClockBehind(files, stem, store.where(''));
       // One replicator per series of the set, across machines (lease.ts).
       lease = (await takeLease(bounded, files, stem, myId, path.join(dir, 'lease.tmp'), { takeOver: opts.takeOver })).on(store);
       break;
@@ -536,6 +545,31 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     if (opts.signal?.aborted) onStop();
     else opts.signal?.addEventListener('abort', onStop, { once: true });
     opts.hurry?.addEventListener('abort', () => stopLimit.abort(new BlufioError('E_ABORTED', 'stopped again: what was not shipped yet is closed as a gap by the next start')), { once: true });
+    if (!resumed) {
+      // A new chain ships its first step at once — what was committed since its base, or a step
+      // that changes nothing: from then on a restore takes this chain, never an older one that
+      // may reach past its base (a stood-down holder's last segments, another database's: an
+      // attack run restored the old holder's database while the new one's chain was empty).
+      // Not a full pass: a gap (the WAL restarted unseen while the base was made) is closed as
+      // usual, at the interval, its lag counted from when it began.
+      const mark = spool.bytes;
+      let st: StepMeta | null = null;
+      try {
+        st = live.catchUp(spool, { fullPass: false });
+      } catch (e) {
+        if (!(e instanceof RetryAttempt)) throw e;
+      }
+      if (st && st.count === 0 && !st.gap) {
+        spool.drop();
+        st = null;
+      }
+      st ??= live.heartbeat(spool);
+      if (st) {
+        pending.push({ ...st, bytes: spool.bytes - mark, since: clock() });
+        lastStepTime = st.time;
+        nextShip = clock();
+      }
+    }
     for (;;) {
       if (fatal) throw fatal;
       const stopping = opts.signal?.aborted ?? false;
@@ -785,6 +819,59 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   return status;
   }
 }
+
+/**
+ * The set's series of this name belongs to another database (its `<stem>.series` marker records
+ * another path): refused before the lease is taken (exit 3, as a lease held by another), unless
+ * taken over (the base backup then adopts the series).
+ */
+async function refuseOtherSeries(store: Store, files: StoredFile[], stem: string, db: string, takeOver: boolean): Promise<void> {
+  if (takeOver || !files.some((f) => f.name === `${stem}.series`)) return;
+  let recorded: unknown;
+  try {
+    recorded = JSON.parse((await store.peek(`${stem}.series`, 65536)).toString('utf8'))?.database;
+  } catch (e) {
+    if (e instanceof BlufioError && e.code === 'E_IO') throw e;
+    return; // unreadable: the base backup rewrites it
+  }
+  let real = db;
+  try {
+    real = fs.realpathSync(db);
+  } catch {
+    // kept as given
+  }
+  if (typeof recorded === 'string' && recorded !== real) {
+    throw new BlufioError('E_IN_USE', `${store.where('')} holds the series "${stem}" of another database (${recorded}); this is ${real}`,
+      'replicate it into another set, or start blufio replicate with --take-over if this is the same database moved to a new place');
+  }
+}
+
+/** A new chain's times must come after everything of its series in the set: a clock far behind is refused. */
+function refuseClockBehind(files: StoredFile[], stem: string, set: string): void {
+  let newest = -Infinity;
+  let what = '';
+  for (const f of files) {
+    const b = parseName(f.name);
+    if (b && b.stem === stem && b.time.getTime() > newest) {
+      newest = b.time.getTime();
+      what = f.name;
+    }
+  }
+  for (const l of logsOf(files, stem)) {
+    if (l.to.getTime() > newest) {
+      newest = l.to.getTime();
+      what = l.name;
+    }
+  }
+  const behind = newest - Date.now();
+  if (behind > CLOCK_SLACK_MS) {
+    throw new BlufioError('E_USAGE', `this machine's clock is ${Math.round(behind / 1000)} s behind the newest time in ${set} (${what}): a chain started now would sort before it, and a restore of a later time would take the older chain`,
+      'set the clock right (NTP), then start blufio replicate again');
+  }
+}
+
+/** How far in the future (ms) the set's newest time may be before a new chain is refused (a base is named after its time rounded up to the second). */
+const CLOCK_SLACK_MS = 5_000;
 
 /** Replication follows the WAL: a rollback-journal database (or not a database) is refused before anything is written. */
 function refuseRollbackMode(db: string): void {

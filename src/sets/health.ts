@@ -13,6 +13,7 @@ import { parseDiffHeader, type DiffHeader } from './diff.ts';
 import { chainEnd, logsOf, rangesOf, type LogEntry, type Range } from './logs.ts';
 import { entriesOf, FUTURE_SLACK, type SetEntry } from './names.ts';
 import { hashCacheDir, pagesMeta } from './pages.ts';
+import { holdersOf, type Holder } from '../replicate/lease.ts';
 
 /** A backup of a set, and whether it can be restored. */
 export interface SetMember extends SetEntry {
@@ -140,7 +141,7 @@ export interface LogMember extends LogEntry {
  * Everything a set holds of one listing: its backups (as listMembers), its log segments, and the
  * restorable range of each series. Segments are judged by their names (no segment is read).
  */
-export async function listSetContents(set: string, opts: ObjectStorageOptions & KeyOptions & { stem?: string; signal?: AbortSignal; headers?: boolean } = {}): Promise<{ backups: SetMember[]; logs: LogMember[]; ranges: Range[] }> {
+export async function listSetContents(set: string, opts: ObjectStorageOptions & KeyOptions & { stem?: string; signal?: AbortSignal; headers?: boolean; leases?: boolean } = {}): Promise<{ backups: SetMember[]; logs: LogMember[]; ranges: Range[]; replicators: Array<Holder & { series: string }> }> {
   const store = openStore(set, opts);
   const files = await store.list();
   const backups = await assess(store, files, entriesOf(files, opts.stem), { headers: opts.headers ?? true, keys: opts, cacheDir: hashCacheDir(set, opts) });
@@ -152,6 +153,8 @@ export async function listSetContents(set: string, opts: ObjectStorageOptions & 
     const problem = !base ? `its base ${l.base} is missing` : !base.restorable ? `its base ${l.base} cannot be restored` : l.last > (ends.get(l.base) ?? 0) ? 'a segment before it in its chain is missing' : null;
     return { ...l, restorable: problem === null, problem };
   });
-  return { backups, logs, ranges: rangesOf(backups, logs.filter((l) => l.restorable)) };
+  // Who replicates into it (the leases' holders: two small reads a series), when asked.
+  const replicators = opts.leases ? await holdersOf(store, files) : [];
+  return { backups, logs, ranges: rangesOf(backups, logs.filter((l) => l.restorable)), replicators };
 }
 
