@@ -535,6 +535,30 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     }
   };
 
+  /**
+   * A step now, pending: what was committed since the last one, or (nothing committed) a step
+   * that changes nothing, stamped now. False when none could be made (a gap waits for its pass,
+   * or a storm of checkpoints).
+   */
+  const stepNow = (fullPass: boolean): boolean => {
+    const mark = spool.bytes;
+    let st: StepMeta | null = null;
+    try {
+      st = live.catchUp(spool, { fullPass });
+    } catch (e) {
+      if (!(e instanceof RetryAttempt)) throw e;
+    }
+    if (st && st.count === 0 && !st.gap) {
+      spool.drop();
+      st = null;
+    }
+    st ??= live.heartbeat(spool);
+    if (!st) return false;
+    pending.push({ ...st, bytes: spool.bytes - mark, since: clock() });
+    lastStepTime = st.time;
+    return true;
+  };
+
   try {
     // Looks at the WAL 40 times a second at the default interval: a commit is seen within ~25 ms,
     // so that its lag to shipped stays near the interval.
@@ -552,23 +576,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // attack run restored the old holder's database while the new one's chain was empty).
       // Not a full pass: a gap (the WAL restarted unseen while the base was made) is closed as
       // usual, at the interval, its lag counted from when it began.
-      const mark = spool.bytes;
-      let st: StepMeta | null = null;
-      try {
-        st = live.catchUp(spool, { fullPass: false });
-      } catch (e) {
-        if (!(e instanceof RetryAttempt)) throw e;
-      }
-      if (st && st.count === 0 && !st.gap) {
-        spool.drop();
-        st = null;
-      }
-      st ??= live.heartbeat(spool);
-      if (st) {
-        pending.push({ ...st, bytes: spool.bytes - mark, since: clock() });
-        lastStepTime = st.time;
-        nextShip = clock();
-      }
+      if (stepNow(false)) nextShip = clock();
     }
     for (;;) {
       if (fatal) throw fatal;
@@ -754,23 +762,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
             stopRounds++;
             const wait = nameTime(made.path) + 2 * look - Date.now();
             if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-            const mark = spool.bytes;
-            let st: StepMeta | null = null;
-            try {
-              st = live.catchUp(spool, { fullPass: true });
-            } catch (e) {
-              if (!(e instanceof RetryAttempt)) throw e;
-            }
-            if (st && st.count === 0 && !st.gap) {
-              spool.drop();
-              st = null;
-            }
-            st ??= live.heartbeat(spool);
-            if (st) {
-              pending.push({ ...st, bytes: spool.bytes - mark, since: clock() });
-              lastStepTime = st.time;
-              continue;
-            }
+            if (stepNow(true)) continue;
           }
         }
         if ((pending.length === 0 && !live.gapPending()) || ++stopRounds > 4) {
