@@ -120,6 +120,15 @@ for (const [kind, fresh] of Object.entries(kinds)) {
     const b = await takeLease(store, await store.list(), 'blufio', B, scratch(), { takeOver: true });
     assert.equal([b.k, b.took], [6, 'forced']);
     assert.is((await a.takenOver(true))?.id, B);
+    // A taker killed between its claim and its fences fences at its restart (an attack run had
+    // two replicators so).
+    const s2 = await fresh();
+    const a3 = await takeLease(s2, await s2.list(), 'blufio', A, scratch());
+    await write(s2, leaseName('blufio', 5), JSON.stringify({ id: 'cccccccccccccccc', fence: 9 }));
+    await write(s2, leaseName('blufio', 6), JSON.stringify({ id: B, started: new Date().toISOString() }));
+    assert.is(await a3.takenOver(true), null, 'not fenced yet');
+    assert.equal([(await takeLease(s2, await s2.list(), 'blufio', B, scratch())).took], ['held']);
+    assert.is((await a3.takenOver(true))?.id, B);
     // The fence holds nothing: B stopped cleanly, a third takes the series without --take-over.
     await b.renew(undefined, true);
     assert.is((await takeLease(store, await store.list(), 'blufio', 'dddddddddddddddd', scratch())).took, 'ended');

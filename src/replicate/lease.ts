@@ -245,6 +245,21 @@ async function readJson(store: Store, name: string): Promise<Record<string, unkn
   }
 }
 
+/**
+ * Every older holder not superseded (below `c`) finds its successor where it looks (its number +
+ * 1): a fence there. One that cannot be put stops the start (a holder left unfenced would go on
+ * shipping beside it: found by an attack run).
+ */
+async function fence(store: Store, stem: string, id: string, c: number, open: Holder[], scratch: string, signal?: AbortSignal): Promise<void> {
+  for (const h of open) {
+    if (h.k >= c - 1) continue;
+    const name = leaseName(stem, h.k + 1);
+    if ((await Lease.putIfAbsent(store, name, { id, fence: c }, scratch, signal)) === 'blocked') {
+      throw new BlufioError('E_IO', `${store.where(name)} cannot be written, yet is not there: is something that is not a file in its place?`, 'remove it, then start blufio replicate again');
+    }
+  }
+}
+
 /** Lease k's holder, from its claim and its sign of life (the id from the sign of life when the claim is gone). */
 export async function readHolder(store: Store, stem: string, k: number): Promise<Holder> {
   const claim = await readJson(store, leaseName(stem, k));
@@ -273,6 +288,8 @@ export async function takeLease(store: Store, files: StoredFile[], stem: string,
     const top = open[0] ?? null;
     // Its own (stopped cleanly or not: a restart after a stop, a crash, a reboot) holds on.
     if (top && top.k === newest && top.id === id && !top.fence) {
+      // (Fenced again: a start killed between its claim and its fences left them undone.)
+      await fence(store, stem, id, newest, open, scratch, opts.signal);
       const l = new Lease(store, stem, id, newest, scratch, 'held', top, top.started ?? undefined);
       await l.renew(opts.signal);
       return l;
@@ -291,8 +308,7 @@ export async function takeLease(store: Store, files: StoredFile[], stem: string,
     const c = newest + 1;
     const claimed = await Lease.putIfAbsent(store, leaseName(stem, c), { id, started: new Date().toISOString() }, scratch, opts.signal);
     if (claimed === 'published') {
-      // Every older holder not superseded finds its successor where it looks (its number + 1).
-      for (const h of open) if (h.k < newest) await Lease.putIfAbsent(store, leaseName(stem, h.k + 1), { id, fence: c }, scratch, opts.signal);
+      await fence(store, stem, id, c, open, scratch, opts.signal);
       const l = new Lease(store, stem, id, c, scratch, took, blocker ?? top);
       await l.renew(opts.signal);
       return l;

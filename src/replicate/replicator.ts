@@ -226,6 +226,26 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     unlock();
   }
 
+  /**
+   * After a base is put in the set: still the lease's holder? If not, the base is taken out
+   * again and the replicator stands down (an attack run found a holder's new base, published
+   * during a take-over, named after the new holder's: the newest restore gave the old database).
+   * A store that does not answer is not a reason to stop: the next segment looks again.
+   */
+  async function leaseHeld(base: string): Promise<void> {
+    let by: Awaited<ReturnType<Lease['takenOver']>> = null;
+    try {
+      by = await lease!.takenOver(true, AbortSignal.timeout(30_000));
+    } catch (e) {
+      if (!(e instanceof BlufioError) || e.code !== 'E_IO') throw e;
+    }
+    if (!by) return;
+    // (A differential's full backup stays: it was there before, and may be anyone's base.)
+    await store.remove(base).catch(() => {});
+    await store.remove(`${base}.pages`).catch(() => {});
+    throw lease!.standDown(by, null);
+  }
+
   async function run(): Promise<ReplicateStatus> {
   // Resume the chain, or start one on a new base. A set that cannot be reached yet (the
   // endpoint down at boot) is waited for, said, with backoff: a service that exited at once
@@ -324,6 +344,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       }
     }
     const base = r.path.slice(r.path.lastIndexOf('/') + 1);
+    // Taken over while the base was made (a big one takes minutes): it must not stand in the set,
+    // whose newest base it may be (a restore would take it over the new holder's chain).
+    await leaseHeld(base);
     live = new LiveReplica(w, replicaPath, r.pageSize, r.pages);
     meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize, lease: lease!.k };
     writeMeta(metaPath, meta);
@@ -701,7 +724,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         nb.settled = lease!.takenOver(true, AbortSignal.timeout(30_000)).then((by) => {
           if (by) throw lease!.standDown(by, status.lastShipped);
           return whileLooking(nb.w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions));
-        }).then((r) => {
+        }).then(async (r) => {
+          await leaseHeld(r.path.slice(r.path.lastIndexOf('/') + 1));
           nb.r = r;
         }, (e) => {
           nb.failed = e;
