@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { backup, refuseUnencryptedOffsite } from '../backup.ts';
+import { seriesOwner } from '../sets/backup.ts';
 import type { BackupOptions, BackupResult } from '../build.ts';
 import { hasSqliteMagic, journalModeOf, pageSizeOf } from '../core/header.ts';
 import { BlufioError, fsError } from '../errors.ts';
@@ -842,20 +843,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
  * taken over (the base backup then adopts the series).
  */
 async function refuseOtherSeries(store: Store, files: StoredFile[], stem: string, db: string, takeOver: boolean): Promise<void> {
-  if (takeOver || !files.some((f) => f.name === `${stem}.series`)) return;
-  let recorded: unknown;
-  try {
-    recorded = JSON.parse((await store.peek(`${stem}.series`, 65536)).toString('utf8'))?.database;
-  } catch (e) {
-    if (e instanceof BlufioError && e.code === 'E_IO') throw e;
-    return; // unreadable: the base backup rewrites it
-  }
-  let real = db;
-  try {
-    real = fs.realpathSync(db);
-  } catch {
-    // kept as given
-  }
+  if (takeOver) return;
+  // (Unreadable: the base backup rewrites it.)
+  const { recorded, real } = await seriesOwner(store, files, stem, db);
   if (typeof recorded === 'string' && recorded !== real) {
     throw new BlufioError('E_IN_USE', `${store.where('')} holds the series "${stem}" of another database (${recorded}); this is ${real}`,
       'replicate it into another set, or start blufio replicate with --take-over if this is the same database moved to a new place');

@@ -51,26 +51,13 @@ export interface SetBackupResult extends BackupResult {
  */
 async function claimSeries(store: Store, files: Array<{ name: string }>, stem: string, db: string, opts: SetBackupOptions): Promise<void> {
   const marker = `${stem}.series`;
-  let real = db;
-  try {
-    real = fs.realpathSync(db);
-  } catch {
-    // kept as given
-  }
-  if (files.some((f) => f.name === marker)) {
-    const work = makeWorkDir('set', opts.workDir);
-    try {
-      const recorded = (JSON.parse(fs.readFileSync(await store.fetch(marker, work), 'utf8')) as { database?: string }).database;
-      if (recorded === real) return;
-      if (!opts.force) {
-        throw new BlufioError('E_DEST_EXISTS', `${store.where('')} holds the series "${stem}" of another database (${recorded}); this is ${real}`,
-          'back it up into another set, or add --force if this is the same database moved to a new place');
-      }
-    } catch (e) {
-      if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS') throw e;
-      // An unreadable marker is rewritten below.
-    } finally {
-      fs.rmSync(work, { recursive: true, force: true });
+  const { recorded, real } = await seriesOwner(store, files, stem, db);
+  if (recorded !== undefined) {
+    if (recorded === real) return;
+    // An unreadable marker is rewritten below.
+    if (recorded !== null && !opts.force) {
+      throw new BlufioError('E_DEST_EXISTS', `${store.where('')} holds the series "${stem}" of another database (${recorded}); this is ${real}`,
+        'back it up into another set, or add --force if this is the same database moved to a new place');
     }
     await store.remove(marker);
   }
@@ -81,6 +68,27 @@ async function claimSeries(store: Store, files: Array<{ name: string }>, stem: s
     await store.put(marker, { file: tmp });
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Whose the series `stem` of a set is: the database path its marker records (undefined: no
+ * marker; null: one that cannot be read), and `db`'s own real path.
+ */
+export async function seriesOwner(store: Store, files: Array<{ name: string }>, stem: string, db: string): Promise<{ recorded: string | null | undefined; real: string }> {
+  let real = db;
+  try {
+    real = fs.realpathSync(db);
+  } catch {
+    // kept as given
+  }
+  if (!files.some((f) => f.name === `${stem}.series`)) return { recorded: undefined, real };
+  try {
+    const v = JSON.parse((await store.peek(`${stem}.series`, 65536)).toString('utf8'))?.database;
+    return { recorded: typeof v === 'string' ? v : null, real };
+  } catch (e) {
+    if (e instanceof BlufioError && e.code === 'E_IO') throw e;
+    return { recorded: null, real };
   }
 }
 
