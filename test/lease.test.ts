@@ -154,6 +154,36 @@ for (const [kind, fresh] of Object.entries(kinds)) {
     assert.is((await takeLease(store, await store.list(), 'blufio', B, scratch())).took, 'held');
   });
 
+  test(`${kind}: a copy of a state directory (the same id) — refused at start when the original ran since the copy; started while the original runs, the younger run stands down and the older holds on`, async () => {
+    const store = await fresh();
+    const r1 = { token: '1111111111111111', started: '2026-12-07T10:00:00.000Z', known: ['1111111111111111'] };
+    const a = await takeLease(store, await store.list(), 'blufio', A, scratch(), { run: r1 });
+    // Restarted after a kill -9 (its state directory knows the run it wrote): held on.
+    const r1b = { token: '1111111111111112', started: '2026-12-07T10:05:00.000Z', known: ['1111111111111112', '1111111111111111'] };
+    const again = await takeLease(store, await store.list(), 'blufio', A, scratch(), { run: r1b });
+    assert.equal([again.k, again.took], [1, 'held']);
+    // A copy made before that restart: it never wrote run …112, which is alive: refused.
+    const copyRun = { token: '2222222222222222', started: '2026-12-07T10:06:00.000Z', known: ['2222222222222222', '1111111111111111'] };
+    await rejects(takeLease(store, await store.list(), 'blufio', A, scratch(), { run: copyRun }), 'E_IN_USE', /another run of this replicator's id .* a copy of it runs elsewhere/);
+    // A copy made while run …112 runs knows it: it starts, and the two find each other.
+    const copyRun2 = { token: '3333333333333333', started: '2026-12-07T10:07:00.000Z', known: ['3333333333333333', '1111111111111112'] };
+    const copy = await takeLease(store, await store.list(), 'blufio', A, scratch(), { run: copyRun2 });
+    assert.is(copy.took, 'held');
+    assert.is(await again.takenOver(true), null, 'the older run holds on');
+    assert.is(again.contests, 1);
+    const by = await copy.takenOver(true);
+    assert.is(by?.run, '1111111111111112');
+    assert.ok(copy.lostToACopy);
+    assert.match(copy.standDown(by!, null).message, 'a copy of this state directory runs elsewhere');
+    assert.is(await again.takenOver(true), null);
+    assert.is(again.contests, 1, 'settled');
+    // --take-over from a copy claims the next number: the other run stands down.
+    const t = await takeLease(store, await store.list(), 'blufio', A, scratch(), { run: copyRun, takeOver: true });
+    assert.equal([t.k, t.took], [2, 'forced']);
+    assert.ok(await again.takenOver(true));
+    void a;
+  });
+
   test(`${kind}: two claims at one moment — exactly one holds it`, async () => {
     for (let round = 0; round < 4; round++) {
       const store = await fresh();

@@ -25,8 +25,12 @@
  * take-over's chain starts on a base of its own, its first step stamped with the base's time
  * (replicator.ts), so that no restore at or after that base takes the old holder's chain.
  *
- * Costs: an hourly replace (24 PUTs a day, idle or not) and, while shipping, two GET-class
- * requests every 10 s (17,280 a day, none of them a PUT or a LIST).
+ * Each run writes its token in the sign of life and the state directory keeps the tokens it
+ * wrote: a live token it never wrote is a copy of the state directory running elsewhere
+ * (refused at start; met while running, the younger run stands down).
+ *
+ * Costs: an hourly replace (24 PUTs a day, idle or not) and, while shipping, three GET-class
+ * requests every 10 s (25,920 a day, none of them a PUT or a LIST).
  * Nothing in it is secret (no host name, no path): the ids are random.
  */
 import { randomBytes } from 'node:crypto';
@@ -97,6 +101,39 @@ export interface Holder {
   ended: boolean;
   /** A fence, not a holder's claim. */
   fence: boolean;
+  /** The run of the holder that wrote the sign of life, and when that run started (null: unknown). */
+  run: string | null;
+  runStarted: string | null;
+}
+
+/**
+ * One run of a replicator: its token, when it started, and the tokens this state directory
+ * wrote last (this one included). A sign of life with this id but a token this state directory
+ * never wrote comes from a copy of it running elsewhere.
+ */
+export interface Run {
+  token: string;
+  started: string;
+  known: string[];
+}
+
+/** A new run of the replicator whose state directory is `dir` (its token recorded there before any is written to the set). */
+export function newRun(dir: string): Run {
+  const file = path.join(dir, 'runs');
+  let known: string[] = [];
+  try {
+    const v = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (Array.isArray(v)) known = v.filter((x) => typeof x === 'string');
+  } catch {
+    // none yet
+  }
+  const token = randomBytes(8).toString('hex');
+  // The previous tokens stay known: a run killed after recording its token, before writing it
+  // to the set, left the one before it there.
+  known = [token, ...known].slice(0, 3);
+  fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(known)}\n`, { mode: 0o600 });
+  fs.renameSync(`${file}.tmp`, file);
+  return { token, started: new Date().toISOString(), known };
 }
 
 export type Took = 'first' | 'held' | 'ended' | 'lapsed' | 'forced';
@@ -109,8 +146,12 @@ export class Lease {
   private checkedAt = performance.now();
   private lostTo: Holder | null = null;
   private requests = 0;
+  /** Lost to another run of the same id (a copy of the state directory): said as such. */
+  private lostToCopy = false;
+  /** How often a younger run of the same id was found and overruled (the replicator then makes a new base). */
+  contests = 0;
 
-  constructor(private store: Store, private stem: string, readonly id: string, readonly k: number, private scratch: string, readonly took: Took, readonly before: Holder | null, private started = new Date().toISOString()) {}
+  constructor(private store: Store, private stem: string, readonly id: string, readonly k: number, private scratch: string, readonly took: Took, readonly before: Holder | null, private started = new Date().toISOString(), readonly run: Run | null = null) {}
 
   /** The same lease, its requests through `store` from now on. */
   on(store: Store): Lease {
@@ -133,7 +174,7 @@ export class Lease {
   /** Says it is alive (replaces its sign of life); ended: stopped cleanly, free for the next one. */
   async renew(signal?: AbortSignal, ended = false): Promise<void> {
     const seen = new Date().toISOString();
-    await this.write(aliveName(this.stem, this.k), { id: this.id, seen, ...(ended ? { ended: true } : {}) }, signal, true);
+    await this.write(aliveName(this.stem, this.k), { id: this.id, seen, ...(this.run ? { run: this.run.token, runStarted: this.run.started } : {}), ...(ended ? { ended: true } : {}) }, signal, true);
     this.renewedAt = performance.now();
   }
 
@@ -164,13 +205,40 @@ export class Lease {
       } else if (own === null || own.id !== this.id) by = await bounded(readHolder(this.store, this.stem, this.k), signal, where);
       if (by?.id === this.id) by = null;
     }
+    if (!by && this.run) {
+      // Another run with this id (a copy of this state directory, started elsewhere): the older
+      // run holds on and says so again; the younger stands down.
+      const sign = await bounded(readJson(this.store, aliveName(this.stem, this.k)), signal, where);
+      this.requests += 1;
+      if (sign && sign.id === this.id && typeof sign.run === 'string' && sign.run !== this.run.token && sign.ended !== true) {
+        const theirs = typeof sign.runStarted === 'string' ? sign.runStarted : '';
+        const older = theirs < this.run.started || (theirs === this.run.started && sign.run < this.run.token);
+        if (older) {
+          by = { k: this.k, id: this.id, started: theirs || null, seen: null, ended: false, fence: false, run: sign.run, runStarted: theirs || null };
+          this.lostToCopy = true;
+        } else {
+          this.contests++;
+          await this.renew(signal);
+        }
+      }
+    }
     this.checkedAt = performance.now();
     this.lostTo = by;
     return by;
   }
 
+  /** Lost to an older run of the same id (a copy of this state directory). */
+  get lostToACopy(): boolean {
+    return this.lostToCopy;
+  }
+
   /** The error a holder that was taken over stands down with. */
   standDown(by: Holder, lastShipped: string | null): BlufioError {
+    if (this.lostToCopy) {
+      return new BlufioError('E_IN_USE',
+        `another run of this replicator's id (${this.id}, run ${by.run}, started ${by.runStarted ?? 'earlier'}) ships ${this.store.where('')} (${this.stem}): a copy of this state directory runs elsewhere; this one stood down and took its own new base out of the set`,
+        'on the copy, remove the file id in its state directory (it then has an id of its own, and is refused while the original runs); or give it its own set');
+    }
     return new BlufioError('E_IN_USE',
       `another replicator${by.id ? ` (${by.id})` : ''} took over ${this.store.where('')} (${this.stem})${by.started ? ` at ${by.started}` : ''}: this one (${this.id}) stood down${lastShipped ? `; what it shipped stays restorable up to ${lastShipped}` : ''}`,
       'run one replicator per set and database; to move back here, stop the other one, then start this one (with --take-over if it cannot be stopped)');
@@ -269,16 +337,18 @@ export async function readHolder(store: Store, stem: string, k: number): Promise
   const started = typeof claim?.started === 'string' && !Number.isNaN(Date.parse(claim.started)) ? claim.started : null;
   const mine = !!id && signOf?.id === id;
   const seenAt = mine && typeof signOf!.seen === 'string' ? Date.parse(signOf!.seen) : NaN;
+  const run = mine && typeof signOf!.run === 'string' ? signOf!.run : null;
+  const runStarted = mine && typeof signOf!.runStarted === 'string' ? signOf!.runStarted : null;
   const seen = Math.max(Number.isNaN(seenAt) ? -Infinity : seenAt, started ? Date.parse(started) : -Infinity);
   const fence = !!id && typeof claim?.fence === 'number';
-  return { k, id, started, seen: Number.isFinite(seen) ? seen : null, ended: fence || (mine && signOf!.ended === true), fence };
+  return { k, id, started, seen: Number.isFinite(seen) ? seen : null, ended: fence || (mine && signOf!.ended === true), fence, run, runStarted };
 }
 
 /**
  * Takes the lease of `stem` for replicator `id` (refused with E_IN_USE while another holds it),
  * given the set's listing (lease.k, .took and .before say what it took, and from whom).
  */
-export async function takeLease(store: Store, files: StoredFile[], stem: string, id: string, scratch: string, opts: { takeOver?: boolean; signal?: AbortSignal } = {}): Promise<Lease> {
+export async function takeLease(store: Store, files: StoredFile[], stem: string, id: string, scratch: string, opts: { takeOver?: boolean; signal?: AbortSignal; run?: Run } = {}): Promise<Lease> {
   for (let tries = 0; ; tries++) {
     const { claims, all } = leaseNumbers(tries === 0 ? files : await store.list(), stem);
     const newest = all.at(-1) ?? 0;
@@ -287,14 +357,22 @@ export async function takeLease(store: Store, files: StoredFile[], stem: string,
     for (const k of [...all].reverse()) if (!claims.has(k + 1)) open.push(await readHolder(store, stem, k));
     const top = open[0] ?? null;
     // Its own (stopped cleanly or not: a restart after a stop, a crash, a reboot) holds on.
-    if (top && top.k === newest && top.id === id && !top.fence) {
+    // Its own lease, but a sign of life from a run this state directory never made, alive: a
+    // copy of this state directory runs elsewhere (refused; --take-over claims the next number).
+    const copy = !!(top && top.id === id && !top.fence && opts.run && top.run && !opts.run.known.includes(top.run) && alive(top));
+    if (top && top.k === newest && top.id === id && !top.fence && !copy) {
       // (Fenced again: a start killed between its claim and its fences left them undone.)
       await fence(store, stem, id, newest, open, scratch, opts.signal);
-      const l = new Lease(store, stem, id, newest, scratch, 'held', top, top.started ?? undefined);
+      const l = new Lease(store, stem, id, newest, scratch, 'held', top, top.started ?? undefined, opts.run ?? null);
       await l.renew(opts.signal);
       return l;
     }
-    const blockers = open.filter((h) => h.id !== id && alive(h));
+    if (copy && !opts.takeOver) {
+      throw new BlufioError('E_IN_USE',
+        `${store.where('')} (${stem}) is shipped by another run of this replicator's id (${id}, run ${top!.run}, started ${top!.runStarted ?? 'at an unknown time'}) that this state directory never made: a copy of it runs elsewhere`,
+        'on the copy, remove the file id in its state directory (it then has an id of its own); if that run is gone for good, start this one with --take-over');
+    }
+    const blockers = open.filter((h) => (h.id !== id || (copy && h === top)) && alive(h));
     const blocker = blockers[0];
     if (blocker && !opts.takeOver) {
       const seen = blocker.seen !== null ? new Date(blocker.seen).toISOString() : null;
@@ -309,7 +387,7 @@ export async function takeLease(store: Store, files: StoredFile[], stem: string,
     const claimed = await Lease.putIfAbsent(store, leaseName(stem, c), { id, started: new Date().toISOString() }, scratch, opts.signal);
     if (claimed === 'published') {
       await fence(store, stem, id, c, open, scratch, opts.signal);
-      const l = new Lease(store, stem, id, c, scratch, took, blocker ?? top);
+      const l = new Lease(store, stem, id, c, scratch, took, blocker ?? top, undefined, opts.run ?? null);
       await l.renew(opts.signal);
       return l;
     }

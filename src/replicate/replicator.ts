@@ -35,7 +35,7 @@ import { canonicalSet, openStore } from '../storage/index.ts';
 import type { Store, StoredFile } from '../storage/store.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
-import { Lease, replicatorId, takeLease } from './lease.ts';
+import { Lease, newRun, replicatorId, takeLease } from './lease.ts';
 import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
@@ -193,7 +193,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // TMPDIR, is refused too (attack runs started second chains so).
   const unlock = lockChain(path.join(dir, 'lock'), db, store.where(''));
   const myId = replicatorId(dir);
+  const myRun = newRun(dir);
   let lease: Lease | null = null;
+  // The base this run put in the set for its chain (taken out again if this run turns out to be
+  // a copy's: its chain must not stand in the set as the newest).
+  let madeBase: string | null = null;
   let unlockFile = () => {};
   try {
     const st = fs.statSync(db);
@@ -223,6 +227,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // Stopped (not stood down): the lease is free for the next one at once, this one included.
     const held = lease as Lease | null; // set inside run()
     if (held && !held.lost) await held.renew(AbortSignal.timeout(10_000), true).catch(() => {});
+    const mine = madeBase as string | null;
+    if (held?.lostToACopy && mine) {
+      await store.remove(mine).catch(() => {});
+      await store.remove(`${mine}.pages`).catch(() => {});
+    }
     unlockFile();
     unlock();
   }
@@ -264,7 +273,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // taking over) would order its steps before what is there: refused, before the lease.
       refuseClockBehind(files, stem, store.where(''));
       // One replicator per series of the set, across machines (lease.ts).
-      lease = (await takeLease(bounded, files, stem, myId, path.join(dir, 'lease.tmp'), { takeOver: opts.takeOver })).on(store);
+      lease = (await takeLease(bounded, files, stem, myId, path.join(dir, 'lease.tmp'), { takeOver: opts.takeOver, run: myRun })).on(store);
       break;
     } catch (e) {
       if (opts.signal?.aborted) throw new BlufioError('E_ABORTED', `stopped while waiting for ${store.where('')} to answer (nothing was shipped)`);
@@ -348,6 +357,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // Taken over while the base was made (a big one takes minutes): it must not stand in the set,
     // whose newest base it may be (a restore would take it over the new holder's chain).
     await leaseHeld(base);
+    madeBase = base;
     live = new LiveReplica(w, replicaPath, r.pageSize, r.pages);
     meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize, lease: lease!.k };
     writeMeta(metaPath, meta);
@@ -424,6 +434,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let lastStepTime = 0;
   let renewing: Promise<void> | null = null;
   let renewTried = -Infinity;
+  let contestsSeen = 0;
   // A new chain every newBaseEveryMs: its base is made while the old chain goes on
   // shipping, then the replicator moves over (the chains overlap: no gap between them).
   const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
@@ -707,6 +718,12 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       }
       // The status file stays current while a segment hangs or the set is down.
       if (now - statusAt >= 1000) writeStatus();
+      // A younger run of this id was found (a copy of this state directory) and overruled: a
+      // new base at once, so that its chain is not the set's newest for hours.
+      if (lease!.contests > contestsSeen) {
+        contestsSeen = lease!.contests;
+        if (!nextBase && !stopping) chainStart = -Infinity;
+      }
       // The lease's hourly sign of life (a failed one is tried again a minute later).
       if (!renewing && !stopping && lease!.renewDue() && now - renewTried >= 60_000) {
         renewTried = now;
@@ -762,6 +779,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           live.close();
           fs.renameSync(nextReplica, replicaPath);
           const base = nb.r.path.slice(nb.r.path.lastIndexOf('/') + 1);
+          madeBase = base;
           live = new LiveReplica(nb.w, replicaPath, nb.r.pageSize, nb.r.pages);
           meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: nb.r.pageSize, lease: lease!.k };
           writeMeta(metaPath, meta);
