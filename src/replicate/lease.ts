@@ -245,14 +245,8 @@ export class Lease {
   }
 
   private async write(name: string, value: object, signal: AbortSignal | undefined, replace: boolean): Promise<boolean> {
-    fs.writeFileSync(this.scratch, `${JSON.stringify(value)}\n`, { mode: 0o600 });
-    try {
-      const put = await this.store.put(name, { file: this.scratch }, { signal, replace });
-      this.requests += 1;
-      return put.published;
-    } finally {
-      fs.rmSync(this.scratch, { force: true });
-    }
+    this.requests += 1;
+    return putJson(this.store, name, value, this.scratch, signal, replace);
   }
 
   /**
@@ -260,11 +254,10 @@ export class Lease {
    * (still free after a few tries: something that is not a file is in its place).
    */
   static async putIfAbsent(store: Store, name: string, value: object, scratch: string, signal?: AbortSignal): Promise<'published' | 'taken' | 'blocked'> {
-    const l = new Lease(store, '', '', 0, scratch, 'first', null);
     // Of two claims at once the store may refuse both (its exclusive put gives way on both
     // sides): tried again while the name stays free.
     for (let tries = 0; tries < 4; tries++) {
-      if (await l.write(name, value, signal, false)) return 'published';
+      if (await putJson(store, name, value, scratch, signal, false)) return 'published';
       if (await store.stat(name)) return 'taken';
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 300));
     }
@@ -282,6 +275,16 @@ export async function holdersOf(store: Store, files: StoredFile[]): Promise<Arra
   const out: Array<Holder & { series: string }> = [];
   for (const series of [...stems].sort()) out.push({ series, ...(await readHolder(store, series, newestLease(files, series))) });
   return out;
+}
+
+/** Puts a small JSON object as `name` (through the local file `scratch`): whether it was published. */
+async function putJson(store: Store, name: string, value: object, scratch: string, signal: AbortSignal | undefined, replace: boolean): Promise<boolean> {
+  fs.writeFileSync(scratch, `${JSON.stringify(value)}\n`, { mode: 0o600 });
+  try {
+    return (await store.put(name, { file: scratch }, { signal, replace })).published;
+  } finally {
+    fs.rmSync(scratch, { force: true });
+  }
 }
 
 /** `p`, or a rejection when `signal` aborts first. */

@@ -340,9 +340,6 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         r = await whileLooking(w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, keepCopyAt: replicaPath } as BackupOptions));
         break;
       } catch (e) {
-        if (e instanceof BlufioError && e.code === 'E_DEST_EXISTS' && e.message.includes('holds the series')) {
-          throw new BlufioError(e.code, e.message, 'replicate it into another set, or start blufio replicate with --take-over if this is the same database moved to a new place');
-        }
         // The database kept changing under every copy (a big one whose WAL is truncated after
         // every commit): waited for, with backoff, and said — an exit would have a supervisor
         // restart it in a loop (found by an attack run).
