@@ -183,7 +183,7 @@ export function header(db: string, start: number, len: number): number[] {
 }
 
 /** Awaits `p`, which must reject with a BlufioError of this code (and message); returns it. */
-export async function rejects(p: Promise<unknown>, code: string, match?: RegExp): Promise<BlufioError> {
+export async function rejects(p: Promise<unknown>, code: string, match?: RegExp | string): Promise<BlufioError> {
   try {
     await p;
   } catch (e) {

@@ -10,7 +10,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { aliveName, LEASE_LAPSE_MS, leaseName, newestLease, readHolder, replicatorId, takeLease } from '../src/replicate/lease.ts';
 import { openStore, type Store } from '../src/storage/index.ts';
-import { cleanup, rejects, s3Env, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+import { refuseClockBehind, refuseClockOff } from '../src/replicate/clock.ts';
+import { spawnSync } from 'node:child_process';
+import { CLI, cleanup, faketime, rejects, s3Env, skip, startS3Server, tmpdir, type S3Server } from './helpers.ts';
 
 const test = suite('lease');
 test.after(cleanup);
@@ -87,17 +89,19 @@ for (const [kind, fresh] of Object.entries(kinds)) {
     // …and free for another.
     const b = await takeLease(store, await store.list(), 'blufio', B, scratch());
     assert.equal([b.k, b.took], [2, 'ended']);
-    // B's last sign of life 3 hours and a minute ago (its machine lost): A takes it back.
-    const old = new Date(Date.now() - LEASE_LAPSE_MS - 60_000).toISOString();
-    await write(store, leaseName('blufio', 2), JSON.stringify({ id: B, started: old }));
-    await write(store, aliveName('blufio', 2), JSON.stringify({ id: B, seen: old }));
-    const a2 = await takeLease(store, await store.list(), 'blufio', A, scratch());
+    // B's last sign of life (by the store's clock) 3 hours and a minute before a start (its
+    // machine lost): A takes it back. (The start's clock moved on: the store's times are the
+    // ones that count, lease.ts.)
+    await write(store, leaseName('blufio', 2), JSON.stringify({ id: B, started: new Date().toISOString() }));
+    await write(store, aliveName('blufio', 2), JSON.stringify({ id: B, seen: new Date().toISOString() }));
+    const later = (ms: number) => () => Date.now() + ms;
+    await rejects(takeLease(store, await store.list(), 'blufio', A, scratch(), { now: later(LEASE_LAPSE_MS - 30 * 60_000) }), 'E_IN_USE', new RegExp(B));
+    const a2 = await takeLease(store, await store.list(), 'blufio', A, scratch(), { now: later(LEASE_LAPSE_MS + 60_000) });
     assert.equal([a2.k, a2.took], [3, 'lapsed']);
     // Two hours and a half: still alive.
-    const recent = new Date(Date.now() - LEASE_LAPSE_MS + 30 * 60_000).toISOString();
-    await write(store, leaseName('blufio', 3), JSON.stringify({ id: A, started: recent }));
-    await write(store, aliveName('blufio', 3), JSON.stringify({ id: A, seen: recent }));
-    await rejects(takeLease(store, await store.list(), 'blufio', B, scratch()), 'E_IN_USE');
+    await write(store, leaseName('blufio', 3), JSON.stringify({ id: A, started: new Date().toISOString() }));
+    await write(store, aliveName('blufio', 3), JSON.stringify({ id: A, seen: new Date().toISOString() }));
+    await rejects(takeLease(store, await store.list(), 'blufio', B, scratch(), { now: later(LEASE_LAPSE_MS - 30 * 60_000) }), 'E_IN_USE');
     // A sign of life written by someone else (another id) does not count for the holder.
     await write(store, aliveName('blufio', 3), JSON.stringify({ id: B, seen: new Date().toISOString(), ended: true }));
     const h = await readHolder(store, 'blufio', 3);
@@ -148,8 +152,8 @@ for (const [kind, fresh] of Object.entries(kinds)) {
     assert.is((await a2.takenOver(true))?.id, B);
     // A number past 8 digits is still a number.
     store = await fresh();
-    await write(store, leaseName('blufio', 99999999), JSON.stringify({ id: A, started: new Date(Date.now() - LEASE_LAPSE_MS - 60_000).toISOString() }));
-    const c = await takeLease(store, await store.list(), 'blufio', B, scratch());
+    await write(store, leaseName('blufio', 99999999), JSON.stringify({ id: A, started: new Date().toISOString() }));
+    const c = await takeLease(store, await store.list(), 'blufio', B, scratch(), { now: () => Date.now() + LEASE_LAPSE_MS + 60_000 });
     assert.equal([c.k, c.took], [100000000, 'lapsed']);
     assert.is((await takeLease(store, await store.list(), 'blufio', B, scratch())).took, 'held');
   });
@@ -182,6 +186,46 @@ for (const [kind, fresh] of Object.entries(kinds)) {
     assert.equal([t.k, t.took], [2, 'forced']);
     assert.ok(await again.takenOver(true));
     void a;
+    // An idle original looks at nothing but its hourly sign of life: that look finds a copy
+    // started meanwhile (a contest: it makes a new base), and the copy stands down at its next
+    // look; a copy's own hourly look finds the older run and stands down.
+    const s2 = await fresh();
+    const orig = await takeLease(s2, await s2.list(), 'blufio', A, scratch(), { run: r1b });
+    const idleCopy = await takeLease(s2, await s2.list(), 'blufio', A, scratch(), { run: copyRun2 });
+    assert.is(idleCopy.took, 'held');
+    await orig.renewHourly();
+    assert.equal([orig.contests, orig.lost], [1, false]);
+    assert.is((await idleCopy.takenOver(true))?.run, r1b.token);
+    const idleCopy2 = await takeLease(s2, await s2.list(), 'blufio', A, scratch(), { run: { ...copyRun2, token: '4444444444444444', known: ['4444444444444444', r1b.token] } });
+    await orig.renewHourly();
+    assert.is(orig.contests, 2);
+    await idleCopy2.renewHourly();
+    assert.ok(idleCopy2.lost && idleCopy2.lostToACopy);
+    assert.is(idleCopy2.takenOverBy?.run, r1b.token);
+    assert.is((await readHolder(s2, 'blufio', 1)).run, r1b.token, 'the stood-down copy wrote nothing');
+  });
+
+  test(`${kind}: a holder's own clock does not decide its lapse, the store's does — a claim stamped a year ahead lapses, a holder 4 hours behind holds on; \`list\` says the store's time`, async () => {
+    const store = await fresh();
+    // A fast clock stamped its claim and sign of life a year ahead: 3 hours after the store got
+    // them (and no later), the lease has lapsed all the same.
+    const ahead = new Date(Date.now() + 365 * 86_400_000).toISOString();
+    await write(store, leaseName('blufio', 1), JSON.stringify({ id: A, started: ahead }));
+    await write(store, aliveName('blufio', 1), JSON.stringify({ id: A, seen: ahead }));
+    const written = Date.now();
+    const holder = await readHolder(store, 'blufio', 1, await store.list());
+    assert.ok(Math.abs(holder.seen! - written) < 5_000, 'the store\'s time, not the holder\'s');
+    assert.is(holder.started, ahead, 'what the holder said is still shown as its own');
+    await rejects(takeLease(store, await store.list(), 'blufio', B, scratch(), { now: () => Date.now() + LEASE_LAPSE_MS - 60_000 }), 'E_IN_USE');
+    const b = await takeLease(store, await store.list(), 'blufio', B, scratch(), { now: () => Date.now() + LEASE_LAPSE_MS + 60_000 });
+    assert.equal([b.k, b.took], [2, 'lapsed']);
+    // A slow clock (4 hours behind) renewing now: alive, whatever time it wrote.
+    const behind = new Date(Date.now() - 4 * 3_600_000).toISOString();
+    await write(store, leaseName('blufio', 3), JSON.stringify({ id: A, started: behind }));
+    await write(store, aliveName('blufio', 3), JSON.stringify({ id: A, seen: behind }));
+    const e = await rejects(takeLease(store, await store.list(), 'blufio', B, scratch()), 'E_IN_USE', `(${A}, started ${behind}, last seen `);
+    const seen = Date.parse(/last seen (\S+)\)/.exec(e.message)?.[1] ?? '');
+    assert.ok(Math.abs(seen - Date.now()) < 60_000, e.message);
   });
 
   test(`${kind}: two claims at one moment — exactly one holds it`, async () => {
@@ -215,6 +259,40 @@ test('something that is not a file where the claim would go: said as such, not a
   fs.mkdirSync(path.join(d, 'blufio.lease00000001'));
   const store = openStore(`${d}/`);
   await rejects(takeLease(store, await store.list(), 'blufio', A, scratch()), 'E_IO', /blufio\.lease00000001 cannot be written, yet is not there: is something that is not a file in its place\?/);
+});
+
+test('the clock before the lease (clock.ts): a machine\'s clock more than 5 s off the store\'s is refused, ahead or behind, said with both times; a store that shows no clock is not checked; a set with future times after a checked clock is said as such', async () => {
+  const store = openStore(`${tmpdir()}/`);
+  const at = (t: number | null) => ({ ...store, where: (n: string) => store.where(n), clock: async () => t }) as unknown as Store;
+  const now = Date.now();
+  // (Its clock to the second, truncated: up to 1 s more in this machine's favour.)
+  for (const off of [0, 4_000, -4_000]) assert.is(await refuseClockOff(at(now), () => now + off), true, `${off}`);
+  assert.is(await refuseClockOff(at(null)), false);
+  const ahead = await rejects(refuseClockOff(at(now), () => now + 600_000), 'E_USAGE', /^this machine's clock is 599 s ahead of .*'s \(\S+ here, \S+ there\): its times would be in the future/);
+  assert.match(ahead.hint ?? '', 'timedatectl');
+  await rejects(refuseClockOff(at(now), () => now - 600_000), 'E_USAGE', /^this machine's clock is 600 s behind /);
+  // The folder's own clock: the file times the kernel gives, this machine's.
+  assert.is(await refuseClockOff(store), true);
+  const files = [{ name: 'blufio-20261207T100000Z.db.gz', bytes: 1 }];
+  const t = Date.parse('2026-12-07T10:00:00Z');
+  refuseClockBehind(files, 'blufio', 'set', true, t - 4_000);
+  assert.throws(() => refuseClockBehind(files, 'blufio', 'set', true, t - 60_000), /^set holds times 60 s in the future \(blufio-20261207T100000Z\.db\.gz, up to 2026-12-07T10:00:00\.000Z\) by this machine's clock and the store's, which agree: a machine whose clock ran fast wrote them/);
+  assert.throws(() => refuseClockBehind(files, 'blufio', 'set', false, t - 60_000), /^this machine's clock is 60 s behind the newest time in set/);
+  refuseClockBehind(files, 'other', 'set', true, t - 60_000);
+});
+
+test('blufio replicate with a clock 10 minutes ahead of the S3 server\'s (faketime): refused, exit 2, nothing written to the bucket', async () => {
+  if (!faketime()) return skip('faketime is not installed (apt-get install faketime)');
+  server ??= await startS3Server();
+  const bucket = `lease${++buckets}`;
+  fs.mkdirSync(path.join(server.dir, bucket));
+  const db = path.join(tmpdir(), 'blufio.db');
+  assert.is(spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);'], { stdio: 'ignore' }).status, 0);
+  const home = tmpdir();
+  const r = spawnSync('faketime', ['-f', '+10m', process.execPath, CLI, 'replicate', `s3://${bucket}/p/`, '--db', db, '--unencrypted'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: home, ...s3Env(server) } });
+  assert.is(r.status, 2, r.stderr);
+  assert.match(r.stderr, new RegExp(`^error: this machine's clock is (599|600) s ahead of s3://${bucket}/p/'s \\(`));
+  assert.equal(await openStore(`s3://${bucket}/p/`, { env: s3Env(server) }).list(), []);
 });
 
 test('a replicator id is made once per state directory and kept', () => {

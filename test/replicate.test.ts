@@ -573,12 +573,17 @@ test('one replicator per set across machines (the set\'s lease): a second databa
     assert.equal(fs.readdirSync(set).filter((f) => !/\.log\./.test(f)).sort(), before);
     // --take-over: B takes the next lease and starts its own chain on its own base; A stands
     // down before its next segment (a HEAD every 10 s at most), exit 3, saying who took over.
-    // A clock 10 minutes behind is refused before anything is taken (its chain would sort
-    // before A's: restores of later times would take A's).
+    // A clock 10 minutes behind the store's (here the kernel's file times) is refused before
+    // anything is taken (its chain would sort before A's: restores of later times would take
+    // A's), and so is one 10 minutes ahead.
     if (faketime()) {
       const skewed = spawnSync('faketime', ['-f', '-10m', process.execPath, CLI, 'replicate', set, '--db', dbB, '--take-over'], { env: { PATH: process.env.PATH ?? '', ...envB }, encoding: 'utf8' });
       assert.is(skewed.status, 2, skewed.stderr);
-      assert.match(skewed.stderr, /^error: this machine's clock is \d+ s behind the newest time in /);
+      assert.match(skewed.stderr, /^error: this machine's clock is \d+ s behind .*'s \(/);
+      // Ahead: its base would be named in the future (a restore of "now" would take A's chain).
+      const fast = spawnSync('faketime', ['-f', '+10m', process.execPath, CLI, 'replicate', set, '--db', dbB, '--take-over'], { env: { PATH: process.env.PATH ?? '', ...envB }, encoding: 'utf8' });
+      assert.is(fast.status, 2, fast.stderr);
+      assert.match(fast.stderr, /^error: this machine's clock is \d+ s ahead of .*'s \(/);
       assert.not.ok(fs.readdirSync(set).includes('blufio.lease00000002'), 'nothing taken');
     }
     const b = await replicator([process.execPath], [set, '--db', dbB, '--interval', '0.2', '--json', '--take-over'], envB);

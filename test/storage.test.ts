@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlufioError } from '../src/errors.ts';
 import { locate, openStore, splitFile, canonicalSet, type Store } from '../src/storage/index.ts';
+import type { StoredFile } from '../src/storage/store.ts';
 import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import { cleanup, cli, cliAsync, makeSampleDb, s3Env, skip, startMotoServer, startS3Server, tmpdir, type S3Server } from './helpers.ts';
@@ -59,6 +60,10 @@ const bodyOf = (chunks: () => AsyncGenerator<Uint8Array>) => ({ file: localFile(
 
 const xor = (b: Uint8Array) => Buffer.from(b.map((x) => x ^ 0x5a));
 
+/** A listing's names and sizes (their times are checked by the test of the store's clock). */
+const nameAndSize = (f: StoredFile | null) => f && { name: f.name, bytes: f.bytes };
+const listed = async (store: Store) => (await store.list()).map(nameAndSize);
+
 async function content(store: Store, name: string): Promise<Buffer> {
   const work = tmpdir();
   return fs.readFileSync(await store.fetch(name, work));
@@ -94,17 +99,32 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
     });
 
   run('an empty store lists nothing; names are said as the user knows them', async (store, text) => {
-    assert.equal(await store.list(), []);
+    assert.equal(await listed(store), []);
     const where = store.where('x.db.gz');
     if (text.startsWith('s3://')) assert.is(where, `${text}x.db.gz`);
     else assert.is(where, path.join(path.resolve(text), 'x.db.gz'));
+  });
+
+  run('the store\'s clock, and the times of its files as listed and stat()ed, are this machine\'s within seconds (the test servers run here); reading the clock leaves nothing behind', async (store) => {
+    const t0 = Date.now();
+    const clock = await store.clock();
+    const t1 = Date.now();
+    assert.ok(clock !== null, 'a clock is read');
+    // To the second at worst, never rounded up.
+    assert.ok(clock! <= t1 && clock! > t0 - 2000, `${clock} in [${t0}, ${t1}]`);
+    assert.equal(await listed(store), []);
+    await store.put('t.db.gz', { file: localFile(randomBytes(10)) });
+    const t2 = Date.now();
+    const [f] = await store.list();
+    const st = await store.stat('t.db.gz');
+    for (const m of [f.modified, st?.modified]) assert.ok(m !== undefined && m <= t2 && m > t1 - 2000, `${m} in [${t1}, ${t2}]`);
   });
 
   run('put publishes a file as it is: listed with its size, read back whole and by its first bytes', async (store) => {
     const bytes = randomBytes(100_000);
     const r = await store.put('a.db.gz', { file: localFile(bytes) });
     assert.equal(r, { published: true, bytes: bytes.length });
-    assert.equal(await store.list(), [{ name: 'a.db.gz', bytes: bytes.length }]);
+    assert.equal(await listed(store), [{ name: 'a.db.gz', bytes: bytes.length }]);
     assert.is(sha(await content(store, 'a.db.gz')), sha(bytes));
     assert.equal(await store.peek('a.db.gz', 1000), bytes.subarray(0, 1000));
     // Asked for more than there is: all of it.
@@ -123,7 +143,7 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
   run('stat gives a file\'s size, or null when there is none', async (store) => {
     assert.is(await store.stat('s.db.gz'), null);
     await store.put('s.db.gz', { file: localFile(randomBytes(1234)) });
-    assert.equal(await store.stat('s.db.gz'), { name: 's.db.gz', bytes: 1234 });
+    assert.equal(nameAndSize(await store.stat('s.db.gz')), { name: 's.db.gz', bytes: 1234 });
   });
 
   run('put never replaces: a second put of a name is not published, and the first file stays', async (store) => {
@@ -132,7 +152,7 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
     const second = await store.put('n.db.gz', { file: localFile(randomBytes(7000)) });
     assert.equal(second, { published: false, bytes: 0 });
     assert.is(sha(await content(store, 'n.db.gz')), sha(first));
-    assert.equal(await store.list(), [{ name: 'n.db.gz', bytes: 5000 }]);
+    assert.equal(await listed(store), [{ name: 'n.db.gz', bytes: 5000 }]);
   });
 
   run('put with replace takes the place of a file (a single backup with --force), whole', async (store) => {
@@ -140,7 +160,7 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
     const next = randomBytes(9000);
     assert.equal(await store.put('one.db.gz', { file: localFile(next) }, { replace: true }), { published: true, bytes: 9000 });
     assert.is(sha(await content(store, 'one.db.gz')), sha(next));
-    assert.equal(await store.list(), [{ name: 'one.db.gz', bytes: 9000 }]);
+    assert.equal(await listed(store), [{ name: 'one.db.gz', bytes: 9000 }]);
   });
 
   run('a fresh put alone (a replicator\'s segment: a name unique by construction, no look first) publishes, packed or not, nothing beside it', async (store) => {
@@ -155,7 +175,7 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
   run('a put alone (a single backup) publishes without leaving anything beside it, and still never replaces', async (store) => {
     assert.ok((await store.put('alone.db.gz', { file: localFile(randomBytes(100)) }, { alone: true })).published);
     assert.equal(await store.put('alone.db.gz', { file: localFile(randomBytes(200)) }, { alone: true }), { published: false, bytes: 0 });
-    assert.equal(await store.list(), [{ name: 'alone.db.gz', bytes: 100 }]);
+    assert.equal(await listed(store), [{ name: 'alone.db.gz', bytes: 100 }]);
   });
 
   run('of puts of one name at once, at most one publishes, whole; one that gave way can try again', async (store) => {
@@ -191,7 +211,7 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
       throw new BlufioError('E_IO', 'the body broke', 'test');
     });
     await rejects(store.put('broken.db.gz', broken), 'E_IO');
-    assert.equal(await store.list(), []);
+    assert.equal(await listed(store), []);
     // The name is free: a later put takes it.
     assert.ok((await store.put('broken.db.gz', { file: localFile(randomBytes(10)) })).published);
   });
@@ -204,7 +224,7 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
       yield new Uint8Array(6 * 1024 * 1024);
     });
     await store.put('aborted.db.gz', body, { signal: ac.signal }).then(() => assert.unreachable('the put went on'), () => {});
-    assert.equal(await store.list(), []);
+    assert.equal(await listed(store), []);
   });
 
   run('peek and fetch of a missing name fail with E_SOURCE_MISSING; remove of one succeeds', async (store) => {
@@ -217,7 +237,7 @@ function conformance(kind: () => Promise<Kind | null>, label: string): void {
     await store.put('r1.db.gz', { file: localFile(randomBytes(10)) });
     await store.put('r2.db.gz', { file: localFile(randomBytes(20)) });
     await store.remove('r1.db.gz');
-    assert.equal(await store.list(), [{ name: 'r2.db.gz', bytes: 20 }]);
+    assert.equal(await listed(store), [{ name: 'r2.db.gz', bytes: 20 }]);
     await rejects(store.peek('r1.db.gz', 10), 'E_SOURCE_MISSING');
   });
 

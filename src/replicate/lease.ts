@@ -25,12 +25,18 @@
  * take-over's chain starts on a base of its own, its first step stamped with the base's time
  * (replicator.ts), so that no restore at or after that base takes the old holder's chain.
  *
+ * When a holder was last alive is read off the store's own clock (the time the store gives its
+ * sign of life), not off the time the holder wrote in it: a holder whose clock runs hours fast
+ * or slow would otherwise never lapse, or lapse at once. The starting machine's clock is checked
+ * against the store's before anything is taken (clock.ts), so the two compare.
+ *
  * Each run writes its token in the sign of life and the state directory keeps the tokens it
  * wrote: a live token it never wrote is a copy of the state directory running elsewhere
- * (refused at start; met while running, the younger run stands down).
+ * (refused at start; met while running — at a look while shipping, or at the hourly sign of
+ * life — the younger run stands down).
  *
- * Costs: an hourly replace (24 PUTs a day, idle or not) and, while shipping, three GET-class
- * requests every 10 s (25,920 a day, none of them a PUT or a LIST).
+ * Costs: an hourly look and replace (24 GETs and 24 PUTs a day, idle or not) and, while
+ * shipping, three GET-class requests every 10 s (25,920 a day, none of them a PUT or a LIST).
  * Nothing in it is secret (no host name, no path): the ids are random.
  */
 import { randomBytes } from 'node:crypto';
@@ -95,7 +101,10 @@ export interface Holder {
   /** Null when neither its claim nor its sign of life can be read (not one of ours). */
   id: string | null;
   started: string | null;
-  /** The last sign of life (ms; the claim's start when none came yet), null when unknown. */
+  /**
+   * The last sign of life (ms; the claim's when none came yet), null when unknown: when the store
+   * got it (its own clock, from a listing), or else the time its holder wrote in it.
+   */
   seen: number | null;
   /** Stopped cleanly, or a fence (a number put in the way of an older holder): holds nothing. */
   ended: boolean;
@@ -139,7 +148,7 @@ export function newRun(dir: string): Run {
 export type Took = 'first' | 'held' | 'ended' | 'lapsed' | 'forced';
 
 /** Whether a holder still holds: not ended, and a sign of life within LEASE_LAPSE_MS. */
-const alive = (h: Holder, now = Date.now()) => !h.ended && !(h.seen !== null && now - h.seen > LEASE_LAPSE_MS);
+const alive = (h: Holder, now: number) => !h.ended && !(h.seen !== null && now - h.seen > LEASE_LAPSE_MS);
 
 export class Lease {
   private renewedAt = -Infinity;
@@ -159,9 +168,14 @@ export class Lease {
     return this;
   }
 
-  /** Taken over (found by takenOver()). */
+  /** Taken over (found by takenOver() or renewHourly()). */
   get lost(): boolean {
     return this.lostTo !== null;
+  }
+
+  /** Who took it over (null: no one). */
+  get takenOverBy(): Holder | null {
+    return this.lostTo;
   }
 
   /** The requests made since the last call (for the status file's count). */
@@ -205,26 +219,44 @@ export class Lease {
       } else if (own === null || own.id !== this.id) by = await bounded(readHolder(this.store, this.stem, this.k), signal, where);
       if (by?.id === this.id) by = null;
     }
-    if (!by && this.run) {
-      // Another run with this id (a copy of this state directory, started elsewhere): the older
-      // run holds on and says so again; the younger stands down.
-      const sign = await bounded(readJson(this.store, aliveName(this.stem, this.k)), signal, where);
-      this.requests += 1;
-      if (sign && sign.id === this.id && typeof sign.run === 'string' && sign.run !== this.run.token && sign.ended !== true) {
-        const theirs = typeof sign.runStarted === 'string' ? sign.runStarted : '';
-        const older = theirs < this.run.started || (theirs === this.run.started && sign.run < this.run.token);
-        if (older) {
-          by = { k: this.k, id: this.id, started: theirs || null, seen: null, ended: false, fence: false, run: sign.run, runStarted: theirs || null };
-          this.lostToCopy = true;
-        } else {
-          this.contests++;
-          await this.renew(signal);
-        }
-      }
-    }
+    if (!by) by = await this.otherRun(signal);
     this.checkedAt = performance.now();
     this.lostTo = by;
     return by;
+  }
+
+  /**
+   * Another run with this id in the sign of life (a copy of this state directory, started
+   * elsewhere)? The older run holds on and says so again (renewed: true); the younger stands
+   * down (the older run returned).
+   */
+  private async otherRun(signal?: AbortSignal): Promise<Holder | null> {
+    if (!this.run) return null;
+    const sign = await bounded(readJson(this.store, aliveName(this.stem, this.k)), signal, this.store.where(''));
+    this.requests += 1;
+    if (!sign || sign.id !== this.id || typeof sign.run !== 'string' || sign.run === this.run.token || sign.ended === true) return null;
+    const theirs = typeof sign.runStarted === 'string' ? sign.runStarted : '';
+    const older = theirs < this.run.started || (theirs === this.run.started && sign.run < this.run.token);
+    if (older) {
+      this.lostToCopy = true;
+      return { k: this.k, id: this.id, started: theirs || null, seen: null, ended: false, fence: false, run: sign.run, runStarted: theirs || null };
+    }
+    this.contests++;
+    await this.renew(signal);
+    return null;
+  }
+
+  /**
+   * The hourly sign of life, after a look at the one there (one GET): an idle holder looks at
+   * nothing else, and a copy of its state directory started meanwhile would otherwise have its
+   * run's token replaced unseen — its segments in the chain, this holder none the wiser. Found,
+   * it is settled as takenOver() settles it (the older run holds on and makes a new base).
+   */
+  async renewHourly(signal?: AbortSignal): Promise<void> {
+    if (this.lostTo) return;
+    const by = await this.otherRun(signal);
+    if (by) this.lostTo = by;
+    else if (this.renewDue()) await this.renew(signal);
   }
 
   /** Lost to an older run of the same id (a copy of this state directory). */
@@ -273,7 +305,7 @@ export async function holdersOf(store: Store, files: StoredFile[]): Promise<Arra
     if (m) stems.add(m[1]);
   }
   const out: Array<Holder & { series: string }> = [];
-  for (const series of [...stems].sort()) out.push({ series, ...(await readHolder(store, series, newestLease(files, series))) });
+  for (const series of [...stems].sort()) out.push({ series, ...(await readHolder(store, series, newestLease(files, series), files)) });
   return out;
 }
 
@@ -331,8 +363,11 @@ async function fence(store: Store, stem: string, id: string, c: number, open: Ho
   }
 }
 
-/** Lease k's holder, from its claim and its sign of life (the id from the sign of life when the claim is gone). */
-export async function readHolder(store: Store, stem: string, k: number): Promise<Holder> {
+/**
+ * Lease k's holder, from its claim and its sign of life (the id from the sign of life when the
+ * claim is gone); when they were last written by the store's clock when `files` (a listing) says.
+ */
+export async function readHolder(store: Store, stem: string, k: number, files?: StoredFile[]): Promise<Holder> {
   const claim = await readJson(store, leaseName(stem, k));
   const signOf = await readJson(store, aliveName(stem, k));
   const claimId = typeof claim?.id === 'string' && ID_RE.test(claim.id) ? claim.id : null;
@@ -342,7 +377,15 @@ export async function readHolder(store: Store, stem: string, k: number): Promise
   const seenAt = mine && typeof signOf!.seen === 'string' ? Date.parse(signOf!.seen) : NaN;
   const run = mine && typeof signOf!.run === 'string' ? signOf!.run : null;
   const runStarted = mine && typeof signOf!.runStarted === 'string' ? signOf!.runStarted : null;
-  const seen = Math.max(Number.isNaN(seenAt) ? -Infinity : seenAt, started ? Date.parse(started) : -Infinity);
+  // The store's times of the claim and the sign of life, when listed: a holder's own clock may
+  // be anything (a claim stamped a year ahead would never lapse).
+  const at = (name: string) => files?.find((f) => f.name === name)?.modified;
+  const claimAt = at(leaseName(stem, k));
+  const signAt = mine ? at(aliveName(stem, k)) : undefined;
+  const byStore = claimAt !== undefined || signAt !== undefined;
+  const seen = byStore
+    ? Math.max(claimAt ?? -Infinity, signAt ?? -Infinity)
+    : Math.max(Number.isNaN(seenAt) ? -Infinity : seenAt, started ? Date.parse(started) : -Infinity);
   const fence = !!id && typeof claim?.fence === 'number';
   return { k, id, started, seen: Number.isFinite(seen) ? seen : null, ended: fence || (mine && signOf!.ended === true), fence, run, runStarted };
 }
@@ -351,18 +394,20 @@ export async function readHolder(store: Store, stem: string, k: number): Promise
  * Takes the lease of `stem` for replicator `id` (refused with E_IN_USE while another holds it),
  * given the set's listing (lease.k, .took and .before say what it took, and from whom).
  */
-export async function takeLease(store: Store, files: StoredFile[], stem: string, id: string, scratch: string, opts: { takeOver?: boolean; signal?: AbortSignal; run?: Run } = {}): Promise<Lease> {
+export async function takeLease(store: Store, files: StoredFile[], stem: string, id: string, scratch: string, opts: { takeOver?: boolean; signal?: AbortSignal; run?: Run; now?: () => number } = {}): Promise<Lease> {
+  const now = opts.now ?? Date.now;
   for (let tries = 0; ; tries++) {
-    const { claims, all } = leaseNumbers(tries === 0 ? files : await store.list(), stem);
+    const listing = tries === 0 ? files : await store.list();
+    const { claims, all } = leaseNumbers(listing, stem);
     const newest = all.at(-1) ?? 0;
     // The holders not superseded (no claim after them), newest first.
     const open: Holder[] = [];
-    for (const k of [...all].reverse()) if (!claims.has(k + 1)) open.push(await readHolder(store, stem, k));
+    for (const k of [...all].reverse()) if (!claims.has(k + 1)) open.push(await readHolder(store, stem, k, listing));
     const top = open[0] ?? null;
     // Its own (stopped cleanly or not: a restart after a stop, a crash, a reboot) holds on.
     // Its own lease, but a sign of life from a run this state directory never made, alive: a
     // copy of this state directory runs elsewhere (refused; --take-over claims the next number).
-    const copy = !!(top && top.id === id && !top.fence && opts.run && top.run && !opts.run.known.includes(top.run) && alive(top));
+    const copy = !!(top && top.id === id && !top.fence && opts.run && top.run && !opts.run.known.includes(top.run) && alive(top, now()));
     if (top && top.k === newest && top.id === id && !top.fence && !copy) {
       // (Fenced again: a start killed between its claim and its fences left them undone.)
       await fence(store, stem, id, newest, open, scratch, opts.signal);
@@ -375,7 +420,7 @@ export async function takeLease(store: Store, files: StoredFile[], stem: string,
         `${store.where('')} (${stem}) is shipped by another run of this replicator's id (${id}, run ${top!.run}, started ${top!.runStarted ?? 'at an unknown time'}) that this state directory never made: a copy of it runs elsewhere`,
         'on the copy, remove the file id in its state directory (it then has an id of its own); if that run is gone for good, start this one with --take-over');
     }
-    const blockers = open.filter((h) => (h.id !== id || (copy && h === top)) && alive(h));
+    const blockers = open.filter((h) => (h.id !== id || (copy && h === top)) && alive(h, now()));
     const blocker = blockers[0];
     if (blocker && !opts.takeOver) {
       const seen = blocker.seen !== null ? new Date(blocker.seen).toISOString() : null;

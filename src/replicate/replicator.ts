@@ -36,6 +36,7 @@ import type { Store, StoredFile } from '../storage/store.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
 import { Lease, newRun, replicatorId, takeLease } from './lease.ts';
+import { refuseClockBehind, refuseClockOff } from './clock.ts';
 import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
@@ -269,9 +270,10 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       files = await bounded.list();
       // Refused before the lease is taken (a failed start must not make the holder stand down).
       await refuseOtherSeries(bounded, files, stem, db, opts.takeOver === true);
-      // A clock behind the set's newest time (NTP not synced yet after a boot, a skewed machine
-      // taking over) would order its steps before what is there: refused, before the lease.
-      refuseClockBehind(files, stem, store.where(''));
+      // A clock off the store's, or behind the set's newest time (NTP not synced yet after a
+      // boot, a skewed machine taking over), would put its steps at the wrong place among what
+      // is there: refused, before the lease (clock.ts).
+      refuseClockBehind(files, stem, store.where(''), await refuseClockOff(bounded));
       // One replicator per series of the set, across machines (lease.ts).
       lease = (await takeLease(bounded, files, stem, myId, path.join(dir, 'lease.tmp'), { takeOver: opts.takeOver, run: myRun })).on(store);
       break;
@@ -724,8 +726,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // The lease's hourly sign of life (a failed one is tried again a minute later).
       if (!renewing && !stopping && lease!.renewDue() && now - renewTried >= 60_000) {
         renewTried = now;
-        renewing = lease!.renew(AbortSignal.timeout(60_000)).then(() => {
+        renewing = lease!.renewHourly(AbortSignal.timeout(60_000)).then(() => {
           status.requests += lease!.takeRequests();
+          // Its sign of life is another run's, older (this one is a copy of its state directory):
+          // stands down now, not at its next segment (lease.ts).
+          if (lease!.lost && !fatal) fatal = lease!.standDown(lease!.takenOverBy!, status.lastShipped);
         }, (e) => {
           say({ event: 'retry', error: `the lease's sign of life: ${e instanceof Error ? e.message : String(e)}`, backlogSteps: pending.length, nextInMs: 60_000 });
         }).finally(() => {
@@ -866,33 +871,6 @@ async function refuseOtherSeries(store: Store, files: StoredFile[], stem: string
       'replicate it into another set, or start blufio replicate with --take-over if this is the same database moved to a new place');
   }
 }
-
-/** A new chain's times must come after everything of its series in the set: a clock far behind is refused. */
-function refuseClockBehind(files: StoredFile[], stem: string, set: string): void {
-  let newest = -Infinity;
-  let what = '';
-  for (const f of files) {
-    const b = parseName(f.name);
-    if (b && b.stem === stem && b.time.getTime() > newest) {
-      newest = b.time.getTime();
-      what = f.name;
-    }
-  }
-  for (const l of logsOf(files, stem)) {
-    if (l.to.getTime() > newest) {
-      newest = l.to.getTime();
-      what = l.name;
-    }
-  }
-  const behind = newest - Date.now();
-  if (behind > CLOCK_SLACK_MS) {
-    throw new BlufioError('E_USAGE', `this machine's clock is ${Math.round(behind / 1000)} s behind the newest time in ${set} (${what}): a chain started now would sort before it, and a restore of a later time would take the older chain`,
-      'set the clock right (NTP), then start blufio replicate again');
-  }
-}
-
-/** How far in the future (ms) the set's newest time may be before a new chain is refused (a base is named after its time rounded up to the second). */
-const CLOCK_SLACK_MS = 5_000;
 
 /** Replication follows the WAL: a rollback-journal database (or not a database) is refused before anything is written. */
 function refuseRollbackMode(db: string): void {

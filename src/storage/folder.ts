@@ -25,13 +25,34 @@ export class FolderStore implements Store {
     }
     return names.flatMap((name) => {
       const st = statOrNull(path.join(this.dir, name));
-      return st?.isFile() ? [{ name, bytes: st.size }] : [];
+      return st?.isFile() ? [{ name, bytes: st.size, modified: st.mtimeMs }] : [];
     });
   }
 
   async stat(name: string) {
     const st = statOrNull(this.where(name));
-    return st?.isFile() ? { name, bytes: st.size } : null;
+    return st?.isFile() ? { name, bytes: st.size, modified: st.mtimeMs } : null;
+  }
+
+  /**
+   * The clock that stamps the folder's files: a file's time as written there (on a local disk,
+   * this machine's own; on a network share, the file server's), the file removed at once.
+   */
+  async clock() {
+    const probe = `${tempPathBeside(path.join(this.dir, '.clock'))}.out`;
+    let fd: number;
+    try {
+      fd = fs.openSync(probe, 'wx', 0o600);
+    } catch (e) {
+      throw fsError(e, probe, 'cannot write in the backup set');
+    }
+    try {
+      fs.writeSync(fd, 'blufio: the clock of this folder\n');
+      return Math.floor(fs.fstatSync(fd).mtimeMs);
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(probe, { force: true });
+    }
   }
 
   async peek(name: string, bytes: number) {

@@ -14,6 +14,8 @@
  *   leaves nothing under the name.
  * - `peek()`, `fetch()` of a name that is not there fail with E_SOURCE_MISSING; `remove()` of one
  *   that is not there succeeds.
+ * - `stat()` and `list()` give when a file was written by the store's clock (`modified`) where it
+ *   keeps one; `clock()` reads that clock now (both within seconds of the test machine's).
  * - Messages and results name a file as `where(name)`: a path or an s3:// URL, never a private
  *   download.
  * Retries (a dropped connection, a 503) are the store's own business, below this interface.
@@ -30,6 +32,8 @@ export type Chunks = AsyncIterable<Uint8Array>;
 export interface StoredFile {
   name: string;
   bytes: number;
+  /** When it was written, by the store's own clock (ms since 1970; to the second at worst), where the store keeps one. */
+  modified?: number;
 }
 
 /**
@@ -85,6 +89,12 @@ export interface Store {
   put(name: string, body: Body, opts?: PutOptions): Promise<{ published: boolean; bytes: number }>;
   /** Removes `name`; nothing to remove is not an error. */
   remove(name: string): Promise<void>;
+  /**
+   * The store's own clock, read during the call (ms since 1970, to the second at worst, never
+   * rounded up), or null when it shows none: a machine's clock is checked against it (a
+   * replicator whose clock runs fast would stamp the set's times in the future).
+   */
+  clock(): Promise<number | null>;
 }
 
 /** Options every store may be opened with (each takes what it needs). */

@@ -17,6 +17,12 @@ import type { Body, PutOptions, Store, StoreOptions } from '../store.ts';
 const CLAIM = '.claim-';
 const CLAIM_KEY = /\.claim-[0-9a-f]{16}$/;
 
+/** An S3 time as a StoredFile's `modified` (nothing when the server gave none). */
+const modified = (t: string | null) => {
+  const ms = t ? Date.parse(t) : NaN;
+  return Number.isNaN(ms) ? {} : { modified: ms };
+};
+
 export class BucketStore implements Store {
   constructor(readonly client: S3Client, readonly bucket: string, readonly prefix: string, readonly opts: ObjectStorageOptions & StoreOptions = {}) {}
 
@@ -38,12 +44,17 @@ export class BucketStore implements Store {
   async list() {
     return (await this.client.list(this.bucket, this.prefix))
       .filter((o) => !o.key.slice(this.prefix.length).includes('/'))
-      .map((o) => ({ name: o.key.slice(this.prefix.length), bytes: o.size }));
+      .map((o) => ({ name: o.key.slice(this.prefix.length), bytes: o.size, ...modified(o.lastModified) }));
   }
 
   async stat(name: string) {
     const head = await this.client.head({ bucket: this.bucket, key: this.prefix + name });
-    return head ? { name, bytes: head.size } : null;
+    return head ? { name, bytes: head.size, ...modified(head.lastModified) } : null;
+  }
+
+  /** The server's clock: the Date header of one small listing (to the second). */
+  clock() {
+    return this.client.serverTime(this.bucket, `${this.prefix}.blufio-clock`);
   }
 
   peek(name: string, bytes: number) {

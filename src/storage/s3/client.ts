@@ -405,7 +405,7 @@ export class S3Client {
    * what is wrong ("no such bucket" or "no such key", which refusal): then the bucket is listed,
    * whose errors say it.
    */
-  async head(loc: S3Location): Promise<{ size: number; etag: string } | null> {
+  async head(loc: S3Location): Promise<{ size: number; etag: string; lastModified: string | null } | null> {
     const res = await this.send({ method: 'HEAD', loc, ok: [403, 404] });
     if (res.status === 403 || res.status === 404) {
       await this.list(loc.bucket, loc.key, 1000);
@@ -416,7 +416,15 @@ export class S3Client {
     if (!res.headers.get('etag')) {
       throw new BlufioError('E_IO', `the endpoint ${this.config.endpoint} does not answer like an S3 server (a HEAD of ${s3Url(loc)} got 200 without an ETag)`, 'check the endpoint (AWS_ENDPOINT_URL_S3, or endpoint in [backup.s3])');
     }
-    return { size: Number(res.headers.get('content-length') ?? -1), etag: res.headers.get('etag') ?? '' };
+    return { size: Number(res.headers.get('content-length') ?? -1), etag: res.headers.get('etag') ?? '', lastModified: res.headers.get('last-modified') };
+  }
+
+  /** The server's clock, from the Date header of a one-key listing of `prefix` (null: it sends none). */
+  async serverTime(bucket: string, prefix: string): Promise<number | null> {
+    const res = await this.send({ method: 'GET', loc: { bucket }, query: { 'list-type': '2', prefix, 'max-keys': '1' } });
+    await res.text();
+    const t = Date.parse(res.headers.get('date') ?? '');
+    return Number.isNaN(t) ? null : t;
   }
 
   /** Objects under `prefix` (all pages; at most `max` when given). */
