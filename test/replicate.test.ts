@@ -459,7 +459,14 @@ test('replicate refuses a file destination, s3:// without recipients, a rollback
   spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x);']);
   let r = cli(['replicate', path.join(d, 'x.db.gz'), '--db', db]);
   assert.is(r.code, 2, r.stderr);
-  assert.match(r.stderr, 'blufio replicate ships to a set');
+  assert.match(r.stderr, `blufio replicate ships to a set: ${path.join(d, 'x.db.gz')} does not exist (give a folder (mkdir -p`);
+  fs.writeFileSync(path.join(d, 'x.db.gz'), '');
+  r = cli(['replicate', path.join(d, 'x.db.gz'), '--db', db]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, 'x.db.gz is a file (give a folder or a prefix ending in /');
+  r = cli(['replicate', 's3://backups/x', '--db', db]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, 's3://backups/x names an object, not a prefix (give a folder or a prefix ending in /: blufio replicate s3://backups/x/)');
   r = cli(['replicate', 's3://backups/x/', '--db', db], { env: { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b', AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9' } });
   assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, 'refusing to send an unencrypted backup off this machine');

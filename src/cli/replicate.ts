@@ -4,6 +4,7 @@
  * shipped and it exits 0. One line per event on stderr (--json: JSON lines); the status file in
  * the state directory tells the lag and what was sent without parsing logs.
  */
+import * as fs from 'node:fs';
 import { BlufioError } from '../errors.ts';
 import { loadConfig } from './config.ts';
 import { pathFlag, type CommonFlags } from './flags.ts';
@@ -17,7 +18,11 @@ export async function runReplicate(target: string, f: CommonFlags & { interval?:
   const cfg = await loadConfig(f, io, say, pathFlag(f.db, '--db'));
   const { locate } = await import('../storage/index.ts');
   const dest = locate(target);
-  if (dest.kind !== 'set') throw new BlufioError('E_USAGE', `blufio replicate ships to a set: ${target} is a file`, `give a folder or a prefix ending in /: blufio replicate ${target}/`);
+  if (dest.kind !== 'set') {
+    const remote = dest.kind === 'file' && dest.remote !== null;
+    const what = dest.kind === 'stdout' ? 'is standard output' : remote ? 'names an object, not a prefix' : fs.existsSync(target) ? 'is a file' : 'does not exist';
+    throw new BlufioError('E_USAGE', `blufio replicate ships to a set: ${target} ${what}`, remote || fs.existsSync(target) ? `give a folder or a prefix ending in /: blufio replicate ${target}/` : `give a folder (mkdir -p ${target} first) or a prefix ending in /`);
+  }
   // Plain decimals only (Number() took "0x10" and "1e-9").
   const decimal = (v: string) => (/^\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : NaN);
   const seconds = f.interval === undefined ? cfg.replicate?.interval ?? 1 : decimal(f.interval);
