@@ -27,6 +27,7 @@ import { stemOf } from './sets/index.ts';
 import { withSource } from './sources.ts';
 import { describePid, holders, locksOn, openers } from './locks.ts';
 import { checkBackupHeader, HEADER_BYTES, setJournalMode } from './core/header.ts';
+import { signalsSeen } from './core/backup-loop.ts';
 import { loadSqlite, openDb } from './sqlite.ts';
 import { formatMB } from './progress.ts';
 import { readFully, writeFully } from './vfs/disk-file.ts';
@@ -196,6 +197,10 @@ export async function restore(dbPath: string, fromPath: string, options: Restore
 
     // 3. Settle the old database, keep it as the safety copy, then swap; before each of these
     //    steps and after the swap, look again for a process that opened the database meanwhile.
+    //    A Ctrl-C or SIGTERM that came while the copy was checked stops it here, nothing changed.
+    await signalsSeen(options.signal).catch((e: unknown) => {
+      throw e instanceof BlufioError && e.code === 'E_ABORTED' ? new BlufioError('E_ABORTED', `interrupted; ${db} was not changed`, undefined, { cause: e }) : e;
+    });
     const safetyCopy = target ? await replaceExisting(db, tmp, safetyName, force, notice, claim, startStamp, options) : null;
     if (!target) publishFresh(tmp, db);
     const safetyCopies = listSafetyCopies(db);
