@@ -1,27 +1,90 @@
 #!/usr/bin/env node
 // Runs the uvu suites (TypeScript through tsx) and ends with one plain line, "N passed, N failed,
 // N skipped", that any CI can read (a skipped test says "SKIPPED: why", test/helpers.ts skip()).
-// The exit code is uvu's.
+// The exit code is non-zero when any suite failed.
+//
+// `node scripts/test.mjs [regex]`: the test files matching regex (default: all of them), in two
+// phases. First the suites whose outcome does not hang on timing run in two shards at once (the
+// machine has two cores and they mostly wait on the processes they start); then, alone, the ones
+// that race a live writer, send signals or time a browser (TIMED below), one after another as
+// before. Each shard's output is printed whole when it ends. BLUFIO_TEST_SHARDS=1 runs everything
+// in one process, in order (the old way).
+//
 // uvu runs with --no-color: with colour on it sets FORCE_COLOR in its process, which every CLI the
 // tests start then inherits beside NO_COLOR (Node 24 warns on stderr about the pair).
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 
-const child = spawn(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', 'test', process.argv[2] ?? '\\.test\\.ts$', '--no-color'], {
-  stdio: ['inherit', 'pipe', 'inherit'],
-  env: { ...withoutColor(process.env), NO_COLOR: '1' },
-});
-let out = '';
-child.stdout.on('data', (d) => {
-  out += d;
-  process.stdout.write(d);
-});
-child.on('exit', (code, signal) => {
-  const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const passed = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const skipped = [...out.matchAll(/SKIPPED: (.*)/g)].map((m) => m[1]);
-  console.log(`\n${passed} passed, ${total - passed} failed, ${skipped.length} skipped${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
-  process.exit(code ?? (signal ? 1 : 0));
-});
+/** Suites that race a writer, a signal or a clock: never beside another suite. */
+const TIMED = new Set(['torture', 'live', 'restore-race', 'replicate', 'interrupt', 'habits', 'browser', 'lease']);
+/** Rough seconds per suite (for balancing the shards; a suite not named counts 10). */
+const WEIGHT = { 'set-health': 120, sets: 110, storage: 20, s3: 60, backup: 60, restore: 60, cli: 60, verify: 40, json: 30, workdir: 30, worker: 20, snapshot: 30, guards: 30 };
+
+const pattern = new RegExp(process.argv[2] ?? '\\.test\\.ts$');
+const files = fs.readdirSync('test').filter((f) => f.endsWith('.test.ts') && pattern.test(f)).sort();
+const name = (f) => f.replace(/\.test\.ts$/, '');
+const shards = Number(process.env.BLUFIO_TEST_SHARDS ?? 2);
+
+const results = [];
+if (shards <= 1 || files.length <= 1) {
+  results.push(await run(files, true));
+} else {
+  const free = files.filter((f) => !TIMED.has(name(f)));
+  const timed = files.filter((f) => TIMED.has(name(f)));
+  // Heaviest first, each to the lighter shard.
+  const split = Array.from({ length: shards }, () => ({ files: [], weight: 0 }));
+  for (const f of [...free].sort((a, b) => (WEIGHT[name(b)] ?? 10) - (WEIGHT[name(a)] ?? 10))) {
+    const s = split.reduce((a, b) => (b.weight < a.weight ? b : a));
+    s.files.push(f);
+    s.weight += WEIGHT[name(f)] ?? 10;
+  }
+  results.push(...(await Promise.all(split.filter((s) => s.files.length > 0).map((s) => run(s.files.sort(), false)))));
+  if (timed.length > 0) results.push(await run(timed, true));
+}
+
+let total = 0;
+let passed = 0;
+const skipped = [];
+for (const r of results) {
+  total += Number(/Total:\s+(\d+)/.exec(r.out)?.[1] ?? 0);
+  passed += Number(/Passed:\s+(\d+)/.exec(r.out)?.[1] ?? 0);
+  skipped.push(...[...r.out.matchAll(/SKIPPED: (.*)/g)].map((m) => m[1]));
+}
+// A shard that died before its summary counts as a failure even with nothing counted.
+const failed = results.some((r) => r.code !== 0);
+console.log(`\n${passed} passed, ${total - passed + (failed && total === passed ? 1 : 0)} failed, ${skipped.length} skipped${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
+process.exit(failed ? 1 : 0);
+
+/** One uvu process over `list`; its output streamed (`live`) or printed whole when it ends. */
+function run(list, live) {
+  const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const re = `^(${list.map(escape).join('|')})$`;
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', 'test', re, '--no-color'], {
+      stdio: ['inherit', 'pipe', live ? 'inherit' : 'pipe'],
+      env: { ...withoutColor(process.env), NO_COLOR: '1' },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (live) process.stdout.write(d);
+    });
+    child.stderr?.on('data', (d) => {
+      err += d;
+    });
+    child.on('exit', (code, signal) => {
+      if (!live) {
+        process.stdout.write(`\n=== ${list.map(name).join(', ')} (${Math.round((Date.now() - started) / 1000)} s) ===\n${out}`);
+        if (err) process.stderr.write(err);
+      } else {
+        process.stdout.write(`(${list.map(name).join(', ')}: ${Math.round((Date.now() - started) / 1000)} s)\n`);
+      }
+      resolve({ out, code: code ?? (signal ? 1 : 0) });
+    });
+  });
+}
 
 function withoutColor(env) {
   const { FORCE_COLOR: _, ...rest } = env;

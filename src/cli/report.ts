@@ -45,7 +45,7 @@ export function report(e: unknown, command: string, json: boolean, io: Io): numb
   }
   // A setup that is wrong (usage, blufio.toml, a bad value) is 2: a monitor tells "it never
   // started" from "the backup failed" (1).
-  if (err.code === 'E_USAGE' || err.code === 'E_CONFIG') return 2;
+  if (err.code === 'E_USAGE' || err.code === 'E_CONFIG' || err.code === 'E_CLOCK') return 2;
   if (err.code === 'E_ABORTED') return 130;
   // Another process holds what it needs (a live database, a restore running, the set's
   // replicator): 3, so that a supervisor can leave it down (RestartPreventExitStatus=3) instead

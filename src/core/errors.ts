@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'E_ABORTED'
   | 'E_TIMEOUT'
   | 'E_IO'
+  /** This machine's clock is off the store's, or the set holds times in the future: exit 2, never started. */
+  | 'E_CLOCK'
   /** An encryption key: missing, malformed, or not one the file was encrypted to. */
   | 'E_KEY'
   /** Not thrown: what --json reports for an unexpected failure (a bug). */

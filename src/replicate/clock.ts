@@ -25,9 +25,15 @@ import type { Store, StoredFile } from '../storage/store.ts';
  * to the second.
  */
 export const CLOCK_SLACK_MS = 5_000;
+/**
+ * How far the set's newest time may be ahead of this machine's clock: two clocks each allowed
+ * CLOCK_SLACK_MS off the store's (the one that wrote it fast, this one slow), and a base's name
+ * rounded up to the second (an attack run's taker, 2 s slow, was refused by a holder 4.5 s fast).
+ */
+export const SET_AHEAD_SLACK_MS = 2 * CLOCK_SLACK_MS + 1_000;
 
 /**
- * Refuses (E_USAGE) a start whose clock differs from the store's by more than CLOCK_SLACK_MS.
+ * Refuses (E_CLOCK, exit 2) a start whose clock differs from the store's by more than CLOCK_SLACK_MS.
  * Whether the store's clock was read (a store that shows none cannot be checked against).
  */
 export async function refuseClockOff(store: Store, now: () => number = Date.now): Promise<boolean> {
@@ -39,18 +45,20 @@ export async function refuseClockOff(store: Store, now: () => number = Date.now)
   // difference (this machine's minus the store's) lies in [t0 - theirs - 1000, t1 - theirs].
   const ahead = t0 - (theirs + 1000);
   const behind = theirs - t1;
+  // Said as the middle of what it can be (the bound decides: "5 s ahead" read oddly past 5 s).
+  const by = Math.round(Math.abs((t0 + t1) / 2 - (theirs + 500)) / 1000);
   const fix = 'set this machine\'s clock right (timedatectl set-ntp true, or chronyd), then start blufio replicate again; if the store\'s clock is the wrong one, have it set right';
   if (ahead > CLOCK_SLACK_MS) {
-    throw new BlufioError('E_USAGE', `this machine's clock is ${Math.round(ahead / 1000)} s ahead of ${store.where('')}'s (${new Date(t0).toISOString()} here, ${new Date(theirs).toISOString()} there): its times would be in the future, a restore of "now" would miss them, and a replicator with a right clock would be refused after it`, fix);
+    throw new BlufioError('E_CLOCK', `this machine's clock is ${by} s ahead of ${store.where('')}'s (${new Date(t0).toISOString()} here, ${new Date(theirs).toISOString()} there): its times would be in the future, a restore of "now" would miss them, and a replicator with a right clock would be refused after it`, fix);
   }
   if (behind > CLOCK_SLACK_MS) {
-    throw new BlufioError('E_USAGE', `this machine's clock is ${Math.round(behind / 1000)} s behind ${store.where('')}'s (${new Date(t1).toISOString()} here, ${new Date(theirs).toISOString()} there): a chain started now would sort before newer states, and a restore of a later time would take an older chain`, fix);
+    throw new BlufioError('E_CLOCK', `this machine's clock is ${by} s behind ${store.where('')}'s (${new Date(t1).toISOString()} here, ${new Date(theirs).toISOString()} there): a chain started now would sort before newer states, and a restore of a later time would take an older chain`, fix);
   }
   return true;
 }
 
 /**
- * A new chain's times must come after everything of its series in the set: refused (E_USAGE)
+ * A new chain's times must come after everything of its series in the set: refused (E_CLOCK)
  * when the set's newest time is ahead of this machine's clock by more than CLOCK_SLACK_MS.
  * `checked`: this machine's clock was found to agree with the store's (then the set's time is
  * the wrong one: written by a machine whose clock ran fast).
@@ -72,12 +80,12 @@ export function refuseClockBehind(files: StoredFile[], stem: string, set: string
     }
   }
   const behind = newest - now;
-  if (behind <= CLOCK_SLACK_MS) return;
+  if (behind <= SET_AHEAD_SLACK_MS) return;
   const at = new Date(newest).toISOString();
   if (checked) {
-    throw new BlufioError('E_USAGE', `${set} holds times ${Math.round(behind / 1000)} s in the future (${what}, up to ${at}) by this machine's clock and the store's, which agree: a machine whose clock ran fast wrote them; a chain started now would sort before them, and a restore of a time until then would take the older chain`,
-      `start blufio replicate again after ${at} (a service restarted on failure starts then by itself), or replicate into another set`);
+    throw new BlufioError('E_CLOCK', `${set} holds times ${Math.round(behind / 1000)} s in the future (${what}, up to ${at}) by this machine's clock and the store's, which agree: a machine whose clock ran fast wrote them; a chain started now would sort before them, and a restore of a time until then would take the older chain`,
+      `set that machine's clock right; then start blufio replicate again after ${at} (a service restarted on failure starts then by itself), or move the files of "${stem}" named after now out of the set (kept elsewhere), or replicate into another set`);
   }
-  throw new BlufioError('E_USAGE', `this machine's clock is ${Math.round(behind / 1000)} s behind the newest time in ${set} (${what}): a chain started now would sort before it, and a restore of a later time would take the older chain`,
+  throw new BlufioError('E_CLOCK', `this machine's clock is ${Math.round(behind / 1000)} s behind the newest time in ${set} (${what}): a chain started now would sort before it, and a restore of a later time would take the older chain`,
     'set the clock right (NTP), then start blufio replicate again');
 }

@@ -61,7 +61,10 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
   const entry = plan && !entries.some((e) => e.time.getTime() <= limit) ? plan.base : pickEntry(entries, set, opts.at);
   const work = makeWorkDir('set', opts.workDir);
   try {
-    if (plan && plan.reach >= entry.time.getTime()) {
+    // (The chain's own base counts from the chain's first step, which may come before the base's
+    // name: a base is named after its time rounded up to the second. An attack run restored the
+    // base alone for times between its first chain's first step and its name.)
+    if (plan && (plan.base === entry || plan.reach >= entry.time.getTime())) {
       let replayed: { file: string; last: LogEntry };
       try {
         replayed = await replayLogs(store, plan, work, opts, limit, opts.signal);

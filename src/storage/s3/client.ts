@@ -371,7 +371,7 @@ export class S3Client {
       const req = t('RequestTime');
       const srv = t('ServerTime');
       const by = !Number.isNaN(req) && !Number.isNaN(srv) ? `by ${Math.round(Math.abs(req - srv) / 1000)} s (${req > srv ? 'this machine is ahead' : 'this machine is behind'})` : 'by more than 15 minutes';
-      return new BlufioError('E_IO', `the S3 server refused the request because this machine's clock and the server's differ ${by} (RequestTimeTooSkewed: S3 allows 15 minutes)`, 'set this machine\'s clock right (timedatectl set-ntp true, or chronyd), then try again');
+      return new BlufioError('E_CLOCK', `the S3 server refused the request because this machine's clock and the server's differ ${by} (RequestTimeTooSkewed: S3 allows 15 minutes)`, 'set this machine\'s clock right (timedatectl set-ntp true, or chronyd), then try again');
     }
     if (code === 'InvalidAccessKeyId') {
       return new BlufioError('E_PERMISSION', `the S3 server does not know the access key (InvalidAccessKeyId; from ${this.config.credentialSource})`, 'check AWS_ACCESS_KEY_ID, and that the endpoint is the one the key belongs to');
