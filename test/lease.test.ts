@@ -203,6 +203,15 @@ for (const [kind, fresh] of Object.entries(kinds)) {
     assert.ok(idleCopy2.lost && idleCopy2.lostToACopy);
     assert.is(idleCopy2.takenOverBy?.run, r1b.token);
     assert.is((await readHolder(s2, 'blufio', 1)).run, r1b.token, 'the stood-down copy wrote nothing');
+    // A copy whose clock is slow says it started before the original: what its state directory
+    // knew decides, not the clocks (an attack run's original stood down so).
+    const s3 = await fresh();
+    const orig3 = await takeLease(s3, await s3.list(), 'blufio', A, scratch(), { run: r1b });
+    const slowCopy = await takeLease(s3, await s3.list(), 'blufio', A, scratch(), { run: { token: '5555555555555555', started: '2026-12-07T09:00:00.000Z', known: ['5555555555555555', r1b.token] } });
+    assert.is(await orig3.takenOver(true), null, 'the original holds on');
+    assert.is(orig3.contests, 1);
+    assert.is((await slowCopy.takenOver(true))?.run, r1b.token);
+    assert.ok(slowCopy.lostToACopy);
   });
 
   test(`${kind}: a holder's own clock does not decide its lapse, the store's does — a claim stamped a year ahead lapses, a holder 4 hours behind holds on; \`list\` says the store's time`, async () => {

@@ -11,7 +11,8 @@
  *                                      store's own exclusive put): {"id", "started"}; or a
  *                                      fence {"id", "fence": c} (below).
  *   <stem>.lease<k>.alive              its holder's last sign of life, replaced hourly:
- *                                      {"id", "seen"[, "ended": true]} (ended: stopped cleanly).
+ *                                      {"id", "seen", "run", "runStarted", "knew"[, "ended": true]}
+ *                                      (ended: stopped cleanly; run, knew: below).
  *
  * A replicator's id is random, kept in its state directory (status.json shows it): the same
  * replicator started again (after a kill -9, a reboot) holds its lease on. A holder j is
@@ -30,8 +31,9 @@
  * or slow would otherwise never lapse, or lapse at once. The starting machine's clock is checked
  * against the store's before anything is taken (clock.ts), so the two compare.
  *
- * Each run writes its token in the sign of life and the state directory keeps the tokens it
- * wrote: a live token it never wrote is a copy of the state directory running elsewhere
+ * Each run writes its token in the sign of life (with the earlier runs' its state directory knew)
+ * and the state directory keeps the tokens it wrote: a live token it never wrote is a copy of the
+ * state directory running elsewhere
  * (refused at start; met while running — at a look while shipping, or at the hourly sign of
  * life — the younger run stands down).
  *
@@ -188,7 +190,7 @@ export class Lease {
   /** Says it is alive (replaces its sign of life); ended: stopped cleanly, free for the next one. */
   async renew(signal?: AbortSignal, ended = false): Promise<void> {
     const seen = new Date().toISOString();
-    await this.write(aliveName(this.stem, this.k), { id: this.id, seen, ...(this.run ? { run: this.run.token, runStarted: this.run.started } : {}), ...(ended ? { ended: true } : {}) }, signal, true);
+    await this.write(aliveName(this.stem, this.k), { id: this.id, seen, ...(this.run ? { run: this.run.token, runStarted: this.run.started, knew: this.run.known.slice(1) } : {}), ...(ended ? { ended: true } : {}) }, signal, true);
     this.renewedAt = performance.now();
   }
 
@@ -236,7 +238,14 @@ export class Lease {
     this.requests += 1;
     if (!sign || sign.id !== this.id || typeof sign.run !== 'string' || sign.run === this.run.token || sign.ended === true) return null;
     const theirs = typeof sign.runStarted === 'string' ? sign.runStarted : '';
-    const older = theirs < this.run.started || (theirs === this.run.started && sign.run < this.run.token);
+    // Which is the copy, by what each state directory knew (never by the clocks: an attack run's
+    // copy, started later with its clock 4 s slow, made the original stand down): a state
+    // directory copied while a run went on knows that run's token, and the original never knew
+    // the copy's. Only when neither knew the other (copied before both started) the earlier
+    // start, then the smaller token.
+    const theyKnew = Array.isArray(sign.knew) && sign.knew.includes(this.run.token);
+    const iKnew = this.run.known.includes(sign.run);
+    const older = iKnew !== theyKnew ? iKnew : theirs < this.run.started || (theirs === this.run.started && sign.run < this.run.token);
     if (older) {
       this.lostToCopy = true;
       return { k: this.k, id: this.id, started: theirs || null, seen: null, ended: false, fence: false, run: sign.run, runStarted: theirs || null };
