@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { aliveName, LEASE_LAPSE_MS, leaseName, newestLease, readHolder, replicatorId, takeLease } from '../src/replicate/lease.ts';
 import { openStore, type Store } from '../src/storage/index.ts';
 import { refuseClockBehind, refuseClockOff } from '../src/replicate/clock.ts';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { CLI, cleanup, faketime, rejects, s3Env, skip, startS3Server, tmpdir, type S3Server } from './helpers.ts';
 
 const test = suite('lease');
@@ -283,8 +283,13 @@ test('the clock before the lease (clock.ts): a machine\'s clock more than 5 s of
   await rejects(refuseClockOff(at(now), () => now + 6_500), 'E_CLOCK', /^this machine's clock is 6 s ahead/);
   // The folder's own clock: the file times the kernel gives, this machine's.
   assert.is(await refuseClockOff(store), true);
-  const files = [{ name: 'blufio-20261207T100000Z.db.gz', bytes: 1 }];
+  const base = { name: 'blufio-20261207T100000Z.db.gz', bytes: 1 };
+  const seg = { name: 'blufio-20261207T100000Z.seg00000001.20261207T095959500Z-20261207T100000000Z.log.gz', bytes: 1 };
   const t = Date.parse('2026-12-07T10:00:00Z');
+  // A backup with no chain (a `blufio backup` an hour fast) holds nothing off: a restore takes
+  // the chain of the newest base that has steps by then.
+  refuseClockBehind([base], 'blufio', 'set', true, t - 3_600_000);
+  const files = [base, seg];
   // Up to 11 s: a holder 5 s fast, this machine 5 s slow, and a name rounded up to the second.
   refuseClockBehind(files, 'blufio', 'set', true, t - 11_000);
   assert.throws(() => refuseClockBehind(files, 'blufio', 'set', true, t - 60_000), /^set holds times 60 s in the future \(blufio-20261207T100000Z\.db\.gz, up to 2026-12-07T10:00:00\.000Z\) by this machine's clock and the store's, which agree: a machine whose clock ran fast wrote them/);
@@ -309,6 +314,47 @@ test('blufio replicate with a clock 10 minutes ahead of the S3 server\'s (faketi
   assert.is(far.status, 2, far.stderr);
   assert.match(far.stderr, /^error: the S3 server refused the request because this machine's clock and the server's differ by 1[12]\d\d s \(this machine is ahead\)/);
   assert.equal(await openStore(`s3://${bucket}/p/`, { env: s3Env(server) }).list(), []);
+});
+
+// libfaketime's clock read from a file at each call (the monotonic clock left alone): a step
+// of the wall clock while the replicator runs, as NTP or an operator makes it.
+const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1'].find((f) => fs.existsSync(f));
+
+test('a wall clock stepped 10 minutes ahead while replicating: nothing stamped by it is shipped, and the replicator stops with exit 2 saying so', async () => {
+  if (!LIBFAKETIME) return skip('libfaketime is not installed (apt-get install faketime)');
+  const d = tmpdir();
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  const db = path.join(d, 'blufio.db');
+  const sql = (q: string) => assert.is(spawnSync('sqlite3', [db, q], { stdio: 'ignore' }).status, 0);
+  sql('PRAGMA journal_mode=WAL; CREATE TABLE t(x);');
+  const ft = path.join(d, 'ft');
+  fs.writeFileSync(ft, '+0\n');
+  const child = spawn(process.execPath, [CLI, 'replicate', `${set}/`, '--db', db, '--interval', '0.2', '--json'], {
+    env: { PATH: process.env.PATH ?? '', HOME: d, LD_PRELOAD: LIBFAKETIME, FAKETIME_TIMESTAMP_FILE: ft, FAKETIME_NO_CACHE: '1', DONT_FAKE_MONOTONIC: '1' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (c) => (err += c));
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  for (let i = 0; i < 100 && !err.includes('"event":"started"'); i++) await new Promise((r) => setTimeout(r, 100));
+  sql('INSERT INTO t VALUES (1);');
+  for (let i = 0; i < 50 && !err.includes('"event":"shipped"'); i++) await new Promise((r) => setTimeout(r, 100));
+  fs.writeFileSync(ft, '+10m\n');
+  const stepped = Date.now();
+  for (let i = 0; i < 5; i++) {
+    sql(`INSERT INTO t VALUES (${i + 2});`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 20_000))]);
+  if (code === 'still running') child.kill('SIGKILL');
+  assert.is(code, 2, err);
+  assert.match(err, '"event":"clock","steppedMs":');
+  assert.match(err, /this machine's clock stepped 600 s ahead while replicating, and it is now 60[01] s ahead of .*nothing stamped by it was shipped/);
+  // Every time in the set is from before the step (or within the second a base is rounded to).
+  const times = fs.readdirSync(set).flatMap((f) => [...f.matchAll(/(\d{8}T\d{6,9})Z/g)].map((m) => Date.parse(`${m[1].slice(0, 4)}-${m[1].slice(4, 6)}-${m[1].slice(6, 8)}T${m[1].slice(9, 11)}:${m[1].slice(11, 13)}:${m[1].slice(13, 15)}.${m[1].slice(15) || '000'}Z`)));
+  assert.ok(times.length > 0);
+  for (const t of times) assert.ok(t <= stepped + 1000, `${new Date(t).toISOString()} is after the step at ${new Date(stepped).toISOString()}`);
 });
 
 test('a replicator id is made once per state directory and kept', () => {

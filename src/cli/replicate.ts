@@ -114,6 +114,10 @@ function describe(e: Record<string, unknown> & { event: string }): string {
       return `warning: the set could not be reached: the ${e.folded} step(s) kept here (${(Number(e.bytes) / 2 ** 20).toFixed(1)} MiB after folding) were folded into one state at the --max-backlog bound; times from ${e.from} to ${e.to} will restore to the state before them`;
     case 'lag':
       return e.why ? `warning: ${e.why}\n  ${e.hint}` : `warning: the oldest commit not shipped was seen ${Math.round(Number(e.lagMs) / 1000)} s ago`;
+    case 'clock':
+      return e.right === null
+        ? `warning: this machine's clock stepped ${Math.round(Math.abs(Number(e.steppedMs)) / 1000)} s ${Number(e.steppedMs) > 0 ? 'ahead' : 'back'}: nothing more is shipped until the store's clock says it is right`
+        : `The clock's step of ${Math.round(Math.abs(Number(e.steppedMs)) / 1000)} s is right by the store's clock: shipping on`;
     case 'stopped':
       return `Stopped: ${e.segments} segment(s) in the chain; the last commit shipped was seen at ${e.lastCommit ?? '(none this run)'}`;
     default:

@@ -58,7 +58,7 @@ export async function refuseClockOff(store: Store, now: () => number = Date.now)
 }
 
 /**
- * A new chain's times must come after everything of its series in the set: refused (E_CLOCK)
+ * A new chain's times must come after every chain of its series in the set: refused (E_CLOCK)
  * when the set's newest time is ahead of this machine's clock by more than CLOCK_SLACK_MS.
  * `checked`: this machine's clock was found to agree with the store's (then the set's time is
  * the wrong one: written by a machine whose clock ran fast).
@@ -66,14 +66,19 @@ export async function refuseClockOff(store: Store, now: () => number = Date.now)
 export function refuseClockBehind(files: StoredFile[], stem: string, set: string, checked: boolean, now = Date.now()): void {
   let newest = -Infinity;
   let what = '';
+  // Chains only: a restore takes the chain of the newest base that has steps by the time asked,
+  // so a backup with no chain (`blufio backup` from a machine whose clock ran fast) never shadows
+  // a new chain, and does not hold replication off (an attack run's backup an hour fast did).
+  const logs = logsOf(files, stem);
+  const bases = new Set(logs.map((l) => l.base));
   for (const f of files) {
     const b = parseName(f.name);
-    if (b && b.stem === stem && b.time.getTime() > newest) {
+    if (b && b.stem === stem && bases.has(f.name) && b.time.getTime() > newest) {
       newest = b.time.getTime();
       what = f.name;
     }
   }
-  for (const l of logsOf(files, stem)) {
+  for (const l of logs) {
     if (l.to.getTime() > newest) {
       newest = l.to.getTime();
       what = l.name;
@@ -88,4 +93,43 @@ export function refuseClockBehind(files: StoredFile[], stem: string, set: string
   }
   throw new BlufioError('E_CLOCK', `this machine's clock is ${Math.round(behind / 1000)} s behind the newest time in ${set} (${what}): a chain started now would sort before it, and a restore of a later time would take the older chain`,
     'set the clock right (NTP), then start blufio replicate again');
+}
+
+/**
+ * While a replicator runs: whether the wall clock stepped (moved more than CLOCK_SLACK_MS away
+ * from where the monotonic clock says it should be since it was last found right). Step times
+ * are the wall clock (live-replica.ts), so a step ahead would ship states stamped in the future
+ * (an attack run: a clock set 10 minutes ahead, then back, left the newest restore 10 minutes
+ * stale, said nowhere). A step is not shipped past until the store's clock says which is right:
+ * the wall clock (a paused VM resumed, NTP correcting a slow start) — then it is right again from
+ * here — or not, and the replicator stops (E_CLOCK, exit 2) before shipping a step stamped by it.
+ */
+export class WallWatch {
+  private wall0 = Date.now();
+  private mono0 = performance.now();
+
+  /** How far (ms) the wall clock is from where it should be: 0 within CLOCK_SLACK_MS. */
+  drift(): number {
+    const d = Date.now() - (this.wall0 + (performance.now() - this.mono0));
+    return Math.abs(d) > CLOCK_SLACK_MS ? d : 0;
+  }
+
+  /** The wall clock found right (by the store's): measured from here. */
+  settle(): void {
+    this.wall0 = Date.now();
+    this.mono0 = performance.now();
+  }
+}
+
+/**
+ * After WallWatch saw a step: the store's clock decides (refuseClockOff(): E_CLOCK when this
+ * machine's is now off it). Said with how far it stepped.
+ */
+export async function confirmStep(store: Store, drift: number): Promise<void> {
+  try {
+    await refuseClockOff(store);
+  } catch (e) {
+    if (!(e instanceof BlufioError) || e.code !== 'E_CLOCK') throw e;
+    throw new BlufioError('E_CLOCK', `this machine's clock stepped ${Math.round(Math.abs(drift) / 1000)} s ${drift > 0 ? 'ahead' : 'back'} while replicating, and ${e.message.replace(/^this machine's clock is /, 'it is now ')}; nothing stamped by it was shipped`, e.hint);
+  }
 }

@@ -36,7 +36,7 @@ import type { Store, StoredFile } from '../storage/store.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
 import { Lease, newRun, replicatorId, takeLease } from './lease.ts';
-import { refuseClockBehind, refuseClockOff } from './clock.ts';
+import { confirmStep, refuseClockBehind, refuseClockOff, WallWatch } from './clock.ts';
 import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
@@ -81,6 +81,7 @@ export type ReplicateEvent =
   | { event: 'backlog'; folded: number; bytes: number; from: string; to: string }
   | { event: 'compacted'; segment: string; merged: number; bytes: number }
   | { event: 'new-base'; base: string }
+  | { event: 'clock'; steppedMs: number; right: boolean | null }
   | { event: 'stopped'; segments: number; lastCommit: string | null };
 
 export interface ReplicateStatus {
@@ -434,6 +435,10 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let renewing: Promise<void> | null = null;
   let renewTried = -Infinity;
   let contestsSeen = 0;
+  // The wall clock as it was found right at start (against the store's), watched for steps.
+  const wall = new WallWatch();
+  let clockCheck: Promise<void> | null = null;
+  let clockRetryAt = 0;
   // A new chain every newBaseEveryMs: its base is made while the old chain goes on
   // shipping, then the replicator moves over (the chains overlap: no gap between them).
   const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
@@ -677,7 +682,23 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         stuck(e.reason);
       }
       const now = clock();
-      if (!shipping && pending.length > 0 && (now >= nextShip || stopping)) {
+      // A wall clock that stepped: nothing stamped since is shipped (nor a base switched to)
+      // until the store's clock says it is right (clock.ts WallWatch).
+      const drift: number = clockCheck ? 0 : wall.drift();
+      if (drift !== 0 && now >= clockRetryAt) {
+        say({ event: 'clock', steppedMs: Math.round(drift), right: null });
+        clockCheck = confirmStep(store, drift).then(() => {
+          wall.settle();
+          say({ event: 'clock', steppedMs: Math.round(drift), right: true });
+        }, (e) => {
+          if (e instanceof BlufioError && e.code === 'E_CLOCK') fatal = e;
+          else clockRetryAt = clock() + 5_000;
+        }).finally(() => {
+          clockCheck = null;
+        });
+      }
+      const clockHeld = clockCheck !== null || wall.drift() !== 0;
+      if (!shipping && !clockHeld && pending.length > 0 && (now >= nextShip || stopping)) {
         // Shipped beside the looks: a slow store or a big segment does not delay seeing commits.
         nextShip = now + interval;
         const shipped = ship().then(() => {
@@ -737,7 +758,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           renewing = null;
         });
       }
-      if (!stopping && !nextBase && clock() - chainStart >= baseEvery) {
+      if (!stopping && !nextBase && !clockHeld && clock() - chainStart >= baseEvery) {
         fs.rmSync(nextReplica, { force: true });
         const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null, settled: Promise.resolve() };
         nextBase = nb;
@@ -755,7 +776,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       }
       // The new chain reaches back only to its base's name (its time rounded up to the second):
       // the old one goes on until then, so that no moment falls between them.
-      const baseReady = nextBase?.done && (nextBase.failed || !nextBase.r || Date.now() >= nameTime(nextBase.r.path) + 2 * look);
+      const baseReady = !clockHeld && nextBase?.done && (nextBase.failed || !nextBase.r || Date.now() >= nameTime(nextBase.r.path) + 2 * look);
       // The old chain must reach the new base's time; with nothing committed since its last
       // step, a step that changes nothing says the state held until now.
       if (baseReady && nextBase?.r && !nextBase.failed && pending.length === 0 && lastStepTime < nameTime(nextBase.r.path)) {
@@ -796,6 +817,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // seen after it; a gap still open is closed (its own segment, one more round).
       if (stopping) {
         if (shipping) await shipping;
+        // (A clock step being checked: its answer first, then what it allows is shipped.)
+        if (clockCheck) {
+          await clockCheck;
+          if (!fatal) continue;
+        }
         if (fatal) throw fatal;
         // A new base made meanwhile is named after its time rounded up to the second: the old chain
         // must reach that name before the end, or a restore of the newest state takes the base
