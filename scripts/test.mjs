@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 /** Suites that race a writer, a signal or a clock: never beside another suite. */
 const TIMED = new Set(['torture', 'live', 'restore-race', 'replicate', 'interrupt', 'habits', 'browser', 'lease']);
 /** Rough seconds per suite (for balancing the shards; a suite not named counts 10). */
-const WEIGHT = { 'set-health': 120, sets: 110, storage: 20, s3: 60, backup: 60, restore: 60, cli: 60, verify: 40, json: 30, workdir: 30, worker: 20, snapshot: 30, guards: 30 };
+const WEIGHT = { 'set-health': 180, sets: 110, storage: 20, s3: 90, backup: 60, restore: 60, cli: 60, verify: 40, json: 30, workdir: 30, worker: 20, snapshot: 30, guards: 30 };
 
 const pattern = new RegExp(process.argv[2] ?? '\\.test\\.ts$');
 const files = fs.readdirSync('test').filter((f) => f.endsWith('.test.ts') && pattern.test(f)).sort();
