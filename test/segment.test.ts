@@ -283,6 +283,10 @@ test('names: a segment\'s name says its base, number, times and a gap; chains st
   const next = 'blufio-20261207T070003Z.from-20261207T070000Z.diff.gz';
   const two = logsOf([seg(1, 1, 2), seg(2, 3, 4), { name: logNameFor('blufio', next, 1, t(6), t(7), layersFor({ compress: true, encrypt: false }), true), bytes: 1 }]);
   assert.equal(rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }, { name: next, stem: 'blufio', time: t(3), kind: 'diff', restorable: true }], two)[0].gaps, [{ from: t(4).toISOString(), to: t(6).toISOString() }]);
+  // A take-over: the new chain's first (merged, gap) segment starts at 2 s, while the stood-down
+  // chain went on to 4 s. Restores take the new chain from 2 s: the gap is from there.
+  const taken = logsOf([seg(1, 1, 2), seg(2, 3, 4), { name: logNameFor('blufio', next, 1, t(2), t(5), layersFor({ compress: true, encrypt: false }), true, 30), bytes: 1 }]);
+  assert.equal(rangesOf([{ name: base, stem: 'blufio', time: t(0), kind: 'full', restorable: true }, { name: next, stem: 'blufio', time: t(3), kind: 'diff', restorable: true }], taken)[0].gaps, [{ from: t(2).toISOString(), to: t(5).toISOString() }]);
 });
 
 /** A database file of bytes, its replica (a backup's copy) and a WAL in memory, followed from now. */

@@ -138,9 +138,12 @@ export function rangesOf(backups: Array<{ name: string; stem: string; time: Date
     for (const { base, chain } of chains) {
       const start = Math.min(base.time.getTime(), chain[0].from.getTime());
       if (prevEnd !== null && start > prevEnd) gaps.push({ from: new Date(prevEnd).toISOString(), to: new Date(start).toISOString() });
-      // Up to where the chain before reaches, a time is restored from it (restore takes a chain
-      // only from its first segment's first step): a gap at this chain's start begins there.
-      let last = Math.max(start, prevEnd ?? start);
+      // Up to this chain's first step, a time is restored from the chain before (restore takes a
+      // chain only from its first segment's first step), as far as that one reaches: a gap at
+      // this chain's start begins where the one before stops, or at this chain's first step when
+      // the one before goes on past it (a stood-down holder's last seconds after a take-over:
+      // shadowed from there; an attack run's `list` showed them as exact).
+      let last = prevEnd === null ? start : Math.max(start, Math.min(prevEnd, chain[0].from.getTime()));
       for (const l of chain) {
         // A merged segment that holds a gap is a gap over its whole span (where inside it the
         // gaps were is in its steps, not its name).
