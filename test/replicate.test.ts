@@ -332,6 +332,13 @@ test('a writer that truncates its WAL after every commit makes every segment a g
   const all = rows(db);
   assert.is(restoreAt(set, env, all, null, ranges[0].gaps), all.length);
   acrossRange(set, env, all, ranges[0], 5);
+  // A base is named after its time rounded up to the second, and its chain's first steps may come
+  // before that name: at the name, never less than just before it (the base alone was restored
+  // there, older than the steps before it: an attack run).
+  const base = backups.find((b: { kind: string }) => b.kind === 'full');
+  const named = Date.parse(base.time);
+  const early = backups.filter((b: { kind: string; base?: string; from?: string }) => b.kind === 'log' && b.base === base.name && Date.parse(b.from!) < named);
+  if (early.length > 0) assert.ok(restoreAt(set, env, all, named, ranges[0].gaps) >= restoreAt(set, env, all, named - 1, ranges[0].gaps), 'monotonic across the base\'s name');
 });
 
 test('a database too big to read between two commits, whose WAL is truncated after every commit: the first base and then shipping wait, each saying why and what to do (never an exit); when the writes pause, the base is made, then the gap shipped; restore exact', async () => {

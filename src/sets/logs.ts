@@ -143,7 +143,7 @@ export function rangesOf(backups: Array<{ name: string; stem: string; time: Date
       // this chain's start begins where the one before stops, or at this chain's first step when
       // the one before goes on past it (a stood-down holder's last seconds after a take-over:
       // shadowed from there; an attack run's `list` showed them as exact).
-      let last = prevEnd === null ? start : Math.max(start, Math.min(prevEnd, chain[0].from.getTime()));
+      let last: number = prevEnd === null ? start : Math.max(start, Math.min(prevEnd, chain[0].from.getTime()));
       for (const l of chain) {
         // A merged segment that holds a gap is a gap over its whole span (where inside it the
         // gaps were is in its steps, not its name).
