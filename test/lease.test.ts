@@ -292,7 +292,7 @@ test('the clock before the lease (clock.ts): a machine\'s clock more than 5 s of
   const files = [base, seg];
   // Up to 11 s: a holder 5 s fast, this machine 5 s slow, and a name rounded up to the second.
   refuseClockBehind(files, 'blufio', 'set', true, t - 11_000);
-  assert.throws(() => refuseClockBehind(files, 'blufio', 'set', true, t - 60_000), /^set holds times 60 s in the future \(blufio-20261207T100000Z\.db\.gz, up to 2026-12-07T10:00:00\.000Z\) by this machine's clock and the store's, which agree: a machine whose clock ran fast wrote them/);
+  assert.throws(() => refuseClockBehind(files, 'blufio', 'set', true, t - 60_000), /^set holds times 60 s in the future \(blufio-20261207T100000Z\.db\.gz, up to 2026-12-07T10:00:00\.000Z\) by this machine's clock and the store's, which agree: a clock that ran fast wrote them/);
   assert.throws(() => refuseClockBehind(files, 'blufio', 'set', false, t - 60_000), /^this machine's clock is 60 s behind the newest time in set/);
   refuseClockBehind(files, 'other', 'set', true, t - 60_000);
 });
@@ -355,6 +355,38 @@ test('a wall clock stepped 10 minutes ahead while replicating: nothing stamped b
   const times = fs.readdirSync(set).flatMap((f) => [...f.matchAll(/(\d{8}T\d{6,9})Z/g)].map((m) => Date.parse(`${m[1].slice(0, 4)}-${m[1].slice(4, 6)}-${m[1].slice(6, 8)}T${m[1].slice(9, 11)}:${m[1].slice(11, 13)}:${m[1].slice(13, 15)}.${m[1].slice(15) || '000'}Z`)));
   assert.ok(times.length > 0);
   for (const t of times) assert.ok(t <= stepped + 1000, `${new Date(t).toISOString()} is after the step at ${new Date(stepped).toISOString()}`);
+});
+
+test('a chain is resumed only when the last run of its state directory is known to be over: killed on this boot (resumed), or a lock from another boot with its run still alive in the set (a copy of the state directory elsewhere, or a reboot: a new chain)', async () => {
+  const d = tmpdir();
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  const db = path.join(d, 'blufio.db');
+  assert.is(spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);'], { stdio: 'ignore' }).status, 0);
+  const start = async () => {
+    const child = spawn(process.execPath, [CLI, 'replicate', `${set}/`, '--db', db, '--interval', '0.2', '--json'], { env: { PATH: process.env.PATH ?? '', HOME: d }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (c) => (err += c));
+    for (let i = 0; i < 150 && !err.includes('"event":"shipped"'); i++) await new Promise((r) => setTimeout(r, 100));
+    const gone = new Promise((r) => child.on('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+    const started = JSON.parse(err.split('\n').find((l) => l.includes('"event":"started"'))!);
+    return started as { resumed: boolean; base: string };
+  };
+  const first = await start();
+  assert.is(first.resumed, false);
+  // Killed on this boot: its lock names a process of this boot that is gone — resumed.
+  const again = await start();
+  assert.equal([again.resumed, again.base], [true, first.base]);
+  const lock = fs.readdirSync(path.join(d, '.local/state/blufio/replicate')).map((x) => path.join(d, '.local/state/blufio/replicate', x, 'lock')).find((f) => fs.existsSync(f))!;
+  const held = JSON.parse(fs.readFileSync(lock, 'utf8'));
+  assert.is(typeof held.boot, 'string', 'the lock says which boot');
+  // The same lock from another boot, its run not stopped cleanly in the set: it may run elsewhere.
+  fs.writeFileSync(lock, JSON.stringify({ ...held, boot: 'another-boot' }));
+  const copy = await start();
+  assert.is(copy.resumed, false);
+  assert.is.not(copy.base, first.base);
 });
 
 test('a replicator id is made once per state directory and kept', () => {

@@ -41,6 +41,9 @@ export async function refuseClockOff(store: Store, now: () => number = Date.now)
   const theirs = await store.clock();
   const t1 = now();
   if (theirs === null) return false;
+  // An answer slower than the slack says nothing about the clock (it may have stepped meanwhile:
+  // an attack run's paused store answered after 42 s, and a right clock was called 279 s ahead).
+  if (t1 - t0 > CLOCK_SLACK_MS) throw new BlufioError('E_IO', `${store.where('')} took ${Math.round((t1 - t0) / 1000)} s to tell its time: too long to check this machine's clock against`, 'it is tried again');
   // The store's time is to the second at worst (truncated), read between t0 and t1: the true
   // difference (this machine's minus the store's) lies in [t0 - theirs - 1000, t1 - theirs].
   const ahead = t0 - (theirs + 1000);
@@ -88,8 +91,8 @@ export function refuseClockBehind(files: StoredFile[], stem: string, set: string
   if (behind <= SET_AHEAD_SLACK_MS) return;
   const at = new Date(newest).toISOString();
   if (checked) {
-    throw new BlufioError('E_CLOCK', `${set} holds times ${Math.round(behind / 1000)} s in the future (${what}, up to ${at}) by this machine's clock and the store's, which agree: a machine whose clock ran fast wrote them; a chain started now would sort before them, and a restore of a time until then would take the older chain`,
-      `set that machine's clock right; then start blufio replicate again after ${at} (a service restarted on failure starts then by itself), or move the files of "${stem}" named after now out of the set (kept elsewhere), or replicate into another set`);
+    throw new BlufioError('E_CLOCK', `${set} holds times ${Math.round(behind / 1000)} s in the future (${what}, up to ${at}) by this machine's clock and the store's, which agree: a clock that ran fast wrote them (another machine's, or this one's before it was set right); a chain started now would sort before them, and a restore of a time until then would take the older chain`,
+      `if that clock is another machine's, set it right; then start blufio replicate again after ${at} (a service restarted on failure starts then by itself), or move the files of "${stem}" named after now out of the set (kept elsewhere), or replicate into another set`);
   }
   throw new BlufioError('E_CLOCK', `this machine's clock is ${Math.round(behind / 1000)} s behind the newest time in ${set} (${what}): a chain started now would sort before it, and a restore of a later time would take the older chain`,
     'set the clock right (NTP), then start blufio replicate again');
@@ -127,7 +130,16 @@ export class WallWatch {
  */
 export async function confirmStep(store: Store, drift: number): Promise<void> {
   try {
-    await refuseClockOff(store);
+    // Bounded: a store that hangs must not hold a stop (which waits for this answer) for ever.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new BlufioError('E_IO', `${store.where('')} did not tell its time within 10 s`, 'it is tried again')), 10_000);
+    });
+    try {
+      await Promise.race([refuseClockOff(store), limit]);
+    } finally {
+      clearTimeout(timer);
+    }
   } catch (e) {
     if (!(e instanceof BlufioError) || e.code !== 'E_CLOCK') throw e;
     throw new BlufioError('E_CLOCK', `this machine's clock stepped ${Math.round(Math.abs(drift) / 1000)} s ${drift > 0 ? 'ahead' : 'back'} while replicating, and ${e.message.replace(/^this machine's clock is /, 'it is now ')}; nothing stamped by it was shipped`, e.hint);

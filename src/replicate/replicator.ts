@@ -36,7 +36,7 @@ import type { Store, StoredFile } from '../storage/store.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
 import { Lease, newRun, replicatorId, takeLease } from './lease.ts';
-import { confirmStep, refuseClockBehind, refuseClockOff, WallWatch } from './clock.ts';
+import { CLOCK_SLACK_MS, confirmStep, refuseClockBehind, refuseClockOff, WallWatch } from './clock.ts';
 import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
@@ -193,7 +193,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // and one per database *file* and set in /dev/shm (or the temporary directory), so that the
   // same file reached by a symbolic or hard link, from another state directory or with another
   // TMPDIR, is refused too (attack runs started second chains so).
-  const unlock = lockChain(path.join(dir, 'lock'), db, store.where(''));
+  const { release: unlock, previous } = lockChain(path.join(dir, 'lock'), db, store.where(''));
   const myId = replicatorId(dir);
   const myRun = newRun(dir);
   let lease: Lease | null = null;
@@ -206,7 +206,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const setId = createHash('sha256').update(canonicalSet(set)).digest('hex').slice(0, 16);
     // /dev/shm where there is one: shared by services with a private /tmp and by any TMPDIR.
     const shared = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
-    unlockFile = lockChain(path.join(shared, `blufio-replicate-${st.dev}-${st.ino}-${setId}.lock`), db, store.where(''));
+    unlockFile = lockChain(path.join(shared, `blufio-replicate-${st.dev}-${st.ino}-${setId}.lock`), db, store.where('')).release;
   } catch (e) {
     if (e instanceof BlufioError || !(e as NodeJS.ErrnoException).code) {
       unlock();
@@ -304,7 +304,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const resumable = meta && meta.database === db && fs.existsSync(replicaPath) && files.some((f) => f.name === meta!.base) && (!baseFull?.base || files.some((f) => f.name === baseFull.base)) && pageSizeNow(db) === meta.pageSize
     && chainEnd(logsOf(files, stem), meta.base) === meta.n
     // Under the lease it was made under (a chain from before leases: when there was none).
-    && (meta.lease === lease!.k || (meta.lease === undefined && lease!.took === 'first'));
+    && (meta.lease === lease!.k || (meta.lease === undefined && lease!.took === 'first'))
+    // And only when the last run of this state directory is known to be over: it stopped cleanly
+    // (its sign of life says so, or it left no lock), or it was a process of this boot of this
+    // machine that is gone. Otherwise it may be running elsewhere (a copy of this state
+    // directory): a chain of its own, which the two runs' looks settle, never segments of this
+    // database in that run's chain (an attack run's copy shipped 9 s of forked segments into it).
+    && (previous === 'dead-here' || (previous === 'none' && (lease!.took !== 'held' || !lease!.before?.run || lease!.before.ended || lease!.before.run === myRun.token)) || (lease!.took === 'held' && lease!.before?.ended === true));
   if (lease!.took !== 'first' && lease!.took !== 'held') {
     const b = lease!.before!;
     say({ event: 'lease', lease: lease!.k, from: b.id, why: lease!.took === 'ended' ? 'its holder stopped' : lease!.took === 'lapsed' ? `no sign of life from its holder since ${new Date(b.seen!).toISOString()}` : 'taken over (--take-over): its holder stands down before its next segment' });
@@ -439,6 +445,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const wall = new WallWatch();
   let clockCheck: Promise<void> | null = null;
   let clockRetryAt = 0;
+  /** A step of the wall clock seen and not yet found right by the store's (ms; 0: none). */
+  let stepped = 0;
   // A new chain every newBaseEveryMs: its base is made while the old chain goes on
   // shipping, then the replicator moves over (the chains overlap: no gap between them).
   const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
@@ -683,12 +691,28 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       }
       const now = clock();
       // A wall clock that stepped: nothing stamped since is shipped (nor a base switched to)
-      // until the store's clock says it is right (clock.ts WallWatch).
-      const drift: number = clockCheck ? 0 : wall.drift();
-      if (drift !== 0 && now >= clockRetryAt) {
-        say({ event: 'clock', steppedMs: Math.round(drift), right: null });
+      // until the store's clock says it is right (clock.ts WallWatch) — held until a check
+      // succeeds, not until the clock comes back by itself (an attack run stepped it ahead and
+      // back while the store was down: the steps stamped meanwhile were shipped).
+      if (!clockCheck) {
+        const d = wall.drift();
+        if (d !== 0 && stepped === 0) {
+          stepped = d;
+          say({ event: 'clock', steppedMs: Math.round(d), right: null });
+        }
+      }
+      if (stepped !== 0 && !clockCheck && now >= clockRetryAt) {
+        const drift = stepped;
         clockCheck = confirmStep(store, drift).then(() => {
+          // Right now; but a step stamped while it was wrong (ahead, then back) is not.
+          const newest = Math.max(lastStepTime, ...pending.map((p) => p.time));
+          if (newest > Date.now() + CLOCK_SLACK_MS) {
+            fatal = new BlufioError('E_CLOCK', `this machine's clock stepped ${Math.round(Math.abs(drift) / 1000)} s ${drift > 0 ? 'ahead' : 'back'} and back while replicating: what was seen meanwhile is stamped up to ${new Date(newest).toISOString()}, in the future; nothing stamped so was shipped`,
+              'start blufio replicate again: what was committed meanwhile is shipped from the database file (a gap)');
+            return;
+          }
           wall.settle();
+          stepped = 0;
           say({ event: 'clock', steppedMs: Math.round(drift), right: true });
         }, (e) => {
           if (e instanceof BlufioError && e.code === 'E_CLOCK') fatal = e;
@@ -697,7 +721,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           clockCheck = null;
         });
       }
-      const clockHeld = clockCheck !== null || wall.drift() !== 0;
+      const clockHeld = stepped !== 0 || clockCheck !== null;
       if (!shipping && !clockHeld && pending.length > 0 && (now >= nextShip || stopping)) {
         // Shipped beside the looks: a slow store or a big segment does not delay seeing commits.
         nextShip = now + interval;
@@ -922,17 +946,32 @@ function processStart(pid: number): string | null {
   }
 }
 
-/** Takes the chain's lock file (O_EXCL, with our pid); returns its release. */
-function lockChain(file: string, db: string, set: string): () => void {
+/** This boot of this machine (Linux), or null: a lock left by a process of this boot names a process of this machine. */
+function bootId(): string | null {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Takes the chain's lock file (O_EXCL, with our pid and this boot); returns its release, and
+ * what the last holder was: none (no lock: a clean stop, or a fresh state directory), dead here
+ * (a process of this boot of this machine, gone: a kill -9, a crash), or unknown (a lock from
+ * another boot — a reboot, or a copy of the state directory made on another machine).
+ */
+function lockChain(file: string, db: string, set: string): { release: () => void; previous: 'none' | 'dead-here' | 'unknown' } {
+  let previous: 'none' | 'dead-here' | 'unknown' = 'none';
   for (let tries = 0; ; tries++) {
     try {
       const fd = fs.openSync(file, 'wx', 0o600);
-      fs.writeSync(fd, `${JSON.stringify({ pid: process.pid, since: processStart(process.pid), started: new Date().toISOString() })}\n`);
+      fs.writeSync(fd, `${JSON.stringify({ pid: process.pid, since: processStart(process.pid), boot: bootId(), started: new Date().toISOString() })}\n`);
       fs.closeSync(fd);
-      return () => fs.rmSync(file, { force: true });
+      return { release: () => fs.rmSync(file, { force: true }), previous };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries > 0) throw e;
-      let holder: { pid?: number; since?: string | null } = {};
+      let holder: { pid?: number; since?: string | null; boot?: string | null } = {};
       try {
         holder = JSON.parse(fs.readFileSync(file, 'utf8'));
       } catch {
@@ -943,6 +982,8 @@ function lockChain(file: string, db: string, set: string): () => void {
       if (holder.pid && holder.pid !== process.pid && pidAlive(holder.pid) && (!holder.since || holder.since === processStart(holder.pid))) {
         throw new BlufioError('E_IN_USE', `another blufio replicate (process ${holder.pid}) is shipping ${db} to ${set}`, 'run one replicator per database and set; stop the other one first');
       }
+      const boot = bootId();
+      previous = boot !== null && holder.boot === boot ? 'dead-here' : 'unknown';
       fs.rmSync(file, { force: true });
     }
   }
