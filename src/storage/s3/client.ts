@@ -37,7 +37,7 @@ export function parseS3Url(url: string, needKey = true): S3Location {
   const m = /^s3:\/\/([^/]*)\/?([\s\S]*)$/i.exec(url);
   const bucket = m?.[1] ?? '';
   if (!m || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || bucket.includes('..')) {
-    throw new BlufioError('E_USAGE', `"${url}" is not an s3://BUCKET/KEY address (bucket names are 3–63 lower-case letters, digits, dots and hyphens)`, 'write it as s3://my-bucket/backups/blufio.db.gz');
+    throw new BlufioError('E_USAGE', `"${url}" is not an s3://BUCKET/KEY address (bucket names are 3–63 lower-case letters, digits, dots and hyphens)`, needKey ? 'write it as s3://my-bucket/backups/blufio.db.gz' : 'write it as s3://my-bucket/backups/ (a set: a prefix ending in /)');
   }
   if (needKey && (m[2] === '' || m[2].endsWith('/'))) {
     throw new BlufioError('E_USAGE', `"${url}" names no object${m[2] === '' ? '' : ' (it ends in /)'}`, `give the object's key: s3://${bucket}/${m[2]}blufio.db.gz`);
