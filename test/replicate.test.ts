@@ -94,9 +94,9 @@ async function stopAndList(writer: { proc: ChildProcess }, rep: { proc: ChildPro
 }
 
 /** A writer with `writer` options and a segment every 50 ms for 4.5 s (compaction at work), both stopped: the replicator's events. */
-async function fastRun(db: string, set: string, env: Record<string, string>, writer: Record<string, unknown>) {
+async function fastRun(db: string, set: string, env: Record<string, string>, writer: Record<string, unknown>, args = ['--interval', '0.05']) {
   const w = await python('replwriter.py', [db, JSON.stringify(writer)], true);
-  const rep = await replicator([process.execPath], [set, '--db', db, '--interval', '0.05', '--json'], env);
+  const rep = await replicator([process.execPath], [set, '--db', db, ...args, '--json'], env);
   await sleep(4500);
   assert.is(await stopped(w.proc), 0);
   await sleep(300);
@@ -339,6 +339,21 @@ test('a writer that truncates its WAL after every commit makes every segment a g
   const named = Date.parse(base.time);
   const early = backups.filter((b: { kind: string; base?: string; from?: string }) => b.kind === 'log' && b.base === base.name && Date.parse(b.from!) < named);
   if (early.length > 0) assert.ok(restoreAt(set, env, all, named, ranges[0].gaps) >= restoreAt(set, env, all, named - 1, ranges[0].gaps), 'monotonic across the base\'s name');
+});
+
+test('a writer that truncates its WAL after every commit, and a new base every 2 s: at each base\'s name (its time rounded up), never fewer rows than a millisecond before', async () => {
+  if (!hasPython()) return skip('python3 is not installed');
+  const { db, set, env } = place();
+  await fastRun(db, set, env, { tps: 100, checkpoint: 'TRUNCATE' }, ['--interval', '0.2', '--new-base-every', '0.0006']);
+  const { ranges, backups } = JSON.parse(cli(['list', set, '--json'], { env }).stdout);
+  const all = rows(db);
+  const bases = backups.filter((b: { kind: string }) => b.kind !== 'log').map((b: { time: string }) => Date.parse(b.time));
+  assert.ok(bases.length >= 2, `${bases.length} bases`);
+  for (const named of bases) {
+    if (named <= Date.parse(ranges[0].from) || named > Date.parse(ranges[0].to)) continue;
+    const before = restoreAt(set, env, all, named - 1, ranges[0].gaps);
+    assert.ok(restoreAt(set, env, all, named, ranges[0].gaps) >= before, `at ${new Date(named).toISOString()}`);
+  }
 });
 
 test('a database too big to read between two commits, whose WAL is truncated after every commit: the first base and then shipping wait, each saying why and what to do (never an exit); when the writes pause, the base is made, then the gap shipped; restore exact', async () => {

@@ -36,7 +36,7 @@ import type { Store, StoredFile } from '../storage/store.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
 import { Lease, newRun, replicatorId, takeLease } from './lease.ts';
-import { CLOCK_SLACK_MS, confirmStep, refuseClockBehind, refuseClockOff, WallWatch } from './clock.ts';
+import { confirmStep, refuseClockBehind, refuseClockOff, WallWatch } from './clock.ts';
 import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
 
@@ -233,6 +233,10 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     if (held?.lostToACopy && mine) {
       await store.remove(mine).catch(() => {});
       await store.remove(`${mine}.pages`).catch(() => {});
+      // And its chain's segments: without their base they restore nothing, and `check` would
+      // fail the set for them (an attack run).
+      const left = await store.list().catch(() => []);
+      for (const l of logsOf(left, stem).filter((x) => x.base === mine)) await store.remove(l.name).catch(() => {});
     }
     unlockFile();
     unlock();
@@ -704,10 +708,14 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       if (stepped !== 0 && !clockCheck && now >= clockRetryAt) {
         const drift = stepped;
         clockCheck = confirmStep(store, drift).then(() => {
-          // Right now; but a step stamped while it was wrong (ahead, then back) is not.
-          const newest = Math.max(lastStepTime, ...pending.map((p) => p.time));
-          if (newest > Date.now() + CLOCK_SLACK_MS) {
-            fatal = new BlufioError('E_CLOCK', `this machine's clock stepped ${Math.round(Math.abs(drift) / 1000)} s ${drift > 0 ? 'ahead' : 'back'} and back while replicating: what was seen meanwhile is stamped up to ${new Date(newest).toISOString()}, in the future; nothing stamped so was shipped`,
+          // Right now. A step ahead that stayed (a paused VM resumed, the store agreeing) stamped
+          // what was seen since by the right clock. Anything else — ahead and back, or back (steps
+          // are never stamped before an earlier one, so they were held at the step's time: an
+          // attack run restored rows 8 s before they were committed) — stamped it wrongly: not
+          // shipped, and the restart closes it from the database file as a gap.
+          const now2 = wall.drift();
+          if (!(drift > 0 && now2 > 0)) {
+            fatal = new BlufioError('E_CLOCK', `this machine's clock stepped ${Math.round(Math.abs(drift) / 1000)} s ${drift > 0 ? 'ahead' : 'back'}${now2 === 0 ? ' and back' : ''} while replicating: what was seen meanwhile is stamped by a wrong clock; nothing stamped so was shipped`,
               'start blufio replicate again: what was committed meanwhile is shipped from the database file (a gap)');
             return;
           }
@@ -951,10 +959,16 @@ function processStart(pid: number): string | null {
   }
 }
 
-/** This boot of this machine (Linux), or null: a lock left by a process of this boot names a process of this machine. */
+/**
+ * This boot of this machine and this process-id namespace (Linux), or null: a lock left by a
+ * process of the same boot and namespace names a process this one can see. (The boot alone is
+ * shared by every container of a host: an attack run's copy in a container of its own took the
+ * original's lock for a dead process's, and resumed its chain.)
+ */
 function bootId(): string | null {
   try {
-    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return boot ? `${boot}/${fs.readlinkSync('/proc/self/ns/pid')}` : null;
   } catch {
     return null;
   }

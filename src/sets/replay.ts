@@ -21,6 +21,8 @@ export interface LogPlan {
   chain: LogEntry[];
   /** The newest time the chain can give at or before the limit (ms). */
   reach: number;
+  /** The chain goes on past the limit (its replicator was still shipping it then). */
+  beyond: boolean;
 }
 
 /**
@@ -31,9 +33,10 @@ export function planLogs(entries: SetEntry[], logs: LogEntry[], limit: number): 
   for (const base of entries) {
     // A base is named after its state's time rounded up to the second; its chain's first step
     // may come before that name (it was seen after the state was taken): it counts from there.
-    const chain = chainOf(logs, base.name).filter((l) => l.from.getTime() <= limit);
+    const whole = chainOf(logs, base.name);
+    const chain = whole.filter((l) => l.from.getTime() <= limit);
     if (chain.length === 0) continue;
-    return { base, chain, reach: Math.min(limit, chain[chain.length - 1].to.getTime()) };
+    return { base, chain, reach: Math.min(limit, chain[chain.length - 1].to.getTime()), beyond: whole[whole.length - 1].to.getTime() > limit };
   }
   return null;
 }

@@ -63,8 +63,11 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
   try {
     // (The chain's own base counts from the chain's first step, which may come before the base's
     // name: a base is named after its time rounded up to the second. An attack run restored the
-    // base alone for times between its first chain's first step and its name.)
-    if (plan && (plan.base === entry || plan.reach >= entry.time.getTime())) {
+    // base alone for times between its first chain's first step and its name. And a chain still
+    // shipped past the time is what the replicator saw then, newer bases whose chains have not
+    // begun notwithstanding: a base taken up to a second before its name gave fewer rows at its
+    // name than a millisecond before, where steps came once an interval.)
+    if (plan && (plan.base === entry || plan.reach >= entry.time.getTime() || plan.beyond)) {
       let replayed: { file: string; last: LogEntry };
       try {
         replayed = await replayLogs(store, plan, work, opts, limit, opts.signal);
