@@ -314,7 +314,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // machine that is gone. Otherwise it may be running elsewhere (a copy of this state
     // directory): a chain of its own, which the two runs' looks settle, never segments of this
     // database in that run's chain (an attack run's copy shipped 9 s of forked segments into it).
-    && (previous === 'dead-here' || (previous === 'none' && (lease!.took !== 'held' || !lease!.before?.run || lease!.before.ended || lease!.before.run === myRun.token)) || (lease!.took === 'held' && lease!.before?.ended === true));
+    && lastRunOver(previous, lease!);
   if (lease!.took !== 'first' && lease!.took !== 'held') {
     const b = lease!.before!;
     say({ event: 'lease', lease: lease!.k, from: b.id, why: lease!.took === 'ended' ? 'its holder stopped' : lease!.took === 'lapsed' ? `no sign of life from its holder since ${new Date(b.seen!).toISOString()}` : 'taken over (--take-over): its holder stands down before its next segment' });
@@ -957,6 +957,17 @@ function processStart(pid: number): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether the last run of this state directory is known to be over: its sign of life in the set
+ * says it stopped cleanly, or its lock names a process of this boot and namespace that is gone,
+ * or it left no lock and no run of it is in the set (legacy, or a new lease).
+ */
+function lastRunOver(previous: 'none' | 'dead-here' | 'unknown', lease: Lease): boolean {
+  const before = lease.took === 'held' ? lease.before : null;
+  if (before?.ended || previous === 'dead-here') return true;
+  return previous === 'none' && !before?.run;
 }
 
 /**
