@@ -231,12 +231,15 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     if (held && !held.lost) await held.renew(AbortSignal.timeout(10_000), true).catch(() => {});
     const mine = madeBase as string | null;
     if (held?.lostToACopy && mine) {
-      await store.remove(mine).catch(() => {});
-      await store.remove(`${mine}.pages`).catch(() => {});
-      // And its chain's segments: without their base they restore nothing, and `check` would
-      // fail the set for them (an attack run).
-      const left = await store.list().catch(() => []);
-      for (const l of logsOf(left, stem).filter((x) => x.base === mine)) await store.remove(l.name).catch(() => {});
+      // Its chain's segments (without their base they restore nothing, and `check` would fail
+      // the set for them: an attack run), then its base — unless another's differential was
+      // made on it meanwhile (taken out, that one's chain would not restore).
+      const left = await store.list().catch(() => null);
+      for (const l of logsOf(left ?? [], stem).filter((x) => x.base === mine)) await store.remove(l.name).catch(() => {});
+      if (!basedOn(left, mine)) {
+        await store.remove(mine).catch(() => {});
+        await store.remove(`${mine}.pages`).catch(() => {});
+      }
     }
     unlockFile();
     unlock();
@@ -256,9 +259,12 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       if (!(e instanceof BlufioError) || e.code !== 'E_IO') throw e;
     }
     if (!by) return;
-    // (A differential's full backup stays: it was there before, and may be anyone's base.)
-    await store.remove(base).catch(() => {});
-    await store.remove(`${base}.pages`).catch(() => {});
+    // (A differential's full backup stays: it was there before, and may be anyone's base; and
+    // so does this one if the new holder's differential was made on it meanwhile.)
+    if (!basedOn(await store.list().catch(() => null), base)) {
+      await store.remove(base).catch(() => {});
+      await store.remove(`${base}.pages`).catch(() => {});
+    }
     throw lease!.standDown(by, null);
   }
 
@@ -445,6 +451,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let renewing: Promise<void> | null = null;
   let renewTried = -Infinity;
   let contestsSeen = 0;
+  /** The next base is a full backup (after a contest with a copy: see there). */
+  let fullNext = false;
   // The wall clock as it was found right at start (against the store's), watched for steps.
   const wall = new WallWatch();
   let clockCheck: Promise<void> | null = null;
@@ -775,6 +783,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       if (lease!.contests > contestsSeen) {
         contestsSeen = lease!.contests;
         if (!nextBase && !stopping) chainStart = -Infinity;
+        // A full one: the newest full backup in the set may be the copy's, which it takes out
+        // when it stands down (an attack run's differential on it left the chain unrestorable).
+        fullNext = true;
       }
       // The lease's hourly sign of life (a failed one is tried again a minute later).
       if (!renewing && !stopping && lease!.renewDue() && now - renewTried >= 60_000) {
@@ -796,7 +807,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         nextBase = nb;
         nb.settled = lease!.takenOver(true, AbortSignal.timeout(30_000)).then((by) => {
           if (by) throw lease!.standDown(by, status.lastShipped);
-          return whileLooking(nb.w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica } as BackupOptions));
+          const full = fullNext;
+          fullNext = false;
+          return whileLooking(nb.w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica, ...(full ? { full: true } : {}) } as BackupOptions));
         }).then(async (r) => {
           await leaseHeld(r.path.slice(r.path.lastIndexOf('/') + 1));
           nb.r = r;
@@ -957,6 +970,11 @@ function processStart(pid: number): string | null {
   } catch {
     return null;
   }
+}
+
+/** Whether a differential in `files` is made on `full` (null: the set could not be listed — assumed so). */
+function basedOn(files: StoredFile[] | null, full: string): boolean {
+  return files === null || files.some((f) => parseName(f.name)?.base === full);
 }
 
 /**
