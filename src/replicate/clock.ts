@@ -17,6 +17,7 @@ import { BlufioError } from '../errors.ts';
 import { logsOf } from '../sets/logs.ts';
 import { parseName } from '../sets/names.ts';
 import type { Store, StoredFile } from '../storage/store.ts';
+import { bounded } from './lease.ts';
 
 /**
  * How far this machine's clock may be from the store's, and the set's newest time from this
@@ -131,15 +132,7 @@ export class WallWatch {
 export async function confirmStep(store: Store, drift: number): Promise<void> {
   try {
     // Bounded: a store that hangs must not hold a stop (which waits for this answer) for ever.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new BlufioError('E_IO', `${store.where('')} did not tell its time within 10 s`, 'it is tried again')), 10_000);
-    });
-    try {
-      await Promise.race([refuseClockOff(store), limit]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await bounded(refuseClockOff(store), AbortSignal.timeout(10_000), store.where(''), 'its time within 10 s');
   } catch (e) {
     if (!(e instanceof BlufioError) || e.code !== 'E_CLOCK') throw e;
     throw new BlufioError('E_CLOCK', `this machine's clock stepped ${Math.round(Math.abs(drift) / 1000)} s ${drift > 0 ? 'ahead' : 'back'} while replicating, and ${e.message.replace(/^this machine's clock is /, 'it is now ')}; nothing stamped by it was shipped`, e.hint);

@@ -328,11 +328,14 @@ async function putJson(store: Store, name: string, value: object, scratch: strin
   }
 }
 
-/** `p`, or a rejection when `signal` aborts first. */
-function bounded<T>(p: Promise<T>, signal: AbortSignal | undefined, where: string): Promise<T> {
+/**
+ * `p`, or a rejection when `signal` aborts first (its reason when a BlufioError, else E_IO: `where`
+ * did not answer `what`). A store's request takes no signal of its own: it is left to its fate.
+ */
+export function bounded<T>(p: Promise<T>, signal: AbortSignal | undefined, where: string, what = 'whether the lease was taken over'): Promise<T> {
   if (!signal) return p;
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason instanceof BlufioError ? signal.reason : new BlufioError('E_IO', `${where} did not answer whether the lease was taken over`, 'it is tried again'));
+    const onAbort = () => reject(signal.reason instanceof BlufioError ? signal.reason : new BlufioError('E_IO', `${where} did not answer ${what}`, 'it is tried again'));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
