@@ -389,6 +389,110 @@ test('a chain is resumed only when the last run of its state directory is known 
   assert.is.not(copy.base, first.base);
 });
 
+/**
+ * A replicator started on `set` and `db` with HOME `home` (its state directory there; --json events
+ * collected); `until(text)` waits for an event, `exit()` for its end (null: still running after 30 s).
+ */
+function startReplicator(set: string, db: string, home: string) {
+  const child = spawn(process.execPath, [CLI, 'replicate', `${set}/`, '--db', db, '--interval', '0.2', '--json'], { env: { PATH: process.env.PATH ?? '', HOME: home }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (c) => (err += c));
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  return {
+    get err() {
+      return err;
+    },
+    until: async (text: string, after = 0) => {
+      for (let i = 0; i < 300 && !err.slice(after).includes(text); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(err.slice(after).includes(text), `no ${text} in:\n${err}`);
+    },
+    exit: async () => {
+      const code = await Promise.race([exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 30_000))]);
+      if (code === 'running') {
+        child.kill('SIGKILL');
+        return null;
+      }
+      return code;
+    },
+    kill: () => child.kill('SIGKILL'),
+  };
+}
+
+test('a contest with a copy of the state directory, end to end: the original makes its next base a full backup at once; a copy that stands down takes out its segments, and its base only when no differential was made on it', async () => {
+  const d = tmpdir();
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  const db = path.join(d, 'blufio.db');
+  const sql = (q: string) => assert.is(spawnSync('sqlite3', [db, q], { stdio: 'ignore' }).status, 0);
+  sql('PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (0);');
+  const alive = path.join(set, aliveName('blufio', 1));
+  const sign = () => JSON.parse(fs.readFileSync(alive, 'utf8')) as { id: string; run: string; knew: string[]; runStarted: string };
+  const segmentsOn = (base: string) => fs.readdirSync(set).filter((f) => f.startsWith(`${base.replace(/\.db\.gz$/, '')}.seg`));
+  let row = 1;
+  const writeUntil = async (done: () => Promise<unknown>) => {
+    let over = false;
+    const p = done().finally(() => (over = true));
+    while (!over) {
+      sql(`INSERT INTO t VALUES (${row++});`);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    return p;
+  };
+
+  // The original. A younger copy's sign of life (it knew the original's run) appears: the
+  // original holds on and its new base, made at once, is a full backup (a differential would
+  // be made on the newest full, which may be the copy's: taken out when it stands down).
+  const orig = startReplicator(set, db, d);
+  await orig.until('"event":"shipped"');
+  const mine = sign();
+  const firstBase = JSON.parse(orig.err.split('\n').find((l) => l.includes('"event":"started"'))!).base as string;
+  const mark = orig.err.length;
+  fs.writeFileSync(alive, JSON.stringify({ id: mine.id, seen: new Date().toISOString(), run: '9999999999999999', runStarted: new Date().toISOString(), knew: [mine.run] }));
+  await writeUntil(() => orig.until('"event":"new-base"', mark));
+  const newBase = JSON.parse(orig.err.slice(mark).split('\n').find((l) => l.includes('"event":"new-base"'))!).base as string;
+  assert.match(newBase, /^blufio-\d{8}T\d{6}Z(-\d+)?\.db\.gz$/, 'a full backup');
+  assert.is.not(newBase, firstBase);
+  assert.is(sign().run, mine.run, 'the original said it is alive again');
+  const stop = orig.exit();
+  orig.kill();
+  await stop;
+
+  // The copy: its state directory knew run mine.run (as one copied while that run went on),
+  // whose sign of life then appears — the older run. Where a differential was made on the
+  // copy's base meanwhile, the base stays.
+  const state = path.join(d, '.local/state/blufio/replicate');
+  const sd = path.join(state, fs.readdirSync(state)[0]);
+  for (const withDiff of [true, false]) {
+    fs.rmSync(set, { recursive: true });
+    fs.mkdirSync(set);
+    fs.rmSync(path.join(sd, 'chain.json'));
+    const h = startReplicator(set, db, d);
+    await h.until('"event":"shipped"');
+    const base = (JSON.parse(h.err.split('\n').find((l) => l.includes('"event":"started"'))!) as { base: string }).base;
+    const copy = sign();
+    assert.ok(copy.knew.includes(mine.run), 'its state directory knew the older run');
+    if (withDiff) {
+      sql('INSERT INTO t VALUES (-1);');
+      const b = spawnSync(process.execPath, [CLI, 'backup', `${set}/`, '--db', db, '--json'], { env: { PATH: process.env.PATH ?? '', HOME: d }, encoding: 'utf8' });
+      assert.is(b.status, 0, b.stderr);
+      assert.match(JSON.parse(b.stdout).path, `.from-${base.replace(/^blufio-/, '').replace(/\.db\.gz$/, '')}.diff`);
+    }
+    fs.writeFileSync(alive, JSON.stringify({ id: copy.id, seen: new Date().toISOString(), run: mine.run, runStarted: '2026-01-01T00:00:00.000Z', knew: [] }));
+    const code = await writeUntil(() => h.exit());
+    assert.is(code, 3, h.err);
+    assert.match(h.err, 'a copy of this state directory runs elsewhere');
+    assert.equal(segmentsOn(base), [], 'its segments are taken out');
+    assert.is(fs.existsSync(path.join(set, base)), withDiff, withDiff ? 'a differential was made on it: kept' : 'taken out');
+    if (withDiff) {
+      // The set stays whole: the differential's base is there, no segment without its base.
+      const c = spawnSync(process.execPath, [CLI, 'check', `${set}/`], { env: { PATH: process.env.PATH ?? '', HOME: d }, encoding: 'utf8' });
+      assert.is(c.status, 0, c.stdout + c.stderr);
+    } else {
+      assert.equal(fs.readdirSync(set).filter((f) => !f.includes('.lease')), [], 'nothing of the copy is left');
+    }
+  }
+});
+
 test('a replicator id is made once per state directory and kept', () => {
   const d = tmpdir();
   const id = replicatorId(d);
