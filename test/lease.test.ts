@@ -418,7 +418,7 @@ function startReplicator(set: string, db: string, home: string) {
   };
 }
 
-test('a contest with a copy of the state directory, end to end: the original makes its next base a full backup at once; a copy that stands down takes out its segments, and its base only when no differential was made on it', async () => {
+test('a contest with a copy of the state directory, end to end: the original makes its next base a full backup at once and takes out the chains the copy said it started (a copy killed before it stood down); a copy that stands down takes out its segments, and its base only when no differential was made on it', async () => {
   const d = tmpdir();
   const set = path.join(d, 'set');
   fs.mkdirSync(set);
@@ -426,7 +426,7 @@ test('a contest with a copy of the state directory, end to end: the original mak
   const sql = (q: string) => assert.is(spawnSync('sqlite3', [db, q], { stdio: 'ignore' }).status, 0);
   sql('PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (0);');
   const alive = path.join(set, aliveName('blufio', 1));
-  const sign = () => JSON.parse(fs.readFileSync(alive, 'utf8')) as { id: string; run: string; knew: string[]; runStarted: string };
+  const sign = () => JSON.parse(fs.readFileSync(alive, 'utf8')) as { id: string; run: string; knew: string[]; runStarted: string; bases: string[] };
   const segmentsOn = (base: string) => fs.readdirSync(set).filter((f) => f.startsWith(`${base.replace(/\.db\.gz$/, '')}.seg`));
   let row = 1;
   const writeUntil = async (done: () => Promise<unknown>) => {
@@ -447,8 +447,19 @@ test('a contest with a copy of the state directory, end to end: the original mak
   const mine = sign();
   const firstBase = JSON.parse(orig.err.split('\n').find((l) => l.includes('"event":"started"'))!).base as string;
   const mark = orig.err.length;
-  fs.writeFileSync(alive, JSON.stringify({ id: mine.id, seen: new Date().toISOString(), run: '9999999999999999', runStarted: new Date().toISOString(), knew: [mine.run] }));
+  // The copy's chain, as it said it in its sign of life (killed before it could stand down):
+  // taken out by the original — never the original's own base, even when named there.
+  const t = firstBase.slice('blufio-'.length, 'blufio-'.length + 16);
+  const copyBase = `blufio-${t}-7.db.gz`;
+  const copySegment = `blufio-${t}-7.seg00000001.${t.slice(0, -1)}500Z-${t.slice(0, -1)}900Z.log.gz`;
+  for (const f of [copyBase, `${copyBase}.pages`, copySegment]) fs.writeFileSync(path.join(set, f), 'the copy\'s\n');
+  fs.writeFileSync(alive, JSON.stringify({ id: mine.id, seen: new Date().toISOString(), run: '9999999999999999', runStarted: new Date().toISOString(), knew: [mine.run], bases: [copyBase, firstBase] }));
   await writeUntil(() => orig.until('"event":"new-base"', mark));
+  await orig.until('"removed":["', mark);
+  for (const f of [copyBase, `${copyBase}.pages`, copySegment]) assert.not.ok(fs.existsSync(path.join(set, f)), `${f} is taken out`);
+  assert.ok(fs.existsSync(path.join(set, firstBase)), 'its own base stays');
+  assert.ok(fs.readdirSync(set).some((f) => f.startsWith(`${firstBase.replace(/\.db\.gz$/, '')}.seg`)), 'and its own chain');
+  assert.ok(sign().bases.includes(firstBase), 'its sign of life names its own chains');
   const newBase = JSON.parse(orig.err.slice(mark).split('\n').find((l) => l.includes('"event":"new-base"'))!).base as string;
   assert.match(newBase, /^blufio-\d{8}T\d{6}Z(-\d+)?\.db\.gz$/, 'a full backup');
   assert.is.not(newBase, firstBase);
@@ -488,7 +499,7 @@ test('a contest with a copy of the state directory, end to end: the original mak
       const c = spawnSync(process.execPath, [CLI, 'check', `${set}/`], { env: { PATH: process.env.PATH ?? '', HOME: d }, encoding: 'utf8' });
       assert.is(c.status, 0, c.stdout + c.stderr);
     } else {
-      assert.equal(fs.readdirSync(set).filter((f) => !f.includes('.lease')), [], 'nothing of the copy is left');
+      assert.equal(fs.readdirSync(set).filter((f) => !f.includes('.lease') && f !== 'blufio.series'), [], 'nothing of the copy is left');
     }
   }
 });

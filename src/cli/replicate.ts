@@ -118,6 +118,10 @@ function describe(e: Record<string, unknown> & { event: string }): string {
       return e.right === null
         ? `warning: this machine's clock stepped ${Math.round(Math.abs(Number(e.steppedMs)) / 1000)} s ${Number(e.steppedMs) > 0 ? 'ahead' : 'back'}: nothing more is shipped until the store's clock says it is right`
         : `The clock's step of ${Math.round(Math.abs(Number(e.steppedMs)) / 1000)} s is right by the store's clock: shipping on`;
+    case 'copy':
+      return (e.removed as string[]).length === 0
+        ? `warning: another run of this replicator's id (run ${e.run ?? 'unknown'}) shipped this set: a copy of this state directory runs elsewhere. This one holds on (it is the original); the copy stands down at its next look, and its chains are taken out of the set`
+        : `Took the copy's chains out of the set (run ${e.run ?? 'unknown'}): ${(e.removed as string[]).length} object(s), ${(e.removed as string[]).slice(0, 3).join(', ')}${(e.removed as string[]).length > 3 ? ', …' : ''}`;
     case 'stopped':
       return `Stopped: ${e.segments} segment(s) in the chain; the last commit shipped was seen at ${e.lastCommit ?? '(none this run)'}`;
     default:

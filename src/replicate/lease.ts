@@ -11,8 +11,9 @@
  *                                      store's own exclusive put): {"id", "started"}; or a
  *                                      fence {"id", "fence": c} (below).
  *   <stem>.lease<k>.alive              its holder's last sign of life, replaced hourly:
- *                                      {"id", "seen", "run", "runStarted", "knew"[, "ended": true]}
- *                                      (ended: stopped cleanly; run, knew: below).
+ *                                      {"id", "seen", "run", "runStarted", "knew", "bases"
+ *                                      [, "ended": true]} (ended: stopped cleanly; run, knew,
+ *                                      bases: below).
  *
  * A replicator's id is random, kept in its state directory (status.json shows it): the same
  * replicator started again (after a kill -9, a reboot) holds its lease on. A holder j is
@@ -35,7 +36,10 @@
  * and the state directory keeps the tokens it wrote: a live token it never wrote is a copy of the
  * state directory running elsewhere
  * (refused at start; met while running — at a look while shipping, or at the hourly sign of
- * life — the younger run stands down).
+ * life — the younger run stands down). Each run names in its sign of life the bases it started
+ * chains on ("bases"), before the first segment on each: the younger run takes its chains out
+ * of the set when it stands down, and the older one takes out those it was told of when it
+ * overrules the younger (which may have been killed before it could stand down).
  *
  * Costs: an hourly look and replace (24 GETs and 24 PUTs a day, idle or not) and, while
  * shipping, three GET-class requests every 10 s (25,920 a day, none of them a PUT or a LIST).
@@ -161,6 +165,16 @@ export class Lease {
   private lostToCopy = false;
   /** How often a younger run of the same id was found and overruled (the replicator then makes a new base). */
   contests = 0;
+  /** The bases this run started its chains on, newest first (said in its sign of life: announce()). */
+  private bases: string[] = [];
+  /**
+   * The bases a younger run of this id (a copy of the state directory) said it started chains
+   * on, when it was overruled: its chains are taken out of the set (takeOutBeaten()), since a
+   * copy killed before it stood down would leave them there for restores to find.
+   */
+  beaten: string[] = [];
+  /** The run token of the last younger run overruled (null: none). */
+  beatenRun: string | null = null;
 
   constructor(private store: Store, private stem: string, readonly id: string, readonly k: number, private scratch: string, readonly took: Took, readonly before: Holder | null, private started = new Date().toISOString(), readonly run: Run | null = null) {}
 
@@ -190,7 +204,7 @@ export class Lease {
   /** Says it is alive (replaces its sign of life); ended: stopped cleanly, free for the next one. */
   async renew(signal?: AbortSignal, ended = false): Promise<void> {
     const seen = new Date().toISOString();
-    await this.write(aliveName(this.stem, this.k), { id: this.id, seen, ...(this.run ? { run: this.run.token, runStarted: this.run.started, knew: this.run.known.slice(1) } : {}), ...(ended ? { ended: true } : {}) }, signal, true);
+    await this.write(aliveName(this.stem, this.k), { id: this.id, seen, ...(this.run ? { run: this.run.token, runStarted: this.run.started, knew: this.run.known.slice(1), bases: this.bases } : {}), ...(ended ? { ended: true } : {}) }, signal, true);
     this.renewedAt = performance.now();
   }
 
@@ -251,8 +265,25 @@ export class Lease {
       return { k: this.k, id: this.id, started: theirs || null, seen: null, ended: false, fence: false, run: sign.run, runStarted: theirs || null };
     }
     this.contests++;
+    this.beatenRun = sign.run;
+    // Its chains, as it said them (never one of this run's own).
+    if (Array.isArray(sign.bases)) for (const b of sign.bases) if (typeof b === 'string' && !this.bases.includes(b) && !this.beaten.includes(b)) this.beaten.push(b);
     await this.renew(signal);
     return null;
+  }
+
+  /**
+   * Says, before the first segment on it is shipped, that this run started a chain on `base`: a
+   * run that overrules this one (this is a copy of its state directory) then knows which chains
+   * to take out of the set, even when this one was killed before it could stand down.
+   */
+  async announce(base: string, signal?: AbortSignal): Promise<void> {
+    this.bases = [base, ...this.bases.filter((b) => b !== base)].slice(0, 4);
+    // Another run's sign of life there is settled first (replaced unseen, a contest would be
+    // played twice): an older one's makes this run the copy (lost: it stands down).
+    const by = await this.otherRun(signal);
+    if (by) this.lostTo = by;
+    else await this.renew(signal);
   }
 
   /**

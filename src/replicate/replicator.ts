@@ -35,7 +35,7 @@ import { canonicalSet, openStore } from '../storage/index.ts';
 import type { Store, StoredFile } from '../storage/store.ts';
 import { firstBytes, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { LiveReplica, type StepMeta, type Watch } from './live-replica.ts';
-import { Lease, newRun, replicatorId, takeLease } from './lease.ts';
+import { Lease, LEASE_RENEW_MS, newRun, replicatorId, takeLease } from './lease.ts';
 import { confirmStep, refuseClockBehind, refuseClockOff, WallWatch } from './clock.ts';
 import { batchEndingAt, compact, keepShipped, mergesAt, nameOf, writeMerged } from './compact.ts';
 import { applySegment, checksumOf, hex, replaySteps, segmentHead, StepWriter, type SegmentHeader } from './segment.ts';
@@ -82,6 +82,7 @@ export type ReplicateEvent =
   | { event: 'compacted'; segment: string; merged: number; bytes: number }
   | { event: 'new-base'; base: string }
   | { event: 'clock'; steppedMs: number; right: boolean | null }
+  | { event: 'copy'; run: string | null; removed: string[] }
   | { event: 'stopped'; segments: number; lastCommit: string | null };
 
 export interface ReplicateStatus {
@@ -258,7 +259,14 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     } catch (e) {
       if (!(e instanceof BlufioError) || e.code !== 'E_IO') throw e;
     }
-    if (!by) return;
+    // Said in its sign of life before anything is shipped on it: a run that overrules this one
+    // takes its chains out even if this one is killed before it stands down (lease.ts).
+    if (!by) {
+      await lease!.announce(base, AbortSignal.timeout(30_000));
+      // (Its look there may find that this run is the copy: then it stands down here.)
+      by = lease!.takenOverBy;
+      if (!by) return;
+    }
     // (A differential's full backup stays: it was there before, and may be anyone's base; and
     // so does this one if the new holder's differential was made on it meanwhile.)
     if (!basedOn(await store.list().catch(() => null), base)) {
@@ -451,6 +459,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let renewing: Promise<void> | null = null;
   let renewTried = -Infinity;
   let contestsSeen = 0;
+  /** When the chains of an overruled copy are taken out of the set (monotonic ms: now, then again after its looks). */
+  let takeOutsDue: number[] = [];
+  let takingOut: Promise<void> | null = null;
   /** The next base is a full backup (after a contest with a copy: see there). */
   let fullNext = false;
   // The wall clock as it was found right at start (against the store's), watched for steps.
@@ -465,6 +476,30 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let chainStart = clock();
   let nextBase: NextBase | null = null;
   const nextReplica = `${replicaPath}.next`;
+  /**
+   * Takes the chains of an overruled copy of this state directory out of the set (their
+   * segments; their bases too, but never one a differential was made on, nor this run's own):
+   * what was taken out.
+   */
+  async function takeOutBeaten(): Promise<string[]> {
+    const files = await bgStore.list();
+    const own = new Set([madeBase, meta?.base, meta ? parseName(meta.base)?.base : null, nextBase?.r?.path.slice(nextBase.r.path.lastIndexOf('/') + 1)]);
+    const removed: string[] = [];
+    for (const b of lease!.beaten) {
+      if (own.has(b)) continue;
+      for (const l of logsOf(files, stem).filter((x) => x.base === b)) {
+        await bgStore.remove(l.name);
+        removed.push(l.name);
+      }
+      if (files.some((f) => f.name === b) && !basedOn(files, b)) {
+        await bgStore.remove(b);
+        await bgStore.remove(`${b}.pages`).catch(() => {});
+        removed.push(b);
+      }
+    }
+    return removed;
+  }
+
   const work = makeWorkDir('replicate', opts.workDir);
   let statusAt = 0;
   const writeStatus = () => {
@@ -786,6 +821,20 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // A full one: the newest full backup in the set may be the copy's, which it takes out
         // when it stands down (an attack run's differential on it left the chain unrestorable).
         fullNext = true;
+        // Its chains out of the set (it stands down at its next look and takes them out itself,
+        // unless it was killed first): now, and again once its looks are surely over (a segment
+        // it still shipped meanwhile), and an hour later.
+        takeOutsDue = [now, now + 120_000, now + LEASE_RENEW_MS];
+        say({ event: 'copy', run: lease!.beatenRun, removed: [] });
+      }
+      if (!takingOut && !stopping && takeOutsDue.length > 0 && now >= takeOutsDue[0]) {
+        takeOutsDue.shift();
+        const removing = takeOutBeaten().then((removed) => {
+          if (removed.length > 0) say({ event: 'copy', run: lease!.beatenRun, removed });
+        }, () => {}).finally(() => {
+          takingOut = null;
+        });
+        takingOut = removing;
       }
       // The lease's hourly sign of life (a failed one is tried again a minute later).
       if (!renewing && !stopping && lease!.renewDue() && now - renewTried >= 60_000) {
