@@ -8,7 +8,7 @@
  *   --shaped-sizes 200M,2G  blufio-shaped databases (indexes, FTS5, a blob key; issue 12), default 200M
  *   --runs N          timed runs per command (after one warm-up), default 5
  *   --huge            also back up and restore a database larger than 4 GiB (correctness + time)
- *   --smoke           tiny and quick (CI): 8M, 2 runs; does not write docs/
+ *   --smoke           tiny and quick (CI): 8M, 1 run; does not write docs/
  *   --only <text>     only the groups whose title holds <text>; prints, does not write docs/
  *
  * Replication's goals (lag, RPO, requests a day, a big restore) are measured by
@@ -23,7 +23,7 @@ import { argv, CLI, flag, ROOT, startS3, value } from './bench-kit.ts';
 const args = argv;
 const smoke = flag('smoke');
 const sizes = (smoke ? '8M' : value('sizes', '100M,2G')).split(',').map(parseSize);
-const runs = Number(value('runs', smoke ? '2' : '5'));
+const runs = Number(value('runs', smoke ? '1' : '5'));
 const CACHE = path.join(os.tmpdir(), 'blufio-bench');
 const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'blufio-bench-run-'));
 fs.mkdirSync(CACHE, { recursive: true });
