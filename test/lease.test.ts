@@ -253,6 +253,50 @@ for (const [kind, fresh] of Object.entries(kinds)) {
   });
 }
 
+test('a sign of life is evidence of another run only as runs write it; an overruled copy\'s chains are taken out only when what the state directories knew decided, and only backups of the series made since this run started, never its own', async () => {
+  const store = openStore(`${tmpdir()}/`);
+  const started = new Date().toISOString();
+  const me = { token: '1111111111111111', started, known: ['1111111111111111'] };
+  const orig = await takeLease(store, await store.list(), 'blufio', A, scratch(), { run: me });
+  const t = (ms: number) => new Date(Date.parse(started) + ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  const mine = `blufio-${t(2000)}.db.gz`;
+  await orig.announce(mine);
+  const alive = aliveName('blufio', 1);
+  // Hand-edited or cut short (no start, knew not a list, a token not a run's): no contest, held.
+  for (const junk of [
+    { id: A, run: 'dddddddddddddddd', runStarted: null, knew: 'x', bases: null },
+    { id: A, run: 'gggg', runStarted: '0000', knew: [] },
+    { id: A, run: 'dddddddddddddddd', knew: [] },
+    { id: A, run: 'dddddddddddddddd', runStarted: '2026-01-01T00:00:00.000Z', knew: [1] },
+  ]) {
+    await write(store, alive, JSON.stringify(junk));
+    assert.is(await orig.takenOver(true), null, JSON.stringify(junk));
+    assert.equal([orig.lost, orig.contests], [false, 0]);
+  }
+  // A younger copy (it knew this run) names its chains, and junk beside them: only its own
+  // backups of the series since this run started are taken out.
+  const copyBase = `blufio-${t(4000)}.db.gz`;
+  const bases = [copyBase, mine, `blufio-${t(-3_600_000)}.db.gz`, 'blufio.series', leaseName('blufio', 1), `other-${t(4000)}.db.gz`, `${copyBase}.pages`];
+  await write(store, alive, JSON.stringify({ id: A, seen: started, run: '2222222222222222', runStarted: started, knew: [me.token], bases }));
+  assert.is(await orig.takenOver(true), null, 'the original holds on');
+  assert.is(orig.contests, 1);
+  assert.equal(orig.beaten, [copyBase]);
+  // Neither knew the other (copied before both started): the earlier start holds on — a guess,
+  // so the later one stands down without taking its chain out, and the earlier takes nothing.
+  await write(store, alive, JSON.stringify({ id: A, seen: started, run: '3333333333333333', runStarted: new Date(Date.parse(started) + 60_000).toISOString(), knew: [], bases: [`blufio-${t(6000)}.db.gz`] }));
+  assert.is(await orig.takenOver(true), null);
+  assert.is(orig.contests, 2);
+  assert.equal(orig.beaten, [copyBase], 'nothing more to take out');
+  const later = await takeLease(store, await store.list(), 'blufio', A, scratch(), { run: { token: '4444444444444444', started: new Date(Date.parse(started) + 60_000).toISOString(), known: ['4444444444444444'] } }).catch(() => null);
+  assert.is(later, null, 'refused at start: a live run its state directory never made');
+  const earlier = { token: '5555555555555555', started: new Date(Date.parse(started) - 60_000).toISOString(), known: ['5555555555555555'] };
+  await write(store, alive, JSON.stringify({ id: A, seen: started, run: earlier.token, runStarted: earlier.started, knew: [] }));
+  assert.ok(await orig.takenOver(true), 'the earlier start holds on');
+  assert.ok(orig.lostToACopy);
+  assert.not.ok(orig.surelyTheCopy, 'told by the clocks: it takes nothing out');
+  assert.match(orig.standDown(orig.takenOverBy!, null).message, 'left what it shipped in the set');
+});
+
 test('a store that never answers the holder\'s look does not hold it: given up on with its signal (E_IO), and looked at again next time', async () => {
   const store = openStore(`${tmpdir()}/`);
   const l = await takeLease(store, [], 'blufio', A, scratch());

@@ -49,6 +49,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BlufioError } from '../errors.ts';
+import { parseName } from '../sets/names.ts';
 import type { Store, StoredFile } from '../storage/store.ts';
 
 /** A sign of life this often. */
@@ -61,6 +62,8 @@ export const LEASE_CHECK_MS = 10_000;
 const pad = (k: number) => String(k).padStart(8, '0');
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const ID_RE = /^[0-9a-f]{16}$/;
+/** A run's token (newRun()). */
+const TOKEN_RE = /^[0-9a-f]{16}$/;
 
 export const leaseName = (stem: string, k: number) => `${stem}.lease${pad(k)}`;
 export const aliveName = (stem: string, k: number) => `${leaseName(stem, k)}.alive`;
@@ -175,6 +178,10 @@ export class Lease {
   beaten: string[] = [];
   /** The run token of the last younger run overruled (null: none). */
   beatenRun: string | null = null;
+  /** Every base this run started a chain on. */
+  private made = new Set<string>();
+  /** The last contest was decided by what the state directories knew (not by the clocks: a guess). */
+  private lineage = false;
 
   constructor(private store: Store, private stem: string, readonly id: string, readonly k: number, private scratch: string, readonly took: Took, readonly before: Holder | null, private started = new Date().toISOString(), readonly run: Run | null = null) {}
 
@@ -250,24 +257,39 @@ export class Lease {
     if (!this.run) return null;
     const sign = await bounded(readJson(this.store, aliveName(this.stem, this.k)), signal, this.store.where(''));
     this.requests += 1;
-    if (!sign || sign.id !== this.id || typeof sign.run !== 'string' || sign.run === this.run.token || sign.ended === true) return null;
-    const theirs = typeof sign.runStarted === 'string' ? sign.runStarted : '';
+    if (!sign || sign.id !== this.id || sign.ended === true) return null;
+    // Only a run's sign of life as runs write it counts: anything else (hand-edited, cut short)
+    // is no evidence of another run, and is replaced by the next sign of life (an attack run's
+    // sign without a start made the holder stand down and take its own chain out).
+    const theirs = typeof sign.runStarted === 'string' && !Number.isNaN(Date.parse(sign.runStarted)) ? sign.runStarted : null;
+    const knew = Array.isArray(sign.knew) && sign.knew.every((t) => typeof t === 'string') ? (sign.knew as string[]) : null;
+    if (typeof sign.run !== 'string' || !TOKEN_RE.test(sign.run) || sign.run === this.run.token || theirs === null || knew === null) return null;
     // Which is the copy, by what each state directory knew (never by the clocks: an attack run's
     // copy, started later with its clock 4 s slow, made the original stand down): a state
     // directory copied while a run went on knows that run's token, and the original never knew
     // the copy's. Only when neither knew the other (copied before both started) the earlier
-    // start, then the smaller token.
-    const theyKnew = Array.isArray(sign.knew) && sign.knew.includes(this.run.token);
+    // start, then the smaller token — a guess, so then neither side takes anything out of the set.
+    const theyKnew = knew.includes(this.run.token);
     const iKnew = this.run.known.includes(sign.run);
-    const older = iKnew !== theyKnew ? iKnew : theirs < this.run.started || (theirs === this.run.started && sign.run < this.run.token);
+    this.lineage = iKnew !== theyKnew;
+    const older = this.lineage ? iKnew : theirs < this.run.started || (theirs === this.run.started && sign.run < this.run.token);
     if (older) {
       this.lostToCopy = true;
-      return { k: this.k, id: this.id, started: theirs || null, seen: null, ended: false, fence: false, run: sign.run, runStarted: theirs || null };
+      return { k: this.k, id: this.id, started: theirs, seen: null, ended: false, fence: false, run: sign.run, runStarted: theirs };
     }
     this.contests++;
     this.beatenRun = sign.run;
-    // Its chains, as it said them (never one of this run's own).
-    if (Array.isArray(sign.bases)) for (const b of sign.bases) if (typeof b === 'string' && !this.bases.includes(b) && !this.beaten.includes(b)) this.beaten.push(b);
+    // Its chains, as it said them (a run names its last 4), when what the state directories knew
+    // decided: only backups of this series named since this run started (the copy knew this run,
+    // so it started after it), never one of this run's own.
+    if (this.lineage && Array.isArray(sign.bases)) {
+      const since = Date.parse(this.run.started) - 5_000;
+      for (const b of sign.bases.slice(0, 4)) {
+        if (typeof b !== 'string' || this.made.has(b) || this.beaten.includes(b)) continue;
+        const p = parseName(b);
+        if (p && !p.pages && p.stem === this.stem && p.time.getTime() >= since) this.beaten.push(b);
+      }
+    }
     await this.renew(signal);
     return null;
   }
@@ -279,6 +301,7 @@ export class Lease {
    */
   async announce(base: string, signal?: AbortSignal): Promise<void> {
     this.bases = [base, ...this.bases.filter((b) => b !== base)].slice(0, 4);
+    this.made.add(base);
     // Another run's sign of life there is settled first (replaced unseen, a contest would be
     // played twice): an older one's makes this run the copy (lost: it stands down).
     const by = await this.otherRun(signal);
@@ -304,11 +327,16 @@ export class Lease {
     return this.lostToCopy;
   }
 
+  /** Lost to an older run by what the state directories knew: this one is surely the copy, and takes its chains out. */
+  get surelyTheCopy(): boolean {
+    return this.lostToCopy && this.lineage;
+  }
+
   /** The error a holder that was taken over stands down with. */
   standDown(by: Holder, lastShipped: string | null): BlufioError {
     if (this.lostToCopy) {
       return new BlufioError('E_IN_USE',
-        `another run of this replicator's id (${this.id}, run ${by.run}, started ${by.runStarted ?? 'earlier'}) ships ${this.store.where('')} (${this.stem}): a copy of this state directory runs elsewhere; this one stood down and took its own new base out of the set`,
+        `another run of this replicator's id (${this.id}, run ${by.run}, started ${by.runStarted ?? 'earlier'}) ships ${this.store.where('')} (${this.stem}): a copy of this state directory runs elsewhere; this one stood down and ${this.lineage ? 'took its own new chain out of the set' : 'left what it shipped in the set (which of the two is the copy was told by when each started: neither state directory knew the other)'}`,
         'on the copy, remove the file id in its state directory (it then has an id of its own, and is refused while the original runs); or give it its own set');
     }
     return new BlufioError('E_IN_USE',

@@ -231,7 +231,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const held = lease as Lease | null; // set inside run()
     if (held && !held.lost) await held.renew(AbortSignal.timeout(10_000), true).catch(() => {});
     const mine = madeBase as string | null;
-    if (held?.lostToACopy && mine) {
+    if (held?.surelyTheCopy && mine) {
       // Its chain's segments (without their base they restore nothing, and `check` would fail
       // the set for them: an attack run), then its base — unless another's differential was
       // made on it meanwhile (taken out, that one's chain would not restore).
@@ -483,6 +483,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
    */
   async function takeOutBeaten(): Promise<string[]> {
     const files = await bgStore.list();
+    // (lease.ts names only backups of this series made since this run started, none of its own.)
     const own = new Set([madeBase, meta?.base, meta ? parseName(meta.base)?.base : null, nextBase?.r?.path.slice(nextBase.r.path.lastIndexOf('/') + 1)]);
     const removed: string[] = [];
     for (const b of lease!.beaten) {
