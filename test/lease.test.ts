@@ -12,7 +12,9 @@ import { aliveName, LEASE_LAPSE_MS, leaseName, newestLease, readHolder, replicat
 import { openStore, type Store } from '../src/storage/index.ts';
 import { refuseClockBehind, refuseClockOff } from '../src/replicate/clock.ts';
 import { spawn, spawnSync } from 'node:child_process';
-import { CLI, cleanup, faketime, rejects, s3Env, skip, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+import { CLI, cleanup, faketime, makeSampleDb, rejects, s3Env, skip, startS3Server, tmpdir, type S3Server } from './helpers.ts';
+import { backupToSet } from '../src/sets/index.ts';
+import { BlufioError } from '../src/errors.ts';
 
 const test = suite('lease');
 test.after(cleanup);
@@ -261,6 +263,9 @@ test('a sign of life is evidence of another run only as runs write it; an overru
   const t = (ms: number) => new Date(Date.parse(started) + ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
   const mine = `blufio-${t(2000)}.db.gz`;
   await orig.announce(mine);
+  // In the set when it started (a chain resumed from its own last run, restarted within seconds).
+  const resumed = `blufio-${t(-1000)}.db.gz`;
+  orig.keep([resumed]);
   const alive = aliveName('blufio', 1);
   // Hand-edited or cut short (no start, knew not a list, a token not a run's): no contest, held.
   for (const junk of [
@@ -276,16 +281,20 @@ test('a sign of life is evidence of another run only as runs write it; an overru
   // A younger copy (it knew this run) names its chains, and junk beside them: only its own
   // backups of the series since this run started are taken out.
   const copyBase = `blufio-${t(4000)}.db.gz`;
-  const bases = [copyBase, mine, `blufio-${t(-3_600_000)}.db.gz`, 'blufio.series', leaseName('blufio', 1), `other-${t(4000)}.db.gz`, `${copyBase}.pages`];
-  await write(store, alive, JSON.stringify({ id: A, seen: started, run: '2222222222222222', runStarted: started, knew: [me.token], bases }));
+  // (A run names its last 4: the first 4 are read.)
+  await write(store, alive, JSON.stringify({ id: A, seen: started, run: '2222222222222222', runStarted: started, knew: [me.token], bases: ['blufio.series', leaseName('blufio', 1), `other-${t(4000)}.db.gz`, `${copyBase}.pages`, copyBase] }));
   assert.is(await orig.takenOver(true), null, 'the original holds on');
   assert.is(orig.contests, 1);
+  assert.equal(orig.beaten, []);
+  await write(store, alive, JSON.stringify({ id: A, seen: started, run: '2222222222222223', runStarted: started, knew: [me.token], bases: [mine, resumed, `blufio-${t(-3_600_000)}.db.gz`, copyBase] }));
+  assert.is(await orig.takenOver(true), null);
+  assert.is(orig.contests, 2);
   assert.equal(orig.beaten, [copyBase]);
   // Neither knew the other (copied before both started): the earlier start holds on — a guess,
   // so the later one stands down without taking its chain out, and the earlier takes nothing.
   await write(store, alive, JSON.stringify({ id: A, seen: started, run: '3333333333333333', runStarted: new Date(Date.parse(started) + 60_000).toISOString(), knew: [], bases: [`blufio-${t(6000)}.db.gz`] }));
   assert.is(await orig.takenOver(true), null);
-  assert.is(orig.contests, 2);
+  assert.is(orig.contests, 3);
   assert.equal(orig.beaten, [copyBase], 'nothing more to take out');
   const later = await takeLease(store, await store.list(), 'blufio', A, scratch(), { run: { token: '4444444444444444', started: new Date(Date.parse(started) + 60_000).toISOString(), known: ['4444444444444444'] } }).catch(() => null);
   assert.is(later, null, 'refused at start: a live run its state directory never made');
@@ -295,6 +304,19 @@ test('a sign of life is evidence of another run only as runs write it; an overru
   assert.ok(orig.lostToACopy);
   assert.not.ok(orig.surelyTheCopy, 'told by the clocks: it takes nothing out');
   assert.match(orig.standDown(orig.takenOverBy!, null).message, 'left what it shipped in the set');
+});
+
+test('a new base is named in the lease before it is put (a copy killed between its put and naming it left a base no one knew of): a set backup tells each name first, and a refusal there puts nothing', async () => {
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { wal: true, rows: 50 });
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  const told: Array<[string, boolean, boolean]> = [];
+  const r = await backupToSet(db, `${set}/`, { naming: async (n, mine) => void told.push([n, mine, fs.existsSync(path.join(set, n))]) });
+  assert.equal(told, [[path.basename(r.path), true, false]], 'told before it was there');
+  await rejects(backupToSet(db, `${set}/`, { naming: async () => { throw new BlufioError('E_IN_USE', 'stood down'); } }), 'E_IN_USE');
+  assert.equal(fs.readdirSync(set).filter((f) => f.endsWith('.gz')), [path.basename(r.path)], 'nothing put after a refusal');
 });
 
 test('a store that never answers the holder\'s look does not hold it: given up on with its signal (E_IO), and looked at again next time', async () => {

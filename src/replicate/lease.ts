@@ -178,7 +178,7 @@ export class Lease {
   beaten: string[] = [];
   /** The run token of the last younger run overruled (null: none). */
   beatenRun: string | null = null;
-  /** Every base this run started a chain on. */
+  /** Never taken out: every base this run started a chain on, and every backup in the set when it started. */
   private made = new Set<string>();
   /** The last contest was decided by what the state directories knew (not by the clocks: a guess). */
   private lineage = false;
@@ -307,6 +307,30 @@ export class Lease {
     const by = await this.otherRun(signal);
     if (by) this.lostTo = by;
     else await this.renew(signal);
+  }
+
+  /**
+   * Names never to take out as a copy's: what was in the set when this run started (a copy knew
+   * this run, so its bases came later; an attack run's forged sign named the chain this run had
+   * resumed from its own last run, and it was taken out).
+   */
+  keep(names: Iterable<string>): void {
+    for (const n of names) this.made.add(n);
+  }
+
+  /**
+   * A new base's name, before it is put (`mine`), or after it turned out to be another's: named
+   * in the sign of life first, so that a run killed between the put and its first segment leaves
+   * no base no one knows of. Found to be the copy meanwhile: stood down (E_IN_USE), nothing put.
+   */
+  async naming(base: string, mine: boolean, signal?: AbortSignal): Promise<void> {
+    if (!mine) {
+      this.bases = this.bases.filter((b) => b !== base);
+      this.made.delete(base);
+      return;
+    }
+    await this.announce(base, signal);
+    if (this.lostTo) throw this.standDown(this.lostTo, null);
   }
 
   /**

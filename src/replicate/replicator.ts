@@ -276,6 +276,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     throw lease!.standDown(by, null);
   }
 
+  /** A new base's name, said in the lease's sign of life before it is put (lease.ts naming()). */
+  function naming(name: string, mine: boolean): Promise<void> {
+    return lease!.naming(name, mine, AbortSignal.timeout(30_000));
+  }
+
   async function run(): Promise<ReplicateStatus> {
   // Resume the chain, or start one on a new base. A set that cannot be reached yet (the
   // endpoint down at boot) is waited for, said, with backoff: a service that exited at once
@@ -295,6 +300,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       refuseClockBehind(files, stem, store.where(''), await refuseClockOff(bounded));
       // One replicator per series of the set, across machines (lease.ts).
       lease = (await takeLease(bounded, files, stem, myId, path.join(dir, 'lease.tmp'), { takeOver: opts.takeOver, run: myRun })).on(store);
+      lease.keep(files.map((f) => f.name));
       break;
     } catch (e) {
       if (opts.signal?.aborted) throw new BlufioError('E_ABORTED', `stopped while waiting for ${store.where('')} to answer (nothing was shipped)`);
@@ -364,7 +370,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     for (let wait = 1000; ; wait = Math.min(30_000, wait * 2)) {
       try {
         // --take-over adopts the series too (the database moved to a new place on a new machine).
-        r = await whileLooking(w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, keepCopyAt: replicaPath } as BackupOptions));
+        r = await whileLooking(w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, keepCopyAt: replicaPath, naming } as BackupOptions));
         break;
       } catch (e) {
         // The database kept changing under every copy (a big one whose WAL is truncated after
@@ -859,7 +865,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           if (by) throw lease!.standDown(by, status.lastShipped);
           const full = fullNext;
           fullNext = false;
-          return whileLooking(nb.w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica, ...(full ? { full: true } : {}) } as BackupOptions));
+          return whileLooking(nb.w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica, naming, ...(full ? { full: true } : {}) } as BackupOptions));
         }).then(async (r) => {
           await leaseHeld(r.path.slice(r.path.lastIndexOf('/') + 1));
           nb.r = r;

@@ -18,6 +18,13 @@ import { decodePages, encodePages, hashCacheDir, hashPages, recipientsKey, type 
 export interface SetBackupOptions extends BackupOptions {
   /** Write a full backup even when a differential could be made. */
   full?: boolean;
+  /**
+   * Told each name before it is put (`mine` true), and again (false) when the name turned out to
+   * be another's (`blufio replicate` names its new base in the lease first). A rejection stops
+   * the backup before anything is put.
+   * @internal
+   */
+  naming?: (name: string, mine: boolean) => Promise<void>;
   /** Write an unencrypted backup into a set whose newest backup is encrypted (never implied by force). */
   unencrypted?: boolean;
   /** A new full backup when the newest full one is older than this (default 7 days). */
@@ -166,8 +173,10 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     const publishAs = async (k: 'full' | 'diff', f: string) => {
       for (let seq = firstSeq; ; seq++) {
         const n = nameFor(stem, taken, seq, k, layers, k === 'diff' ? decision.base!.entry : undefined);
+        await opts.naming?.(n, true);
         const r = await store.put(n, packedBody(f, layers, recipients, opts.signal), opts);
         if (r.published) return { name: n, bytes: r.bytes };
+        await opts.naming?.(n, false);
         if (seq >= firstSeq + 99) throw new BlufioError('E_DEST_EXISTS', `${store.where(n)} and 99 others of the same second exist`, 'try again in a second');
       }
     };
