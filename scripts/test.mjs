@@ -18,8 +18,8 @@ import * as fs from 'node:fs';
 
 /** Suites that race a writer, a signal or a clock: never beside another suite (cli: Deno's SIGXFSZ under ulimit -f was killed once beside a shard). */
 const TIMED = new Set(['torture', 'live', 'restore-race', 'replicate', 'interrupt', 'habits', 'browser', 'lease', 'cli']);
-/** Rough seconds per suite (the queue's order: heaviest first; a suite not named counts 10). */
-const WEIGHT = { 'set-health': 180, sets: 110, storage: 20, s3: 90, backup: 60, restore: 60, cli: 60, verify: 40, json: 30, workdir: 30, worker: 20, snapshot: 30, guards: 30 };
+/** Seconds per suite under npm test on 2026-12-07 (the queue's order: heaviest first; a suite not named counts 3). */
+const WEIGHT = { sets: 81, s3: 77, age: 66, 'set-health': 52, restore: 38, stream: 33, storage: 31, workdir: 19, args: 13, json: 10, worker: 10, verify: 8, gzip: 8, backup: 6, 'age-vectors': 5 };
 
 const pattern = new RegExp(process.argv[2] ?? '\\.test\\.ts$');
 const files = fs.readdirSync('test').filter((f) => f.endsWith('.test.ts') && pattern.test(f)).sort();
@@ -35,7 +35,7 @@ if (shards <= 1 || files.length <= 1) {
   // A queue, heaviest first: each shard runs one suite at a time and takes the next when it is
   // done, so a wrong weight costs little (fixed halves made from the weights ran 105 s and 244 s
   // on 2026-12-07). A process per suite costs ~1 s.
-  const queue = [...free].sort((a, b) => (WEIGHT[name(b)] ?? 10) - (WEIGHT[name(a)] ?? 10));
+  const queue = [...free].sort((a, b) => (WEIGHT[name(b)] ?? 3) - (WEIGHT[name(a)] ?? 3));
   const shard = async () => {
     const out = [];
     for (let f = queue.shift(); f; f = queue.shift()) out.push(await run([f], false));
