@@ -386,6 +386,28 @@ test('blufio replicate with a clock 10 minutes ahead of the S3 server\'s (faketi
 // of the wall clock while the replicator runs, as NTP or an operator makes it.
 const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1'].find((f) => fs.existsSync(f));
 
+test('blufio backup into an S3 set from a machine 10 minutes ahead or behind (faketime): named by the store\'s clock, said, exit 0', async () => {
+  if (!faketime()) return skip('faketime is not installed (apt-get install faketime)');
+  server ??= await startS3Server();
+  const bucket = `lease${++buckets}`;
+  fs.mkdirSync(path.join(server.dir, bucket));
+  const db = path.join(tmpdir(), 'blufio.db');
+  assert.is(spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);'], { stdio: 'ignore' }).status, 0);
+  const home = tmpdir();
+  for (const [skew, said] of [['+10m', 'ahead of'], ['-10m', 'behind']]) {
+    const before = Date.now();
+    const r = spawnSync('faketime', ['-f', skew, process.execPath, CLI, 'backup', `s3://${bucket}/p/`, '--db', db, '--unencrypted', '--full'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: home, ...s3Env(server) } });
+    const after = Date.now();
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`warning: this machine's clock is (59\\d|60\\d) s ${said} s3://${bucket}/p/'s .*this backup is named by the store's clock`));
+    const names = (await openStore(`s3://${bucket}/p/`, { env: s3Env(server) }).list()).map((f) => f.name).filter((n) => n.endsWith('.db.gz'));
+    const m = /-(\d{8}T\d{6})Z(?:-\d+)?\.db\.gz$/.exec(names.sort().at(-1)!)!;
+    const at = Date.parse(`${m[1].slice(0, 4)}-${m[1].slice(4, 6)}-${m[1].slice(6, 8)}T${m[1].slice(9, 11)}:${m[1].slice(11, 13)}:${m[1].slice(13, 15)}Z`);
+    // Never before the state (the store's time is to the second), a few seconds after it at most.
+    assert.ok(at >= before - 1000 && at <= after + 4000, `${names.join(', ')}: named ${new Date(at).toISOString()}, taken between ${new Date(before).toISOString()} and ${new Date(after).toISOString()}`);
+  }
+});
+
 test('a wall clock stepped 10 minutes ahead while replicating: nothing stamped by it is shipped, and the replicator stops with exit 2 saying so', async () => {
   if (!LIBFAKETIME) return skip('libfaketime is not installed (apt-get install faketime)');
   const d = tmpdir();

@@ -16,7 +16,7 @@
 import { BlufioError } from '../errors.ts';
 import { logsOf } from '../sets/logs.ts';
 import { parseName } from '../sets/names.ts';
-import type { Store, StoredFile } from '../storage/store.ts';
+import { clockOffset, type Store, type StoredFile } from '../storage/store.ts';
 import { bounded } from './lease.ts';
 
 /**
@@ -38,17 +38,12 @@ export const SET_AHEAD_SLACK_MS = 2 * CLOCK_SLACK_MS + 1_000;
  * Whether the store's clock was read (a store that shows none cannot be checked against).
  */
 export async function refuseClockOff(store: Store, now: () => number = Date.now): Promise<boolean> {
-  const t0 = now();
-  const theirs = await store.clock();
-  const t1 = now();
-  if (theirs === null) return false;
+  const off = await clockOffset(store, now, CLOCK_SLACK_MS);
+  if (off === null) return false;
   // An answer slower than the slack says nothing about the clock (it may have stepped meanwhile:
   // an attack run's paused store answered after 42 s, and a right clock was called 279 s ahead).
-  if (t1 - t0 > CLOCK_SLACK_MS) throw new BlufioError('E_IO', `${store.where('')} took ${Math.round((t1 - t0) / 1000)} s to tell its time: too long to check this machine's clock against`, 'it is tried again');
-  // The store's time is to the second at worst (truncated), read between t0 and t1: the true
-  // difference (this machine's minus the store's) lies in [t0 - theirs - 1000, t1 - theirs].
-  const ahead = t0 - (theirs + 1000);
-  const behind = theirs - t1;
+  if ('slow' in off) throw new BlufioError('E_IO', `${store.where('')} took ${Math.round(off.slow / 1000)} s to tell its time: too long to check this machine's clock against`, 'it is tried again');
+  const { ahead, behind, t0, t1, theirs } = off;
   // Said as the middle of what it can be (the bound decides: "5 s ahead" read oddly past 5 s).
   const by = Math.round(Math.abs((t0 + t1) / 2 - (theirs + 500)) / 1000);
   const fix = 'set this machine\'s clock right (timedatectl set-ntp true, or chronyd), then start blufio replicate again; if the store\'s clock is the wrong one, have it set right';

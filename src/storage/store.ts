@@ -102,3 +102,20 @@ export interface StoreOptions {
   signal?: AbortSignal;
   retries?: number;
 }
+
+/**
+ * How far this machine's clock is from `store`'s, read now: the least it can be ahead and the
+ * least it can be behind (ms; at most one of them is above zero by more than the store's
+ * rounding), or null when the store shows no clock. The store's time is to the second at worst
+ * (truncated), read between t0 and t1: this machine's minus the store's lies in
+ * [t0 - theirs - 1000, t1 - theirs]. `slowMs`: an answer slower than this says nothing about the
+ * clock (it may have stepped meanwhile) — null too, with `slow` set.
+ */
+export async function clockOffset(store: Store, now: () => number = Date.now, slowMs = 5_000): Promise<{ ahead: number; behind: number; t0: number; t1: number; theirs: number } | { slow: number } | null> {
+  const t0 = now();
+  const theirs = await store.clock();
+  const t1 = now();
+  if (theirs === null) return null;
+  if (t1 - t0 > slowMs) return { slow: t1 - t0 };
+  return { ahead: t0 - (theirs + 1000), behind: theirs - t1, t0, t1, theirs };
+}
