@@ -363,23 +363,28 @@ test('the clock before the lease (clock.ts): a machine\'s clock more than 5 s of
   refuseClockBehind(files, 'other', 'set', true, t - 60_000);
 });
 
-test('blufio replicate with a clock 10 minutes ahead of the S3 server\'s (faketime): refused, exit 2, nothing written to the bucket', async () => {
-  if (!faketime()) return skip('faketime is not installed (apt-get install faketime)');
+/** A new bucket on the S3 test server, a WAL database and a home for a CLI run. */
+async function s3Sample(): Promise<{ bucket: string; db: string; home: string; env: Record<string, string> }> {
   server ??= await startS3Server();
   const bucket = `lease${++buckets}`;
   fs.mkdirSync(path.join(server.dir, bucket));
   const db = path.join(tmpdir(), 'blufio.db');
   assert.is(spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);'], { stdio: 'ignore' }).status, 0);
-  const home = tmpdir();
-  const r = spawnSync('faketime', ['-f', '+10m', process.execPath, CLI, 'replicate', `s3://${bucket}/p/`, '--db', db, '--unencrypted'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: home, ...s3Env(server) } });
+  return { bucket, db, home: tmpdir(), env: s3Env(server) };
+}
+
+test('blufio replicate with a clock 10 minutes ahead of the S3 server\'s (faketime): refused, exit 2, nothing written to the bucket', async () => {
+  if (!faketime()) return skip('faketime is not installed (apt-get install faketime)');
+  const { bucket, db, home, env } = await s3Sample();
+  const r = spawnSync('faketime', ['-f', '+10m', process.execPath, CLI, 'replicate', `s3://${bucket}/p/`, '--db', db, '--unencrypted'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: home, ...env } });
   assert.is(r.status, 2, r.stderr);
   assert.match(r.stderr, new RegExp(`^error: this machine's clock is (599|600|601) s ahead of s3://${bucket}/p/'s \\(`));
   // Past S3's own 15 minutes the server refuses every request: said at once, exit 2, not
   // "shipping failed" tried again for ever (an attack run).
-  const far = spawnSync('faketime', ['-f', '+20m', process.execPath, CLI, 'replicate', `s3://${bucket}/p/`, '--db', db, '--unencrypted'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: home, ...s3Env(server) } });
+  const far = spawnSync('faketime', ['-f', '+20m', process.execPath, CLI, 'replicate', `s3://${bucket}/p/`, '--db', db, '--unencrypted'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: home, ...env } });
   assert.is(far.status, 2, far.stderr);
   assert.match(far.stderr, /^error: the S3 server refused the request because this machine's clock and the server's differ by 1[12]\d\d s \(this machine is ahead\)/);
-  assert.equal(await openStore(`s3://${bucket}/p/`, { env: s3Env(server) }).list(), []);
+  assert.equal(await openStore(`s3://${bucket}/p/`, { env: env }).list(), []);
 });
 
 // libfaketime's clock read from a file at each call (the monotonic clock left alone): a step
@@ -388,19 +393,14 @@ const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/us
 
 test('blufio backup into an S3 set from a machine 10 minutes ahead or behind (faketime): named by the store\'s clock, said, exit 0', async () => {
   if (!faketime()) return skip('faketime is not installed (apt-get install faketime)');
-  server ??= await startS3Server();
-  const bucket = `lease${++buckets}`;
-  fs.mkdirSync(path.join(server.dir, bucket));
-  const db = path.join(tmpdir(), 'blufio.db');
-  assert.is(spawnSync('sqlite3', [db, 'PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);'], { stdio: 'ignore' }).status, 0);
-  const home = tmpdir();
+  const { bucket, db, home, env } = await s3Sample();
   for (const [skew, said] of [['+10m', 'ahead of'], ['-10m', 'behind']]) {
     const before = Date.now();
-    const r = spawnSync('faketime', ['-f', skew, process.execPath, CLI, 'backup', `s3://${bucket}/p/`, '--db', db, '--unencrypted', '--full'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: home, ...s3Env(server) } });
+    const r = spawnSync('faketime', ['-f', skew, process.execPath, CLI, 'backup', `s3://${bucket}/p/`, '--db', db, '--unencrypted', '--full'], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: home, ...env } });
     const after = Date.now();
     assert.is(r.status, 0, r.stderr);
     assert.match(r.stderr, new RegExp(`warning: this machine's clock is (59\\d|60\\d) s ${said} s3://${bucket}/p/'s .*this backup is named by the store's clock`));
-    const names = (await openStore(`s3://${bucket}/p/`, { env: s3Env(server) }).list()).map((f) => f.name).filter((n) => n.endsWith('.db.gz'));
+    const names = (await openStore(`s3://${bucket}/p/`, { env: env }).list()).map((f) => f.name).filter((n) => n.endsWith('.db.gz'));
     const m = /-(\d{8}T\d{6})Z(?:-\d+)?\.db\.gz$/.exec(names.sort().at(-1)!)!;
     const at = Date.parse(`${m[1].slice(0, 4)}-${m[1].slice(4, 6)}-${m[1].slice(6, 8)}T${m[1].slice(9, 11)}:${m[1].slice(11, 13)}:${m[1].slice(13, 15)}Z`);
     // Never before the state (the store's time is to the second), a few seconds after it at most.
