@@ -21,6 +21,20 @@ export function tempPathBeside(target: string): string {
  * other names would otherwise pile up forever. Each directory is read once.
  */
 export function removeStaleTemps(...targets: string[]): void {
+  removeTemps(targets, 0);
+}
+
+/**
+ * The same, in a folder other machines may write too (a backup set on a network share, or seen
+ * from another process-id namespace): a pid that is not alive here may be alive there, so a
+ * temporary file is removed only when it was also not written for `quietMs` (an attack run's
+ * copy in a namespace of its own removed the original's segment on its way).
+ */
+export function removeSharedStaleTemps(target: string, quietMs: number): void {
+  removeTemps([target], quietMs);
+}
+
+function removeTemps(targets: string[], quietMs: number): void {
   for (const dir of new Set(targets.map((t) => path.dirname(t)))) {
     let names: string[];
     try {
@@ -31,6 +45,7 @@ export function removeStaleTemps(...targets: string[]): void {
     for (const name of names) {
       const m = TEMP_RE.exec(name);
       if (!m || pidAlive(Number(m[2]))) continue;
+      if (quietMs > 0 && Date.now() - (statOrNull(path.join(dir, name))?.mtimeMs ?? 0) < quietMs) continue;
       fs.rmSync(path.join(dir, name), { force: true });
     }
   }

@@ -290,11 +290,19 @@ test('a sign of life is evidence of another run only as runs write it; an overru
   assert.is(await orig.takenOver(true), null);
   assert.is(orig.contests, 2);
   assert.equal(orig.beaten, [copyBase]);
+  // A name given ahead of time is this run's once it names it (a forged sign listed the next
+  // seconds' names, and the original's own new base was taken out).
+  await write(store, alive, JSON.stringify({ id: A, seen: started, run: '2222222222222224', runStarted: started, knew: [me.token], bases: [`blufio-${t(9000)}.db.gz`] }));
+  assert.is(await orig.takenOver(true), null);
+  assert.equal(orig.beaten, [copyBase, `blufio-${t(9000)}.db.gz`]);
+  await orig.announce(`blufio-${t(9000)}.db.gz`);
+  assert.equal(orig.beaten, [copyBase]);
+  assert.ok(orig.mine(`blufio-${t(9000)}.db.gz`));
   // Neither knew the other (copied before both started): the earlier start holds on — a guess,
   // so the later one stands down without taking its chain out, and the earlier takes nothing.
   await write(store, alive, JSON.stringify({ id: A, seen: started, run: '3333333333333333', runStarted: new Date(Date.parse(started) + 60_000).toISOString(), knew: [], bases: [`blufio-${t(6000)}.db.gz`] }));
   assert.is(await orig.takenOver(true), null);
-  assert.is(orig.contests, 3);
+  assert.is(orig.contests, 4);
   assert.equal(orig.beaten, [copyBase], 'nothing more to take out');
   const later = await takeLease(store, await store.list(), 'blufio', A, scratch(), { run: { token: '4444444444444444', started: new Date(Date.parse(started) + 60_000).toISOString(), known: ['4444444444444444'] } }).catch(() => null);
   assert.is(later, null, 'refused at start: a live run its state directory never made');
@@ -556,7 +564,22 @@ test('a contest with a copy of the state directory, end to end: the original mak
   orig.kill();
   await stop;
 
-  // The copy: its state directory knew run mine.run (as one copied while that run went on),
+  // Killed before its later passes, the original's next run takes out what its state directory
+  // says was left (an attack run's copy base, put after the first pass, stayed for good).
+  const state0 = path.join(d, '.local/state/blufio/replicate');
+  const leftBase = `blufio-${t}-8.db.gz`;
+  const leftSegment = `blufio-${t}-8.seg00000001.${t.slice(0, -1)}500Z-${t.slice(0, -1)}900Z.log.gz`;
+  for (const f of [leftBase, leftSegment]) fs.writeFileSync(path.join(set, f), 'the copy\'s\n');
+  fs.writeFileSync(path.join(state0, fs.readdirSync(state0)[0], 'beaten.json'), JSON.stringify([leftBase]));
+  const again = startReplicator(set, db, d);
+  await writeUntil(() => again.until('"removed":["'));
+  for (const f of [leftBase, leftSegment]) assert.not.ok(fs.existsSync(path.join(set, f)), `${f} is taken out`);
+  const last = sign();
+  const stop2 = again.exit();
+  again.kill();
+  await stop2;
+
+  // The copy: its state directory knew run last.run (as one copied while that run went on),
   // whose sign of life then appears — the older run. Where a differential was made on the
   // copy's base meanwhile, the base stays.
   const state = path.join(d, '.local/state/blufio/replicate');
@@ -569,14 +592,14 @@ test('a contest with a copy of the state directory, end to end: the original mak
     await h.until('"event":"shipped"');
     const base = (JSON.parse(h.err.split('\n').find((l) => l.includes('"event":"started"'))!) as { base: string }).base;
     const copy = sign();
-    assert.ok(copy.knew.includes(mine.run), 'its state directory knew the older run');
+    assert.ok(copy.knew.includes(last.run), 'its state directory knew the older run');
     if (withDiff) {
       sql('INSERT INTO t VALUES (-1);');
       const b = spawnSync(process.execPath, [CLI, 'backup', `${set}/`, '--db', db, '--json'], { env: { PATH: process.env.PATH ?? '', HOME: d }, encoding: 'utf8' });
       assert.is(b.status, 0, b.stderr);
       assert.match(JSON.parse(b.stdout).path, `.from-${base.replace(/^blufio-/, '').replace(/\.db\.gz$/, '')}.diff`);
     }
-    fs.writeFileSync(alive, JSON.stringify({ id: copy.id, seen: new Date().toISOString(), run: mine.run, runStarted: '2026-01-01T00:00:00.000Z', knew: [] }));
+    fs.writeFileSync(alive, JSON.stringify({ id: copy.id, seen: new Date().toISOString(), run: last.run, runStarted: '2026-01-01T00:00:00.000Z', knew: [] }));
     const code = await writeUntil(() => h.exit());
     assert.is(code, 3, h.err);
     assert.match(h.err, 'a copy of this state directory runs elsewhere');

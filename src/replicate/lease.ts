@@ -302,6 +302,9 @@ export class Lease {
   async announce(base: string, signal?: AbortSignal): Promise<void> {
     this.bases = [base, ...this.bases.filter((b) => b !== base)].slice(0, 4);
     this.made.add(base);
+    // (A name a copy's sign gave ahead of time is this run's once it names it: an attack run's
+    // forged sign listed the next seconds' names, and the original's new base was taken out.)
+    this.beaten = this.beaten.filter((b) => b !== base);
     // Another run's sign of life there is settled first (replaced unseen, a contest would be
     // played twice): an older one's makes this run the copy (lost: it stands down).
     const by = await this.otherRun(signal);
@@ -315,7 +318,12 @@ export class Lease {
    * resumed from its own last run, and it was taken out).
    */
   keep(names: Iterable<string>): void {
-    for (const n of names) this.made.add(n);
+    for (const n of names) if (!this.beaten.includes(n)) this.made.add(n);
+  }
+
+  /** Whether `name` is one this run must never take out (its own, or there when it started). */
+  mine(name: string): boolean {
+    return this.made.has(name);
   }
 
   /**

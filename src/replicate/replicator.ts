@@ -189,6 +189,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   const outgoing = path.join(dir, 'outgoing.seg');
   const segDir = path.join(dir, 'segments');
   const statusPath = path.join(dir, 'status.json');
+  const beatenPath = path.join(dir, 'beaten.json');
 
   // One replicator per chain: a lock file in the state directory (a dead holder's is taken over),
   // and one per database *file* and set in /dev/shm (or the temporary directory), so that the
@@ -300,6 +301,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       refuseClockBehind(files, stem, store.where(''), await refuseClockOff(bounded));
       // One replicator per series of the set, across machines (lease.ts).
       lease = (await takeLease(bounded, files, stem, myId, path.join(dir, 'lease.tmp'), { takeOver: opts.takeOver, run: myRun })).on(store);
+      // A copy's chains this state directory's last run had yet to take out (killed before its
+      // passes: an attack run), then what else is in the set is kept.
+      lease.beaten.push(...readBeaten(beatenPath));
       lease.keep(files.map((f) => f.name));
       break;
     } catch (e) {
@@ -466,7 +470,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let renewTried = -Infinity;
   let contestsSeen = 0;
   /** When the chains of an overruled copy are taken out of the set (monotonic ms: now, then again after its looks). */
-  let takeOutsDue: number[] = [];
+  let takeOutsDue: number[] = lease!.beaten.length > 0 ? [clock(), clock() + 120_000, clock() + LEASE_RENEW_MS] : [];
   let takingOut: Promise<void> | null = null;
   /** The next base is a full backup (after a contest with a copy: see there). */
   let fullNext = false;
@@ -493,7 +497,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     const own = new Set([madeBase, meta?.base, meta ? parseName(meta.base)?.base : null, nextBase?.r?.path.slice(nextBase.r.path.lastIndexOf('/') + 1)]);
     const removed: string[] = [];
     for (const b of lease!.beaten) {
-      if (own.has(b)) continue;
+      if (own.has(b) || lease!.mine(b)) continue;
       for (const l of logsOf(files, stem).filter((x) => x.base === b)) {
         await bgStore.remove(l.name);
         removed.push(l.name);
@@ -832,12 +836,15 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // unless it was killed first): now, and again once its looks are surely over (a segment
         // it still shipped meanwhile), and an hour later.
         takeOutsDue = [now, now + 120_000, now + LEASE_RENEW_MS];
+        writeBeaten(beatenPath, lease!.beaten);
         say({ event: 'copy', run: lease!.beatenRun, removed: [] });
       }
       if (!takingOut && !stopping && takeOutsDue.length > 0 && now >= takeOutsDue[0]) {
         takeOutsDue.shift();
+        const last = takeOutsDue.length === 0;
         const removing = takeOutBeaten().then((removed) => {
           if (removed.length > 0) say({ event: 'copy', run: lease!.beatenRun, removed });
+          if (last) fs.rmSync(beatenPath, { force: true });
         }, () => {}).finally(() => {
           takingOut = null;
         });
@@ -1025,6 +1032,25 @@ function processStart(pid: number): string | null {
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
   } catch {
     return null;
+  }
+}
+
+/** The chains of an overruled copy still to be taken out (lease.ts beaten), as a run left them. */
+function readBeaten(file: string): string[] {
+  try {
+    const v = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && parseName(x) !== null).slice(0, 16) : [];
+  } catch {
+    return [];
+  }
+}
+
+function writeBeaten(file: string, names: string[]): void {
+  try {
+    fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(names)}\n`, { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
+  } catch {
+    // then only this run takes them out
   }
 }
 

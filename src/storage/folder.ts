@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BlufioError, fsError } from '../errors.ts';
-import { publish, removeStaleTemps, statOrNull, tempPathBeside } from '../files.ts';
+import { publish, removeSharedStaleTemps, statOrNull, tempPathBeside } from '../files.ts';
 import { readFully } from '../vfs/disk-file.ts';
 import { writeChunks } from '../transforms/index.ts';
 import type { Body, PutOptions, Store } from './store.ts';
@@ -81,7 +81,7 @@ export class FolderStore implements Store {
   async put(name: string, body: Body, opts: PutOptions = {}) {
     const dest = this.where(name);
     if (!opts.replace && statOrNull(dest)) return { published: false, bytes: 0 };
-    removeStaleTemps(dest);
+    removeSharedStaleTemps(dest, 15 * 60_000);
     const tmp = `${tempPathBeside(dest)}.out`;
     try {
       let bytes: number;
