@@ -371,6 +371,17 @@ test('the clock before the lease (clock.ts): a machine\'s clock more than 5 s of
   refuseClockBehind(files, 'other', 'set', true, t - 60_000);
 });
 
+/** A folder set and a WAL database made by native sqlite3 with `schema`, and `sql` to write to it. */
+function folderSample(schema: string) {
+  const d = tmpdir();
+  const set = path.join(d, 'set');
+  fs.mkdirSync(set);
+  const db = path.join(d, 'blufio.db');
+  const sql = (q: string) => assert.is(spawnSync('sqlite3', [db, q], { stdio: 'ignore' }).status, 0);
+  sql(`PRAGMA journal_mode=WAL; ${schema}`);
+  return { d, set, db, sql };
+}
+
 /** A new bucket on the S3 test server, a WAL database and a home for a CLI run. */
 async function s3Sample(): Promise<{ bucket: string; db: string; home: string; env: Record<string, string> }> {
   server ??= await startS3Server();
@@ -418,12 +429,7 @@ test('blufio backup into an S3 set from a machine 10 minutes ahead or behind (fa
 
 test('a wall clock stepped 10 minutes ahead while replicating: nothing stamped by it is shipped, and the replicator stops with exit 2 saying so', async () => {
   if (!LIBFAKETIME) return skip('libfaketime is not installed (apt-get install faketime)');
-  const d = tmpdir();
-  const set = path.join(d, 'set');
-  fs.mkdirSync(set);
-  const db = path.join(d, 'blufio.db');
-  const sql = (q: string) => assert.is(spawnSync('sqlite3', [db, q], { stdio: 'ignore' }).status, 0);
-  sql('PRAGMA journal_mode=WAL; CREATE TABLE t(x);');
+  const { d, set, db, sql } = folderSample('CREATE TABLE t(x);');
   const ft = path.join(d, 'ft');
   fs.writeFileSync(ft, '+0\n');
   const child = spawn(process.execPath, [CLI, 'replicate', `${set}/`, '--db', db, '--interval', '0.2', '--json'], {
@@ -515,12 +521,7 @@ function startReplicator(set: string, db: string, home: string) {
 }
 
 test('a contest with a copy of the state directory, end to end: the original makes its next base a full backup at once and takes out the chains the copy said it started (a copy killed before it stood down); a copy that stands down takes out its segments, and its base only when no differential was made on it', async () => {
-  const d = tmpdir();
-  const set = path.join(d, 'set');
-  fs.mkdirSync(set);
-  const db = path.join(d, 'blufio.db');
-  const sql = (q: string) => assert.is(spawnSync('sqlite3', [db, q], { stdio: 'ignore' }).status, 0);
-  sql('PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (0);');
+  const { d, set, db, sql } = folderSample('CREATE TABLE t(x); INSERT INTO t VALUES (0);');
   const alive = path.join(set, aliveName('blufio', 1));
   const sign = () => JSON.parse(fs.readFileSync(alive, 'utf8')) as { id: string; run: string; knew: string[]; runStarted: string; bases: string[] };
   const segmentsOn = (base: string) => fs.readdirSync(set).filter((f) => f.startsWith(`${base.replace(/\.db\.gz$/, '')}.seg`));

@@ -16,16 +16,11 @@
 import { BlufioError } from '../errors.ts';
 import { logsOf } from '../sets/logs.ts';
 import { parseName } from '../sets/names.ts';
-import { clockOffset, type Store, type StoredFile } from '../storage/store.ts';
+import { CLOCK_SLACK_MS, clockOffset, type Store, type StoredFile } from '../storage/store.ts';
 import { bounded } from './lease.ts';
 
-/**
- * How far this machine's clock may be from the store's, and the set's newest time from this
- * machine's, before a start is refused. NTP keeps machines within milliseconds; S3 gives its time
- * to the second (and refuses requests 15 minutes off); a base is named after its time rounded up
- * to the second.
- */
-export const CLOCK_SLACK_MS = 5_000;
+/** How far this machine's clock may be from the store's (storage/store.ts). */
+export { CLOCK_SLACK_MS };
 /**
  * How far the set's newest time may be ahead of this machine's clock: two clocks each allowed
  * CLOCK_SLACK_MS off the store's (the one that wrote it fast, this one slow), and a base's name

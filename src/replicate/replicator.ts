@@ -260,14 +260,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     } catch (e) {
       if (!(e instanceof BlufioError) || e.code !== 'E_IO') throw e;
     }
-    // Said in its sign of life before anything is shipped on it: a run that overrules this one
-    // takes its chains out even if this one is killed before it stands down (lease.ts).
-    if (!by) {
-      await lease!.announce(base, AbortSignal.timeout(30_000));
-      // (Its look there may find that this run is the copy: then it stands down here.)
-      by = lease!.takenOverBy;
-      if (!by) return;
-    }
+    // (The base was named in the sign of life before its put — naming() — and the look above
+    // read the sign of life again: a copy's there, this one stands down here.)
+    if (!by) return;
     // (A differential's full backup stays: it was there before, and may be anyone's base; and
     // so does this one if the new holder's differential was made on it meanwhile.)
     if (!basedOn(await store.list().catch(() => null), base)) {
@@ -493,11 +488,12 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
    */
   async function takeOutBeaten(): Promise<string[]> {
     const files = await bgStore.list();
-    // (lease.ts names only backups of this series made since this run started, none of its own.)
-    const own = new Set([madeBase, meta?.base, meta ? parseName(meta.base)?.base : null, nextBase?.r?.path.slice(nextBase.r.path.lastIndexOf('/') + 1)]);
+    // (lease.ts names only backups of this series made since this run started; its own — every
+    // base it named, everything there when it started — are never taken out, nor a full backup
+    // a differential was made on.)
     const removed: string[] = [];
     for (const b of lease!.beaten) {
-      if (own.has(b) || lease!.mine(b)) continue;
+      if (lease!.mine(b)) continue;
       for (const l of logsOf(files, stem).filter((x) => x.base === b)) {
         await bgStore.remove(l.name);
         removed.push(l.name);

@@ -10,7 +10,7 @@ import { BlufioError } from '../errors.ts';
 import { ensureRoom, makeWorkDir } from '../files.ts';
 import { encrypted, type Layers, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { openStore, remoteOf, type Store } from '../storage/index.ts';
-import { clockOffset } from '../storage/store.ts';
+import { CLOCK_SLACK_MS, clockOffset } from '../storage/store.ts';
 import { writeDiff } from './diff.ts';
 import { assess } from './health.ts';
 import { DAY, entriesOf, FUTURE_SLACK, nameFor, stemOf, type SetEntry } from './names.ts';
@@ -162,7 +162,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     // named in the newest's second, after it. (Names more than 5 minutes ahead are from a clock
     // that jumped: not trusted as newest, never a base; blufio check and prune name them.)
     // An object store's set is timed by the store's clock: where this machine's is more than 5 s
-    // off it (the replicator's bound, replicate/clock.ts), the backup is named by the store's,
+    // off it (CLOCK_SLACK_MS, the replicator's bound), the backup is named by the store's,
     // and it is said (a backup from a machine an hour fast was what `--at` an hour later
     // returned: an attack run). Named no earlier than the state can be (the store's time is to
     // the second). (A folder's files are stamped by this machine's own clock on a local disk:
@@ -170,8 +170,8 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     let stateAt = copy.takenAt;
     let skewWarning: string | null = null;
     const off = remoteOf(set) ? await clockOffset(store).catch(() => null) : null;
-    if (off && !('slow' in off) && (off.ahead > 5_000 || off.behind > 5_000)) {
-      const fast = off.ahead > 5_000;
+    if (off && !('slow' in off) && (off.ahead > CLOCK_SLACK_MS || off.behind > CLOCK_SLACK_MS)) {
+      const fast = off.ahead > CLOCK_SLACK_MS;
       stateAt = fast ? copy.takenAt - off.ahead : copy.takenAt + off.behind + 1000 + (off.t1 - off.t0);
       skewWarning = `this machine's clock is ${Math.round((fast ? off.ahead : off.behind) / 1000)} s ${fast ? 'ahead of' : 'behind'} ${store.where('')}'s (${new Date(off.t0).toISOString()} here, ${new Date(off.theirs).toISOString()} there): this backup is named by the store's clock; set this machine's clock right (timedatectl set-ntp true)`;
     }

@@ -104,6 +104,13 @@ export interface StoreOptions {
 }
 
 /**
+ * How far a machine's clock may be from the store's: NTP keeps machines within milliseconds; S3
+ * gives its time to the second (and refuses requests 15 minutes off). A replicator off by more is
+ * refused (replicate/clock.ts); a backup into an S3 set is then named by the store's clock.
+ */
+export const CLOCK_SLACK_MS = 5_000;
+
+/**
  * How far this machine's clock is from `store`'s, read now: the least it can be ahead and the
  * least it can be behind (ms; at most one of them is above zero by more than the store's
  * rounding), or null when the store shows no clock. The store's time is to the second at worst
@@ -111,7 +118,7 @@ export interface StoreOptions {
  * [t0 - theirs - 1000, t1 - theirs]. `slowMs`: an answer slower than this says nothing about the
  * clock (it may have stepped meanwhile) — null too, with `slow` set.
  */
-export async function clockOffset(store: Store, now: () => number = Date.now, slowMs = 5_000): Promise<{ ahead: number; behind: number; t0: number; t1: number; theirs: number } | { slow: number } | null> {
+export async function clockOffset(store: Store, now: () => number = Date.now, slowMs = CLOCK_SLACK_MS): Promise<{ ahead: number; behind: number; t0: number; t1: number; theirs: number } | { slow: number } | null> {
   const t0 = now();
   const theirs = await store.clock();
   const t1 = now();
