@@ -25,7 +25,11 @@ export interface CopyOptions {
   sleepMs?: number;
   /** Most attempts when the source keeps changing (default 10). */
   retries?: number;
-  /** Give up after this many ms in all (default 60 000). */
+  /**
+   * Give up after this many ms in all, an attempt under way included. Default: no limit on an
+   * attempt (a big database its server holds open is copied throttled: 4 GiB took over 100 s),
+   * and no attempt is started more than RETRY_WINDOW_MS after the first one ended.
+   */
   timeoutMs?: number;
   /**
    * With `signal`: when the whole job must end (ms since the epoch; --timeout). The signal ends
@@ -57,7 +61,10 @@ export interface CopyResult {
   takenAt: number;
 }
 
-export const COPY_DEFAULTS = { pagesPerStep: 100, fullSpeedPagesPerStep: 1000, sleepMs: 10, retries: 10, timeoutMs: 60_000 } as const;
+export const COPY_DEFAULTS = { pagesPerStep: 100, fullSpeedPagesPerStep: 1000, sleepMs: 10, retries: 10 } as const;
+
+/** Without timeoutMs: how long after the first attempt ended a changing database is tried again. */
+const RETRY_WINDOW_MS = 60_000;
 
 /** Longest time between two looks at a live source while a copy pauses. */
 const WATCH_MS = 2;
@@ -71,7 +78,11 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
   // Without a pause, small steps only add per-step work (a transaction each, a look at the
   // source): 1000 pages still leave a live WAL looked at every few milliseconds.
   const stepFor = (sleep: number) => opts.pagesPerStep ?? (sleep > 0 ? COPY_DEFAULTS.pagesPerStep : COPY_DEFAULTS.fullSpeedPagesPerStep);
-  const deadline = Date.now() + (opts.timeoutMs ?? COPY_DEFAULTS.timeoutMs);
+  // The caller's limit ends an attempt under way too. Without one, an attempt is never cut short
+  // (a 60 s limit on each had every backup of a 4 GiB database its server held open, idle, fail
+  // with "try again when the server is less busy"), and retrying stops a minute after the first.
+  const deadline = opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : Infinity;
+  let retryUntil = deadline;
   const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
   // Who has the source open is asked while SQLite loads: the answer costs the kernel a few ms.
   const [sqlite3, initialThrottle] = await Promise.all([loadSqlite(statOrNull(srcPath)?.size), opts.sleepMs ?? defaultSleep(srcPath)]);
@@ -107,7 +118,8 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
         if (!(e instanceof RetryAttempt)) throw e;
         reasons.push(e.reason);
         if (process.env.BLUFIO_DEBUG === '1') process.stderr.write(`blufio: attempt ${attempt} not consistent: ${e.reason}\n`);
-        if (attempt === retries || Date.now() >= deadline) break;
+        if (attempt === 1 && opts.timeoutMs === undefined) retryUntil = Date.now() + RETRY_WINDOW_MS;
+        if (attempt === retries || Date.now() >= retryUntil) break;
         const pause = Math.min(250, 10 * 2 ** attempt) * (0.5 + Math.random());
         // The next attempt runs at full speed: the shorter it is, the likelier it fits between
         // two changes it cannot follow.

@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backup } from '../src/index.ts';
-import { cleanup, skip, rejects, fileState, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
+import { CLI, cleanup, faketime, skip, rejects, fileState, fingerprint, header, holdOpen, makeSampleDb, sql, tmpdir } from './helpers.ts';
 
 const test = suite('backup');
 test.after.each(cleanup);
@@ -58,6 +58,33 @@ test('WAL source held open by a native process: un-checkpointed frames included,
     assert.is(sql(dest, "SELECT count(*) FROM vault WHERE key LIKE 'late-%'"), '300');
     assert.equal(header(dest, 18, 2), [1, 1]);
     assert.not.ok(fs.existsSync(`${dest}-wal`));
+  } finally {
+    await holder.stop();
+  }
+});
+
+test('a copy that takes longer than a minute (a big database its server holds open is copied throttled) is never cut short without --timeout; --timeout ends it, nothing written (faketime: the clock 50 times as fast)', async () => {
+  if (!faketime()) return skip('faketime is not installed (apt-get install faketime)');
+  const d = tmpdir();
+  const db = path.join(d, 'blufio.db');
+  makeSampleDb(db, { wal: true });
+  const holder = await holdOpen(db, 'SELECT 1;');
+  try {
+    const pages = Number(sql(db, 'PRAGMA page_count'));
+    // One page a step and 80 ms between steps: well over 60 s of the process's clock. Each
+    // attempt was cut at 60 s before, and every backup of a 4 GiB database held open failed.
+    const slow = ['--sleep-ms', String(Math.ceil(80_000 / pages)), '--pages-per-step', '1', '--json'];
+    const run = (dest: string, more: string[] = []) => spawnSync('faketime', ['-f', '+0 x50', process.execPath, CLI, 'backup', dest, '--db', db, ...slow, ...more], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: d } });
+    const r = run(path.join(d, 'slow.db'));
+    assert.is(r.status, 0, r.stdout + r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.ok(out.durationMs > 70_000, `took ${out.durationMs} ms of the faked clock`);
+    assert.is(out.attempts, 1);
+    assert.is(fingerprint(path.join(d, 'slow.db')), fingerprint(db));
+    const cut = run(path.join(d, 'cut.db'), ['--timeout', '30']);
+    assert.is(cut.status, 1, cut.stdout + cut.stderr);
+    assert.is(JSON.parse(cut.stdout).error.code, 'E_TIMEOUT');
+    assert.not.ok(fs.existsSync(path.join(d, 'cut.db')));
   } finally {
     await holder.stop();
   }
