@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlufioError } from '../src/errors.ts';
 import { LiveReplica, type Watch } from '../src/replicate/live-replica.ts';
+import { PageHashes } from '../src/replicate/page-hashes.ts';
 import { applySegment, checksumOf, decodeSegment, encodeSegment, hex, pageHash, segmentHead, StepWriter, xorInto, type Step } from '../src/replicate/segment.ts';
 import { chainOf, logNameFor, logsOf, parseLogName, rangesOf } from '../src/sets/logs.ts';
 import { SourceFile } from '../src/snapshot/source-file.ts';
@@ -311,6 +312,36 @@ function live(n: number) {
   const { db, wal, replica, out, watch } = watched(n);
   return { db, wal, r: new LiveReplica(watch, replica, PS, n), out };
 }
+
+test('page hashes behind a cache of 3 blocks (4,096 pages each): after random sets and gets over 40,000 pages, each reads what was set last (never set: zeros); the blocks in memory stay at 3; the file is removed on close', () => {
+  const file = path.join(tmpdir(), 'replica.db.hashes');
+  const h = new PageHashes(file, 3);
+  const truth = new Map<number, Buffer>();
+  let seed = 7;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const zeros = Buffer.alloc(16);
+  for (let i = 0; i < 20_000; i++) {
+    // Mostly a hot block (a step's pages), sometimes anywhere (a full pass, a grown database).
+    const p = 1 + (rand(4) === 0 ? rand(40_000) : 30_000 + rand(4_096));
+    if (rand(2) === 0) {
+      const v = Buffer.alloc(16);
+      v.writeUInt32BE(p, 0);
+      v.writeUInt32BE(i, 12);
+      h.set(p, v);
+      truth.set(p, v);
+    } else {
+      assert.ok(h.get(p).equals(truth.get(p) ?? zeros), `page ${p} at op ${i}`);
+    }
+    assert.ok(h.cached <= 3);
+  }
+  for (const [p, v] of truth) assert.ok(h.get(p).equals(v), `page ${p}`);
+  assert.ok(fs.statSync(file).size > 0, 'blocks were written back');
+  h.close();
+  assert.not.ok(fs.existsSync(file));
+});
 
 test('live replica: what is committed while its base is made is followed by looks ahead: WAL restarts seen one by one leave no gap (the first step holds exactly their pages); left unseen while the file changed, the first step closes a gap', () => {
   for (const ahead of [true, false]) {

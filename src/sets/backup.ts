@@ -11,10 +11,10 @@ import { ensureRoom, makeWorkDir } from '../files.ts';
 import { encrypted, type Layers, layersFor, packedBody, recipientsOf } from '../transforms/index.ts';
 import { openStore, remoteOf, type Store } from '../storage/index.ts';
 import { CLOCK_SLACK_MS, clockOffset } from '../storage/store.ts';
-import { writeDiff } from './diff.ts';
+import { countChanged, writeDiff } from './diff.ts';
 import { assess } from './health.ts';
 import { DAY, entriesOf, FUTURE_SLACK, nameFor, stemOf, type SetEntry } from './names.ts';
-import { decodePages, encodePages, hashCacheDir, hashPages, recipientsKey, type PageHashes } from './pages.ts';
+import { hashCacheDir, hashPages, openPages, recipientsKey, writePages, type PageHashes } from './pages.ts';
 
 export interface SetBackupOptions extends BackupOptions {
   /** Write a full backup even when a differential could be made. */
@@ -135,7 +135,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     ensureRoom(work, sourceBytes(db) * 2, 'the copy staged before it is packed', 'free some space there, or pass --work-dir <directory> on a file system with room');
     const plain = path.join(work, 'backup.db');
     const copy = await buildVerifiedCopy(db, plain, opts, 'the backup', { staging: true });
-    const now: PageHashes = { ...hashPages(plain, copy.pageSize), recipients: recipientsKey(opts.recipients ?? []) };
+    const now: PageHashes = { ...hashPages(plain, copy.pageSize, path.join(work, 'hashes')), recipients: recipientsKey(opts.recipients ?? []) };
     const cacheDir = hashCacheDir(set, opts);
 
     // A differential, if it may and pays.
@@ -145,11 +145,12 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     let changed = now.pages;
     if (decision.base) {
       const diffFile = path.join(work, 'backup.diff');
-      changed = writeDiff(plain, now, decision.base.hashes, decision.base.entry, diffFile);
+      changed = countChanged(now, decision.base.hashes);
       if (changed * now.pageSize * 2 > now.pages * now.pageSize) {
         decision.fullBecause = `${Math.round((100 * changed) / Math.max(1, now.pages))} % of the pages changed (a differential pays below 50 %)`;
         changed = now.pages;
       } else {
+        writeDiff(plain, now, decision.base.hashes, decision.base.entry, diffFile, changed);
         kind = 'diff';
         file = diffFile;
       }
@@ -209,10 +210,15 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     if (kind === 'full') {
       // Its page hashes: here for the next differential, and in a plain set beside it too. A
       // failure here costs the next backup a differential, never this backup.
-      const pages = encodePages({ ...now, bytes });
+      const pages = path.join(work, 'pages');
+      writePages({ ...now, bytes }, pages);
       try {
         fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
-        fs.writeFileSync(path.join(cacheDir, `${name}.pages`), pages, { mode: 0o600 });
+        // Whole or not at all (a backup beside this one may be reading it).
+        const kept = path.join(cacheDir, `${name}.pages`);
+        fs.copyFileSync(pages, `${kept}.tmp`);
+        fs.chmodSync(`${kept}.tmp`, 0o600);
+        fs.renameSync(`${kept}.tmp`, kept);
       } catch (e) {
         // No state directory: differentials then need the set's copy (plain sets) or wait for one.
         // Said, or a cron job would upload full backups forever without anyone knowing why.
@@ -220,9 +226,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
       }
       if (!encrypted(layers)) {
         try {
-          const tmp = path.join(work, 'pages');
-          fs.writeFileSync(tmp, pages, { mode: 0o600 });
-          await store.put(`${name}.pages`, { file: tmp });
+          await store.put(`${name}.pages`, { file: pages });
         } catch (e) {
           if (!(e instanceof BlufioError)) throw e;
         }
@@ -254,10 +258,18 @@ async function chooseBase(store: Store, entries: SetEntry[], now: PageHashes, la
   if (Date.now() - newestFull.time.getTime() > maxAge) return none(`the newest full backup is older than ${Math.round(maxAge / DAY * 10) / 10} days`);
   let hashes: PageHashes | null = null;
   const cached = path.join(cacheDir, `${newestFull.name}.pages`);
-  if (fs.existsSync(cached)) hashes = decodePages(fs.readFileSync(cached));
+  if (fs.existsSync(cached)) {
+    // A copy to read (a prune beside this backup may remove the one kept).
+    try {
+      fs.copyFileSync(cached, path.join(work, 'base.pages'));
+      hashes = openPages(path.join(work, 'base.pages'));
+    } catch {
+      hashes = null;
+    }
+  }
   if (!hashes && !newestFull.encrypted) {
     try {
-      hashes = decodePages(fs.readFileSync(await store.fetch(`${newestFull.name}.pages`, work)));
+      hashes = openPages(await store.fetch(`${newestFull.name}.pages`, work));
     } catch {
       hashes = null;
     }

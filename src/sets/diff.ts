@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { BlufioError } from '../errors.ts';
 import type { Guard } from '../transforms/index.ts';
 import type { SetEntry } from './names.ts';
-import { HASH_BYTES, readAt, validGeometry, type PageHashes } from './pages.ts';
+import { HashBlocks, readAt, validGeometry, type PageHashes } from './pages.ts';
 
 const DIFF_MAGIC = 'blufio-diff 1\n';
 
@@ -27,28 +27,49 @@ export interface DiffHeader {
   baseBytes?: number;
 }
 
-/** Writes the pages of `file` whose hashes differ from `base`'s (or lie past its end) to `out`. */
-export function writeDiff(file: string, now: PageHashes, base: PageHashes, baseEntry: SetEntry, out: string): number {
-  const changed: number[] = [];
-  for (let p = 0; p < now.pages; p++) {
-    if (p >= base.pages || !now.hashes.subarray(p * HASH_BYTES, (p + 1) * HASH_BYTES).equals(base.hashes.subarray(p * HASH_BYTES, (p + 1) * HASH_BYTES))) changed.push(p);
+/** The pages (from 0) whose hashes in `now` differ from `base`'s or lie past its end, in order, read a block at a time. */
+function* changedPages(now: PageHashes, base: PageHashes): Generator<number> {
+  const a = new HashBlocks(now);
+  const b = new HashBlocks(base);
+  try {
+    for (let p = 0; p < now.pages; p++) if (p >= base.pages || !a.at(p).equals(b.at(p))) yield p;
+  } finally {
+    a.close();
+    b.close();
   }
-  const header: DiffHeader = { base: baseEntry.name, baseSha256: base.sha256, pageSize: now.pageSize, pages: now.pages, sha256: now.sha256, changed: changed.length, baseBytes: baseEntry.bytes };
+}
+
+/** How many pages a differential of `now` against `base` holds. */
+export function countChanged(now: PageHashes, base: PageHashes): number {
+  let n = 0;
+  for (const _ of changedPages(now, base)) n++;
+  return n;
+}
+
+/**
+ * Writes the `changed` pages of `file` (countChanged()) whose hashes differ from `base`'s to
+ * `out`: the hashes are compared a block at a time, once to count (the header, first, says how
+ * many pages follow) and once here — no list of pages, no table of hashes in memory at any size.
+ */
+export function writeDiff(file: string, now: PageHashes, base: PageHashes, baseEntry: SetEntry, out: string, changed: number): void {
+  const header: DiffHeader = { base: baseEntry.name, baseSha256: base.sha256, pageSize: now.pageSize, pages: now.pages, sha256: now.sha256, changed, baseBytes: baseEntry.bytes };
   const fdIn = fs.openSync(file, 'r');
   const fdOut = fs.openSync(out, 'wx', 0o600);
   try {
     fs.writeSync(fdOut, Buffer.from(`${DIFF_MAGIC}${JSON.stringify(header)}\n`));
     const rec = Buffer.allocUnsafe(4 + now.pageSize);
-    for (const p of changed) {
+    let written = 0;
+    for (const p of changedPages(now, base)) {
       rec.writeUInt32BE(p + 1, 0);
       readAt(fdIn, rec.subarray(4), now.pageSize, p * now.pageSize);
       fs.writeSync(fdOut, rec);
+      written++;
     }
+    if (written !== changed) throw new BlufioError('E_IO', 'the page hashes changed while the differential was written', 'try again');
   } finally {
     fs.closeSync(fdIn);
     fs.closeSync(fdOut);
   }
-  return changed.length;
 }
 
 /** Reads a differential's header (from its unpacked file). */

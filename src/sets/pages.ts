@@ -10,7 +10,7 @@ import { BlufioError } from '../errors.ts';
 import { stateDir } from '../files.ts';
 import type { ObjectStorageOptions } from '../storage/index.ts';
 import { canonicalSet } from '../storage/index.ts';
-import { readFully } from '../vfs/disk-file.ts';
+import { copyRange, readFully, writeFully } from '../vfs/disk-file.ts';
 
 export const HASH_BYTES = 16;
 
@@ -19,32 +19,89 @@ export interface PageHashes {
   pages: number;
   /** SHA-256 of the whole database file, hex. */
   sha256: string;
-  hashes: Buffer;
+  /**
+   * The file the hashes are in (16 bytes a page, in order) from byte `offset`: never in memory
+   * (4 MiB per GiB of 4 KiB pages; a backup of a big database, or a replicator's new base, held
+   * two such tables at once). Read a block at a time (HashBlocks).
+   */
+  file: string;
+  offset: number;
   /** The published backup these hashes describe: its size (a base swapped or rewritten since is not used). */
   bytes?: number;
   /** Who it was encrypted to (a fingerprint of the sorted recipients): a new key means a new full backup. */
   recipients?: string;
 }
 
-/** Hashes a database file page by page, and as a whole. */
-export function hashPages(file: string, pageSize: number): PageHashes {
+/** Pages read (and hashed) at once. */
+const PAGES_AT_ONCE = 256;
+
+/** Hashes a database file page by page into the file `out` (made), and as a whole. */
+export function hashPages(file: string, pageSize: number, out: string): PageHashes {
   const fd = fs.openSync(file, 'r');
+  const fdOut = fs.openSync(out, 'wx', 0o600);
   try {
     const size = fs.fstatSync(fd).size;
     const pages = Math.floor(size / pageSize);
-    const hashes = Buffer.alloc(pages * HASH_BYTES);
     const whole = createHash('sha256');
-    const buf = Buffer.allocUnsafe(pageSize * 256);
+    const buf = Buffer.allocUnsafe(pageSize * PAGES_AT_ONCE);
+    const hashes = Buffer.allocUnsafe(HASH_BYTES * PAGES_AT_ONCE);
     for (let p = 0; p < pages; ) {
-      const n = Math.min(256, pages - p);
+      const n = Math.min(PAGES_AT_ONCE, pages - p);
       readAt(fd, buf, n * pageSize, p * pageSize);
       whole.update(buf.subarray(0, n * pageSize));
-      for (let i = 0; i < n; i++) createHash('sha256').update(buf.subarray(i * pageSize, (i + 1) * pageSize)).digest().copy(hashes, (p + i) * HASH_BYTES, 0, HASH_BYTES);
+      for (let i = 0; i < n; i++) createHash('sha256').update(buf.subarray(i * pageSize, (i + 1) * pageSize)).digest().copy(hashes, i * HASH_BYTES, 0, HASH_BYTES);
+      writeFully(fdOut, hashes.subarray(0, n * HASH_BYTES), p * HASH_BYTES);
       p += n;
     }
-    return { pageSize, pages, sha256: whole.digest('hex'), hashes };
+    return { pageSize, pages, sha256: whole.digest('hex'), file: out, offset: 0 };
   } finally {
     fs.closeSync(fd);
+    fs.closeSync(fdOut);
+  }
+}
+
+/** The SHA-256 of a database file's whole pages, hex (as hashPages() says it; read a block at a time). */
+export function sha256Of(file: string, pageSize: number): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const end = Math.floor(fs.fstatSync(fd).size / pageSize) * pageSize;
+    const whole = createHash('sha256');
+    const buf = Buffer.allocUnsafe(pageSize * PAGES_AT_ONCE);
+    for (let at = 0; at < end; at += buf.length) {
+      const n = Math.min(buf.length, end - at);
+      readAt(fd, buf, n, at);
+      whole.update(buf.subarray(0, n));
+    }
+    return whole.digest('hex');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads a PageHashes' hashes in order, a block at a time: `at(p)` for p = 0, 1, 2, … (pages from 0). */
+export class HashBlocks {
+  private readonly fd: number;
+  private readonly buf = Buffer.allocUnsafe(HASH_BYTES * 4096);
+  private first = 0;
+  private count = 0;
+
+  constructor(private readonly h: PageHashes) {
+    this.fd = fs.openSync(h.file, 'r');
+  }
+
+  /** Page `p`'s hash (p < pages): a view valid until the next call. */
+  at(p: number): Buffer {
+    if (p < this.first || p >= this.first + this.count) {
+      this.first = p;
+      this.count = Math.min(this.buf.length / HASH_BYTES, this.h.pages - p);
+      readAt(this.fd, this.buf, this.count * HASH_BYTES, this.h.offset + p * HASH_BYTES);
+    }
+    const i = (p - this.first) * HASH_BYTES;
+    return this.buf.subarray(i, i + HASH_BYTES);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
   }
 }
 
@@ -54,8 +111,18 @@ export function readAt(fd: number, buf: Buffer, len: number, at: number): void {
 
 const PAGES_MAGIC = 'blufio-pages 1\n';
 
-export function encodePages(h: PageHashes): Buffer {
-  return Buffer.concat([Buffer.from(PAGES_MAGIC), Buffer.from(`${JSON.stringify({ pageSize: h.pageSize, pages: h.pages, sha256: h.sha256, bytes: h.bytes, recipients: h.recipients })}\n`), h.hashes]);
+/** Writes `h` as a page-hashes file (its magic, a JSON line, the hashes) to `dest` (made). */
+export function writePages(h: PageHashes, dest: string): void {
+  const fdIn = fs.openSync(h.file, 'r');
+  const fdOut = fs.openSync(dest, 'wx', 0o600);
+  try {
+    const head = Buffer.from(`${PAGES_MAGIC}${JSON.stringify({ pageSize: h.pageSize, pages: h.pages, sha256: h.sha256, bytes: h.bytes, recipients: h.recipients })}\n`);
+    writeFully(fdOut, head, 0);
+    if (copyRange(fdIn, h.offset, fdOut, head.length, h.pages * HASH_BYTES) !== h.pages * HASH_BYTES) throw new BlufioError('E_IO', `${h.file} was cut short while it was copied`, 'try again');
+  } finally {
+    fs.closeSync(fdIn);
+    fs.closeSync(fdOut);
+  }
 }
 
 export const recipientsKey = (recipients: string[]) => (recipients.length ? createHash('sha256').update([...recipients].sort().join('\n')).digest('hex').slice(0, 32) : '');
@@ -73,12 +140,20 @@ export function pagesMeta(b: Buffer): { pageSize: number; pages: number; sha256:
   }
 }
 
-export function decodePages(b: Buffer): PageHashes | null {
-  const meta = pagesMeta(b);
-  if (!meta) return null;
-  const hashes = b.subarray(b.indexOf(0x0a, PAGES_MAGIC.length) + 1);
-  if (!validGeometry(meta.pageSize, meta.pages) || hashes.length !== meta.pages * HASH_BYTES) return null;
-  return { ...meta, hashes };
+/** A page-hashes file's hashes (read in place), or null when it is not one (or is cut short). */
+export function openPages(file: string): PageHashes | null {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(4096);
+    const head = b.subarray(0, readFully(fd, b, 0));
+    const meta = pagesMeta(head);
+    if (!meta) return null;
+    const offset = head.indexOf(0x0a, PAGES_MAGIC.length) + 1;
+    if (!validGeometry(meta.pageSize, meta.pages) || fs.fstatSync(fd).size !== offset + meta.pages * HASH_BYTES) return null;
+    return { ...meta, file, offset };
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**

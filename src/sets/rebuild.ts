@@ -11,7 +11,7 @@ import { hasSqliteMagic } from '../core/header.ts';
 import type { Store } from '../storage/store.ts';
 import { diffSizeGuard, readDiffHeader } from './diff.ts';
 import { parseName, type SetEntry } from './names.ts';
-import { hashPages, readAt } from './pages.ts';
+import { readAt, sha256Of } from './pages.ts';
 
 /** The local, plain database of a set's entry in `work`: unpacked, and for a differential rebuilt from its base. */
 export async function materialize(store: Store, entry: SetEntry, work: string, keys: KeyOptions, signal?: AbortSignal): Promise<string> {
@@ -50,8 +50,7 @@ export async function materialize(store: Store, entry: SetEntry, work: string, k
     }
     throw e;
   }
-  const base = hashPages(basePlain, header.pageSize);
-  if (base.sha256 !== header.baseSha256) {
+  if (sha256Of(basePlain, header.pageSize) !== header.baseSha256) {
     throw Object.assign(new BlufioError('E_CORRUPT', `${store.where(header.base)} is not the base ${store.where(entry.name)} was made against (its SHA-256 differs)`, 'use another backup'), { member: header.base });
   }
   // Apply the pages, cut to the new size, and the result must be the database that was backed up.
@@ -77,7 +76,7 @@ export async function materialize(store: Store, entry: SetEntry, work: string, k
     fs.closeSync(fdOut);
   }
   fs.rmSync(diff, { force: true });
-  if (hashPages(out, header.pageSize).sha256 !== header.sha256) {
+  if (sha256Of(out, header.pageSize) !== header.sha256) {
     throw new BlufioError('E_CORRUPT', `rebuilding ${store.where(entry.name)} on its base did not give the database that was backed up (SHA-256 differs)`, 'use another backup');
   }
   return out;
