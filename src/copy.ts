@@ -83,6 +83,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
   // with "try again when the server is less busy"), and retrying stops a minute after the first.
   const deadline = opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : Infinity;
   let retryUntil = deadline;
+  let windowEnded = false;
   const retries = Math.max(1, opts.retries ?? COPY_DEFAULTS.retries);
   // Who has the source open is asked while SQLite loads: the answer costs the kernel a few ms.
   const [sqlite3, initialThrottle] = await Promise.all([loadSqlite(statOrNull(srcPath)?.size), opts.sleepMs ?? defaultSleep(srcPath)]);
@@ -119,7 +120,12 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
         reasons.push(e.reason);
         if (process.env.BLUFIO_DEBUG === '1') process.stderr.write(`blufio: attempt ${attempt} not consistent: ${e.reason}\n`);
         if (attempt === 1 && opts.timeoutMs === undefined) retryUntil = Date.now() + RETRY_WINDOW_MS;
-        if (attempt === retries || Date.now() >= retryUntil) break;
+        if (attempt === retries) break;
+        if (Date.now() >= retryUntil) {
+          // Not --retries that ran out: more of them would not help (an attack run was told to raise them).
+          windowEnded = opts.timeoutMs === undefined;
+          break;
+        }
         const pause = Math.min(250, 10 * 2 ** attempt) * (0.5 + Math.random());
         // The next attempt runs at full speed: the shorter it is, the likelier it fits between
         // two changes it cannot follow.
@@ -137,7 +143,7 @@ export async function copyDatabase(srcPath: string, destPath: string, opts: Copy
     const last = reasons[reasons.length - 1] ?? 'the source kept changing';
     throw new BlufioError('E_TOO_BUSY',
       `gave up after ${reasons.length} attempt${reasons.length === 1 ? '' : 's'}: ${last} (${snapshot.mode === 'wal' ? 'WAL' : 'rollback-journal'} mode)`,
-      busyHint(snapshot.mode));
+      windowEnded ? `${snapshot.mode === 'wal' ? 'try again when the server is less busy' : 'switch blufio to WAL mode (storage.wal_mode = true)'}, or give --timeout <seconds> to keep trying for longer than a minute` : busyHint(snapshot.mode));
   } catch (e) {
     if (e instanceof BlufioError && e.code === 'E_TIMEOUT' && reasons.length > 0) {
       // The limit ran out while a writer kept tearing the attempts: say that, and what helps.

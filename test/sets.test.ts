@@ -314,6 +314,23 @@ test('prune on disk: --dry-run removes nothing; differentials keep their base; f
   assert.is(fingerprint(target), fingerprint(db));
 });
 
+test('prune removes this machine\'s copy of a removed full backup\'s page hashes too (they piled up for ever: an attack run), and keeps the others', async () => {
+  const { db, set } = sample(200);
+  const env = { HOME: tmpdir('blufio-home-') };
+  for (let i = 0; i < 2; i++) {
+    sql(db, `INSERT INTO sessions(name) VALUES ('k${i}')`);
+    assert.is(runCli(['backup', '--db', db, set, '--full'], { env, runtime: await secondsAhead(i) }).code, 0);
+  }
+  const [newer, older] = listJson(set, env);
+  const sets = path.join(env.HOME, '.local/state/blufio/sets');
+  const [id] = fs.readdirSync(sets);
+  const kept = () => fs.readdirSync(path.join(sets, id)).sort();
+  assert.equal(kept(), [`${newer.name}.pages`, `${older.name}.pages`].sort());
+  const r = runCli(['prune', set, '--keep-last', '1'], { env });
+  assert.is(r.code, 0, r.stderr);
+  assert.equal(kept(), [`${newer.name}.pages`]);
+});
+
 test('backup <set> --prune applies [backup.retention]; without a policy it is refused before anything', async () => {
   const { d, db, set } = sample(100);
   const toml = path.join(d, 'blufio.toml');

@@ -3,6 +3,8 @@
  * be restored; removes differentials before full backups, so that a killed run never leaves a
  * differential without its base.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BlufioError } from '../errors.ts';
 import type { KeyOptions } from '../transforms/index.ts';
 import type { ObjectStorageOptions } from '../storage/index.ts';
@@ -103,9 +105,14 @@ export async function prune(set: string, policy: RetentionPolicy, opts: ObjectSt
     removed.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'diff' ? -1 : 1));
     // Segments before their base, newest first: a killed prune leaves a chain that is whole up to where it was cut.
     for (const l of [...logsRemoved].sort((a, b) => b.n - a.n)) await store.remove(l.name);
+    const cacheDir = hashCacheDir(set, opts);
     for (const d of removed) {
       await store.remove(d.name);
       if (names.has(`${d.name}.pages`)) await store.remove(`${d.name}.pages`);
+      // And this machine's copy of its page hashes (it grew by 16 bytes a page per full backup,
+      // for ever: an attack run). Only what this prune removed: a backup published since its
+      // listing may have just written its own.
+      fs.rmSync(path.join(cacheDir, `${d.name}.pages`), { force: true });
     }
     // Page hashes whose backup is gone (a prune killed between the two removals).
     const kept = new Set(entriesOf(files).map((e) => e.name));
