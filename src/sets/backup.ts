@@ -211,20 +211,35 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
       // Its page hashes: here for the next differential, and in a plain set beside it too. A
       // failure here costs the next backup a differential, never this backup.
       const pages = path.join(work, 'pages');
-      writePages({ ...now, bytes }, pages);
+      const codeOf = (e: unknown) => (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      let written = false;
       try {
-        fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
-        // Whole or not at all (a backup beside this one may be reading it).
-        const kept = path.join(cacheDir, `${name}.pages`);
-        fs.copyFileSync(pages, `${kept}.tmp`);
-        fs.chmodSync(`${kept}.tmp`, 0o600);
-        fs.renameSync(`${kept}.tmp`, kept);
+        writePages({ ...now, bytes }, pages);
+        written = true;
       } catch (e) {
+        // The work directory full, say: published all the same (the backup is whole).
+        warning = `${warning ? `${warning}; ` : ''}cannot write this backup's page hashes in ${work} (${codeOf(e)}): the next backup into this set will be a full one too`;
+      }
+      const kept = path.join(cacheDir, `${name}.pages`);
+      try {
+        if (written) {
+          fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+          // Whole or not at all (a backup beside this one may be reading it).
+          fs.copyFileSync(pages, `${kept}.tmp`);
+          fs.chmodSync(`${kept}.tmp`, 0o600);
+          fs.renameSync(`${kept}.tmp`, kept);
+        }
+      } catch (e) {
+        try {
+          fs.rmSync(`${kept}.tmp`, { force: true });
+        } catch {
+          // the directory itself is what failed
+        }
         // No state directory: differentials then need the set's copy (plain sets) or wait for one.
         // Said, or a cron job would upload full backups forever without anyone knowing why.
-        warning = `${warning ? `${warning}; ` : ''}cannot keep this backup's page hashes in ${cacheDir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): ${encrypted(layers) ? 'the next backup into this encrypted set will be a full one too' : 'the next backup reads them from the set'}; make that directory writable, or set XDG_STATE_HOME`;
+        warning = `${warning ? `${warning}; ` : ''}cannot keep this backup's page hashes in ${cacheDir} (${codeOf(e)}): ${encrypted(layers) ? 'the next backup into this encrypted set will be a full one too' : 'the next backup reads them from the set'}; make that directory writable, or set XDG_STATE_HOME`;
       }
-      if (!encrypted(layers)) {
+      if (written && !encrypted(layers)) {
         try {
           await store.put(`${name}.pages`, { file: pages });
         } catch (e) {
