@@ -9,7 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlufioError } from '../src/errors.ts';
 import { LiveReplica, type Watch } from '../src/replicate/live-replica.ts';
-import { PageHashes } from '../src/replicate/page-hashes.ts';
+import { ReplicaHashes } from '../src/replicate/replica-hashes.ts';
 import { applySegment, checksumOf, decodeSegment, encodeSegment, hex, pageHash, segmentHead, StepWriter, xorInto, type Step } from '../src/replicate/segment.ts';
 import { chainOf, logNameFor, logsOf, parseLogName, rangesOf } from '../src/sets/logs.ts';
 import { SourceFile } from '../src/snapshot/source-file.ts';
@@ -315,7 +315,7 @@ function live(n: number) {
 
 test('page hashes behind a cache of 3 blocks (4,096 pages each): after random sets and gets over 40,000 pages, each reads what was set last (never set: zeros); the blocks in memory stay at 3; the file is removed on close', () => {
   const file = path.join(tmpdir(), 'replica.db.hashes');
-  const h = new PageHashes(file, 3);
+  const h = new ReplicaHashes(file, 3);
   const truth = new Map<number, Buffer>();
   let seed = 7;
   const rand = (n: number) => {

@@ -22,7 +22,7 @@ import { overlay } from '../snapshot/overlay.ts';
 import { SourceFile } from '../snapshot/source-file.ts';
 import { readFully } from '../vfs/disk-file.ts';
 import { WalFollower, diskWal } from '../wal-follower.ts';
-import { PageHashes } from './page-hashes.ts';
+import { ReplicaHashes } from './replica-hashes.ts';
 import { CHECKSUM_BYTES, pageHash, xorInto, type StepWriter } from './segment.ts';
 
 /** Most rounds of one catch-up before it is left for the next interval. */
@@ -62,7 +62,7 @@ export class LiveReplica {
   private lastPre: string;
   readonly follower: WalFollower;
   /** The hash of each page of the replica's state (a file behind a bounded cache), and their checksum. */
-  private readonly hashes: PageHashes;
+  private readonly hashes: ReplicaHashes;
   readonly checksum = new Uint8Array(CHECKSUM_BYTES);
   /** When the last look at the WAL ended (ms, rounded up). */
   private lookedAt = 0;
@@ -88,7 +88,7 @@ export class LiveReplica {
     this.scratch = `${replica}.scratch`;
     fs.writeFileSync(this.scratch, '', { mode: 0o600 });
     for (const p of this.follower.touched) this.touched.add(p);
-    this.hashes = new PageHashes(`${replica}.hashes`);
+    this.hashes = new ReplicaHashes(`${replica}.hashes`);
     try {
       this.rehash(1, nPages);
     } catch (e) {

@@ -35,47 +35,46 @@ export interface PageHashes {
 /** Pages read (and hashed) at once. */
 const PAGES_AT_ONCE = 256;
 
-/** Hashes a database file page by page into the file `out` (made), and as a whole. */
-export function hashPages(file: string, pageSize: number, out: string): PageHashes {
+/**
+ * Reads a database file's whole pages in runs of PAGES_AT_ONCE, each given to `run` (its bytes
+ * and its first page, from 0); returns the SHA-256 of them all, hex.
+ */
+function eachRun(file: string, pageSize: number, run: (bytes: Buffer, first: number, n: number) => void): { pages: number; sha256: string } {
   const fd = fs.openSync(file, 'r');
-  const fdOut = fs.openSync(out, 'wx', 0o600);
   try {
-    const size = fs.fstatSync(fd).size;
-    const pages = Math.floor(size / pageSize);
+    const pages = Math.floor(fs.fstatSync(fd).size / pageSize);
     const whole = createHash('sha256');
     const buf = Buffer.allocUnsafe(pageSize * PAGES_AT_ONCE);
-    const hashes = Buffer.allocUnsafe(HASH_BYTES * PAGES_AT_ONCE);
-    for (let p = 0; p < pages; ) {
+    for (let p = 0; p < pages; p += PAGES_AT_ONCE) {
       const n = Math.min(PAGES_AT_ONCE, pages - p);
       readAt(fd, buf, n * pageSize, p * pageSize);
       whole.update(buf.subarray(0, n * pageSize));
-      for (let i = 0; i < n; i++) createHash('sha256').update(buf.subarray(i * pageSize, (i + 1) * pageSize)).digest().copy(hashes, i * HASH_BYTES, 0, HASH_BYTES);
-      writeFully(fdOut, hashes.subarray(0, n * HASH_BYTES), p * HASH_BYTES);
-      p += n;
+      run(buf, p, n);
     }
-    return { pageSize, pages, sha256: whole.digest('hex'), file: out, offset: 0 };
+    return { pages, sha256: whole.digest('hex') };
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** Hashes a database file page by page into the file `out` (made), and as a whole. */
+export function hashPages(file: string, pageSize: number, out: string): PageHashes {
+  const fdOut = fs.openSync(out, 'wx', 0o600);
+  try {
+    const hashes = Buffer.allocUnsafe(HASH_BYTES * PAGES_AT_ONCE);
+    const { pages, sha256 } = eachRun(file, pageSize, (buf, first, n) => {
+      for (let i = 0; i < n; i++) createHash('sha256').update(buf.subarray(i * pageSize, (i + 1) * pageSize)).digest().copy(hashes, i * HASH_BYTES, 0, HASH_BYTES);
+      writeFully(fdOut, hashes.subarray(0, n * HASH_BYTES), first * HASH_BYTES);
+    });
+    return { pageSize, pages, sha256, file: out, offset: 0 };
+  } finally {
     fs.closeSync(fdOut);
   }
 }
 
 /** The SHA-256 of a database file's whole pages, hex (as hashPages() says it; read a block at a time). */
 export function sha256Of(file: string, pageSize: number): string {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const end = Math.floor(fs.fstatSync(fd).size / pageSize) * pageSize;
-    const whole = createHash('sha256');
-    const buf = Buffer.allocUnsafe(pageSize * PAGES_AT_ONCE);
-    for (let at = 0; at < end; at += buf.length) {
-      const n = Math.min(buf.length, end - at);
-      readAt(fd, buf, n, at);
-      whole.update(buf.subarray(0, n));
-    }
-    return whole.digest('hex');
-  } finally {
-    fs.closeSync(fd);
-  }
+  return eachRun(file, pageSize, () => {}).sha256;
 }
 
 /** Reads a PageHashes' hashes in order, a block at a time: `at(p)` for p = 0, 1, 2, … (pages from 0). */

@@ -19,7 +19,7 @@ const BLOCK = 64 * 1024;
 /** Blocks kept in memory. */
 const CACHE_BLOCKS = 64;
 
-export class PageHashes {
+export class ReplicaHashes {
   private readonly fd: number;
   /** Cached blocks by number, least recently used first (a Map keeps the order of insertion). */
   private readonly blocks = new Map<number, { buf: Buffer; dirty: boolean }>();
