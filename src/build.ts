@@ -109,7 +109,10 @@ export async function buildVerifiedCopy(src: string, out: string, opts: BackupOp
     let seen: string | null = null;
     for (let copies = 1; ; copies++) {
       opts.onProgress?.({ phase: 'verify', totalPages: copy.pages, remainingPages: copy.pages, attempt: copy.attempts, pageSize: copy.pageSize });
-      const problems = await integrityProblems(out, false, 20, opts.signal, opts.deadline, opts.interrupted);
+      // (whileBusy from inside the check: SQLite's progress handler calls what stops it.)
+      const busy = opts.whileBusy;
+      const interrupted = busy ? () => (busy(), opts.interrupted?.() ?? false) : opts.interrupted;
+      const problems = await integrityProblems(out, false, 20, opts.signal, opts.deadline, interrupted);
       if (problems.length === 0) break;
       const key = problems.join('\n');
       if (key === seen || copies === 3) {

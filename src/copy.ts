@@ -41,6 +41,13 @@ export interface CopyOptions {
    * check), where an AbortSignal cannot flip: offThread sets it from the calling thread.
    */
   interrupted?: () => boolean;
+  /**
+   * Called every few milliseconds during the job's long synchronous work (the integrity check,
+   * hashing and copying whole files), where the event loop cannot run: for a caller that must
+   * keep watching something meanwhile (the replicator looks at the WAL, or it would miss its
+   * restarts while a big base is checked). Cheap and quick, or it slows the job.
+   */
+  whileBusy?: () => void;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
   /**

@@ -14,6 +14,7 @@ import { applySegment, checksumOf, decodeSegment, encodeSegment, hex, pageHash, 
 import { chainOf, logNameFor, logsOf, parseLogName, rangesOf } from '../src/sets/logs.ts';
 import { SourceFile } from '../src/snapshot/source-file.ts';
 import { layersFor } from '../src/transforms/index.ts';
+import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from '../src/wal.ts';
 import { WalFollower } from '../src/wal-follower.ts';
 import { cleanup, tmpdir } from './helpers.ts';
 import { MemWal, PS, WalBuilder } from './wal-builder.ts';
@@ -310,7 +311,7 @@ function watched(n: number) {
 /** A live replica over a database file of bytes and a WAL in memory. */
 function live(n: number) {
   const { db, wal, replica, out, watch } = watched(n);
-  return { db, wal, r: new LiveReplica(watch, replica, PS, n), out };
+  return { db, wal, r: LiveReplica.open(watch, replica, PS, n), out };
 }
 
 test('page hashes behind a cache of 3 blocks (4,096 pages each): after random sets and gets over 40,000 pages, each reads what was set last (never set: zeros); the blocks in memory stay at 3; the file is removed on close', () => {
@@ -363,7 +364,7 @@ test('live replica: what is committed while its base is made is followed by look
     fs.writeFileSync(db, b);
     wal.set(over(g2, new WalBuilder(9, 5).tx([4], 4, 0x44).bytes));
     // The base is made: the replica starts where the follower started.
-    const r = new LiveReplica(watch, replica, PS, 4);
+    const r = LiveReplica.open(watch, replica, PS, 4);
     const s = r.catchUp(out, { now: 1 })!;
     if (ahead) assert.equal([s.count, s.gap], [3, null]);
     else assert.ok(s.gap, 'a gap');
@@ -395,6 +396,65 @@ test('live replica: commits seen in the WAL are steps of exactly their pages; a 
   assert.is(s2.count, 2);
   // Quiet again: nothing.
   assert.is(r.catchUp(out, { now: 5 }), null);
+  r.close();
+});
+
+/** A StepWriter that keeps each step's pages in memory. */
+function pagesOut() {
+  const pages = new Map<number, Buffer>();
+  const out = { begin() {}, record(p: number, page: Uint8Array) { pages.set(p, Buffer.from(page)); }, end() {} } as unknown as StepWriter;
+  return { pages, out };
+}
+
+test('live replica: a full pass is made in pieces with a look between two: a WAL restart under it (the frame being read overwritten) is followed, that page read again, and the step is exactly the committed state; a gap seen between two pieces voids the pass, and the next one closes it', async () => {
+  const { db, wal, replica, out, watch } = watched(8);
+  // Pieces of two pages: 1-2, 3-4, 5-6, 7-8.
+  const r = LiveReplica.open(watch, replica, PS, 8, { pieceBytes: 2 * PS });
+  const over = (old: Uint8Array, next: Uint8Array) => Buffer.concat([next, old.subarray(next.length)]);
+  const g1 = new WalBuilder(7, 8).tx([3], 8, 0x31).tx([7], 8, 0x71).bytes;
+  wal.create(g1);
+  assert.is(r.catchUp(out, { now: 1 })!.count, 2);
+  r.forceFullPass('a test gap');
+  // While the pass reads page 3 from its frame (the first), the writer checkpoints (the file takes
+  // pages 3 and 7), restarts and commits page 5 over that very frame: what is read is page 5's.
+  const b = fs.readFileSync(db);
+  let armed = true;
+  wal.beforeRead = (offset) => {
+    if (!armed || offset !== WAL_HEADER_SIZE + WAL_FRAME_HEADER_SIZE) return;
+    armed = false;
+    b.fill(0x31, 2 * PS, 3 * PS);
+    b.fill(0x71, 6 * PS, 7 * PS);
+    fs.writeFileSync(db, b);
+    wal.set(over(g1, new WalBuilder(8, 3).tx([5], 8, 0x55).bytes));
+  };
+  await r.passInPieces();
+  assert.not.ok(armed, 'the frame was read during the pass');
+  assert.is(r.voidedPasses, 0);
+  const a = pagesOut();
+  const s = r.catchUp(a.out, { now: 2, fullPass: false })!;
+  assert.is(s.gap, 'a test gap');
+  // Page 5 is the only change (page 3 read again: its frame had been overwritten).
+  assert.equal([...a.pages.keys()], [5]);
+  assert.ok(a.pages.get(5)!.every((x) => x === 0x55));
+  wal.beforeRead = undefined;
+
+  // Between two pieces the WAL restarts twice unseen while the file changes: the pass is void.
+  r.forceFullPass('a second test gap');
+  const pass = r.passInPieces();
+  b.fill(0x55, 4 * PS, 5 * PS);
+  b.fill(0x66, 5 * PS, 6 * PS);
+  fs.writeFileSync(db, b);
+  wal.set(new WalBuilder(10, 1).tx([4], 8, 0x44).bytes);
+  await pass;
+  assert.is(r.voidedPasses, 1);
+  assert.ok(r.needsPass());
+  assert.is(r.catchUp(out, { now: 3, fullPass: false }), null);
+  await r.passInPieces();
+  const c = pagesOut();
+  const s2 = r.catchUp(c.out, { now: 4, fullPass: false })!;
+  assert.is(s2.gap, 'a second test gap');
+  assert.equal([...c.pages.keys()].sort(), [4, 6]);
+  assert.ok(c.pages.get(4)!.every((x) => x === 0x44) && c.pages.get(6)!.every((x) => x === 0x66));
   r.close();
 });
 

@@ -20,13 +20,44 @@ import { BlufioError } from '../errors.ts';
 import { RetryAttempt } from '../retry.ts';
 import { overlay } from '../snapshot/overlay.ts';
 import { SourceFile } from '../snapshot/source-file.ts';
-import { readFully } from '../vfs/disk-file.ts';
+import { readFully, writeFully } from '../vfs/disk-file.ts';
+import { WAL_FRAME_HEADER_SIZE, frameOffset } from '../wal.ts';
 import { WalFollower, diskWal } from '../wal-follower.ts';
+import { PageBits } from './page-bits.ts';
 import { ReplicaHashes } from './replica-hashes.ts';
 import { CHECKSUM_BYTES, pageHash, xorInto, type StepWriter } from './segment.ts';
 
 /** Most rounds of one catch-up before it is left for the next interval. */
 const ROUNDS = 8;
+
+/**
+ * Bytes of pages a full pass (or the hashing of a new replica) reads between two looks at the
+ * WAL: ~10 ms of reading and hashing here, so that a WAL restart is never missed for the time a
+ * pass takes, at any database size.
+ */
+const PIECE_BYTES = 4 * 1024 * 1024;
+
+export interface OpenOptions {
+  /** Bytes of pages read between two looks (default PIECE_BYTES; tests make pieces of a few pages). */
+  pieceBytes?: number;
+}
+
+/** Runs a piecewise job to its end at once. */
+function runNow<T>(job: Generator<void, T>): T {
+  for (;;) {
+    const r = job.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Runs a piecewise job, letting the event loop run between two pieces (shipping, timers, signals). */
+async function runBetween<T>(job: Generator<void, T>): Promise<T> {
+  for (;;) {
+    const r = job.next();
+    if (r.done) return r.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 
 /** A step as written to the spool: when, the size after it, its checksum, how many pages, and a gap it closed. */
 export interface StepMeta {
@@ -57,9 +88,12 @@ export class LiveReplica {
   private touched = new Set<number>();
   /** Why every page must be compared (frames may have been committed unseen), or null. */
   private gap: string | null = null;
-  /** A full pass was made since the last step: every page is compared for it. */
-  private wide = false;
-  private lastPre: string;
+  /**
+   * A full pass made since the last step, waiting for it: the pages that differ from the
+   * replica's (in the scratch file now), how many pages it covered, and the gap it closes.
+   */
+  private passed: { changed: PageBits; pages: number; why: string } | null = null;
+  private lastPre = '';
   readonly follower: WalFollower;
   /** The hash of each page of the replica's state (a file behind a bounded cache), and their checksum. */
   private readonly hashes: ReplicaHashes;
@@ -69,32 +103,64 @@ export class LiveReplica {
   /** Gaps closed since start (for reports). */
   gaps = 0;
   lastGap: string | null = null;
-  /** How long the last full pass took to read the database file (ms; 0: none yet). */
+  /** How long the last full pass took to read the database file (ms; 0: none yet; estimated from its part when it was voided). */
   lastPassMs = 0;
+  /** Passes voided by a gap seen while they were made (for reports and tests). */
+  voidedPasses = 0;
 
   /** Where pages are read to (each step's touched pages, at their offsets; sparse). */
   private readonly scratch: string;
   readonly src: SourceFile;
 
-  /**
-   * `watch` must have been started (follow()) before the replica's state was copied, so that
-   * every page committed since then is touched.
-   */
-  constructor(watch: Watch, readonly replica: string, readonly pageSize: number, public nPages: number) {
+  /** Pages read between two looks by a full pass or the hashing of the replica. */
+  private readonly per: number;
+
+  private constructor(private readonly watch: Watch, readonly replica: string, readonly pageSize: number, public nPages: number, opts: OpenOptions) {
+    this.per = Math.max(1, Math.floor((opts.pieceBytes ?? PIECE_BYTES) / pageSize));
     this.src = watch.src;
     this.follower = watch.follower;
-    this.lastPre = watch.lastPre;
-    this.gap = watch.gap;
     this.scratch = `${replica}.scratch`;
     fs.writeFileSync(this.scratch, '', { mode: 0o600 });
-    for (const p of this.follower.touched) this.touched.add(p);
     this.hashes = new ReplicaHashes(`${replica}.hashes`);
-    try {
-      this.rehash(1, nPages);
-    } catch (e) {
+  }
+
+  /**
+   * The replica at `replica` (a committed state of `nPages` pages), followed from `watch`, which
+   * must have been started (follow()) before that state was copied, so that every page committed
+   * since then is touched. Its pages are hashed in pieces with a look at the WAL between two
+   * (lookAhead), at once; opening() lets the event loop run between them.
+   */
+  static open(watch: Watch, replica: string, pageSize: number, nPages: number, opts: OpenOptions = {}): LiveReplica {
+    const r = new LiveReplica(watch, replica, pageSize, nPages, opts);
+    return r.opened(() => runNow(r.rehash()));
+  }
+
+  static async opening(watch: Watch, replica: string, pageSize: number, nPages: number, opts: OpenOptions = {}): Promise<LiveReplica> {
+    const r = new LiveReplica(watch, replica, pageSize, nPages, opts);
+    return r.opened(() => runBetween(r.rehash()));
+  }
+
+  private opened<T>(hashing: () => T): T extends Promise<unknown> ? Promise<LiveReplica> : LiveReplica {
+    const fail = (e: unknown): never => {
       this.hashes.close();
+      fs.rmSync(this.scratch, { force: true });
       throw e;
+    };
+    // What the watch saw while there was no replica (and while its pages were hashed).
+    const adopt = () => {
+      this.lastPre = this.watch.lastPre;
+      this.gap = this.watch.gap;
+      for (const p of this.follower.touched) this.touched.add(p);
+      this.follower.touched.clear();
+      return this;
+    };
+    let r: T;
+    try {
+      r = hashing();
+    } catch (e) {
+      return fail(e);
     }
+    return (r instanceof Promise ? r.then(adopt, fail) : adopt()) as never;
   }
 
   /** Starts following the database at `dbPath`: call before its state is copied to the replica. */
@@ -126,20 +192,35 @@ export class LiveReplica {
    * when that look found nothing committed and no gap (else null).
    */
   heartbeat(out: StepWriter): StepMeta | null {
-    if (this.touched.size > 0 || this.gap !== null || this.lookedAt === 0) return null;
+    if (this.touched.size > 0 || this.gapPending() || this.lookedAt === 0) return null;
     out.begin(this.lookedAt, this.nPages);
     out.end(this.checksum);
     return { time: this.lookedAt, pages: this.nPages, checksum: Uint8Array.from(this.checksum), count: 0, gap: null };
   }
 
-  /** A gap waits to be closed by a full pass. */
+  /** A gap waits to be closed (by a full pass, then its step). */
   gapPending(): boolean {
+    return this.gap !== null || this.passed !== null;
+  }
+
+  /** A gap waits for a full pass (passInPieces(), or a catch-up that may make one). */
+  needsPass(): boolean {
     return this.gap !== null;
+  }
+
+  /**
+   * A full pass is a few pieces (16 MiB at most): quick enough to be made at once, again in each
+   * round of a catch-up — how a gap is closed between the commits of a writer that truncates its
+   * WAL after each one (a pass has to fit between two of them: docs/replication.md).
+   */
+  get quickPass(): boolean {
+    return this.nPages <= 4 * this.per;
   }
 
   /** The next catch-up compares every page with the database file (frames may have been committed unseen). */
   forceFullPass(why: string): void {
     this.gap = why;
+    this.passed = null;
   }
 
   /** The checksum of the replica's state, hex. */
@@ -150,7 +231,17 @@ export class LiveReplica {
   /** Anything committed since the last step, or a gap to close (a cheap look at the WAL). */
   pending(): boolean {
     this.look(undefined);
-    return this.touched.size > 0 || this.gap !== null;
+    return this.touched.size > 0 || this.gapPending();
+  }
+
+  /**
+   * The full pass a pending gap needs, made in pieces with the event loop running between them
+   * (a big database's pass takes seconds: shipping and signals go on meanwhile). The next
+   * catch-up takes it in as its step. Nothing to do without a gap; a gap seen during the pass
+   * leaves it pending (voidedPasses).
+   */
+  async passInPieces(): Promise<void> {
+    if (this.gap !== null) await runBetween(this.pass());
   }
 
   /**
@@ -168,19 +259,27 @@ export class LiveReplica {
     // When the commits the step holds were seen: the look they were read in (not later: a commit
     // seen after it is in the next step, and its time must not be this one's).
     let seenAt = this.lookedAt;
-    if (this.touched.size === 0 && this.gap === null) return null;
+    if (this.touched.size === 0 && !this.gapPending()) return null;
     // A full pass reads the whole database file: not at every look (a writer that truncates its
     // WAL after every commit would make it one every tenth of a second), only when allowed.
-    if (this.gap !== null && (opts.fullPass === false || opts.holdGap)) return null;
+    // A gap's step waits while steps before it wait (it ships in a segment of its own).
+    if (this.gapPending() && opts.holdGap) return null;
+    if (this.gap !== null && opts.fullPass === false) return null;
     let why = 'the WAL kept moving under the pages being read';
-    let closed: string | null = null;
     for (let round = 1; round <= ROUNDS; round++) {
-      const full = this.gap !== null;
-      if (full) {
-        closed ??= this.gap;
-        this.wide = true;
+      if (this.gap !== null) {
+        // (At once: a caller that lets the event loop run meanwhile calls passInPieces() first,
+        // and catchUp() with fullPass false.)
+        if (opts.fullPass === false) return null;
+        runNow(this.pass());
+        if (this.gap !== null) {
+          why = `a full pass did not fit between two commits (${this.gap})`;
+          continue;
+        }
+        // What the pass's looks saw is in this step: its time is theirs.
+        seenAt = this.lookedAt;
       }
-      this.gap = null;
+      const passed = this.passed;
       const f = this.follower;
       const gen = f.gen;
       const nFinal = gen && gen.lastCommit > 0 ? gen.nPages : this.src.dbPages(this.pageSize);
@@ -189,15 +288,14 @@ export class LiveReplica {
       // Page 1 every time: the scratch file's header is rewritten by the overlay from it.
       applying.add(1);
       let fromFile: (p: number) => boolean;
-      const passStart = performance.now();
       try {
-        fromFile = overlay({ destPath: this.scratch, src: this.src, pageSize: this.pageSize, viewPages: this.nPages, viewIndex: null, gen, wal: f.reader, touched: full ? null : applying, nFinal });
+        // (The pages a pass covered are in the scratch file already: only those beyond are read.)
+        fromFile = overlay({ destPath: this.scratch, src: this.src, pageSize: this.pageSize, viewPages: Math.max(this.nPages, passed?.pages ?? 0), viewIndex: null, gen, wal: f.reader, touched: applying, nFinal });
       } catch (e) {
         if (!(e instanceof RetryAttempt)) throw e;
-        this.gap = why = e.reason;
+        this.forceFullPass(why = e.reason);
         continue;
       }
-      if (full) this.lastPassMs = performance.now() - passStart;
       const fresh = new Set<number>();
       this.look(fresh);
       const lookedAgain = this.lookedAt;
@@ -216,24 +314,98 @@ export class LiveReplica {
       // One committed state: what changed is told by the pages' hashes.
       const now = opts.now ?? seenAt;
       out.begin(now, nFinal);
-      const count = this.advance(nFinal, this.wide ? null : applying, out);
+      const count = this.advance(nFinal, applying, passed?.changed ?? null, out);
       out.end(this.checksum);
       this.touched = fresh;
-      this.wide = false;
-      if (closed) {
+      this.passed = null;
+      if (passed) {
         this.gaps++;
-        this.lastGap = closed;
+        this.lastGap = passed.why;
       }
-      return { time: now, pages: nFinal, checksum: Uint8Array.from(this.checksum), count, gap: closed };
+      return { time: now, pages: nFinal, checksum: Uint8Array.from(this.checksum), count, gap: passed?.why ?? null };
     }
     throw new RetryAttempt(why);
   }
 
   /**
-   * Takes the new state's pages in (from the scratch file): those of `pages` (null: all), page 1,
-   * and any beyond the old size; each whose hash changed goes to `out`. Returns how many did.
+   * A full pass (docs/replication.md, "Gaps"): every page of the database file, or of its newest
+   * frame, compared with the replica's hash — in pieces, with a look at the WAL between two, so
+   * that no restart of the WAL goes unseen for the time a pass takes, at any size (one read of a
+   * 4 GiB file took 12 s, and its WAL restarted unseen every 4 s at 100 tx/s: every step was a
+   * gap, lag 19–31 s). This is the backup copy's own method (docs/consistency.md):
+   * - a piece is read from the generation the look before it saw: a page's newest frame there,
+   *   else the file (a checkpoint writes to the file only frames of that generation, or of one
+   *   the next look reads: continuity, or a gap);
+   * - a page committed after that look is touched by the next one, and read again in the step;
+   * - a page read from a frame while the generation changed (a restart may have overwritten the
+   *   frame) is touched too, as is one whose frame the WAL no longer reaches;
+   * - a gap seen meanwhile (frames committed unseen while the file changed) voids the pass: what
+   *   the unseen commits changed may be in pieces already read. The first gap stays the one to close.
+   * The pages that differ are written to the scratch file and kept in `passed` for the step.
    */
-  private advance(nFinal: number, pages: Set<number> | null, out: StepWriter): number {
+  private *pass(): Generator<void, void> {
+    const why = this.gap!;
+    this.gap = null;
+    this.passed = null;
+    const ps = this.pageSize;
+    const per = this.per;
+    const changed = new PageBits();
+    const f = this.follower;
+    const started = performance.now();
+    const fd = fs.openSync(this.scratch, 'r+');
+    try {
+      const buf = new Uint8Array(per * ps);
+      const page = new Uint8Array(ps);
+      for (let first = 1; ; ) {
+        const gen = f.gen;
+        const nNow = gen && gen.lastCommit > 0 ? gen.nPages : this.src.dbPages(ps);
+        if (first > nNow) {
+          this.passed = { changed, pages: first - 1, why };
+          this.lastPassMs = performance.now() - started;
+          return;
+        }
+        const n = Math.min(per, nNow - first + 1);
+        const piece = buf.subarray(0, n * ps);
+        piece.fill(0, this.src.read(piece, (first - 1) * ps));
+        const fromFrames: number[] = [];
+        for (let k = 0; gen && k < n; k++) {
+          const frame = gen.frames.get(first + k);
+          if (frame === undefined) continue;
+          if (f.reader && f.reader.read(page, frameOffset(frame, ps) + WAL_FRAME_HEADER_SIZE) === ps) {
+            piece.set(page, k * ps);
+            fromFrames.push(first + k);
+          } else this.touched.add(first + k);
+        }
+        let differs = false;
+        for (let k = 0; k < n; k++) {
+          const p = first + k;
+          if (p <= this.nPages && pageHash(p, piece.subarray(k * ps, (k + 1) * ps)).equals(this.hashes.get(p))) continue;
+          changed.add(p);
+          differs = true;
+        }
+        if (differs) writeFully(fd, piece, (first - 1) * ps);
+        this.look(undefined);
+        if (this.gap !== null) {
+          this.voidedPasses++;
+          this.lastPassMs = ((performance.now() - started) * nNow) / (first - 1 + n);
+          this.gap = why;
+          return;
+        }
+        if (f.gen !== gen) for (const p of fromFrames) this.touched.add(p);
+        first += n;
+        yield;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Takes the new state's pages in (from the scratch file): those of `pages`, of `changed` (a
+   * full pass's), page 1 and any beyond the old size; each whose hash changed goes to `out`.
+   * Returns how many did.
+   */
+  private advance(nFinal: number, pages: Set<number>, changed: PageBits | null, out: StepWriter): number {
     const ps = this.pageSize;
     // Pages past the new end leave the checksum.
     for (let p = nFinal + 1; p <= this.nPages; p++) xorInto(this.checksum, this.hashes.get(p));
@@ -242,11 +414,14 @@ export class LiveReplica {
     // garbage a step on a 1 GiB database, 40 steps a second: 189 MiB peak RSS, measured.
     const old = this.nPages;
     this.nPages = nFinal;
-    // Every page, in order, for a full pass (no set of them: 262,144 numbers for 1 GiB was
-    // ~40 MiB of heap at once); else the touched ones, page 1 and those past the old end.
+    // In order; after a full pass as bits (a set of every page was ~40 MiB of heap per GiB).
     let check: Iterable<number>;
-    if (pages === null) check = (function* () { for (let p = 1; p <= nFinal; p++) yield p; })();
-    else {
+    if (changed) {
+      for (const p of pages) changed.add(p);
+      changed.add(1);
+      for (let p = old + 1; p <= nFinal; p++) changed.add(p);
+      check = changed;
+    } else {
       const some = new Set<number>(pages);
       some.add(1);
       for (let p = old + 1; p <= nFinal; p++) some.add(p);
@@ -274,17 +449,24 @@ export class LiveReplica {
     return count;
   }
 
-  /** Hashes pages `first`..`last` of the replica into `hashes` and the checksum. */
-  private rehash(first: number, last: number): void {
+  /** Hashes the replica's pages into `hashes` and the checksum, in pieces, the source looked at between two. */
+  private *rehash(): Generator<void, void> {
     const ps = this.pageSize;
+    const per = this.per;
     const fd = fs.openSync(this.replica, 'r');
     try {
-      const page = new Uint8Array(ps);
-      for (let p = first; p <= last; p++) {
-        page.fill(0, readFully(fd, page, (p - 1) * ps));
-        const h = pageHash(p, page);
-        this.hashes.set(p, h);
-        xorInto(this.checksum, h);
+      const buf = new Uint8Array(per * ps);
+      for (let first = 1; first <= this.nPages; first += per) {
+        const n = Math.min(per, this.nPages - first + 1);
+        const piece = buf.subarray(0, n * ps);
+        piece.fill(0, readFully(fd, piece, (first - 1) * ps));
+        for (let k = 0; k < n; k++) {
+          const h = pageHash(first + k, piece.subarray(k * ps, (k + 1) * ps));
+          this.hashes.set(first + k, h);
+          xorInto(this.checksum, h);
+        }
+        LiveReplica.lookAhead(this.watch);
+        yield;
       }
     } finally {
       fs.closeSync(fd);
@@ -302,8 +484,8 @@ export class LiveReplica {
     this.lookedAt = Math.max(this.lookedAt, Date.now() + 1);
     const post = this.src.stamp();
     if (post !== this.lastPre) {
-      if (reason) this.gap = reason;
-      else if (blind) this.gap = 'the database file changed while there was no WAL to follow';
+      if (reason) this.forceFullPass(reason);
+      else if (blind) this.forceFullPass('the database file changed while there was no WAL to follow');
     }
     if (read) this.lastPre = pre;
     for (const p of collect) {
@@ -314,7 +496,11 @@ export class LiveReplica {
     this.follower.touched.clear();
   }
 
+  private closed = false;
+
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.follower.close();
     this.src.close();
     this.hashes.close();

@@ -343,7 +343,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   let resumed = false;
   try {
     if (resumable) {
-      live = new LiveReplica(watch, replicaPath, meta!.pageSize, Math.floor(fs.statSync(replicaPath).size / meta!.pageSize));
+      live = await LiveReplica.opening(watch, replicaPath, meta!.pageSize, Math.floor(fs.statSync(replicaPath).size / meta!.pageSize));
       if (live.checksumHex !== meta!.post) {
         live.close();
         throw new RetryAttempt('the replica is not the state the chain ends with');
@@ -369,7 +369,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     for (let wait = 1000; ; wait = Math.min(30_000, wait * 2)) {
       try {
         // --take-over adopts the series too (the database moved to a new place on a new machine).
-        r = await whileLooking(w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, keepCopyAt: replicaPath, naming } as BackupOptions));
+        r = await whileLooking(w, (whileBusy) => backup(db, store.where(''), { ...opts, force: opts.takeOver === true, keepCopyAt: replicaPath, naming, whileBusy } as BackupOptions));
         break;
       } catch (e) {
         // The database kept changing under every copy (a big one whose WAL is truncated after
@@ -387,7 +387,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
     // whose newest base it may be (a restore would take it over the new holder's chain).
     await leaseHeld(base);
     madeBase = base;
-    live = new LiveReplica(w, replicaPath, r.pageSize, r.pages);
+    live = await LiveReplica.opening(w, replicaPath, r.pageSize, r.pages);
     meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: r.pageSize, lease: lease!.k };
     writeMeta(metaPath, meta);
   }
@@ -641,11 +641,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
    * that changes nothing, stamped now. False when none could be made (a gap waits for its pass,
    * or a storm of checkpoints).
    */
-  const stepNow = (fullPass: boolean): boolean => {
+  const stepNow = async (fullPass: boolean): Promise<boolean> => {
+    // (A pass in pieces, the event loop running meanwhile; then its step. A small one at once.)
+    if (fullPass && !live.quickPass) await live.passInPieces();
     const mark = spool.bytes;
     let st: StepMeta | null = null;
     try {
-      st = live.catchUp(spool, { fullPass });
+      st = live.catchUp(spool, { fullPass: fullPass && live.quickPass });
     } catch (e) {
       if (!(e instanceof RetryAttempt)) throw e;
     }
@@ -677,7 +679,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // attack run restored the old holder's database while the new one's chain was empty).
       // Not a full pass: a gap (the WAL restarted unseen while the base was made) is closed as
       // usual, at the interval, its lag counted from when it began.
-      if (stepNow(false)) nextShip = clock();
+      if (await stepNow(false)) nextShip = clock();
     }
     for (;;) {
       if (fatal) throw fatal;
@@ -698,7 +700,13 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         if (nb0?.done && nb0.r && !nb0.failed) LiveReplica.lookAhead(nb0.w);
         const switching = !stopping && behindSince === null && !!nb0?.done && !!nb0.r && !nb0.failed
           && Date.now() >= nameTime(nb0.r.path) + 2 * look && lastStepTime >= nameTime(nb0.r.path);
-        const step = switching ? null : live.catchUp(spool, { fullPass: stopping || clock() >= nextShip - look, holdGap: pending.length > inFlight });
+        // A gap's full pass is made in pieces, the event loop running meanwhile (a big database's
+        // takes seconds: the segment on its way goes on), then its step is taken below.
+        // (A small database's pass is made at once, in the catch-up's rounds: quickPass.)
+        const holdGap = pending.length > inFlight;
+        const passDue = stopping || clock() >= nextShip - look;
+        if (!switching && !holdGap && passDue && live.needsPass() && !live.quickPass) await live.passInPieces();
+        const step = switching ? null : live.catchUp(spool, { fullPass: passDue && live.quickPass, holdGap });
         if (step && (step.count > 0 || step.gap)) {
           pending.push({ ...step, bytes: spool.bytes - before, since: lookStart });
           if (pending.length === 1) nextShip = dueOf(pending[0]);
@@ -868,7 +876,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           if (by) throw lease!.standDown(by, status.lastShipped);
           const full = fullNext;
           fullNext = false;
-          return whileLooking(nb.w, backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica, naming, ...(full ? { full: true } : {}) } as BackupOptions));
+          return whileLooking(nb.w, (whileBusy) => backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica, naming, whileBusy, ...(full ? { full: true } : {}) } as BackupOptions));
         }).then(async (r) => {
           await leaseHeld(r.path.slice(r.path.lastIndexOf('/') + 1));
           nb.r = r;
@@ -907,7 +915,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           fs.renameSync(nextReplica, replicaPath);
           const base = nb.r.path.slice(nb.r.path.lastIndexOf('/') + 1);
           madeBase = base;
-          live = new LiveReplica(nb.w, replicaPath, nb.r.pageSize, nb.r.pages);
+          live = await LiveReplica.opening(nb.w, replicaPath, nb.r.pageSize, nb.r.pages);
           meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: nb.r.pageSize, lease: lease!.k };
           writeMeta(metaPath, meta);
           spool.reset();
@@ -919,7 +927,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           // the switch began, and until this chain's first step a time restores the old one's
           // last state (an attack run found 0.2–0.35 s of commits missed there, at the interval).
           // A full pass if one is due (a writer that removes its WAL): once per new base.
-          if (stepNow(true)) nextShip = clock();
+          if (await stepNow(true)) nextShip = clock();
         }
       }
       // Stopping: what was committed is shipped — the segment on its way first, then what was
@@ -942,7 +950,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
             stopRounds++;
             const wait = nameTime(made.path) + 2 * look - Date.now();
             if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-            if (stepNow(true)) continue;
+            if (await stepNow(true)) continue;
           }
         }
         if ((pending.length === 0 && !live.gapPending()) || ++stopRounds > 4) {
@@ -1130,18 +1138,26 @@ const clock = () => performance.now();
 
 /**
  * `job` (a new base being made), with the source looked at every 25 ms meanwhile (lookAhead):
- * what is committed while the base is copied and uploaded is followed, not lost to a gap.
+ * what is committed while the base is copied and uploaded is followed, not lost to a gap —
+ * from a timer, and from inside the job's long synchronous work (its whileBusy hook: checking,
+ * hashing and copying a 4 GiB base blocked the timer for tens of seconds, and the WAL restarted
+ * unseen under it: every chain began with a gap).
  */
-async function whileLooking<T>(w: Watch, job: Promise<T>): Promise<T> {
-  const timer = setInterval(() => {
+async function whileLooking<T>(w: Watch, job: (whileBusy: () => void) => Promise<T>): Promise<T> {
+  let last = 0;
+  const look = () => {
+    const now = performance.now();
+    if (now - last < 20) return;
+    last = now;
     try {
       LiveReplica.lookAhead(w);
     } catch {
       w.gap ??= 'the WAL could not be read while the base was made';
     }
-  }, 25);
+  };
+  const timer = setInterval(look, 25);
   try {
-    return await job;
+    return await job(look);
   } finally {
     clearInterval(timer);
   }

@@ -15,6 +15,7 @@ import { countChanged, writeDiff } from './diff.ts';
 import { assess } from './health.ts';
 import { DAY, entriesOf, FUTURE_SLACK, nameFor, stemOf, type SetEntry } from './names.ts';
 import { hashCacheDir, hashPages, openPages, recipientsKey, writePages, type PageHashes } from './pages.ts';
+import { copyRange } from '../vfs/disk-file.ts';
 
 export interface SetBackupOptions extends BackupOptions {
   /** Write a full backup even when a differential could be made. */
@@ -135,7 +136,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
     ensureRoom(work, sourceBytes(db) * 2, 'the copy staged before it is packed', 'free some space there, or pass --work-dir <directory> on a file system with room');
     const plain = path.join(work, 'backup.db');
     const copy = await buildVerifiedCopy(db, plain, opts, 'the backup', { staging: true });
-    const now: PageHashes = { ...hashPages(plain, copy.pageSize, path.join(work, 'hashes')), recipients: recipientsKey(opts.recipients ?? []) };
+    const now: PageHashes = { ...hashPages(plain, copy.pageSize, path.join(work, 'hashes'), opts.whileBusy), recipients: recipientsKey(opts.recipients ?? []) };
     const cacheDir = hashCacheDir(set, opts);
 
     // A differential, if it may and pays.
@@ -150,7 +151,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
         decision.fullBecause = `${Math.round((100 * changed) / Math.max(1, now.pages))} % of the pages changed (a differential pays below 50 %)`;
         changed = now.pages;
       } else {
-        writeDiff(plain, now, decision.base.hashes, decision.base.entry, diffFile, changed);
+        writeDiff(plain, now, decision.base.hashes, decision.base.entry, diffFile, changed, opts.whileBusy);
         kind = 'diff';
         file = diffFile;
       }
@@ -247,7 +248,7 @@ export async function backupToSet(dbPath: string, set: string, opts: SetBackupOp
         }
       }
     }
-    if (opts.keepCopyAt) fs.copyFileSync(plain, opts.keepCopyAt);
+    if (opts.keepCopyAt) keepCopy(plain, opts.keepCopyAt, opts.whileBusy);
     return {
       ...result(db, store.where(name), { ...copy, bytes }, layers, opts, started),
       kind,
@@ -299,3 +300,19 @@ async function chooseBase(store: Store, entries: SetEntry[], now: PageHashes, la
   return { base: { entry: newestFull, hashes }, fullBecause: null };
 }
 
+/** The plain copy kept for the caller (the replicator's replica), a chunk at a time when whileBusy is given. */
+function keepCopy(from: string, to: string, whileBusy?: () => void): void {
+  if (!whileBusy) return fs.copyFileSync(from, to);
+  const fdIn = fs.openSync(from, 'r');
+  try {
+    const fdOut = fs.openSync(to, 'w', 0o600);
+    try {
+      const size = fs.fstatSync(fdIn).size;
+      if (copyRange(fdIn, 0, fdOut, 0, size, whileBusy) !== size) throw new BlufioError('E_IO', `${from} was cut short while it was copied`, 'try again');
+    } finally {
+      fs.closeSync(fdOut);
+    }
+  } finally {
+    fs.closeSync(fdIn);
+  }
+}

@@ -51,7 +51,7 @@ export function countChanged(now: PageHashes, base: PageHashes): number {
  * `out`: the hashes are compared a block at a time, once to count (the header, first, says how
  * many pages follow) and once here — no list of pages, no table of hashes in memory at any size.
  */
-export function writeDiff(file: string, now: PageHashes, base: PageHashes, baseEntry: SetEntry, out: string, changed: number): void {
+export function writeDiff(file: string, now: PageHashes, base: PageHashes, baseEntry: SetEntry, out: string, changed: number, whileBusy?: () => void): void {
   const header: DiffHeader = { base: baseEntry.name, baseSha256: base.sha256, pageSize: now.pageSize, pages: now.pages, sha256: now.sha256, changed, baseBytes: baseEntry.bytes };
   const fdIn = fs.openSync(file, 'r');
   const fdOut = fs.openSync(out, 'wx', 0o600);
@@ -63,7 +63,7 @@ export function writeDiff(file: string, now: PageHashes, base: PageHashes, baseE
       rec.writeUInt32BE(p + 1, 0);
       readAt(fdIn, rec.subarray(4), now.pageSize, p * now.pageSize);
       fs.writeSync(fdOut, rec);
-      written++;
+      if (++written % 256 === 0) whileBusy?.();
     }
     if (written !== changed) throw new BlufioError('E_IO', 'the page hashes changed while the differential was written', 'try again');
   } finally {

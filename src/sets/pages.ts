@@ -39,7 +39,7 @@ const PAGES_AT_ONCE = 256;
  * Reads a database file's whole pages in runs of PAGES_AT_ONCE, each given to `run` (its bytes
  * and its first page, from 0); returns the SHA-256 of them all, hex.
  */
-function eachRun(file: string, pageSize: number, run: (bytes: Buffer, first: number, n: number) => void): { pages: number; sha256: string } {
+function eachRun(file: string, pageSize: number, run: (bytes: Buffer, first: number, n: number) => void, whileBusy?: () => void): { pages: number; sha256: string } {
   const fd = fs.openSync(file, 'r');
   try {
     const pages = Math.floor(fs.fstatSync(fd).size / pageSize);
@@ -50,6 +50,7 @@ function eachRun(file: string, pageSize: number, run: (bytes: Buffer, first: num
       readAt(fd, buf, n * pageSize, p * pageSize);
       whole.update(buf.subarray(0, n * pageSize));
       run(buf, p, n);
+      whileBusy?.();
     }
     return { pages, sha256: whole.digest('hex') };
   } finally {
@@ -57,15 +58,15 @@ function eachRun(file: string, pageSize: number, run: (bytes: Buffer, first: num
   }
 }
 
-/** Hashes a database file page by page into the file `out` (made), and as a whole. */
-export function hashPages(file: string, pageSize: number, out: string): PageHashes {
+/** Hashes a database file page by page into the file `out` (made), and as a whole (whileBusy: CopyOptions'). */
+export function hashPages(file: string, pageSize: number, out: string, whileBusy?: () => void): PageHashes {
   const fdOut = fs.openSync(out, 'wx', 0o600);
   try {
     const hashes = Buffer.allocUnsafe(HASH_BYTES * PAGES_AT_ONCE);
     const { pages, sha256 } = eachRun(file, pageSize, (buf, first, n) => {
       for (let i = 0; i < n; i++) createHash('sha256').update(buf.subarray(i * pageSize, (i + 1) * pageSize)).digest().copy(hashes, i * HASH_BYTES, 0, HASH_BYTES);
       writeFully(fdOut, hashes.subarray(0, n * HASH_BYTES), first * HASH_BYTES);
-    });
+    }, whileBusy);
     return { pageSize, pages, sha256, file: out, offset: 0 };
   } finally {
     fs.closeSync(fdOut);

@@ -140,9 +140,9 @@ let copyBuffer: Buffer | null = null;
 /**
  * Copies up to `n` bytes of `fdIn` from `inAt` to `fdOut` at `outAt`, IO_CHUNK at a time through
  * one shared buffer (synchronous: never used by two copies at once); returns the bytes copied
- * (fewer when `fdIn` ends first).
+ * (fewer when `fdIn` ends first). `whileBusy` is called between two chunks (CopyOptions').
  */
-export function copyRange(fdIn: number, inAt: number, fdOut: number, outAt: number, n: number): number {
+export function copyRange(fdIn: number, inAt: number, fdOut: number, outAt: number, n: number, whileBusy?: () => void): number {
   const buf = (copyBuffer ??= Buffer.allocUnsafe(IO_CHUNK));
   let done = 0;
   while (done < n) {
@@ -150,6 +150,7 @@ export function copyRange(fdIn: number, inAt: number, fdOut: number, outAt: numb
     if (got === 0) break;
     writeRange(fdOut, buf, 0, got, outAt + done);
     done += got;
+    whileBusy?.();
   }
   return done;
 }
