@@ -109,13 +109,13 @@ export class LiveReplica {
   voidedPasses = 0;
 
   /** Where pages are read to (each step's touched pages, at their offsets; sparse). */
-  private readonly scratch: string;
+  private scratch: string;
   readonly src: SourceFile;
 
   /** Pages read between two looks by a full pass or the hashing of the replica. */
   private readonly per: number;
 
-  private constructor(private readonly watch: Watch, readonly replica: string, readonly pageSize: number, public nPages: number, opts: OpenOptions) {
+  private constructor(private readonly watch: Watch, public replica: string, readonly pageSize: number, public nPages: number, opts: OpenOptions) {
     this.per = Math.max(1, Math.floor((opts.pieceBytes ?? PIECE_BYTES) / pageSize));
     this.src = watch.src;
     this.follower = watch.follower;
@@ -196,6 +196,19 @@ export class LiveReplica {
     out.begin(this.lookedAt, this.nPages);
     out.end(this.checksum);
     return { time: this.lookedAt, pages: this.nPages, checksum: Uint8Array.from(this.checksum), count: 0, gap: null };
+  }
+
+  /**
+   * Moves the replica and its files to `replica` (a new chain's, opened beside the old one while
+   * it shipped, taking its place: hashing a big replica at the switch left seconds in which no
+   * chain looked).
+   */
+  moveTo(replica: string): void {
+    fs.renameSync(this.replica, replica);
+    fs.renameSync(this.scratch, `${replica}.scratch`);
+    this.hashes.moveTo(`${replica}.hashes`);
+    this.replica = replica;
+    this.scratch = `${replica}.scratch`;
   }
 
   /** A gap waits to be closed (by a full pass, then its step). */

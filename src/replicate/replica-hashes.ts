@@ -24,7 +24,7 @@ export class ReplicaHashes {
   /** Cached blocks by number, least recently used first (a Map keeps the order of insertion). */
   private readonly blocks = new Map<number, { buf: Buffer; dirty: boolean }>();
 
-  constructor(readonly path: string, private readonly cacheBlocks = CACHE_BLOCKS) {
+  constructor(private path: string, private readonly cacheBlocks = CACHE_BLOCKS) {
     this.fd = fs.openSync(path, 'w+', 0o600);
   }
 
@@ -44,6 +44,12 @@ export class ReplicaHashes {
   /** Blocks in memory now (for tests). */
   get cached(): number {
     return this.blocks.size;
+  }
+
+  /** Renames the file (open: nothing else changes). */
+  moveTo(path: string): void {
+    fs.renameSync(this.path, path);
+    this.path = path;
   }
 
   close(): void {

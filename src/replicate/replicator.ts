@@ -147,8 +147,20 @@ interface NextBase {
   failed: unknown;
   w: ReturnType<typeof LiveReplica.follow>;
   r: BackupResult | null;
+  /** Its replica, opened (hashed) once the base is made: followed from then on, while the old chain ships. */
+  live: LiveReplica | null;
   /** Settles when the backup has (done). */
   settled: Promise<void>;
+}
+
+/** A next base that is not switched to: its replica (or its watch) closed, its file removed. */
+function closeNext(nb: NextBase, replica: string): void {
+  if (nb.live) nb.live.close();
+  else {
+    nb.w.follower.close();
+    nb.w.src.close();
+  }
+  fs.rmSync(replica, { force: true });
 }
 
 /** Where this machine keeps a chain's replica and state: one folder per (set, database). */
@@ -697,7 +709,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // out; then it moves over. (Stepping on meanwhile made the switch wait for a moment with
         // nothing committed — under constant writes, a segment a look and no switch at all.)
         const nb0 = nextBase;
-        if (nb0?.done && nb0.r && !nb0.failed) LiveReplica.lookAhead(nb0.w);
+        if (nb0?.done && nb0.r && !nb0.failed) nb0.live!.pending();
         const switching = !stopping && behindSince === null && !!nb0?.done && !!nb0.r && !nb0.failed
           && Date.now() >= nameTime(nb0.r.path) + 2 * look && lastStepTime >= nameTime(nb0.r.path);
         // A gap's full pass is made in pieces, the event loop running meanwhile (a big database's
@@ -870,7 +882,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       }
       if (!stopping && !nextBase && !clockHeld && clock() - chainStart >= baseEvery) {
         fs.rmSync(nextReplica, { force: true });
-        const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null, settled: Promise.resolve() };
+        const nb: NextBase = { done: false, failed: null, w: LiveReplica.follow(db), r: null, live: null, settled: Promise.resolve() };
         nextBase = nb;
         nb.settled = lease!.takenOver(true, AbortSignal.timeout(30_000)).then((by) => {
           if (by) throw lease!.standDown(by, status.lastShipped);
@@ -879,6 +891,14 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           return whileLooking(nb.w, (whileBusy) => backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica, naming, whileBusy, ...(full ? { full: true } : {}) } as BackupOptions));
         }).then(async (r) => {
           await leaseHeld(r.path.slice(r.path.lastIndexOf('/') + 1));
+          // Its replica hashed now, in pieces, looking at the source between two (the switch is
+          // then a rename: seconds at 4 GiB otherwise, with no chain looking).
+          try {
+            nb.live = await LiveReplica.opening(nb.w, nextReplica, r.pageSize, r.pages);
+          } catch (e) {
+            nb.failed = e;
+            return;
+          }
           nb.r = r;
         }, (e) => {
           nb.failed = e;
@@ -904,18 +924,16 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         nextBase = null;
         if (nb.failed instanceof BlufioError && nb.failed.code === 'E_IN_USE') fatal = nb.failed;
         if (nb.failed || !nb.r) {
-          nb.w.follower.close();
-          nb.w.src.close();
-          fs.rmSync(nextReplica, { force: true });
+          closeNext(nb, nextReplica);
           if (!stopping) say({ event: 'retry', error: `a new base: ${nb.failed instanceof Error ? nb.failed.message : String(nb.failed)}`, backlogSteps: pending.length, nextInMs: 600_000 });
           chainStart = clock() - baseEvery + 600_000;
         } else {
           // Everything the old chain saw is shipped: move over to the new one.
           live.close();
-          fs.renameSync(nextReplica, replicaPath);
+          nb.live!.moveTo(replicaPath);
+          live = nb.live!;
           const base = nb.r.path.slice(nb.r.path.lastIndexOf('/') + 1);
           madeBase = base;
-          live = await LiveReplica.opening(nb.w, replicaPath, nb.r.pageSize, nb.r.pages);
           meta = { database: db, set: store.where(''), base, n: 0, post: live.checksumHex, pageSize: nb.r.pageSize, lease: lease!.k };
           writeMeta(metaPath, meta);
           spool.reset();
@@ -983,9 +1001,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         const wait = () => (nb.done ? r() : setTimeout(wait, 20));
         wait();
       });
-      nb.w.follower.close();
-      nb.w.src.close();
-      fs.rmSync(nextReplica, { force: true });
+      closeNext(nb, nextReplica);
     }
     await compacting;
     await renewing;
