@@ -7,7 +7,8 @@ no gap, none whose time is after T.
   python3 testkit/replwriter.py DB '{"tps": 100, "checkpoint": "TRUNCATE", "pad": 300}'
 
 checkpoint: run after every commit (PASSIVE|FULL|RESTART|TRUNCATE|null); its busy results are
-counted (a replicator must never make the server's own checkpoints fail). Stops on SIGTERM and
+counted; autocheckpoint: SQLite's wal_autocheckpoint in pages (default 1000: the WAL restarts
+after about that many pages were written) (a replicator must never make the server's own checkpoints fail). Stops on SIGTERM and
 prints {"commits": n, "busy": n, "checkpoints": n}; the same line every quarter of a second while it runs.
 """
 import json, signal, sqlite3, sys, time
@@ -23,6 +24,8 @@ signal.signal(signal.SIGTERM, on_term)
 c = sqlite3.connect(db, timeout=30, isolation_level=None)
 c.execute('PRAGMA journal_mode=WAL')
 c.execute('PRAGMA busy_timeout=30000')
+if o.get('autocheckpoint') is not None:
+    c.execute(f"PRAGMA wal_autocheckpoint={int(o['autocheckpoint'])}")
 c.execute('CREATE TABLE IF NOT EXISTS log(i INTEGER PRIMARY KEY, t REAL NOT NULL, pad BLOB)')
 tps = o.get('tps', 100)
 pad = o.get('pad', 300)

@@ -702,7 +702,6 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         // that its place in the range is its first step's (an attack run found gaps shown
         // seconds away from where they were).
         // A step's time is when the look that read its commits ended (live-replica.ts).
-        const before = spool.bytes;
         const thisLook = clock();
         // A new base is ready and the old chain reaches its time: what is committed from now on
         // is left to the new chain (its watch follows it), while the old chain's last steps go
@@ -718,6 +717,8 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
         const holdGap = pending.length > inFlight;
         const passDue = stopping || clock() >= nextShip - look;
         if (!switching && !holdGap && passDue && live.needsPass() && !live.quickPass) await live.passInPieces();
+        // (Measured after the pass: a segment shipped meanwhile takes its bytes off the spool.)
+        const before = spool.bytes;
         const step = switching ? null : live.catchUp(spool, { fullPass: passDue && live.quickPass, holdGap });
         if (step && (step.count > 0 || step.gap)) {
           pending.push({ ...step, bytes: spool.bytes - before, since: lookStart });
