@@ -211,6 +211,18 @@ export class LiveReplica {
     this.scratch = `${replica}.scratch`;
   }
 
+  /** Why the next step with pages in it is marked as a gap though no pass was needed (labelNextStep). */
+  private label: string | null = null;
+
+  /**
+   * Marks the next step that holds commits as a gap: its commits were seen over a span but are
+   * all stamped with its time (a new chain's first step after a base that took seconds to make
+   * and upload), so a time inside that span is not exact — listed as a gap, never shown exact.
+   */
+  labelNextStep(why: string): void {
+    this.label = why;
+  }
+
   /** A gap waits to be closed (by a full pass, then its step). */
   gapPending(): boolean {
     return this.gap !== null || this.passed !== null;
@@ -272,7 +284,11 @@ export class LiveReplica {
     // When the commits the step holds were seen: the look they were read in (not later: a commit
     // seen after it is in the next step, and its time must not be this one's).
     let seenAt = this.lookedAt;
-    if (this.touched.size === 0 && !this.gapPending()) return null;
+    if (this.touched.size === 0 && !this.gapPending()) {
+      // (Nothing was committed meanwhile: no span to label.)
+      this.label = null;
+      return null;
+    }
     // A full pass reads the whole database file: not at every look (a writer that truncates its
     // WAL after every commit would make it one every tenth of a second), only when allowed.
     // A gap's step waits while steps before it wait (it ships in a segment of its own).
@@ -335,7 +351,9 @@ export class LiveReplica {
         this.gaps++;
         this.lastGap = passed.why;
       }
-      return { time: now, pages: nFinal, checksum: Uint8Array.from(this.checksum), count, gap: passed?.why ?? null };
+      const label = count > 0 ? this.label : null;
+      this.label = null;
+      return { time: now, pages: nFinal, checksum: Uint8Array.from(this.checksum), count, gap: passed?.why ?? label };
     }
     throw new RetryAttempt(why);
   }

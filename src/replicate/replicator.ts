@@ -490,7 +490,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
   // A new chain every newBaseEveryMs: its base is made while the old chain goes on
   // shipping, then the replicator moves over (the chains overlap: no gap between them).
   const baseEvery = opts.newBaseEveryMs ?? 6 * 3_600_000;
-  let chainStart = clock();
+  // (From the base's time, not this start's: a replicator restarted more often than that — a crash
+  // loop — would otherwise never start a new chain, an attack run found.)
+  let chainStart = clock() - Math.max(0, Math.min(baseEvery, Date.now() - nameTime(meta!.base)));
   let nextBase: NextBase | null = null;
   const nextReplica = `${replicaPath}.next`;
   /**
@@ -691,6 +693,11 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // attack run restored the old holder's database while the new one's chain was empty).
       // Not a full pass: a gap (the WAL restarted unseen while the base was made) is closed as
       // usual, at the interval, its lag counted from when it began.
+      // Its commits were seen while the base was checked and uploaded, but are stamped now: a
+      // time in between restores the base's state. When that took more than a second (an attack
+      // run: 16 s at 400 MB), the step is marked a gap, so that `list` says so.
+      const took = Date.now() - nameTime(meta!.base);
+      if (took > 1000) live.labelNextStep(`the commits of the ${Math.round(took / 1000)} s the base took to publish are stamped when it was done`);
       if (await stepNow(false)) nextShip = clock();
     }
     for (;;) {
@@ -946,6 +953,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           // the switch began, and until this chain's first step a time restores the old one's
           // last state (an attack run found 0.2–0.35 s of commits missed there, at the interval).
           // A full pass if one is due (a writer that removes its WAL): once per new base.
+          // (As at start: more than a second since the old chain's last step is listed as a gap.)
+          const took = Date.now() - lastStepTime;
+          if (took > 1000) live.labelNextStep(`the commits of the ${Math.round(took / 1000)} s the switch to a new base took are stamped when it was done`);
           if (await stepNow(true)) nextShip = clock();
         }
       }

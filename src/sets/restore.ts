@@ -38,7 +38,22 @@ const objectsOf = (entry: SetEntry) => (entry.kind === 'diff' && entry.base ? [e
  * log segments replayed to the time (in a private directory, removed afterwards). `fn` gets the
  * file, the backup's entry and location, and every object it was made from (in the order read).
  */
-export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions & KeyOptions & { at?: Date; stem?: string; workDir?: string; signal?: AbortSignal; retries?: number }, fn: (file: string, entry: SetEntry, where: string, objects: string[]) => Promise<T>): Promise<T> {
+export async function withSetBackup<T>(set: string, opts: SetRestoreOptions, fn: (file: string, entry: SetEntry, where: string, objects: string[]) => Promise<T>): Promise<T> {
+  // A segment removed while the chain was read (compaction merged it: the merged one stands for
+  // it now; or a prune): planned again from a new list, twice at most (an attack run's restore
+  // failed with "does not exist" while the replicator compacted, and succeeded a minute later).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await withSetBackupOnce(set, opts, fn);
+    } catch (e) {
+      if (!(e as { vanished?: boolean }).vanished || attempt >= 3) throw e;
+    }
+  }
+}
+
+type SetRestoreOptions = ObjectStorageOptions & KeyOptions & { at?: Date; stem?: string; workDir?: string; signal?: AbortSignal; retries?: number };
+
+async function withSetBackupOnce<T>(set: string, opts: SetRestoreOptions, fn: (file: string, entry: SetEntry, where: string, objects: string[]) => Promise<T>): Promise<T> {
   const store = openStore(set, opts);
   const files = await store.list();
   const all = entriesOf(files);
@@ -75,8 +90,9 @@ export async function withSetBackup<T>(set: string, opts: ObjectStorageOptions &
         if (!(e instanceof BlufioError) || !['E_SOURCE_MISSING', 'E_CORRUPT', 'E_NOT_SQLITE'].includes(e.code)) throw e;
         const member = (e as { member?: string }).member;
         const bad = plan.chain.find((l) => l.name === member);
-        throw new BlufioError(e.code, `the state at ${new Date(limit).toISOString()} in ${store.where('')} cannot be replayed: ${e.message}`,
-          bad ? `restore to a time before it: --at ${bad.from.toISOString()} or earlier; blufio check ${set} tells more` : `blufio check ${set} tells more`, { cause: e });
+        const vanished = e.code === 'E_SOURCE_MISSING' && bad !== undefined && !(await store.list()).some((f) => f.name === member);
+        throw Object.assign(new BlufioError(e.code, `the state at ${new Date(limit).toISOString()} in ${store.where('')} cannot be replayed: ${e.message}`,
+          bad ? `restore to a time before it: --at ${bad.from.toISOString()} or earlier; blufio check ${set} tells more` : `blufio check ${set} tells more`, { cause: e }), { vanished });
       }
       const where = store.where(replayed.last.name);
       const objects = [...objectsOf(plan.base), ...plan.chain.slice(0, plan.chain.indexOf(replayed.last) + 1).map((l) => l.name)].map((n) => store.where(n));
