@@ -896,7 +896,9 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           if (by) throw lease!.standDown(by, status.lastShipped);
           const full = fullNext;
           fullNext = false;
-          return whileLooking(nb.w, (whileBusy) => backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica, naming, whileBusy, ...(full ? { full: true } : {}) } as BackupOptions));
+          // (Inside the base's long synchronous work, the chain still shipping is looked at too:
+          // an attack run's writer restarting its WAL every ~80 ms left gaps at every new base.)
+          return whileLooking(nb.w, (whileBusy) => backup(db, store.where(''), { ...opts, force: opts.takeOver === true, signal: opts.signal, keepCopyAt: nextReplica, naming, whileBusy, ...(full ? { full: true } : {}) } as BackupOptions), () => live.pending());
         }).then(async (r) => {
           await leaseHeld(r.path.slice(r.path.lastIndexOf('/') + 1));
           // Its replica hashed now, in pieces, looking at the source between two (the switch is
@@ -1170,7 +1172,7 @@ const clock = () => performance.now();
  * hashing and copying a 4 GiB base blocked the timer for tens of seconds, and the WAL restarted
  * unseen under it: every chain began with a gap).
  */
-async function whileLooking<T>(w: Watch, job: (whileBusy: () => void) => Promise<T>): Promise<T> {
+async function whileLooking<T>(w: Watch, job: (whileBusy: () => void) => Promise<T>, alsoWhileBusy?: () => void): Promise<T> {
   let last = 0;
   const look = () => {
     const now = performance.now();
@@ -1182,9 +1184,18 @@ async function whileLooking<T>(w: Watch, job: (whileBusy: () => void) => Promise
       w.gap ??= 'the WAL could not be read while the base was made';
     }
   };
+  const busy = () => {
+    const due = performance.now() - last >= 20;
+    look();
+    try {
+      if (due) alsoWhileBusy?.();
+    } catch {
+      // (the chain's own next look says what is wrong)
+    }
+  };
   const timer = setInterval(look, 25);
   try {
-    return await job(look);
+    return await job(busy);
   } finally {
     clearInterval(timer);
   }

@@ -40,13 +40,13 @@ const objectsOf = (entry: SetEntry) => (entry.kind === 'diff' && entry.base ? [e
  */
 export async function withSetBackup<T>(set: string, opts: SetRestoreOptions, fn: (file: string, entry: SetEntry, where: string, objects: string[]) => Promise<T>): Promise<T> {
   // A segment removed while the chain was read (compaction merged it: the merged one stands for
-  // it now; or a prune): planned again from a new list, twice at most (an attack run's restore
+  // it now; or a prune): planned again from a new list, four times at most (an attack run's restore
   // failed with "does not exist" while the replicator compacted, and succeeded a minute later).
   for (let attempt = 1; ; attempt++) {
     try {
       return await withSetBackupOnce(set, opts, fn);
     } catch (e) {
-      if (!(e as { vanished?: boolean }).vanished || attempt >= 3) throw e;
+      if (!(e as { vanished?: boolean }).vanished || attempt >= 5) throw e;
     }
   }
 }
