@@ -132,35 +132,38 @@ export class LiveReplica {
    */
   static open(watch: Watch, replica: string, pageSize: number, nPages: number, opts: OpenOptions = {}): LiveReplica {
     const r = new LiveReplica(watch, replica, pageSize, nPages, opts);
-    return r.opened(() => runNow(r.rehash()));
+    try {
+      runNow(r.rehash());
+    } catch (e) {
+      throw r.discard(e);
+    }
+    return r.adopt();
   }
 
   static async opening(watch: Watch, replica: string, pageSize: number, nPages: number, opts: OpenOptions = {}): Promise<LiveReplica> {
     const r = new LiveReplica(watch, replica, pageSize, nPages, opts);
-    return r.opened(() => runBetween(r.rehash()));
+    try {
+      await runBetween(r.rehash());
+    } catch (e) {
+      throw r.discard(e);
+    }
+    return r.adopt();
   }
 
-  private opened<T>(hashing: () => T): T extends Promise<unknown> ? Promise<LiveReplica> : LiveReplica {
-    const fail = (e: unknown): never => {
-      this.hashes.close();
-      fs.rmSync(this.scratch, { force: true });
-      throw e;
-    };
-    // What the watch saw while there was no replica (and while its pages were hashed).
-    const adopt = () => {
-      this.lastPre = this.watch.lastPre;
-      this.gap = this.watch.gap;
-      for (const p of this.follower.touched) this.touched.add(p);
-      this.follower.touched.clear();
-      return this;
-    };
-    let r: T;
-    try {
-      r = hashing();
-    } catch (e) {
-      return fail(e);
-    }
-    return (r instanceof Promise ? r.then(adopt, fail) : adopt()) as never;
+  /** Takes in what the watch saw while there was no replica (and while its pages were hashed). */
+  private adopt(): this {
+    this.lastPre = this.watch.lastPre;
+    this.gap = this.watch.gap;
+    for (const p of this.follower.touched) this.touched.add(p);
+    this.follower.touched.clear();
+    return this;
+  }
+
+  /** Removes what the constructor made (opening failed); returns `e`. */
+  private discard(e: unknown): unknown {
+    this.hashes.close();
+    fs.rmSync(this.scratch, { force: true });
+    return e;
   }
 
   /** Starts following the database at `dbPath`: call before its state is copied to the replica. */
@@ -293,7 +296,6 @@ export class LiveReplica {
     // WAL after every commit would make it one every tenth of a second), only when allowed.
     // A gap's step waits while steps before it wait (it ships in a segment of its own).
     if (this.gapPending() && opts.holdGap) return null;
-    if (this.gap !== null && opts.fullPass === false) return null;
     let why = 'the WAL kept moving under the pages being read';
     for (let round = 1; round <= ROUNDS; round++) {
       if (this.gap !== null) {

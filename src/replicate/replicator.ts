@@ -153,6 +153,15 @@ interface NextBase {
   settled: Promise<void>;
 }
 
+/**
+ * A new chain's first step holds what was committed since `since` (ms, wall clock), all stamped
+ * with its own time: over a second of that is marked a gap (LiveReplica.labelNextStep).
+ */
+function labelIfLate(live: LiveReplica, since: number, what: string): void {
+  const took = Date.now() - since;
+  if (took > 1000) live.labelNextStep(`the commits of the ${Math.round(took / 1000)} s ${what} are stamped when it was done`);
+}
+
 /** A next base that is not switched to: its replica (or its watch) closed, its file removed. */
 function closeNext(nb: NextBase, replica: string): void {
   if (nb.live) nb.live.close();
@@ -696,8 +705,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
       // Its commits were seen while the base was checked and uploaded, but are stamped now: a
       // time in between restores the base's state. When that took more than a second (an attack
       // run: 16 s at 400 MB), the step is marked a gap, so that `list` says so.
-      const took = Date.now() - nameTime(meta!.base);
-      if (took > 1000) live.labelNextStep(`the commits of the ${Math.round(took / 1000)} s the base took to publish are stamped when it was done`);
+      labelIfLate(live, nameTime(meta!.base), 'the base took to publish');
       if (await stepNow(false)) nextShip = clock();
     }
     for (;;) {
@@ -956,8 +964,7 @@ export async function replicate(dbPath: string, set: string, opts: ReplicateOpti
           // last state (an attack run found 0.2–0.35 s of commits missed there, at the interval).
           // A full pass if one is due (a writer that removes its WAL): once per new base.
           // (As at start: more than a second since the old chain's last step is listed as a gap.)
-          const took = Date.now() - lastStepTime;
-          if (took > 1000) live.labelNextStep(`the commits of the ${Math.round(took / 1000)} s the switch to a new base took are stamped when it was done`);
+          labelIfLate(live, lastStepTime, 'the switch to a new base took');
           if (await stepNow(true)) nextShip = clock();
         }
       }
@@ -1174,21 +1181,21 @@ const clock = () => performance.now();
  */
 async function whileLooking<T>(w: Watch, job: (whileBusy: () => void) => Promise<T>, alsoWhileBusy?: () => void): Promise<T> {
   let last = 0;
-  const look = () => {
+  /** A look, unless one was made in the last 20 ms: whether it looked. */
+  const look = (): boolean => {
     const now = performance.now();
-    if (now - last < 20) return;
+    if (now - last < 20) return false;
     last = now;
     try {
       LiveReplica.lookAhead(w);
     } catch {
       w.gap ??= 'the WAL could not be read while the base was made';
     }
+    return true;
   };
   const busy = () => {
-    const due = performance.now() - last >= 20;
-    look();
     try {
-      if (due) alsoWhileBusy?.();
+      if (look()) alsoWhileBusy?.();
     } catch {
       // (the chain's own next look says what is wrong)
     }
